@@ -1,0 +1,52 @@
+"""Clocks: real time for the chair, virtual time for replaying scripted sessions fast.
+
+Pure logic never reads a clock; it is handed ``t`` (seconds since session start).
+The daemon asks its clock for ``t`` and for the pause between ticks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the clock started."""
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of this clock's time pass."""
+
+
+class RealClock:
+    """Monotonic wall time."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class VirtualClock:
+    """Time that runs ``speed`` times faster than real time; ``speed=None`` means as fast as possible."""
+
+    def __init__(self, speed: float | None = None) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._t = 0.0
+
+    def now(self) -> float:
+        return self._t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self.speed is not None:
+            time.sleep(seconds / self.speed)
+        self._t += seconds
