@@ -1,0 +1,98 @@
+"""The session's event stream: every mood, decision, level change, alert and e-stop, timestamped.
+
+``EventLog.emit(t, type, **fields)`` hands one event (a dict with ``t`` in seconds since session
+start and ``type``) to each sink. Sinks are small objects with ``write(event)``, ``flush()`` and
+``close()``; a failing sink is reported once and dropped so recording can never stop the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from relaxd.errors import RelaxdError
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class Sink(Protocol):
+    def write(self, event: Event) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """One JSON object a line, flushed at least every ``flush_every`` seconds of session time."""
+
+    def __init__(self, path: str | Path, flush_every: float = 1.0) -> None:
+        self.path = Path(path)
+        try:
+            self._file: TextIO = open(self.path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise RelaxdError(f"cannot write events: {exc.strerror}", self.path) from None
+        self._flush_every = flush_every
+        self._last_flush = float("-inf")
+
+    def write(self, event: Event) -> None:
+        self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        if event["t"] - self._last_flush >= self._flush_every or event["type"] in ("alert", "estop"):
+            self.flush()
+            self._last_flush = event["t"]
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class MemorySink:
+    """Keeps events in a list (for the status line and tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def write(self, event: Event) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class EventLog:
+    """Fans events out to sinks; safe to call from the e-stop callback thread."""
+
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
+        self.sinks: list[Sink] = list(sinks or [])
+        self._lock = threading.Lock()
+
+    def emit(self, t: float, type: str, **fields: Any) -> Event:
+        event: Event = {"t": round(float(t), 3), "type": type, **fields}
+        with self._lock:
+            for sink in list(self.sinks):
+                try:
+                    sink.write(event)
+                except Exception as exc:  # noqa: BLE001 - a broken sink must not stop the chair
+                    log.error("event sink %s failed and was dropped: %s", type(sink).__name__, exc)
+                    self.sinks.remove(sink)
+        return event
+
+    def flush(self) -> None:
+        with self._lock:
+            for sink in self.sinks:
+                sink.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for sink in self.sinks:
+                sink.close()
+            self.sinks.clear()
