@@ -82,7 +82,7 @@ class EventLog:
                 try:
                     sink.write(event)
                 except Exception as exc:  # noqa: BLE001 - a broken sink must not stop the chair
-                    log.error("event sink %s failed and was dropped: %s", type(sink).__name__, exc)
+                    log.error("event sink %s failed and was dropped: %s", sink.__class__.__name__, exc)
                     self.sinks.remove(sink)
         return event
 
