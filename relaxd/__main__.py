@@ -1,0 +1,5 @@
+import sys
+
+from relaxd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""The ``relaxd`` command: the chair's daemon, ``--simulate`` for laptops, and the tools around them.
+
+    relaxd                              run on the chair (systemd starts this)
+    relaxd --simulate                   the bundled demo, no hardware or camera needed
+    relaxd --simulate --video F         the whole loop on a video file
+    relaxd check | bench | model evaluate DIR | scenario validate F... | sessions
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable
+
+from relaxd import __version__
+from relaxd.errors import RelaxdError
+
+log = logging.getLogger("relaxd")
+
+# subcommand -> (module, configure function, run function, help)
+_COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
+    ("check",): ("relaxd.check", "configure", "run", "check camera, model, pins, audio and storage"),
+    ("bench",): ("relaxd.bench", "configure", "run", "time the vision pipeline on 640x480 frames"),
+    ("model", "evaluate"): ("relaxd.evaluate", "configure", "run",
+                            "evaluate an emotion model on a folder in FER2013 layout"),
+    ("scenario", "validate"): ("relaxd.scenario", "configure_validate", "run_validate",
+                               "check scenario files, reporting every problem"),
+    ("scenario", "show"): ("relaxd.scenario", "configure_show", "run_show",
+                           "print a scenario's timeline (and plot it against a mood script)"),
+    ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
+}
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number or 'max'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="configuration file (default: $RELAXD_CONFIG or /etc/relaxd/config.yaml)")
+    p.add_argument("--simulate", action="store_true",
+                   help="no Pi hardware: mock GPIO pins, audio rendered to a WAV file")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--video", metavar="FILE", help="read frames from a video file")
+    src.add_argument("--images", metavar="DIR", help="read frames from a folder of images")
+    src.add_argument("--camera", metavar="N", type=int, help="read frames from webcam number N")
+    src.add_argument("--mood-script", metavar="FILE",
+                     help="skip vision: feed moods (and e-stop presses) from a YAML script")
+    p.add_argument("--scenario", metavar="FILE", help="scenario to play (default: from config)")
+    p.add_argument("--speed", type=_speed, metavar="N|max",
+                   help="scripted input only: run N times faster than real time, or 'max'")
+    p.add_argument("--events", metavar="FILE", help="write every event as JSON Lines to FILE")
+    p.add_argument("--out", metavar="DIR", default="relaxd-sim",
+                   help="--simulate: folder for the WAV file and session records (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="relaxd", description="Adaptive relaxation chair: light, sound and vibration that "
+        "follow a child's mood, with an emergency stop that always wins.")
+    parser.add_argument("--version", action="version", version=f"relaxd {__version__}")
+    _add_run_arguments(parser)
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    leaves: dict[str, argparse.ArgumentParser] = {}
+    for words, (module, configure, _, help_text) in _COMMANDS.items():
+        where = subs
+        if len(words) == 2:
+            if words[0] not in groups:
+                group = subs.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="COMMAND",
+                                                        required=True)
+            where = groups[words[0]]
+        leaf = where.add_parser(words[-1], help=help_text, description=help_text)
+        leaf.set_defaults(_command=words)
+        leaves[" ".join(words)] = leaf
+    return parser, leaves
+
+
+def _load(words: tuple[str, ...], leaf: argparse.ArgumentParser | None) -> Callable[[argparse.Namespace], int]:
+    module_name, configure, run, _ = _COMMANDS[words]
+    module = importlib.import_module(module_name)
+    if leaf is not None:
+        getattr(module, configure)(leaf)
+    return getattr(module, run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, leaves = build_parser()
+    # Each subcommand's module adds its own arguments; load only the one asked for.
+    words = tuple(a for a in argv[:2] if not a.startswith("-"))
+    for n in (2, 1):
+        if words[:n] in _COMMANDS:
+            try:
+                _load(words[:n], leaves[" ".join(words[:n])])
+            except ImportError as exc:
+                print(f"relaxd: {' '.join(words[:n])} is unavailable: {exc}", file=sys.stderr)
+                return 2
+            break
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "_command", None):
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+            return _load(args._command, None)(args)
+        from relaxd.daemon import run_from_args
+        return run_from_args(args)
+    except RelaxdError as exc:
+        print(f"relaxd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
