@@ -1,0 +1,193 @@
+"""``relaxd bench``: time the run-time vision pipeline on 640x480 frames, single-threaded.
+
+The stages are the daemon's own classes: :func:`faces.to_gray`, :meth:`faces.FaceDetector.track`,
+:func:`faces.crop_face`, :meth:`emotion.EmotionClassifier.classify`, :class:`mood.MoodSmoother`.
+Frames are made (built-in: scikit-image's astronaut on a cluttered background, moving slightly)
+or decoded (``--video``) outside the timed part, one at a time, so memory stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .camera import CAMERA_SIZE, VideoFileSource
+from .emotion import EmotionClassifier
+from .errors import RelaxdError
+from .faces import FaceDetector, crop_face, to_gray
+from .labels import mood_probs
+from .mood import MoodSmoother
+from .paths import default_model
+
+#: The astronaut's Haar face box in skimage.data.astronaut() (x, y, w, h).
+_ASTRONAUT_FACE = (177, 66, 95, 95)
+
+
+def _skimage_data():
+    try:
+        from skimage import data
+    except ImportError:
+        raise RelaxdError("built-in frames need scikit-image (pip install scikit-image); "
+                          "or pass --video FILE") from None
+    return data
+
+
+def cluttered_background(rng: np.random.Generator, size: tuple[int, int] = CAMERA_SIZE) -> np.ndarray:
+    """A BGR scene full of edges: skimage's coffee photo under random shapes and text."""
+    data = _skimage_data()
+    width, height = size
+    bg = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height),
+                    interpolation=cv2.INTER_AREA)
+    for _ in range(40):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            cv2.rectangle(bg, (x, y), (x + int(rng.integers(10, 120)), y + int(rng.integers(10, 120))),
+                          colour, int(rng.choice([-1, 2])))
+        elif kind == 1:
+            cv2.circle(bg, (x, y), int(rng.integers(5, 50)), colour, int(rng.choice([-1, 3])))
+        elif kind == 2:
+            cv2.line(bg, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), colour, 2)
+        else:
+            cv2.putText(bg, "relax", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1.0, colour, 2)
+    return bg
+
+
+def astronaut_head(face_px: int) -> np.ndarray:
+    """The astronaut's head and shoulders (BGR), scaled so that her face is ``face_px`` wide."""
+    data = _skimage_data()
+    x, y, w, h = _ASTRONAUT_FACE
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    head = img[max(0, y - h // 2):y + 2 * h, max(0, x - w // 2):x + w + w // 2]
+    scale = face_px / w
+    return cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def builtin_frames(n: int, seed: int = 0, face_px: int = 120) -> Iterator[np.ndarray]:
+    """``n`` 640x480 BGR frames: one face on clutter, drifting, nodding in scale, light changing."""
+    rng = np.random.default_rng(seed)
+    bg = cluttered_background(rng)
+    height, width = bg.shape[:2]
+    for i in range(n):
+        phase = 2 * np.pi * i / 90
+        head = astronaut_head(int(round(face_px * (1 + 0.06 * np.sin(phase / 2)))))
+        hh, hw = head.shape[:2]
+        x = int(width / 2 - hw / 2 + 25 * np.sin(phase))
+        y = int(height / 2 - hh / 2 + 12 * np.cos(1.3 * phase))
+        frame = bg.copy()
+        frame[y:y + hh, x:x + hw] = head
+        gain = 1 + 0.1 * np.sin(phase / 3)
+        yield cv2.convertScaleAbs(frame, alpha=gain)
+
+
+def video_frames(path: str | Path, limit: int | None) -> Iterator[np.ndarray]:
+    """A video's frames, resized to 640x480 (at most ``limit`` of them)."""
+    source = VideoFileSource(path)
+    try:
+        count = 0
+        while limit is None or count < limit:
+            frame = source.read()
+            if frame is None:
+                return
+            image = frame.image
+            if image.shape[1::-1] != CAMERA_SIZE:
+                image = cv2.resize(image, CAMERA_SIZE, interpolation=cv2.INTER_AREA)
+            yield image
+            count += 1
+    finally:
+        source.close()
+
+
+def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
+            classifier: EmotionClassifier, fps: float = 15.0) -> dict[str, float | int]:
+    """Run the pipeline on every frame; median milliseconds per stage and per frame, and rates.
+
+    ``crop`` and ``classify`` are timed on the frames where a face was found; the others on all.
+    """
+    times: dict[str, list[float]] = {s: [] for s in ("gray", "detect", "crop", "classify", "mood",
+                                                      "frame")}
+    smoother = MoodSmoother()
+    clock = time.perf_counter
+    n = with_face = full = 0
+    for image in frames:
+        t0 = clock()
+        gray = to_gray(image)
+        t1 = clock()
+        found = detector.track(gray)
+        t2 = t3 = clock()
+        probs3 = None
+        if found.box is not None:
+            face = crop_face(gray, found.box)
+            t3 = clock()
+            probs3 = mood_probs(classifier.classify(face))
+        t4 = clock()
+        smoother.update(n / fps, probs3)
+        t5 = clock()
+        for stage, dt in (("gray", t1 - t0), ("detect", t2 - t1), ("mood", t5 - t4),
+                          ("frame", t5 - t0)):
+            times[stage].append(dt)
+        if found.box is not None:
+            times["crop"].append(t3 - t2)
+            times["classify"].append(t4 - t3)
+            with_face += 1
+        n += 1
+        full += found.full_search
+    if n == 0:
+        raise RelaxdError("no frames to benchmark")
+    result: dict[str, float | int] = {
+        f"{stage}_ms_median": round(1000 * statistics.median(v), 3) if v else float("nan")
+        for stage, v in times.items()}
+    result["frame_ms_p95"] = round(1000 * float(np.percentile(times["frame"], 95)), 3)
+    result["fps"] = round(1000 / result["frame_ms_median"], 1)
+    result["frames"] = n
+    result["face_rate"] = round(with_face / n, 4)
+    result["full_search_rate"] = round(full / n, 4)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
+    return result
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``relaxd bench``'s arguments."""
+    parser.add_argument("--video", metavar="FILE", help="benchmark this video's frames, "
+                        "resized to 640x480 (default: built-in frames of one face on clutter)")
+    parser.add_argument("--frames", type=int, default=300, metavar="N",
+                        help="at most N frames (default: %(default)s)")
+    parser.add_argument("--model", metavar="FILE", help="emotion model (default: the bundled one)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark and print the figures; 0 on success."""
+    if args.frames < 1:
+        raise RelaxdError("--frames must be at least 1")
+    cv2.setNumThreads(1)
+    classifier = EmotionClassifier(args.model or default_model(), num_threads=1)
+    detector = FaceDetector()
+    if args.video:
+        frames, source = video_frames(args.video, args.frames), f"video {args.video}"
+    else:
+        frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
+    result = {"source": source, **measure(frames, detector, classifier)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{source}: {result['frames']} frames at 640x480, 1 thread")
+    for stage in ("gray", "detect", "crop", "classify", "mood"):
+        print(f"  {stage:<9}{result[f'{stage}_ms_median']:8.3f} ms median")
+    print(f"  {'frame':<9}{result['frame_ms_median']:8.3f} ms median, "
+          f"{result['frame_ms_p95']:.3f} ms p95 -> {result['fps']} fps")
+    print(f"  face found in {100 * result['face_rate']:.1f}% of frames "
+          f"(full-frame search in {100 * result['full_search_rate']:.1f}%)")
+    print(f"  peak RSS {result['peak_rss_mb']} MB")
+    return 0
