@@ -1,0 +1,138 @@
+"""The configuration file: defaults, which file is read, and FILE:LINE:COL problems."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from relaxd import config as cfg
+from relaxd.config import CameraSettings, Config, load_config
+from relaxd.errors import RelaxdError
+from relaxd.yamlspec import SpecError
+
+DEPLOYED = Path(__file__).resolve().parent.parent / "deploy" / "config.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("RELAXD_CONFIG", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setattr(cfg, "DEFAULT_PATH", tmp_path / "etc" / "config.yaml")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_deployed_config_validates_and_states_the_defaults():
+    loaded = load_config(DEPLOYED)
+    assert loaded.path == DEPLOYED
+    assert loaded.scenario == DEPLOYED.parent / "scenarios" / "calm-blue-waves.yaml"
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        if f.name not in ("scenario", "path"):
+            assert getattr(loaded, f.name) == getattr(defaults, f.name), f.name
+
+
+def test_deployed_config_documents_every_field():
+    text = DEPLOYED.read_text()
+
+    def names(obj: object) -> list[str]:
+        out = []
+        for f in dataclasses.fields(obj):
+            if f.init:
+                value = getattr(obj, f.name)
+                out.append(f.name)
+                out += names(value) if dataclasses.is_dataclass(value) else []
+        return out
+
+    for name in names(Config()):
+        # each key is set, or shown as a commented example
+        assert re.search(rf"^\s*(# )?{name}:", text, re.M), f"{name} is not in {DEPLOYED.name}"
+
+
+def test_missing_default_file_means_defaults(caplog):
+    with caplog.at_level(logging.INFO, logger="relaxd.config"):
+        loaded = load_config()
+    assert loaded == Config()
+    assert loaded.path is None
+    assert "using the default configuration" in caplog.text
+
+
+def test_default_file_is_read_when_present(tmp_path):
+    cfg.DEFAULT_PATH.parent.mkdir()
+    cfg.DEFAULT_PATH.write_text("camera:\n  fps: 5\n")
+    assert load_config().camera.fps == 5.0
+
+
+def test_explicit_file_must_exist(tmp_path, monkeypatch):
+    with pytest.raises(RelaxdError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+    monkeypatch.setenv("RELAXD_CONFIG", str(tmp_path / "gone.yaml"))
+    with pytest.raises(RelaxdError, match="gone.yaml: no such file"):
+        load_config()
+
+
+def test_environment_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELAXD_CONFIG", str(write(tmp_path, "model:\n  threads: 2\n")))
+    assert load_config().model.threads == 2
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(write(tmp_path, "# nothing set\n")) == Config()
+
+
+def test_every_problem_is_reported_with_its_position(tmp_path):
+    path = write(tmp_path, "camera:\n  source: webcm\n  width: 10\nmodle: {}\nstate_dir: 3\n"
+                           "alert_command: notify\n")
+    with pytest.raises(SpecError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{path}:2:11: expected one of picamera, webcam, video, images")
+    assert "did you mean 'webcam'" in lines[0]
+    assert lines[1] == f"{path}:3:10: 'width' is 10, outside 160..1920"
+    assert lines[2] == f"{path}:4:1: unknown key 'modle' (did you mean 'model'?)"
+    assert lines[3].startswith(f"{path}:6:16: expected a list")
+    assert len(lines) == 4  # state_dir: 3 is a valid (relative) path
+
+
+def test_file_sources_need_a_path(tmp_path):
+    with pytest.raises(SpecError, match=r":2:3: source video needs 'path'"):
+        load_config(write(tmp_path, "camera:\n  source: video\n"))
+    loaded = load_config(write(tmp_path, "camera:\n  source: images\n  path: frames\n"))
+    assert loaded.camera.path == tmp_path / "frames"
+
+
+def test_backoff_limits_are_ordered(tmp_path):
+    with pytest.raises(SpecError, match="retry_backoff_max_s must be >= retry_backoff_s"):
+        load_config(write(tmp_path, "camera:\n  retry_backoff_s: 5\n  retry_backoff_max_s: 1\n"))
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path):
+    loaded = load_config(write(tmp_path, "model:\n  path: m.tflite\nscenario: /s.yaml\n"))
+    assert loaded.model.path == tmp_path / "m.tflite"
+    assert loaded.scenario == Path("/s.yaml")
+
+
+def test_state_dir_from_systemd(monkeypatch):
+    assert Config().state_dir == Path("/var/lib/relaxd")
+    monkeypatch.setenv("STATE_DIRECTORY", "/run/state/relaxd:/var/lib/other")
+    assert Config().state_dir == Path("/run/state/relaxd")
+
+
+def test_camera_settings_open_file_sources(tmp_path):
+    import cv2
+    import numpy as np
+
+    (tmp_path / "frames").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "a.png"), np.zeros((48, 64), np.uint8))
+    source = CameraSettings(source="images", path=tmp_path / "frames").open()
+    frame = source.read()
+    assert frame is not None and frame.image.shape == (48, 64)
+    source.close()
