@@ -124,8 +124,8 @@ class FaceDetector:
     detect_width: int = 240
     min_face_frac: float = 0.1
     full_every: int = 15
-    roi_margin: float = 0.5
-    roi_face_px: int = 40
+    roi_margin: float = 0.35
+    roi_face_px: int = 32
     scale_factor: float = 1.1
     min_neighbors: int = 4
     cascade_path: str = CASCADE_PATH
