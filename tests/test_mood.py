@@ -14,6 +14,9 @@ NEG, NEU, POS = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 # Binary-exact numbers so that edges are hit exactly.
 EXACT = MoodSettings(window_s=1.0, max_gap_s=0.5, enter_threshold=0.5, switch_margin=0.25,
                      min_dwell_s=2.0, no_face_timeout_s=2.0)
+# No dwell, and a window so short that the average is the latest sample (1 - exp(-500) == 1.0).
+INSTANT = MoodSettings(window_s=0.001, max_gap_s=0.5, enter_threshold=0.5, switch_margin=0.25,
+                       min_dwell_s=0.0, no_face_timeout_s=2.0)
 
 
 def test_defaults_are_valid_and_safe():
@@ -67,10 +70,7 @@ def test_time_going_backwards_does_not_move_the_average():
 
 
 def test_switch_needs_enter_threshold_exactly():
-    # window tiny -> the average equals the latest sample (1 - exp(-500) == 1.0 in floats)
-    s = MoodSettings(window_s=0.001, max_gap_s=0.5, enter_threshold=0.5, switch_margin=0.25,
-                     min_dwell_s=0.0, no_face_timeout_s=2.0)
-    m = MoodSmoother(s)
+    m = MoodSmoother(INSTANT)
     m.update(0.0, NEU)
     # positive leads neutral by 0.25 (margin met) but is below 0.5: stays
     r = m.update(0.5, (0.375, 0.1875, 0.4375))
@@ -81,9 +81,7 @@ def test_switch_needs_enter_threshold_exactly():
 
 
 def test_switch_needs_margin_exactly():
-    s = MoodSettings(window_s=0.001, max_gap_s=0.5, enter_threshold=0.5, switch_margin=0.25,
-                     min_dwell_s=0.0, no_face_timeout_s=2.0)
-    m = MoodSmoother(s)
+    m = MoodSmoother(INSTANT)
     m.update(0.0, NEU)
     r = m.update(0.5, (0.0, 0.375 + 2 ** -10, 0.625 - 2 ** -10))  # lead just below 0.25
     assert r.mood is Mood.NEUTRAL
@@ -92,9 +90,7 @@ def test_switch_needs_margin_exactly():
 
 
 def test_hysteresis_holds_the_current_mood_in_the_band():
-    s = MoodSettings(window_s=0.001, max_gap_s=0.5, enter_threshold=0.5, switch_margin=0.25,
-                     min_dwell_s=0.0, no_face_timeout_s=2.0)
-    m = MoodSmoother(s)
+    m = MoodSmoother(INSTANT)
     m.update(0.0, POS)
     # neutral becomes the favourite but does not lead by the margin: positive is kept
     for k in range(1, 20):
