@@ -10,9 +10,10 @@ markers and reopening is retried with exponential back-off: the daemon's loop ne
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -64,6 +65,17 @@ class FrameSource(Protocol):
         """Release the device or file; safe to call twice."""
 
 
+@contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """Silence OpenCV's own warnings while a capture opens: the CameraError says it in one line."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)
+
+
 def check_image(image: object, source: str) -> np.ndarray:
     """Return ``image`` if it is a non-empty HxW or HxWx3 uint8 array, else raise CameraError."""
     if not isinstance(image, np.ndarray) or image.size == 0:
@@ -80,7 +92,8 @@ class VideoFileSource:
         self.name = f"video {path}"
         if not Path(path).is_file():
             raise CameraError(f"{self.name}: no such file")
-        self._cap = cv2.VideoCapture(str(path))
+        with _opencv_quiet():
+            self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise CameraError(f"{self.name}: cannot open (not a video OpenCV can decode)")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
@@ -105,7 +118,8 @@ class WebcamSource:
     def __init__(self, index: int, size: tuple[int, int] = CAMERA_SIZE,
                  timeout_s: float = 2.0) -> None:
         self.name = f"webcam {index}"
-        self._cap = cv2.VideoCapture(index)
+        with _opencv_quiet():
+            self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
             self._cap.release()
             raise CameraError(f"{self.name}: cannot open (not connected or busy)")
