@@ -1,0 +1,191 @@
+"""Face finding and cropping: real faces (scikit-image's astronaut, LFW), the child rule, edge sizes."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import cv2
+import numpy as np
+import pytest
+
+from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
+
+skimage_data = pytest.importorskip("skimage.data")
+
+ASTRONAUT_FACE = (177, 66, 95, 95)  # Haar box in skimage.data.astronaut()
+
+
+@cache
+def _head() -> np.ndarray:
+    x, y, w, h = ASTRONAUT_FACE
+    img = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    return img[y - h // 2:y + 2 * h, x - w // 2:x + w + w // 2]  # face at (47, 47) in the crop
+
+
+def clutter(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = np.full((height, width, 3), 90, np.uint8)
+    for _ in range(30):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.rectangle(frame, (x, y), (x + int(rng.integers(5, 80)), y + int(rng.integers(5, 80))),
+                      colour, -1)
+    return frame
+
+
+def paste_astronaut(frame: np.ndarray, face_px: int, cx: int, cy: int) -> Box:
+    """Put the astronaut's head with its face ``face_px`` wide centred at (cx, cy); its box."""
+    s = face_px / ASTRONAUT_FACE[2]
+    head = cv2.resize(_head(), None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    fx = int(round((ASTRONAUT_FACE[2] // 2) * s))
+    x0, y0 = cx - face_px // 2 - fx, cy - face_px // 2 - fx
+    hh, hw = head.shape[:2]
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    sx1, sy1 = min(hw, frame.shape[1] - x0), min(hh, frame.shape[0] - y0)
+    frame[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1] = head[sy0:sy1, sx0:sx1]
+    return Box(cx - face_px // 2, cy - face_px // 2, face_px, face_px)
+
+
+def paste_lfw(frame: np.ndarray, index: int, side: int, x: int, y: int) -> Box:
+    face = (skimage_data.lfw_subset()[index] * 255).astype(np.uint8)
+    frame[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)[..., None]
+    return Box(x, y, side, side)
+
+
+def test_to_gray_accepts_gray_bgr_bgra_and_single_channel():
+    bgr = clutter(64, 48)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert to_gray(gray) is gray
+    assert np.array_equal(to_gray(bgr), gray)
+    assert np.array_equal(to_gray(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)), gray)
+    assert np.array_equal(to_gray(gray[..., None]), gray)
+    with pytest.raises(ValueError):
+        to_gray(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_finds_the_astronaut_the_same_in_gray_and_colour():
+    frame = clutter()
+    expected = paste_astronaut(frame, 130, 300, 220)
+    from_bgr = FaceDetector().find_all(to_gray(frame))
+    from_gray = FaceDetector().find_all(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    assert from_bgr == from_gray
+    assert len(from_bgr) == 1 and from_bgr[0].iou(expected) > 0.6
+    d = FaceDetector().track(frame)  # colour straight into the detector
+    assert d.box == from_bgr[0] and d.rule == "only"
+
+
+def test_no_face():
+    d = FaceDetector().track(clutter())
+    assert d == Detection(None, (), None, False, True, "")
+    assert FaceDetector().detect(clutter(seed=1)) == []
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (20, 20), (23, 200), (40, 60), (60, 40, 3)])
+def test_tiny_frames_give_no_face_and_no_error(shape):
+    det = FaceDetector()
+    frame = np.full(shape, 128, np.uint8)
+    assert det.track(frame).box is None
+    assert det.find_all(frame) == []
+
+
+def test_huge_frame_is_searched_downscaled_in_full_frame_coordinates():
+    frame = np.full((2880, 3840, 3), 90, np.uint8)
+    expected = paste_astronaut(frame, 720, 2000, 1300)
+    d = FaceDetector().track(frame)
+    assert d.box is not None and d.box.iou(expected) > 0.6
+
+
+def test_follows_the_face_near_its_last_place_and_searches_fully_when_needed():
+    det = FaceDetector(full_every=4)
+    frames = []
+    for dx in range(0, 40, 8):
+        frame = clutter()
+        frames.append((frame, paste_astronaut(frame, 120, 280 + dx, 230)))
+    results = [det.track(f) for f, _ in frames]
+    assert [r.full_search for r in results] == [True, False, False, False, True]
+    assert [r.rule for r in results] == ["only", "tracked", "tracked", "tracked", "only"]
+    assert all(r.tracked != r.full_search for r in results)
+    for r, (_, expected) in zip(results, frames):
+        assert r.box.iou(expected) > 0.5
+    lost = det.track(clutter())            # face gone: the near search fails, a full one runs
+    assert lost.box is None and lost.full_search
+    back = det.track(frames[0][0])
+    assert back.full_search and back.box.iou(frames[0][1]) > 0.5
+
+
+def test_two_real_faces_the_largest_is_the_child():
+    frame = clutter()
+    child = paste_astronaut(frame, 150, 250, 260)
+    paste_lfw(frame, 0, 100, 480, 60)
+    det = FaceDetector()
+    d = det.track(frame)
+    assert len(d.faces) == 2 and d.rule == "largest" and d.box.iou(child) > 0.6
+    assert d.faces[d.index] == d.box
+    det.reset()
+    assert det.detect(frame)[0] == d.box
+
+
+class Scripted(FaceDetector):
+    """A detector whose full searches return scripted boxes, to test the child rule exactly."""
+
+    def __init__(self, script: list[list[Box]]):
+        super().__init__(full_every=1)
+        self.script = list(script)
+
+    def find_all(self, gray):
+        return self.script.pop(0)
+
+
+BLANK = np.zeros((480, 640), np.uint8)
+CHILD, PARENT = Box(260, 180, 120, 120), Box(40, 20, 160, 160)
+
+
+def test_child_rule_persistence_beats_size():
+    det = Scripted([[CHILD], [CHILD], [Box(262, 181, 118, 118)], [PARENT, CHILD]])
+    rules = [det.track(BLANK) for _ in range(4)]
+    assert [r.rule for r in rules[:3]] == ["only"] * 3
+    assert rules[3].rule == "persistent" and rules[3].box == CHILD and rules[3].index == 1
+    assert all(r.full_search and not r.tracked for r in rules)
+
+
+def test_child_rule_largest_then_most_central():
+    big, small = Box(300, 200, 100, 100), Box(0, 0, 90, 90)
+    left, right = Box(200, 190, 100, 100), Box(380, 190, 100, 100)  # centres 250 and 430 vs 320
+    det = Scripted([[small, big], [right, left]])
+    d = det.track(BLANK)
+    assert d.rule == "largest" and d.box == big and d.index == 1
+    det.reset()
+    det.script = [[right, left]]
+    d = det.track(BLANK)
+    assert d.rule == "central" and d.box == left
+
+
+def test_child_leaving_hands_over_after_tracks_expire():
+    det = Scripted([[CHILD], [CHILD], [PARENT], [PARENT], [PARENT], [PARENT, CHILD]])
+    results = [det.track(BLANK) for _ in range(6)]
+    assert results[2].box == PARENT and results[2].rule == "only"
+    # the child's track missed 3 full searches and was dropped: back, it starts from 1 hit
+    assert results[5].box == PARENT and results[5].rule == "persistent"
+
+
+def test_crop_face_is_the_square_box_resized():
+    gray = (np.arange(200 * 300) % 251).astype(np.uint8).reshape(200, 300)
+    crop = crop_face(gray, Box(50, 40, 96, 96))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    assert np.array_equal(crop, cv2.resize(gray[40:136, 50:146], (48, 48), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(crop_face(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), Box(50, 40, 96, 96)), crop)
+    assert crop_face(gray, Box(0, 0, 20, 20), size=64).shape == (64, 64)  # upscaled small face
+
+
+def test_crop_face_non_square_box_is_squared_about_its_centre():
+    gray = (np.arange(200 * 300) % 251).astype(np.uint8).reshape(200, 300)
+    assert np.array_equal(crop_face(gray, Box(100, 50, 40, 60), size=60), gray[50:110, 90:150])
+
+
+def test_crop_face_is_clamped_to_the_frame():
+    gray = (np.arange(100 * 120) % 251).astype(np.uint8).reshape(100, 120)
+    assert np.array_equal(crop_face(gray, Box(-10, -20, 48, 48)), gray[0:48, 0:48])
+    assert np.array_equal(crop_face(gray, Box(100, 70, 48, 48)), gray[52:100, 72:120])
+    # larger than the frame: the largest square that fits, as close to the box as possible
+    huge = crop_face(gray, Box(50, 50, 400, 400), size=100)
+    assert np.array_equal(huge, gray[0:100, 20:120])
