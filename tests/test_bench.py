@@ -1,0 +1,94 @@
+"""``relaxd bench``: runs the pipeline on a few frames and reports valid figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from relaxd import bench
+from relaxd.camera import CameraError
+from relaxd.errors import RelaxdError
+from relaxd.paths import default_model
+
+KEYS = {"detect_ms_median", "classify_ms_median", "frame_ms_median", "fps", "face_rate",
+        "peak_rss_mb"}
+
+
+class FakeClassifier:
+    """Stands in for the TFLite model where it is not needed."""
+
+    made: list[FakeClassifier] = []
+
+    def __init__(self, model_path, num_threads=1):
+        self.num_threads, self.faces = num_threads, []
+        FakeClassifier.made.append(self)
+
+    def classify(self, face):
+        self.faces.append(face.shape)
+        return np.full(7, 1 / 7)
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    FakeClassifier.made = []
+    monkeypatch.setattr(bench, "EmotionClassifier", FakeClassifier)
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.configure(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_builtin_frames_json(fake_model, capsys):
+    assert bench.run(bench_args("--frames", "6", "--json")) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert KEYS <= result.keys()
+    assert result["frames"] == 6 and result["face_rate"] == 1.0
+    assert 0 < result["frame_ms_median"] and result["fps"] > 0 and result["peak_rss_mb"] > 0
+    assert result["tensorflow_imported"] is False
+    (model,) = FakeClassifier.made
+    assert model.num_threads == 1 and model.faces == [(48, 48)] * 6
+    assert cv2.getNumThreads() == 1
+
+
+def test_video_frames_are_resized_to_640x480(fake_model, tmp_path, capsys):
+    path = tmp_path / "small.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15, (320, 240))
+    for frame in bench.builtin_frames(5):
+        writer.write(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))
+    writer.release()
+    assert all(f.shape == (480, 640, 3) for f in bench.video_frames(path, None))
+    assert bench.run(bench_args("--video", str(path), "--json")) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 5 and result["source"] == f"video {path}"
+
+
+def test_text_report(fake_model, capsys):
+    assert bench.run(bench_args("--frames", "3")) == 0
+    out = capsys.readouterr().out
+    assert "3 frames at 640x480" in out and "frame" in out and "peak RSS" in out
+
+
+@pytest.mark.skipif(not default_model().is_file(), reason="no bundled model yet")
+def test_with_the_real_model(capsys):
+    assert bench.run(bench_args("--frames", "4", "--json")) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["classify_ms_median"] > 0 and result["face_rate"] == 1.0
+
+
+def test_problems_are_one_line_errors(fake_model, tmp_path, monkeypatch):
+    with pytest.raises(RelaxdError, match="--frames"):
+        bench.run(bench_args("--frames", "0"))
+    with pytest.raises(CameraError, match="no such file"):
+        bench.run(bench_args("--video", str(tmp_path / "none.mp4")))
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    with pytest.raises(RelaxdError, match="^built-in frames need scikit-image"):
+        bench.run(bench_args("--frames", "2"))
