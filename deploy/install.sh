@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Install, update or uninstall relaxd as a systemd service on Raspberry Pi OS Bookworm.
+# Safe to run again: an update is the same command. See deploy/README.md.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: sudo deploy/install.sh [--dry-run] [--root DIR] [--uninstall]
+
+  (no option)   install or update: apt packages, the relaxd user, /opt/relaxd/venv,
+                /etc/relaxd (config.yaml and scenarios are never overwritten), the unit,
+                then enable and (re)start the service
+  --uninstall   remove the service, unit and /opt/relaxd; keep /etc/relaxd (configuration)
+                and /var/lib/relaxd (session records)
+  --dry-run     print every step, change nothing
+  --root DIR    write files under DIR instead of /; system steps (apt, user, venv, pip,
+                systemctl) are printed, not run (for tests)
+EOF
+}
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=""
+DRY_RUN=0
+UNINSTALL=0
+while (($#)); do
+    case $1 in
+        --dry-run) DRY_RUN=1 ;;
+        --uninstall) UNINSTALL=1 ;;
+        --root)
+            [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --root needs a folder" >&2; exit 2; }
+            ROOT=$(mkdir -p "$2" && cd "$2" && pwd)
+            shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+APT_PACKAGES=(python3-venv python3-pip python3-picamera2 python3-systemd python3-lgpio
+              libportaudio2 sqlite3)
+PREFIX=$ROOT/opt/relaxd
+VENV=$PREFIX/venv
+ETC=$ROOT/etc/relaxd
+STATE=$ROOT/var/lib/relaxd
+UNIT=$ROOT/etc/systemd/system/relaxd.service
+
+step() { printf '==> %s\n' "$*"; }
+
+# A file step: always printed, run unless --dry-run.
+run() {
+    printf '+ %s\n' "$*"
+    if ((!DRY_RUN)); then "$@"; fi
+}
+
+# A system-wide step: also only printed with --root.
+system() {
+    if ((DRY_RUN)) || [[ -n $ROOT ]]; then
+        printf '+ %s  (not run)\n' "$*"
+    else
+        printf '+ %s\n' "$*"
+        "$@"
+    fi
+}
+
+real_system() { ((!DRY_RUN)) && [[ -z $ROOT ]]; }
+
+preflight() {
+    if real_system; then
+        [[ $(id -u) -eq 0 ]] || { echo "install.sh: run as root (sudo)" >&2; exit 1; }
+        # shellcheck disable=SC1091
+        codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+        [[ $codename == bookworm ]] ||
+            echo "install.sh: warning: made for Raspberry Pi OS Bookworm, this is '$codename'" >&2
+    fi
+}
+
+install_packages() {
+    step "apt packages: ${APT_PACKAGES[*]}"
+    system apt-get update
+    system apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+}
+
+install_user() {
+    step "system user relaxd (groups gpio video audio)"
+    local group
+    for group in gpio video audio; do
+        if ! real_system || ! getent group "$group" >/dev/null; then
+            system groupadd --system --force "$group"
+        fi
+    done
+    if ! real_system || ! getent passwd relaxd >/dev/null; then
+        system useradd --system --user-group --home-dir /var/lib/relaxd --no-create-home \
+            --shell /usr/sbin/nologin relaxd
+    fi
+    system usermod --append --groups gpio,video,audio relaxd
+}
+
+install_venv() {
+    step "virtualenv $VENV (sees apt's picamera2, systemd and lgpio) with relaxd[pi]"
+    if ! real_system || [[ ! -x $VENV/bin/python ]]; then
+        system python3 -m venv --system-site-packages "$VENV"
+    fi
+    system "$VENV/bin/pip" install --upgrade --no-cache-dir "${REPO}[pi]"
+    run install -d -m 0755 "$PREFIX"
+    run install -m 0644 "$REPO/deploy/README.md" "$PREFIX/README.md"
+}
+
+install_config() {
+    step "configuration $ETC (existing files are kept)"
+    run install -d -m 0755 "$ETC" "$ETC/scenarios"
+    local src dest
+    for src in "$REPO/deploy/config.yaml" "$REPO"/scenarios/*.yaml; do
+        [[ -e $src ]] || continue
+        if [[ $src == */config.yaml ]]; then dest=$ETC/config.yaml; else dest=$ETC/scenarios/${src##*/}; fi
+        if [[ -e $dest ]]; then
+            if cmp -s "$src" "$dest"; then
+                echo "  kept $dest"
+            else
+                echo "  kept $dest (edited; the shipped version is $src)"
+            fi
+        else
+            run install -m 0644 "$src" "$dest"
+        fi
+    done
+}
+
+install_state() {
+    step "state directory $STATE (session records)"
+    run install -d -m 0750 "$STATE"
+    system chown relaxd:relaxd "$STATE"
+}
+
+install_unit() {
+    step "systemd unit $UNIT"
+    run install -d -m 0755 "${UNIT%/*}"
+    run install -m 0644 "$REPO/deploy/relaxd.service" "$UNIT"
+    system systemctl daemon-reload
+    if ! real_system; then
+        echo "  (restart only when relaxd is already running, to pick up an update)"
+    fi
+    if ! real_system || systemctl is-active --quiet relaxd; then
+        system systemctl restart relaxd
+    fi
+    system systemctl enable --now relaxd
+}
+
+uninstall() {
+    step "stop and remove the service"
+    if ! real_system || [[ -e $UNIT ]]; then
+        system systemctl disable --now relaxd
+    fi
+    run rm -f "$UNIT"
+    system systemctl daemon-reload
+    step "remove $PREFIX (virtualenv)"
+    run rm -rf "$VENV" "$PREFIX/README.md"
+    if [[ -d $PREFIX ]]; then run rmdir "$PREFIX"; fi
+    step "kept: $ETC (configuration), $STATE (session records), user relaxd"
+    echo "  remove them by hand if wanted: sudo rm -r /etc/relaxd /var/lib/relaxd; sudo userdel relaxd"
+}
+
+preflight
+if ((UNINSTALL)); then
+    uninstall
+else
+    install_packages
+    install_user
+    install_venv
+    install_config
+    install_state
+    install_unit
+    step "done: systemctl status relaxd; journalctl -u relaxd -f"
+fi

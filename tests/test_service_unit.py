@@ -1,0 +1,151 @@
+"""deploy/relaxd.service (systemd-analyze verify and security) and logging under the unit."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from relaxd import logsetup
+from relaxd.logsetup import setup_logging, syslog_priority, under_systemd
+
+UNIT = Path(__file__).resolve().parent.parent / "deploy" / "relaxd.service"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None,
+                                   reason="systemd-analyze not installed (apt-get install systemd)")
+SYSTEM_UNITS = Path("/usr/lib/systemd/system")
+
+
+def settings() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_unit_has_the_required_settings():
+    s = settings()
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
+    assert s["ExecStart"] == ["/opt/relaxd/venv/bin/relaxd --config /etc/relaxd/config.yaml"]
+    assert s["Restart"] == ["on-failure"] and s["KillSignal"] == ["SIGTERM"]
+    assert s["User"] == ["relaxd"] and s["SupplementaryGroups"] == ["gpio video audio"]
+    assert s["StateDirectory"] == ["relaxd"] and s["ConfigurationDirectory"] == ["relaxd"]
+    assert s["ProtectSystem"] == ["strict"] and s["CapabilityBoundingSet"] == [""]
+    for key in ("WatchdogSec", "RestartSec", "TimeoutStopSec", "ProtectHome", "NoNewPrivileges",
+                "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules", "LockPersonality",
+                "RestrictAddressFamilies", "SystemCallFilter"):
+        assert key in s, key
+    assert {"char-gpiochip rw", "char-video4linux rw", "char-media rw", "char-dma_heap rw",
+            "char-alsa rw"} <= set(s["DeviceAllow"])
+
+
+@needs_analyze
+def test_systemd_analyze_verify_is_silent(tmp_path):
+    """Any output (even a warning, which exits 0) fails."""
+    root = tmp_path / "root"
+    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copy(UNIT, root / "etc/systemd/system/relaxd.service")
+    exe = root / "opt/relaxd/venv/bin/relaxd"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    result = subprocess.run([ANALYZE, "verify", f"--root={root}", "relaxd.service"],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_analyze
+def test_systemd_analyze_security_exposure_at_most_4(tmp_path):
+    result = subprocess.run([ANALYZE, "security", "--offline=true", "--no-pager", str(UNIT)],
+                            capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for relaxd\.service: (\d+\.\d)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= 4.0
+    # the figure the technician's guide states
+    readme = (UNIT.parent / "README.md").read_text()
+    assert f"exposure {found.group(1)}" in readme
+
+
+# Logging under the unit: journald priorities, with or without systemd-python.
+
+@pytest.fixture
+def root_logger():
+    root = logging.getLogger()
+    level = root.level
+    yield root
+    for h in [h for h in root.handlers if getattr(h, "_relaxd", False)]:
+        root.removeHandler(h)
+    root.setLevel(level)
+
+
+@pytest.fixture
+def no_systemd_python(monkeypatch):
+    monkeypatch.setitem(sys.modules, "systemd", None)
+    monkeypatch.setitem(sys.modules, "systemd.journal", None)
+
+
+def test_priorities():
+    assert [syslog_priority(level) for level in (50, 40, 30, 20, 10, 25, 5)] == [2, 3, 4, 6, 7, 6, 7]
+
+
+def test_under_systemd():
+    assert under_systemd({"INVOCATION_ID": "abc"})
+    assert under_systemd({"JOURNAL_STREAM": "8:1234"})
+    assert not under_systemd({})
+
+
+def test_stderr_gets_priority_prefixes_without_systemd_python(root_logger, no_systemd_python,
+                                                              capsys, monkeypatch):
+    monkeypatch.setenv("INVOCATION_ID", "0123")
+    setup_logging(verbose=True)
+    log = logging.getLogger("relaxd.alerts")
+    log.critical("child distressed\nsecond line")
+    log.info("phase calm")
+    log.debug("tick")
+    assert capsys.readouterr().err.splitlines() == [
+        "<2>relaxd.alerts: child distressed", "<2>second line", "<6>relaxd.alerts: phase calm",
+        "<7>relaxd.alerts: tick"]
+
+
+def test_terminal_gets_plain_lines(root_logger, capsys, monkeypatch):
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    setup_logging()
+    logging.getLogger("relaxd").debug("hidden")
+    logging.getLogger("relaxd").warning("camera slow")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING relaxd: camera slow", line)
+
+
+def test_journal_handler_when_importable(root_logger, monkeypatch):
+    class JournalHandler(logging.Handler):
+        def __init__(self, **fields):
+            super().__init__()
+            self.fields, self.records = fields, []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    journal = types.SimpleNamespace(JournalHandler=JournalHandler)
+    monkeypatch.setitem(sys.modules, "systemd", types.SimpleNamespace(journal=journal))
+    monkeypatch.setitem(sys.modules, "systemd.journal", journal)
+    handler = setup_logging(journald=True)
+    assert isinstance(handler, JournalHandler) and handler.fields == {"SYSLOG_IDENTIFIER": "relaxd"}
+    logging.getLogger("relaxd.alerts").critical("stop")
+    assert [r.levelno for r in handler.records] == [logging.CRITICAL]
+
+
+def test_setup_twice_keeps_one_handler(root_logger, no_systemd_python):
+    setup_logging(journald=False)
+    setup_logging(journald=True)
+    ours = [h for h in root_logger.handlers if getattr(h, "_relaxd", False)]
+    assert len(ours) == 1 and isinstance(ours[0].formatter, logsetup.PriorityFormatter)
