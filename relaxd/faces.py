@@ -127,7 +127,7 @@ class FaceDetector:
     roi_margin: float = 0.35
     roi_face_px: int = 32
     scale_factor: float = 1.1
-    min_neighbors: int = 4
+    min_neighbors: int = 5
     cascade_path: str = CASCADE_PATH
     _cascade: cv2.CascadeClassifier = field(init=False, repr=False)
     _tracks: list[_Track] = field(init=False, repr=False, default_factory=list)
