@@ -99,7 +99,7 @@ def crop_face(gray: np.ndarray, box: Box, size: int = 48) -> np.ndarray:
     """
     gray = to_gray(gray)
     height, width = gray.shape
-    side = min(max(box.w, box.h), height, width)
+    side = max(1, min(max(box.w, box.h), height, width))
     cx, cy = box.center
     x = int(round(cx - side / 2))
     y = int(round(cy - side / 2))
@@ -114,7 +114,8 @@ def crop_face(gray: np.ndarray, box: Box, size: int = 48) -> np.ndarray:
 class FaceDetector:
     """Finds faces in grayscale frames and follows the child's face from frame to frame.
 
-    ``detect_width``: width the full-frame search runs at; ``min_face_frac``: smallest face, as a
+    ``detect_width``: the full-frame search runs on at most ``detect_width`` x
+    ``0.75 * detect_width`` pixels; ``min_face_frac``: smallest face, as a
     fraction of the frame's width; ``full_every``: a full search at least every this many frames;
     ``roi_margin``: the region searched around the last face extends this many face widths on each
     side; ``roi_face_px``: the face's width in that region once scaled; ``scale_factor`` and
@@ -145,8 +146,9 @@ class FaceDetector:
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search)."""
-        height, width = gray.shape[:2]
-        scale = min(1.0, self.detect_width / width)
+        gray = to_gray(gray)
+        height, width = gray.shape
+        scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
         min_face = max(_HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
         return self._search(gray, 0, 0, width, height, scale, min_face, None)
 

@@ -88,9 +88,11 @@ def test_tiny_frames_give_no_face_and_no_error(shape):
     assert det.find_all(frame) == []
 
 
-def test_huge_frame_is_searched_downscaled_in_full_frame_coordinates():
-    frame = np.full((2880, 3840, 3), 90, np.uint8)
-    expected = paste_astronaut(frame, 720, 2000, 1300)
+@pytest.mark.parametrize("height, width, face_px, cx, cy", [(2880, 3840, 720, 2000, 1300),
+                                                           (4000, 1500, 900, 700, 2200)])
+def test_huge_frame_is_searched_downscaled_in_full_frame_coordinates(height, width, face_px, cx, cy):
+    frame = np.full((height, width, 3), 90, np.uint8)
+    expected = paste_astronaut(frame, face_px, cx, cy)
     d = FaceDetector().track(frame)
     assert d.box is not None and d.box.iou(expected) > 0.6
 
