@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import cv2
@@ -32,7 +33,7 @@ from .paths import default_model
 _ASTRONAUT_FACE = (177, 66, 95, 95)
 
 
-def _skimage_data():
+def _skimage_data() -> ModuleType:
     try:
         from skimage import data
     except ImportError:
