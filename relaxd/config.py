@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
 from relaxd import yamlspec
+from relaxd.actuators import ActuatorSettings
 from relaxd.mood import MoodSettings
 from relaxd.paths import default_model, default_scenario
 from relaxd.yamlspec import spec
@@ -82,11 +83,6 @@ class ModelSettings:
     path: Path = spec(default_factory=default_model,
                       help="int8 TFLite emotion model (default: the bundled one)")
     threads: int = spec(1, min=1, max=4, help="inference threads (the Pi 4 has 4 cores)")
-
-
-@dataclass
-class ActuatorSettings:
-    """Placeholder until relaxd/actuators.py defines ActuatorSettings."""
 
 
 @dataclass
