@@ -1,0 +1,149 @@
+"""The emotion classifier: an int8 TFLite CNN on 48x48 gray faces.
+
+Contract (ARCHITECTURE.md): the model's float input is pixel/255 in [0, 1], shape
+(1, 48, 48, 1), quantized to int8; its int8 output dequantizes to 7 probabilities in the
+order of :data:`relaxd.labels.EMOTIONS`. The runtime is ``tflite_runtime`` (the Pi) or
+``ai_edge_litert`` (newer Pythons); TensorFlow is never imported here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relaxd.errors import RelaxdError
+from relaxd.labels import EMOTIONS
+
+
+def _interpreter_class() -> Any:
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise RelaxdError("no TFLite runtime: install tflite-runtime (Python <= 3.11) "
+                              "or ai-edge-litert") from None
+    return Interpreter
+
+
+def load_interpreter(path: str | Path, num_threads: int = 1) -> Any:
+    """A TFLite ``Interpreter`` for ``path``, tensors allocated.
+
+    A missing or unloadable file raises :class:`RelaxdError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RelaxdError("model file not found", path)
+    interpreter_cls = _interpreter_class()
+    try:
+        interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise RelaxdError(f"not a usable TFLite model ({str(exc).splitlines()[0]})", path) from None
+    return interpreter
+
+
+def spec_path(model_path: str | Path) -> Path:
+    """The input spec JSON that goes with a model: ``emotion_int8.tflite`` -> ``emotion_int8.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+class EmotionClassifier:
+    """Classifies 48x48 gray uint8 faces into 7 emotion probabilities.
+
+    ``input_size`` is the face side the model takes; ``labels`` the output order (from the
+    spec JSON next to the model when present, which must agree with ``EMOTIONS``).
+    """
+
+    def __init__(self, model_path: str | Path, num_threads: int = 1):
+        self.model_path = Path(model_path)
+        self.num_threads = num_threads
+        self._interp = load_interpreter(self.model_path, num_threads)
+        inp = self._interp.get_input_details()[0]
+        out = self._interp.get_output_details()[0]
+        shape = tuple(int(s) for s in inp["shape"])
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1 or out["shape"][-1] != len(EMOTIONS):
+            raise RelaxdError(f"model input {shape} / output {tuple(out['shape'])} is not "
+                              f"(1, S, S, 1) -> (1, {len(EMOTIONS)})", self.model_path)
+        self.input_size: int = shape[1]
+        self.spec: dict[str, Any] = self._read_spec()
+        self.labels: tuple[str, ...] = tuple(self.spec.get("labels", EMOTIONS))
+        if self.labels != EMOTIONS:
+            raise RelaxdError(f"model labels {self.labels} differ from {EMOTIONS}",
+                              spec_path(self.model_path))
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_dtype = np.dtype(inp["dtype"])
+        # uint8 pixel -> model input value, one table lookup per pixel.
+        self._lut = self._input_lut(inp)
+        self._out_scale, self._out_zero = out["quantization"]
+        self._in_buf = np.zeros(shape, dtype=self._in_dtype)
+        self._batch = 1
+
+    def _read_spec(self) -> dict[str, Any]:
+        path = spec_path(self.model_path)
+        if not path.is_file():
+            return {}
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RelaxdError(f"unreadable model spec ({exc})", path) from None
+        if not isinstance(spec, dict):
+            raise RelaxdError("model spec is not a JSON object", path)
+        return spec
+
+    def _input_lut(self, inp: dict[str, Any]) -> np.ndarray:
+        x = np.arange(256, dtype=np.float64) / 255.0
+        scale, zero = inp["quantization"]
+        if self._in_dtype.kind == "f":
+            return x.astype(self._in_dtype)
+        info = np.iinfo(self._in_dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in_dtype)
+
+    def _dequantize(self, q: np.ndarray) -> np.ndarray:
+        if self._out_scale:
+            p = (q.astype(np.float32) - self._out_zero) * self._out_scale
+        else:
+            p = q.astype(np.float32)
+        p = np.maximum(p, 0.0)
+        total = p.sum(axis=-1, keepdims=True)
+        return np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[-1]), where=total > 0)
+
+    def _check(self, faces: np.ndarray, ndim: int) -> None:
+        s = self.input_size
+        if faces.ndim != ndim or faces.shape[-2:] != (s, s) or faces.dtype != np.uint8:
+            raise ValueError(f"expected uint8 faces of shape {'(N, ' if ndim == 3 else '('}{s}, {s}),"
+                             f" got {faces.dtype} {faces.shape}")
+
+    def classify(self, face: np.ndarray) -> np.ndarray:
+        """7 probabilities (order ``EMOTIONS``, sum 1) for one ``input_size``² uint8 gray face."""
+        self._check(face, 2)
+        if self._batch != 1:
+            self._resize(1)
+        np.take(self._lut, face, out=self._in_buf[0, :, :, 0])
+        self._interp.set_tensor(self._in_index, self._in_buf)
+        self._interp.invoke()
+        return self._dequantize(self._interp.get_tensor(self._out_index)[0])
+
+    def classify_batch(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(N, 7) probabilities for uint8 faces of shape (N, S, S), run in batches."""
+        self._check(faces, 3)
+        out = np.empty((len(faces), len(EMOTIONS)), dtype=np.float32)
+        for start in range(0, len(faces), batch_size):
+            chunk = faces[start:start + batch_size]
+            if len(chunk) != self._batch:
+                self._resize(len(chunk))
+            self._interp.set_tensor(self._in_index, self._lut[chunk][..., None])
+            self._interp.invoke()
+            out[start:start + len(chunk)] = self._dequantize(self._interp.get_tensor(self._out_index))
+        return out
+
+    def _resize(self, n: int) -> None:
+        s = self.input_size
+        self._interp.resize_tensor_input(self._in_index, [n, s, s, 1])
+        self._interp.allocate_tensors()
+        self._in_buf = np.zeros((n, s, s, 1), dtype=self._in_dtype)
+        self._batch = n

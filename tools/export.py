@@ -1,0 +1,275 @@
+"""Export a trained checkpoint to the shipped full-int8 TFLite model, evaluate it, write its card.
+
+``python tools/export.py RUN_DIR --data FER2013 [--out models/emotion_int8.tflite]``
+
+- converts ``RUN_DIR/best.keras`` (float input pixel/255, shape (1, 48, 48, 1)) to TFLite with
+  int8 weights, activations, input and output, calibrated on a class-stratified random sample
+  of *training* images;
+- evaluates the float model (Keras) and the int8 model (tflite runtime, through
+  :class:`relaxd.emotion.EmotionClassifier`) on the ``val`` split;
+- measures the median single-thread inference time;
+- writes ``OUT`` (.tflite), its spec ``OUT.json`` and ``MODEL_CARD.md`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_emotion import latency_ms  # noqa: E402
+from fer_data import load_split  # noqa: E402
+
+from relaxd.emotion import EmotionClassifier, spec_path  # noqa: E402
+from relaxd.evaluate import evaluation_report, format_confusion  # noqa: E402
+from relaxd.labels import EMOTIONS  # noqa: E402
+
+
+def calibration_sample(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` training images, about equally many per class, in random order."""
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // len(EMOTIONS))
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(len(EMOTIONS))]
+    return images[rng.permutation(np.concatenate(picks))]
+
+
+def convert_int8(model, calib_u8: np.ndarray) -> bytes:
+    """Full-integer TFLite bytes of a Keras model with float input (1, S, S, 1) = pixel/255."""
+    import keras
+    import tensorflow as tf
+
+    size = model.input_shape[1]
+    inp = keras.Input((size, size, 1), batch_size=1)
+    fixed = keras.Model(inp, model(inp, training=False))
+
+    def representative():
+        for img in calib_u8:
+            yield [(img.astype(np.float32) / 255.0)[None, :, :, None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def float_probs(model, images_u8: np.ndarray) -> np.ndarray:
+    """Softmax outputs of the float Keras model on uint8 faces, same preprocessing as relaxd."""
+    x = (images_u8.astype(np.float32) / 255.0)[..., None]
+    return model.predict(x, batch_size=256, verbose=0)
+
+
+def _convert_and_predict(checkpoint: Path, data: Path, n_calib: int, out: Path) -> dict:
+    """Child process: write the int8 model to ``out``; float probabilities on val."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.models.load_model(checkpoint)
+    x_train, y_train = load_split(data, "train")
+    calib = calibration_sample(x_train, y_train, n_calib)
+    out.write_bytes(convert_int8(model, calib))
+    x_val, _ = load_split(data, "val")
+    return {"float_probs": float_probs(model, x_val), "n_calib": len(calib),
+            "tf_version": tf.__version__}
+
+
+def write_spec(model_path: Path, classifier: EmotionClassifier, extra: dict) -> Path:
+    """The JSON next to the model: labels, input/output contract, provenance and figures."""
+    interp = classifier._interp
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    spec = {
+        "labels": list(EMOTIONS),
+        "input": {"shape": [1, classifier.input_size, classifier.input_size, 1],
+                  "dtype": np.dtype(inp["dtype"]).name,
+                  "quantization": {"scale": float(inp["quantization"][0]),
+                                   "zero_point": int(inp["quantization"][1])},
+                  "preprocess": "gray uint8 face crop, float value = pixel / 255 in [0, 1]"},
+        "output": {"shape": [1, len(EMOTIONS)], "dtype": np.dtype(out["dtype"]).name,
+                   "quantization": {"scale": float(out["quantization"][0]),
+                                    "zero_point": int(out["quantization"][1])},
+                   "meaning": "softmax probabilities, order of labels"},
+        **extra,
+    }
+    path = spec_path(model_path)
+    path.write_text(json.dumps(spec, indent=1) + "\n")
+    return path
+
+
+def _recall_table(float_rep: dict, int8_rep: dict) -> str:
+    rows = ["| class | val images | recall float | recall int8 | precision int8 |",
+            "|---|---:|---:|---:|---:|"]
+    for e in EMOTIONS:
+        rows.append(f"| {e} | {float_rep['support7'][e]} | {float_rep['per_class_recall7'][e]:.1%} "
+                    f"| {int8_rep['per_class_recall7'][e]:.1%} "
+                    f"| {int8_rep['per_class_precision7'][e]:.1%} |")
+    return "\n".join(rows)
+
+
+def write_card(path: Path, info: dict) -> None:
+    """``MODEL_CARD.md`` from the figures gathered by :func:`main`."""
+    st, f, q = info["state"], info["float"], info["int8"]
+    hist = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_acc']:.2%} | {h['val_acc']:.2%} |"
+                     for h in st["history"])
+    text = f"""# Model card: relaxd emotion classifier (`{info['model_file']}`)
+
+## Intended use
+Classifies a 48x48 gray face crop (from relaxd's Haar detector) into FER2013's seven
+emotions; relaxd collapses them to three moods (negative / neutral / positive, mapping in
+`relaxd/labels.py`) and smooths them over time before the chair's controller reacts.
+It is a coarse, noisy signal for adapting light, sound and vibration, **not** a diagnostic
+or a measure of a child's wellbeing. A caregiver stays in charge; the e-stop and the
+controller's safety limits never depend on this model.
+
+## Data
+FER2013 (Kaggle folder layout; 48x48 gray faces, mostly adults, web images, labels by
+crowd workers with known noise). Training: `train` split, {st['n_train']} images.
+Model selection: `val` (= PublicTest), {st['n_val']} images; no other data was used for
+tuning. The PrivateTest split was not used. Class counts in training are very unequal
+(disgust 436 vs happy 7215); training answers this with per-class loss weights
+(`--class-weights {st['args']['class_weights']}`: {', '.join(f'{e} {w:.2f}' for e, w in zip(EMOTIONS, st['class_weights']))})
+and label smoothing {st['args']['label_smoothing']}.
+
+## Architecture
+`{st['arch']}` (`tools/models.py`{', widths ' + st['args']['widths'] if st['arch'] == 'relaxnet' else ''}):
+{info['arch_text']}
+{st['params']:,} parameters, {st['macs'] / 1e6:.1f} M multiply-accumulates per face.
+Input: float pixel/255 in [0, 1], shape (1, 48, 48, 1), quantized to int8
+(scale {info['in_scale']:.6f}, zero point {info['in_zero']}); output: int8 softmax
+probabilities in the order {', '.join(EMOTIONS)}.
+
+## Training
+Command (run from the repository root):
+
+    {st['command']}
+
+{st['epoch']} epochs, {st['train_seconds'] / 60:.0f} min of training on {info['where']}.
+Best val accuracy (float) at epoch {st['best_epoch']}: {st['best_val_acc']:.2%}; that checkpoint
+is the shipped one. AdamW with cosine learning-rate decay after warm-up, augmentation:
+horizontal flip, rotation +-12 deg, zoom 0.9-1.1, shift +-10 %, brightness/contrast,
+random erasing (p={st['args']['erase_prob']}); seed {st['seed']}.
+
+Export: `{info['export_command']}` — full-integer int8 (weights, activations, input and
+output), calibrated on {info['n_calib']} class-stratified training images. Converted with
+TensorFlow {info['tf_version']}; runs under tflite-runtime 2.14 (checked by the tests).
+
+## Results on val (PublicTest, n={q['n']})
+
+| | float (Keras) | int8 (TFLite) |
+|---|---:|---:|
+| accuracy, 7 emotions | {f['accuracy7']:.2%} | {q['accuracy7']:.2%} |
+| macro-F1, 7 emotions | {f['macro_f1_7']:.3f} | {q['macro_f1_7']:.3f} |
+| accuracy, 3 moods | {f['accuracy3']:.2%} | {q['accuracy3']:.2%} |
+| macro-F1, 3 moods | {f['macro_f1_3']:.3f} | {q['macro_f1_3']:.3f} |
+
+Model file: {info['size_bytes']:,} bytes. Median single-thread inference per face
+(`python tools/bench_emotion.py`, incl. quantize/dequantize): {info['latency']['median_ms']:.2f} ms
+(p90 {info['latency']['p90_ms']:.2f} ms) on {info['cpu']}; the Pi 4's Cortex-A72 is slower —
+measure there with the same script.
+
+Per-class figures:
+
+{_recall_table(f, q)}
+
+Confusion matrix, int8, 7 emotions (rows true, columns predicted):
+
+```
+{format_confusion(q['confusion7'], q['labels7'])}
+```
+
+Confusion matrix, int8, 3 moods:
+
+```
+{format_confusion(q['confusion3'], q['labels3'])}
+```
+
+Training history:
+
+| epoch | loss | train acc (augmented) | val acc |
+|---:|---:|---:|---:|
+{hist}
+
+## Known weaknesses
+- **Disgust** is rare (436 training images, {st['n_val'] and f['support7']['disgust']} in val) and
+  **fear** is confused with sad and surprise: their recall is the lowest. Both are negative
+  moods, so the 3-mood accuracy is much higher than the 7-class one.
+- FER2013 is adult faces from the web; children's faces, the chair's lighting, glasses,
+  head pose and partial occlusion were not measured. Validate on the chair before relying on it.
+- Human agreement on FER2013 is only about 65-70 %; labels are noisy.
+- Accuracy is for FER2013-style crops; relaxd's own Haar crop (`faces.crop_face`) may frame
+  faces differently.
+"""
+    path.write_text(text)
+
+
+ARCH_TEXT = {
+    "relaxnet": "VGG-style: conv3x3-BN-ReLU at 48x48, max-pool, then two conv3x3-BN-ReLU per stage "
+                "at 24, 12 and 6 px (each followed by max-pool), one more conv at 3x3, global "
+                "average pooling, dropout, dense softmax.",
+    "model1": "Baseline 1: 2 conv (5x5), 2 max-pool, 4 fully connected layers.",
+    "model2": "Baseline 2: 8 conv (3x3, BN), 4 max-pool, dropout, 4 fully connected layers (BN, dropout).",
+    "tiny": "Test-only: one strided conv, global average pooling, dense softmax.",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="training run folder (best.keras, state.json)")
+    p.add_argument("--data", required=True, type=Path, help="FER2013 folder or fer2013.csv")
+    p.add_argument("--checkpoint", default="best.keras", help="file in RUN to export")
+    p.add_argument("--out", type=Path, default=Path("models/emotion_int8.tflite"))
+    p.add_argument("--calib", type=int, default=700, help="calibration images")
+    p.add_argument("--where", default="the 2-core development VM's CPU (shared)",
+                   help="where training ran, for the model card")
+    p.add_argument("--no-card", action="store_true", help="skip MODEL_CARD.md")
+    args = p.parse_args(argv)
+
+    state = json.loads((args.run / "state.json").read_text())
+    x_val, y_val = load_split(args.data, "val")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # TensorFlow and tflite_runtime must not share a process: convert in a child.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        conv = pool.submit(_convert_and_predict, args.run / args.checkpoint, args.data,
+                           args.calib, args.out).result()
+    float_rep = evaluation_report(y_val, conv["float_probs"])
+    classifier = EmotionClassifier(args.out, num_threads=2)
+    int8_rep = evaluation_report(y_val, classifier.classify_batch(x_val))
+    latency = latency_ms(args.out, runs=1000, num_threads=1)
+    inp = classifier._interp.get_input_details()[0]
+    figures = {
+        "arch": state["arch"], "params": state["params"], "macs": state["macs"],
+        "training": {"command": state["command"], "epochs": state["epoch"],
+                     "best_epoch": state["best_epoch"], "minutes": round(state["train_seconds"] / 60, 1)},
+        "val": {"n": int8_rep["n"],
+                "float": {k: float_rep[k] for k in ("accuracy7", "accuracy3", "macro_f1_7", "macro_f1_3")},
+                "int8": {k: int8_rep[k] for k in ("accuracy7", "accuracy3", "macro_f1_7", "macro_f1_3")}},
+        "median_ms_1_thread": round(latency["median_ms"], 3),
+    }
+    write_spec(args.out, EmotionClassifier(args.out), figures)
+    print(json.dumps(figures, indent=1))
+    if not args.no_card:
+        info = {
+            "state": state, "float": float_rep, "int8": int8_rep, "latency": latency,
+            "model_file": args.out.name, "size_bytes": args.out.stat().st_size,
+            "arch_text": ARCH_TEXT.get(state["arch"], ""), "where": args.where,
+            "in_scale": float(inp["quantization"][0]), "in_zero": int(inp["quantization"][1]),
+            "n_calib": conv["n_calib"], "tf_version": conv["tf_version"],
+            "cpu": f"{platform.processor() or platform.machine()} (this development machine)",
+            "export_command": " ".join(["python", "tools/export.py", *(argv or sys.argv[1:])]),
+        }
+        write_card(args.out.parent / "MODEL_CARD.md", info)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
