@@ -1,0 +1,316 @@
+"""``relaxd check``: is this chair ready? One ``ok``/``FAIL`` line per part, exit 1 on any failure.
+
+Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
+(loads, classifies a face), each output pin (claimed and driven), the e-stop button (readable,
+not pressed or latched), the audio output (opens), the state directory (writable, SQLite opens).
+``--simulate`` checks the simulated parts instead: mock GPIO pins, a WAV file output, a
+synthetic frame source and a temporary state directory.
+
+Every check is a small function returning a :class:`Check`; none raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, TextIO
+
+import numpy as np
+
+from relaxd.config import Config, load_config
+from relaxd.errors import RelaxdError
+
+#: Less free space than this in the state directory fails the check.
+MIN_FREE_BYTES = 100 * 1024 * 1024
+
+
+class Check(NamedTuple):
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def attempt(name: str, fn: Callable[[], str]) -> Check:
+    """Run ``fn`` (returning the detail of a pass); any exception is a FAIL with its message."""
+    try:
+        return Check(name, True, fn())
+    except Exception as exc:  # noqa: BLE001 - a check reports every failure, never raises
+        return Check(name, False, _message(exc))
+
+
+# Configuration
+
+def check_config(path: str | Path | None) -> tuple[Check, Config]:
+    """Load the configuration; on failure the other checks go on with the defaults."""
+    try:
+        config = load_config(path)
+    except RelaxdError as exc:
+        return Check("config", False, f"{exc} (other checks use the defaults)"), Config()
+    detail = f"{config.path} valid" if config.path else "no config file: using the defaults"
+    return Check("config", True, detail), config
+
+
+def check_scenario(path: Path) -> Check:
+    """The scenario file exists and validates."""
+    def run() -> str:
+        from relaxd.scenario import load_scenario
+
+        scenario = load_scenario(path)
+        return f"{path} valid ({len(scenario.phases)} phases, {scenario.duration:g} s)"
+    return attempt("scenario", run)
+
+
+# Camera and model
+
+def check_camera(open_source: Callable[[], Any]) -> Check:
+    """The source opens and delivers one frame."""
+    def run() -> str:
+        source = open_source()
+        try:
+            start = time.monotonic()
+            frame = source.read()
+            took = time.monotonic() - start
+        finally:
+            source.close()
+        if frame is None:
+            raise RelaxdError(f"{source.name}: ended before giving a frame")
+        height, width = frame.image.shape[:2]
+        return f"{source.name}: {width}x{height} frame in {took:.2f} s"
+    return attempt("camera", run)
+
+
+def sample_face() -> tuple[np.ndarray, str]:
+    """A 48x48 gray face and where it came from: skimage's astronaut photo when installed
+    (found and cropped like a camera frame), else a drawn one."""
+    from relaxd.faces import FaceDetector, crop_face, to_gray
+
+    try:
+        from skimage import data
+    except ImportError:
+        pass
+    else:
+        gray = to_gray(data.astronaut()[:, :, ::-1].copy())
+        boxes = FaceDetector().detect(gray)
+        if boxes:
+            return crop_face(gray, boxes[0]), "astronaut photo"
+    import cv2
+
+    face = np.full((48, 48), 90, np.uint8)
+    cv2.ellipse(face, (24, 25), (17, 21), 0, 0, 360, 190, -1)
+    for x in (17, 31):
+        cv2.circle(face, (x, 20), 3, 40, -1)
+    cv2.ellipse(face, (24, 34), (8, 4), 0, 0, 180, 60, 2)
+    return face, "drawn face"
+
+
+def check_model(path: Path, threads: int = 1) -> Check:
+    """The model loads and classifies a face into 7 probabilities summing to 1."""
+    def run() -> str:
+        from relaxd.emotion import EmotionClassifier
+        from relaxd.labels import EMOTIONS
+
+        classifier = EmotionClassifier(path, threads)
+        face, origin = sample_face()
+        start = time.monotonic()
+        probs = classifier.classify(face)
+        took = time.monotonic() - start
+        if probs.shape != (len(EMOTIONS),) or not np.isfinite(probs).all() \
+                or abs(float(probs.sum()) - 1) > 1e-3:
+            raise RelaxdError(f"bad output {np.round(probs, 3).tolist()}", path)
+        top = int(np.argmax(probs))
+        return (f"{path.name}: {origin} -> {EMOTIONS[top]} {probs[top]:.2f} "
+                f"in {took * 1000:.0f} ms")
+    return attempt("model", run)
+
+
+# GPIO
+
+def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True) -> Check:
+    """The pin can be claimed and driven (a 10 % pulse for 50 ms, then off and released)."""
+    def run() -> str:
+        from gpiozero import PWMOutputDevice
+
+        device = PWMOutputDevice(pin, active_high=active_high, pin_factory=factory)
+        try:
+            device.value = 0.1
+            time.sleep(0.05)
+            if abs(device.value - 0.1) > 1e-6:
+                raise RelaxdError(f"GPIO{pin} reads back {device.value}, not 0.1")
+            device.value = 0
+        finally:
+            device.close()
+        return f"GPIO{pin} claimed and driven"
+    return attempt(name, run)
+
+
+def check_estop(pin: int, factory: Any, pull_up: bool = True) -> Check:
+    """The e-stop input is readable and not pressed (a latched mushroom button reads pressed)."""
+    def run() -> str:
+        from gpiozero import Button
+
+        button = Button(pin, pull_up=pull_up, pin_factory=factory)
+        try:
+            pressed = button.is_pressed
+        finally:
+            button.close()
+        if pressed:
+            raise RelaxdError(f"GPIO{pin} reads pressed: release the button (twist to unlatch; "
+                              "if it is released, check the wiring) and run again")
+        return f"GPIO{pin} readable, released"
+    return attempt("e-stop", run)
+
+
+# Audio and storage
+
+def check_audio(open_output: Callable[[], Any]) -> Check:
+    """The output opens and takes a tenth of a second of silence."""
+    def run() -> str:
+        output = open_output()
+        try:
+            output.play(None, 0.0)
+            output.advance(0.1)
+        finally:
+            output.close()
+        return f"{type(output).__name__} opens"
+    return attempt("audio", run)
+
+
+def check_state_dir(path: Path) -> Check:
+    """The folder exists, is writable, has space, and SQLite works in it."""
+    def run() -> str:
+        if not path.is_dir():
+            raise RelaxdError("no such folder (install.sh and systemd's StateDirectory= make it)",
+                              path)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".relaxd-check-", suffix=".sqlite") as f:
+            db = sqlite3.connect(f.name)
+            try:
+                db.execute("CREATE TABLE t (x INTEGER)")
+                db.execute("INSERT INTO t VALUES (1)")
+                db.commit()
+            finally:
+                db.close()
+        free = shutil.disk_usage(path).free
+        if free < MIN_FREE_BYTES:
+            raise RelaxdError(f"only {free / 1e6:.0f} MB free", path)
+        return f"{path} writable, SQLite opens, {free / 1e9:.1f} GB free"
+    return attempt("state dir", run)
+
+
+# Running them all
+
+def _real_factory() -> Any:
+    from gpiozero import Device
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fallback notices; the final error says enough
+        return Device.ensure_pin_factory()
+
+
+def _mock_factory() -> Any:
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    return MockFactory(pin_class=MockPWMPin)
+
+
+def _synthetic_source(folder: Path) -> Callable[[], Any]:
+    """An image-folder source holding one 640x480 frame with the sample face in it."""
+    import cv2
+
+    from relaxd.camera import ImageFolderSource
+
+    frame = np.full((480, 640), 128, np.uint8)
+    face, _ = sample_face()
+    frame[120:360, 200:440] = cv2.resize(face, (240, 240))
+    cv2.imwrite(str(folder / "frame.png"), frame)
+    return lambda: ImageFolderSource(folder)
+
+
+def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check]:
+    """Every check in order (see the module's docstring)."""
+    config_check, config = check_config(config_path)
+    yield config_check
+    yield check_scenario(config.scenario)
+    with tempfile.TemporaryDirectory(prefix="relaxd-check-") as tmp:
+        scratch = Path(tmp)
+        if simulate:
+            yield check_camera(_synthetic_source(scratch))
+        else:
+            yield check_camera(config.camera.open)
+        yield check_model(config.model.path, config.model.threads)
+        try:
+            factory = _mock_factory() if simulate else _real_factory()
+        except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
+            yield Check("gpio", False, f"no GPIO pin factory: {_message(exc)}")
+        else:
+            try:
+                for name, pin in output_pins(config).items():
+                    yield check_output_pin(name, pin, factory, config.actuators.active_high)
+                pin, pull_up = estop_pin(config)
+                yield check_estop(pin, factory, pull_up)
+            finally:
+                factory.close()
+        if simulate:
+            from relaxd.audio import WavFileOutput
+
+            yield check_audio(lambda: WavFileOutput(scratch / "check.wav"))
+            (scratch / "state").mkdir()
+            yield check_state_dir(scratch / "state")
+        else:
+            from relaxd.audio import SoundDeviceOutput
+
+            a = config.actuators
+            yield check_audio(lambda: SoundDeviceOutput(a.audio_device, a.sample_rate))
+            yield check_state_dir(config.state_dir)
+
+
+def output_pins(config: Config) -> dict[str, int]:
+    """Check name -> BCM pin of every actuator output."""
+    a = config.actuators
+    return {"light red": a.red_pin, "light green": a.green_pin, "light blue": a.blue_pin,
+            "vibration": a.vibration_pin}
+
+
+def estop_pin(config: Config) -> tuple[int, bool]:
+    """The e-stop's BCM pin and whether it is pulled up (pressed = low)."""
+    return 26, True
+
+
+def report(checks: Iterable[Check], out: TextIO | None = None) -> int:
+    """Print each check (to stdout) as it finishes; 0 when all passed, else 1."""
+    out = out or sys.stdout
+    failed = 0
+    for check in checks:
+        first, *more = check.detail.splitlines() or [""]
+        print(f"{'ok' if check.ok else 'FAIL':<5} {check.name:<14} {first}", file=out)
+        for line in more:  # e.g. one FILE:LINE:COL problem a line
+            print(" " * 21 + line, file=out)
+        out.flush()
+        failed += not check.ok
+    print(f"{failed} check{'s' if failed != 1 else ''} failed" if failed else "all checks passed",
+          file=out)
+    return 1 if failed else 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``relaxd check`` (also accepted before the word ``check``)."""
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="configuration file (default: $RELAXD_CONFIG or /etc/relaxd/config.yaml)")
+    parser.add_argument("--simulate", action="store_true", default=argparse.SUPPRESS,
+                        help="check the simulated parts (mock pins, WAV output, synthetic frames)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``relaxd check``: print the report; exit status 1 when anything failed."""
+    return report(run_checks(getattr(args, "config", None), getattr(args, "simulate", False)))
