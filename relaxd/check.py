@@ -26,6 +26,9 @@ import numpy as np
 from relaxd.config import Config, load_config
 from relaxd.errors import RelaxdError
 
+#: Checks of the actuators' outputs (their polarity is ``actuators.active_high``).
+ACTUATOR_CHECKS = ("light red", "light green", "light blue", "vibration")
+
 #: Less free space than this in the state directory fails the check.
 MIN_FREE_BYTES = 100 * 1024 * 1024
 
@@ -155,12 +158,12 @@ def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True
     return attempt(name, run)
 
 
-def check_estop(pin: int, factory: Any, pull_up: bool = True) -> Check:
-    """The e-stop input is readable and not pressed (a latched mushroom button reads pressed)."""
+def check_estop(pin: int, factory: Any) -> Check:
+    """The e-stop input (pull-up, pressed = low) is readable and not pressed or latched."""
     def run() -> str:
         from gpiozero import Button
 
-        button = Button(pin, pull_up=pull_up, pin_factory=factory)
+        button = Button(pin, pull_up=True, pin_factory=factory)
         try:
             pressed = button.is_pressed
         finally:
@@ -256,9 +259,9 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
         else:
             try:
                 for name, pin in output_pins(config).items():
-                    yield check_output_pin(name, pin, factory, config.actuators.active_high)
-                pin, pull_up = estop_pin(config)
-                yield check_estop(pin, factory, pull_up)
+                    high = config.actuators.active_high if name in ACTUATOR_CHECKS else True
+                    yield check_output_pin(name, pin, factory, high)
+                yield check_estop(config.safety.estop_pin, factory)
             finally:
                 factory.close()
         if simulate:
@@ -276,15 +279,11 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
 
 
 def output_pins(config: Config) -> dict[str, int]:
-    """Check name -> BCM pin of every actuator output."""
-    a = config.actuators
-    return {"light red": a.red_pin, "light green": a.green_pin, "light blue": a.blue_pin,
-            "vibration": a.vibration_pin}
-
-
-def estop_pin(config: Config) -> tuple[int, bool]:
-    """The e-stop's BCM pin and whether it is pulled up (pressed = low)."""
-    return 26, True
+    """Check name -> BCM pin of every output: lights, vibration, alert buzzer and LED."""
+    a, s = config.actuators, config.safety
+    pins = {"light red": a.red_pin, "light green": a.green_pin, "light blue": a.blue_pin,
+            "vibration": a.vibration_pin, "buzzer": s.buzzer_pin, "alert LED": s.alert_led_pin}
+    return {name: pin for name, pin in pins.items() if pin is not None}
 
 
 def report(checks: Iterable[Check], out: TextIO | None = None) -> int:

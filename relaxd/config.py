@@ -18,6 +18,7 @@ from relaxd import yamlspec
 from relaxd.actuators import ActuatorSettings
 from relaxd.mood import MoodSettings
 from relaxd.paths import default_model, default_scenario
+from relaxd.safety import SafetySettings
 from relaxd.yamlspec import spec
 
 if TYPE_CHECKING:
@@ -86,11 +87,6 @@ class ModelSettings:
 
 
 @dataclass
-class SafetySettings:
-    """Placeholder until relaxd/safety.py defines SafetySettings."""
-
-
-@dataclass
 class Config:
     """relaxd's configuration; every field has a safe default."""
 
@@ -99,14 +95,12 @@ class Config:
     mood: MoodSettings = spec(default_factory=MoodSettings, help="how moods are smoothed")
     actuators: ActuatorSettings = spec(default_factory=ActuatorSettings,
                                        help="light, sound and vibration outputs")
-    safety: SafetySettings = spec(default_factory=SafetySettings, help="the emergency stop")
+    safety: SafetySettings = spec(default_factory=SafetySettings,
+                                  help="the emergency stop and caregiver alerts")
     scenario: Path = spec(default_factory=default_scenario,
                           help="scenario to play (default: the bundled calm-blue-waves.yaml)")
     state_dir: Path = spec(default_factory=default_state_dir,
                            help="session records (default: $STATE_DIRECTORY or /var/lib/relaxd)")
-    alert_command: list[str] = spec(
-        default_factory=list,
-        help="program and arguments run for each caregiver alert, no shell; empty: log only")
     #: The file this was read from (None: all defaults).
     path: Path | None = field(default=None, init=False, compare=False)
 

@@ -86,7 +86,8 @@ def test_simulated_run_passes(config_file, capsys):
     out = capsys.readouterr().out.splitlines()
     names = [line[6:20].strip() for line in out[:-1]]
     assert names == ["config", "scenario", "camera", "model", "light red", "light green",
-                     "light blue", "vibration", "e-stop", "audio", "state dir"]
+                     "light blue", "vibration", "buzzer", "alert LED", "e-stop", "audio",
+                     "state dir"]
     assert all(line.startswith("ok ") for line in out[:-1]), out
     assert out[-1] == "all checks passed"
 

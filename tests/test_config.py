@@ -90,7 +90,7 @@ def test_empty_file_gives_defaults(tmp_path):
 
 def test_every_problem_is_reported_with_its_position(tmp_path):
     path = write(tmp_path, "camera:\n  source: webcm\n  width: 10\nmodle: {}\nstate_dir: 3\n"
-                           "alert_command: notify\n")
+                           "safety:\n  alert_command: notify\n")
     with pytest.raises(SpecError) as err:
         load_config(path)
     lines = str(err.value).splitlines()
@@ -98,7 +98,7 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
     assert "did you mean 'webcam'" in lines[0]
     assert lines[1] == f"{path}:3:10: 'width' is 10, outside 160..1920"
     assert lines[2] == f"{path}:4:1: unknown key 'modle' (did you mean 'model'?)"
-    assert lines[3].startswith(f"{path}:6:16: expected a list")
+    assert lines[3].startswith(f"{path}:7:18: expected a list")
     assert len(lines) == 4  # state_dir: 3 is a valid (relative) path
 
 
