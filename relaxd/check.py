@@ -59,8 +59,8 @@ def check_config(path: str | Path | None) -> tuple[Check, Config]:
     """Load the configuration; on failure the other checks go on with the defaults."""
     try:
         config = load_config(path)
-    except RelaxdError as exc:
-        return Check("config", False, f"{exc} (other checks use the defaults)"), Config()
+    except Exception as exc:  # noqa: BLE001 - a check reports every failure, never raises
+        return Check("config", False, f"{_message(exc)} (other checks use the defaults)"), Config()
     detail = f"{config.path} valid" if config.path else "no config file: using the defaults"
     return Check("config", True, detail), config
 
