@@ -2,9 +2,10 @@
 
 Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
 (loads, classifies a face), each output pin (claimed and driven), the e-stop button (readable,
-not pressed or latched), the audio output (opens), the state directory (writable, SQLite opens).
-``--simulate`` checks the simulated parts instead: mock GPIO pins, a WAV file output, a
-synthetic frame source and a temporary state directory.
+not pressed or latched), the audio output (opens), the state directory (writable, SQLite opens)
+and the daemon's fault latch (nothing latched from before). ``--simulate`` checks the simulated
+parts instead: mock GPIO pins, a WAV file output, a synthetic frame source and a temporary state
+directory.
 
 Every check is a small function returning a :class:`Check`; none raises.
 """
@@ -175,6 +176,19 @@ def check_estop(pin: int, factory: Any) -> Check:
     return attempt("e-stop", run)
 
 
+def check_latch(state_dir: Path) -> Check:
+    """No e-stop or fault is latched from before (the daemon's latch file in the state dir)."""
+    def run() -> str:
+        from relaxd.daemon import FaultLatch
+
+        latch = FaultLatch(state_dir / "latch.json")
+        if latch.reason is not None:
+            raise RelaxdError(f"latched: {latch.reason}; once safe, reset it by holding the e-stop "
+                              "button 3 s while relaxd runs, or with `relaxd reset`")
+        return "nothing latched"
+    return attempt("latch", run)
+
+
 # Audio and storage
 
 def check_audio(open_output: Callable[[], Any]) -> Check:
@@ -276,6 +290,7 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
             a = config.actuators
             yield check_audio(lambda: SoundDeviceOutput(a.audio_device, a.sample_rate))
             yield check_state_dir(config.state_dir)
+            yield check_latch(config.state_dir)
 
 
 def output_pins(config: Config) -> dict[str, int]:

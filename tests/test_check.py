@@ -230,6 +230,15 @@ def test_state_dir(tmp_path, monkeypatch):
     assert not full.ok and "MB free" in full.detail
 
 
+def test_latch(tmp_path):
+    from relaxd.daemon import FaultLatch
+
+    assert check.check_latch(tmp_path) == Check("latch", True, "nothing latched")
+    FaultLatch(tmp_path / "latch.json").set("emergency stop")
+    result = check.check_latch(tmp_path)
+    assert not result.ok and result.detail.startswith("latched: emergency stop;")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_read_only_state_dir(tmp_path):
     tmp_path.chmod(0o500)
