@@ -13,8 +13,9 @@ Every check is a small function returning a :class:`Check`; none raises.
 from __future__ import annotations
 
 import argparse
-import sqlite3
+import contextlib
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -227,10 +228,12 @@ def check_state_dir(path: Path) -> Check:
 
 # Running them all
 
-def _real_factory() -> Any:
+def _real_factory(scratch: Path) -> Any:
+    """gpiozero's default pin factory (lgpio on the Pi). lgpio makes its notification FIFO in
+    the current folder when imported, so that happens in ``scratch``, writable from anywhere."""
     from gpiozero import Device
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.chdir(scratch):
         warnings.simplefilter("ignore")  # fallback notices; the final error says enough
         return Device.ensure_pin_factory()
 
@@ -267,7 +270,7 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
             yield check_camera(config.camera.open)
         yield check_model(config.model.path, config.model.threads)
         try:
-            factory = _mock_factory() if simulate else _real_factory()
+            factory = _mock_factory() if simulate else _real_factory(scratch)
         except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
             yield Check("gpio", False, f"no GPIO pin factory: {_message(exc)}")
         else:

@@ -97,7 +97,9 @@ def test_missing_model_and_bad_state_dir_fail_with_exit_1(tmp_path, config_file)
     blocker.write_text("")
     config_file.write_text(f"model:\n  path: {tmp_path}/gone.tflite\nscenario: scenario.yaml\n"
                            f"state_dir: {blocker}/state\n")
+    cwd = os.getcwd()
     checks = {c.name: c for c in check.run_checks(config_file, simulate=False)}
+    assert os.getcwd() == cwd
     assert not checks["model"].ok and "gone.tflite: model file not found" in checks["model"].detail
     assert not checks["state dir"].ok and "no such folder" in checks["state dir"].detail
     code, out = lines(checks.values())
