@@ -71,6 +71,11 @@ preflight() {
         codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
         [[ $codename == bookworm ]] ||
             echo "install.sh: warning: made for Raspberry Pi OS Bookworm, this is '$codename'" >&2
+        if [[ $(uname -m) == aarch64 && $(dpkg --print-architecture) != arm64 ]]; then
+            echo "install.sh: a 32-bit system on a 64-bit kernel: install the 64-bit Raspberry Pi" \
+                 "OS (the unit allows native system calls only)" >&2
+            exit 1
+        fi
     fi
 }
 
