@@ -115,8 +115,8 @@ class EmotionClassifier:
     def _check(self, faces: np.ndarray, ndim: int) -> None:
         s = self.input_size
         if faces.ndim != ndim or faces.shape[-2:] != (s, s) or faces.dtype != np.uint8:
-            raise ValueError(f"expected uint8 faces of shape {'(N, ' if ndim == 3 else '('}{s}, {s}),"
-                             f" got {faces.dtype} {faces.shape}")
+            want = ("N, " if ndim == 3 else "") + f"{s}, {s}"
+            raise ValueError(f"expected uint8 faces of shape ({want}), got {faces.dtype} {faces.shape}")
 
     def classify(self, face: np.ndarray) -> np.ndarray:
         """7 probabilities (order ``EMOTIONS``, sum 1) for one ``input_size``² uint8 gray face."""

@@ -3,7 +3,7 @@
 - ``model1``: the paper's first baseline, 2 conv + 2 pool + 4 fully connected layers.
 - ``model2``: the paper's second baseline, 8 conv + 4 pool + 4 fully connected, batch norm, dropout.
 - ``relaxnet`` (default): VGG-style, batch norm, global average pooling, sized for the Pi
-  (about 1 M parameters, int8 inference well under 2 ms on one core).
+  (about 0.8 M parameters, int8 inference under 2 ms on one core).
 - ``tiny``: a few thousand parameters, for tests only.
 """
 
@@ -57,8 +57,13 @@ def model2() -> keras.Model:
     return keras.Model(inp, out, name="model2")
 
 
-def relaxnet(widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3) -> keras.Model:
-    """Default: one conv at 48x48, then two convs per stage at 24, 12 and 6, GAP head."""
+def relaxnet(widths: tuple[int, ...] = (16, 32, 72, 144), head: int = 256,
+             dropout: float = 0.3) -> keras.Model:
+    """Default: one conv at 48x48, two convs per stage at 24, 12 and 6 px, one conv at 3 px, GAP.
+
+    Most channels sit at low resolution, where a weight costs few multiply-accumulates:
+    about 0.65 M parameters for 31 M MACs, so int8 inference stays under 2 ms on one core.
+    """
     inp = keras.Input(INPUT_SHAPE)
     x = _conv_bn(inp, widths[0])
     x = layers.MaxPooling2D()(x)
@@ -66,7 +71,7 @@ def relaxnet(widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3)
         x = _conv_bn(x, filters)
         x = _conv_bn(x, filters)
         x = layers.MaxPooling2D()(x)
-    x = _conv_bn(x, widths[-1])
+    x = _conv_bn(x, head)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(NUM_CLASSES, activation="softmax")(x)

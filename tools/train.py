@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="FER2013 folder (train/ and val/ of class folders) or fer2013.csv")
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, log)")
     p.add_argument("--arch", default="relaxnet", help="relaxnet (default), model1, model2, tiny")
-    p.add_argument("--widths", default="32,64,128,256",
+    p.add_argument("--widths", default="16,32,72,144",
                    help="relaxnet: channels of its four stages, comma-separated")
+    p.add_argument("--head", type=int, default=256, help="relaxnet: channels of its last conv")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--erase-prob", type=float, default=0.5, help="random erasing probability")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.keras")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.keras (same --data/--epochs; the LR schedule is saved)")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     return p.parse_args(argv)
 
@@ -57,8 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
     """Per-class loss weights, normalized so the mean weight over training samples is 1."""
     counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(np.float64)
-    freq = np.maximum(counts, 1) / counts.sum()
-    w = {"none": np.ones_like(freq), "sqrt": freq ** -0.5, "balanced": 1.0 / freq}[mode]
+    freq = counts / counts.sum()
+    safe = np.maximum(counts, 1) / counts.sum()
+    w = {"none": np.ones_like(freq), "sqrt": safe ** -0.5, "balanced": 1.0 / safe}[mode]
     return (w / (w * freq).sum()).astype(np.float32)
 
 
@@ -152,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads(state_path.read_text())
         model = keras.models.load_model(out / "last.keras")
         optimizer = model.optimizer
+        state.setdefault("resumed", []).append(shlex.join([os.path.basename(sys.executable), *sys.argv]))
         _log(log, f"resumed at epoch {state['epoch']} (best val acc {state['best_val_acc']:.4f})")
     else:
         if args.arch == "relaxnet":
-            model = relaxnet(tuple(int(w) for w in args.widths.split(",")))
+            model = relaxnet(tuple(int(w) for w in args.widths.split(",")), args.head)
         else:
             model = ARCHS[args.arch]()
         total = args.epochs * steps_per_epoch
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    reduction=None)
     class_w = tf.constant(weights)
 
-    @tf.function(jit_compile=False)
+    @tf.function
     def train_step(x_u8, y, seed):
         x = augment(tf.cast(x_u8, tf.float32)[..., None] / 255.0, seed)
         with tf.GradientTape() as tape:

@@ -1,0 +1,104 @@
+"""EmotionClassifier on the shipped int8 model (tflite runtime only, no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relaxd.emotion import EmotionClassifier, load_interpreter
+from relaxd.errors import RelaxdError
+from relaxd.labels import EMOTIONS, MOOD_INDEX, MOODS, Mood
+from relaxd.paths import default_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fer2013_dir() -> Path | None:
+    """The real FER2013 folder: $RELAXD_FER2013, else ../shared/fer2013 next to the repo."""
+    candidates = [os.environ.get("RELAXD_FER2013"), REPO.parent / "shared" / "fer2013"]
+    return next((Path(c) for c in candidates if c and Path(c, "val").is_dir()), None)
+
+
+@pytest.fixture(scope="module")
+def clf() -> EmotionClassifier:
+    return EmotionClassifier(default_model())
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+
+
+def test_shipped_model_contract(clf):
+    inp = clf._interp.get_input_details()[0]
+    out = clf._interp.get_output_details()[0]
+    assert tuple(inp["shape"]) == (1, 48, 48, 1) and inp["dtype"] == np.int8
+    assert tuple(out["shape"]) == (1, 7) and out["dtype"] == np.int8
+    assert clf.input_size == 48 and clf.labels == EMOTIONS
+    # float input = pixel / 255: the lookup table maps 0 -> int8 min, 255 -> int8 max.
+    assert clf._lut[0] == -128 and clf._lut[255] == 127
+    assert default_model().stat().st_size <= 2 * 1024 * 1024
+
+
+def test_classify_returns_probabilities(clf, faces):
+    buf = clf._in_buf
+    for face in faces:
+        p = clf.classify(face)
+        assert p.shape == (7,) and np.all(p >= 0)
+        assert p.sum() == pytest.approx(1.0, abs=1e-5)
+    assert clf._in_buf is buf
+
+
+def test_batch_matches_single(clf, faces):
+    batch = clf.classify_batch(faces, batch_size=2)
+    single = np.stack([clf.classify(f) for f in faces])
+    np.testing.assert_allclose(batch, single, atol=1e-6)
+
+
+@pytest.mark.parametrize("face", [np.zeros((48, 48), np.float32), np.zeros((40, 48), np.uint8),
+                                  np.zeros((48, 48, 3), np.uint8)])
+def test_classify_rejects_wrong_input(clf, face):
+    with pytest.raises(ValueError):
+        clf.classify(face)
+
+
+def test_missing_model_names_the_file(tmp_path):
+    with pytest.raises(RelaxdError, match="nothing.tflite: model file not found"):
+        EmotionClassifier(tmp_path / "nothing.tflite")
+
+
+def test_corrupt_model_names_the_file(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(os.urandom(2000))
+    with pytest.raises(RelaxdError, match="bad.tflite") as err:
+        load_interpreter(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_spec_labels_must_match(tmp_path):
+    model = tmp_path / "m.tflite"
+    shutil.copy(default_model(), model)
+    model.with_suffix(".json").write_text(json.dumps({"labels": list(reversed(EMOTIONS))}))
+    with pytest.raises(RelaxdError, match="m.json"):
+        EmotionClassifier(model)
+    model.with_suffix(".json").write_text("{not json")
+    with pytest.raises(RelaxdError, match="m.json"):
+        EmotionClassifier(model)
+
+
+def test_shipped_model_on_real_happy_faces(clf):
+    root = fer2013_dir()
+    if root is None:
+        pytest.skip("FER2013 not found: set RELAXD_FER2013 or put it at ../shared/fer2013")
+    from relaxd.evaluate import load_folder
+
+    data = load_folder(root / "val")
+    pick = np.flatnonzero(data.labels == EMOTIONS.index("happy"))[:100]
+    probs = clf.classify_batch(data.images[pick])
+    positive = MOODS.index(Mood.POSITIVE)
+    assert (MOOD_INDEX[probs.argmax(axis=1)] == positive).mean() > 0.6

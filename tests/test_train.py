@@ -1,0 +1,154 @@
+"""Training, resume, int8 export and evaluation end to end on a tiny generated FER2013.
+
+TensorFlow runs only in subprocesses: it must not share a process with tflite_runtime.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from relaxd.emotion import EmotionClassifier
+from relaxd.errors import RelaxdError
+from relaxd.evaluate import evaluate_folder
+from relaxd.labels import EMOTIONS
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = REPO / "tools"
+sys.path.insert(0, str(TOOLS))
+
+from export import calibration_sample  # noqa: E402
+from fer_data import CSV_EMOTIONS, load_csv, load_split  # noqa: E402
+from train import class_weights  # noqa: E402
+
+# find_spec, not import: TensorFlow must stay out of this process.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                reason="training needs tensorflow-cpu (pip install 'relaxd[train]')")
+
+
+def _face(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A 48x48 image whose stripe frequency depends on the class, plus noise."""
+    stripes = np.sin(np.arange(48) * (label + 1) * np.pi / 24)[:, None] * 80 + 128
+    return np.clip(stripes + rng.normal(0, 20, (48, 48)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_fer(tmp_path_factory) -> Path:
+    """FER2013 in both forms: ``root/train|val/<class>/*.png`` and ``root/fer2013.csv``."""
+    root = tmp_path_factory.mktemp("fer")
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, n, usage in (("train", 5, "Training"), ("val", 2, "PublicTest")):
+        for label, emotion in enumerate(EMOTIONS):
+            (root / split / emotion).mkdir(parents=True)
+            for i in range(n):
+                img = _face(label, rng)
+                cv2.imwrite(str(root / split / emotion / f"{i}.png"), img)
+                rows.append((CSV_EMOTIONS.index(emotion), " ".join(map(str, img.ravel())), usage))
+    with open(root / "fer2013.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        w.writerows(rows)
+    return root
+
+
+def _tool(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(TOOLS / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_csv_and_folder_give_the_same_data(tiny_fer):
+    for split in ("train", "val"):
+        xf, yf = load_split(tiny_fer, split)
+        xc, yc = load_split(tiny_fer / "fer2013.csv", split)
+        order_f = sorted(range(len(xf)), key=lambda i: xf[i].tobytes())
+        order_c = sorted(range(len(xc)), key=lambda i: xc[i].tobytes())
+        np.testing.assert_array_equal(xf[order_f], xc[order_c])
+        np.testing.assert_array_equal(yf[order_f], yc[order_c])
+
+
+def test_csv_label_order_is_mapped(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for i in range(7):
+            w.writerow([i, " ".join(["0"] * 2304), "Training"])
+        w.writerow([0, " ".join(["0"] * 2304), "PrivateTest"])
+    _, labels = load_csv(path, "train")
+    names = [EMOTIONS[i] for i in labels]
+    assert names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def test_csv_errors(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(RelaxdError, match="missing columns"):
+        load_csv(path, "train")
+    path.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
+    with pytest.raises(RelaxdError, match=r"x.csv:2: expected 2304 pixels"):
+        load_csv(path, "train")
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.array([0] * 90 + [1] * 10)
+    for mode in ("sqrt", "balanced"):
+        w = class_weights(labels, mode)
+        assert w[1] > w[0]
+        assert (w[labels]).mean() == pytest.approx(1.0)
+    assert class_weights(labels, "none")[:2].tolist() == [1.0, 1.0]
+
+
+def test_calibration_sample_is_stratified():
+    labels = np.repeat(np.arange(7), [100, 5, 100, 300, 100, 100, 100])
+    images = np.arange(len(labels), dtype=np.uint8)[:, None, None] * np.ones((1, 48, 48), np.uint8)
+    sample = calibration_sample(images, labels, 70)
+    assert len(sample) == 65  # 10 per class, disgust has only 5
+
+
+def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
+    run = tmp_path / "run"
+    common = ["--data", str(tiny_fer), "--out", str(run), "--arch", "tiny", "--batch-size", "8",
+              "--seed", "3"]
+    proc = _tool("train.py", *common, "--epochs", "1")
+    assert "val_acc" in proc.stdout
+    for name in ("best.keras", "last.keras", "state.json", "train.log"):
+        assert (run / name).is_file()
+    _tool("train.py", *common, "--epochs", "2", "--resume")
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert "--resume" in state["resumed"][0] and "tools/train.py" in state["command"]
+
+    model = tmp_path / "models" / "emotion_int8.tflite"
+    _tool("export.py", str(run), "--data", str(tiny_fer), "--out", str(model), "--calib", "35")
+    spec = json.loads(model.with_suffix(".json").read_text())
+    assert spec["labels"] == list(EMOTIONS) and spec["input"]["dtype"] == "int8"
+    assert spec["input"]["shape"] == [1, 48, 48, 1]
+    card = (model.parent / "MODEL_CARD.md").read_text()
+    assert state["command"] in card
+
+    clf = EmotionClassifier(model)
+    assert clf._interp.get_output_details()[0]["dtype"] == np.int8
+    report = evaluate_folder(tiny_fer / "val", model)
+    assert report["n"] == 14 and report["unreadable"] == 0
+    assert report["accuracy7"] == pytest.approx(spec["val"]["int8"]["accuracy7"])
+
+
+def test_train_from_csv(tiny_fer, tmp_path):
+    run = tmp_path / "run"
+    _tool("train.py", "--data", str(tiny_fer / "fer2013.csv"), "--out", str(run), "--arch", "tiny",
+          "--epochs", "1", "--batch-size", "8")
+    state = json.loads((run / "state.json").read_text())
+    assert state["n_train"] == 35 and state["n_val"] == 14
