@@ -75,6 +75,55 @@ def test_systemd_analyze_security_exposure_at_most_4(tmp_path):
     assert f"exposure {found.group(1)}" in readme
 
 
+SANDBOX = """
+import errno, socket, subprocess, sys
+from seccomp import ALLOW, ERRNO, Arg, EQ, NE, SyscallFilter
+
+# The unit's SystemCallFilter=@system-service ~@privileged @resources (EPERM) and
+# RestrictAddressFamilies=AF_UNIX, from systemd-analyze's own lists.
+groups, current = {}, None
+for line in subprocess.run(["systemd-analyze", "syscall-filter", "--no-pager"],
+                           capture_output=True, text=True, check=True).stdout.splitlines():
+    item = line.strip()
+    if line.startswith("@"):
+        current = groups.setdefault(item, [])
+    elif item and not item.startswith("#") and current is not None:
+        current.append(item)
+
+def expand(name, seen):
+    if not name.startswith("@"):
+        return {name}
+    if name in seen:
+        return set()
+    seen.add(name)
+    return set().union(*(expand(i, seen) for i in groups[name]))
+
+allowed = expand("@system-service", set()) - expand("@privileged", set()) - expand("@resources", set())
+f = SyscallFilter(defaction=ERRNO(errno.EPERM))
+for name in allowed - {"socket"}:
+    try:
+        f.add_rule(ALLOW, name)
+    except (RuntimeError, ValueError, OSError):
+        pass  # not a system call on this architecture
+f.add_rule(ALLOW, "socket", Arg(0, EQ, socket.AF_UNIX))
+f.add_rule(ERRNO(errno.EAFNOSUPPORT), "socket", Arg(0, NE, socket.AF_UNIX))
+f.load()
+from relaxd.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@needs_analyze
+def test_system_call_filter_allows_a_simulated_check(tmp_path):
+    """Everything ``relaxd check --simulate`` does (model, OpenCV, SQLite, WAV, mock pins)
+    passes the unit's system call and socket filters."""
+    pytest.importorskip("seccomp", reason="python3-seccomp (apt) not importable")
+    result = subprocess.run([sys.executable, "-c", SANDBOX, "check", "--simulate"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "all checks passed"
+
+
 # Logging under the unit: journald priorities, with or without systemd-python.
 
 @pytest.fixture
