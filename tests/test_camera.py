@@ -55,6 +55,42 @@ def test_webcam_that_does_not_open():
         WebcamSource(98)
 
 
+class FakeCapture:
+    """cv2.VideoCapture of a webcam that gives ``frames`` then fails (as when unplugged)."""
+
+    def __init__(self, frames):
+        self.frames, self.props, self.released = list(frames), {}, False
+
+    def isOpened(self):
+        return True
+
+    def set(self, prop, value):
+        self.props[prop] = value
+        return True
+
+    def read(self):
+        if not self.frames:
+            return False, None
+        return True, self.frames.pop(0)
+
+    def release(self):
+        self.released = True
+
+
+def test_webcam_unplugged_or_malformed_is_a_camera_error(monkeypatch):
+    cap = FakeCapture([np.zeros((480, 640, 3), np.uint8), np.zeros((480, 640, 2), np.uint8)])
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: cap)
+    source = WebcamSource(0, timeout_s=1.5)
+    assert cap.props[cv2.CAP_PROP_FRAME_WIDTH] == 640 and cap.props[cv2.CAP_PROP_READ_TIMEOUT_MSEC] == 1500
+    assert source.read().image.shape == (480, 640, 3)
+    with pytest.raises(CameraError, match=r"^webcam 0: malformed frame \(shape \(480, 640, 2\)"):
+        source.read()
+    with pytest.raises(CameraError, match=r"^webcam 0: no frame \(unplugged or stalled\)$"):
+        source.read()
+    source.close()
+    assert cap.released
+
+
 def test_image_folder_sorted_gray_and_colour(tmp_path):
     cv2.imwrite(str(tmp_path / "b.png"), np.full((10, 12, 3), 200, np.uint8))
     cv2.imwrite(str(tmp_path / "a.png"), np.full((10, 12), 100, np.uint8))
