@@ -110,7 +110,7 @@ def crop_face(gray: np.ndarray, box: Box, size: int = 48) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
-@dataclass
+@dataclass(eq=False)
 class FaceDetector:
     """Finds faces in grayscale frames and follows the child's face from frame to frame.
 
