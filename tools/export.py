@@ -17,6 +17,7 @@ import argparse
 import json
 import multiprocessing
 import platform
+import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -119,6 +120,7 @@ def _recall_table(float_rep: dict, int8_rep: dict) -> str:
 def write_card(path: Path, info: dict) -> None:
     """``MODEL_CARD.md`` from the figures gathered by :func:`main`."""
     st, f, q = info["state"], info["float"], info["int8"]
+    notes = f"\n## Notes\n{info['note']}\n" if info["note"] else ""
     hist = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_acc']:.2%} | {h['val_acc']:.2%} |"
                      for h in st["history"])
     text = f"""# Model card: relaxd emotion classifier (`{info['model_file']}`)
@@ -141,7 +143,7 @@ tuning. The PrivateTest split was not used. Class counts in training are very un
 and label smoothing {st['args']['label_smoothing']}.
 
 ## Architecture
-`{st['arch']}` (`tools/models.py`{', widths ' + st['args']['widths'] if st['arch'] == 'relaxnet' else ''}):
+`{st['arch']}` (`tools/models.py`{info['arch_args']}):
 {info['arch_text']}
 {st['params']:,} parameters, {st['macs'] / 1e6:.1f} M multiply-accumulates per face.
 Input: float pixel/255 in [0, 1], shape (1, 48, 48, 1), quantized to int8
@@ -169,7 +171,8 @@ TensorFlow {info['tf_version']}; runs under tflite-runtime 2.14 (checked by the 
 |---|---:|---:|
 | accuracy, 7 emotions | {f['accuracy7']:.2%} | {q['accuracy7']:.2%} |
 | macro-F1, 7 emotions | {f['macro_f1_7']:.3f} | {q['macro_f1_7']:.3f} |
-| accuracy, 3 moods | {f['accuracy3']:.2%} | {q['accuracy3']:.2%} |
+| accuracy, 3 moods (summed probabilities, as relaxd uses them) | {f['accuracy3']:.2%} | {q['accuracy3']:.2%} |
+| accuracy, 3 moods (mood of the top emotion) | {f['accuracy3_from7']:.2%} | {q['accuracy3_from7']:.2%} |
 | macro-F1, 3 moods | {f['macro_f1_3']:.3f} | {q['macro_f1_3']:.3f} |
 
 Model file: {info['size_bytes']:,} bytes. Median single-thread inference per face
@@ -200,7 +203,7 @@ Training history:
 {hist}
 
 ## Known weaknesses
-- **Disgust** is rare (436 training images, {st['n_val'] and f['support7']['disgust']} in val) and
+- **Disgust** is rare (436 training images, {f['support7']['disgust']} in val) and
   **fear** is confused with sad and surprise: their recall is the lowest. Both are negative
   moods, so the 3-mood accuracy is much higher than the 7-class one.
 - FER2013 is adult faces from the web; children's faces, the chair's lighting, glasses,
@@ -208,7 +211,7 @@ Training history:
 - Human agreement on FER2013 is only about 65-70 %; labels are noisy.
 - Accuracy is for FER2013-style crops; relaxd's own Haar crop (`faces.crop_face`) may frame
   faces differently.
-"""
+{notes}"""
     path.write_text(text)
 
 
@@ -222,6 +225,9 @@ ARCH_TEXT = {
 }
 
 
+KEYS = ("accuracy7", "accuracy3", "accuracy3_from7", "macro_f1_7", "macro_f1_3")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="training run folder (best.keras, state.json)")
@@ -231,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", type=int, default=700, help="calibration images")
     p.add_argument("--where", default="the 2-core development VM's CPU (shared)",
                    help="where training ran, for the model card")
+    p.add_argument("--note", default="", help="extra paragraph for the model card")
     p.add_argument("--no-card", action="store_true", help="skip MODEL_CARD.md")
     args = p.parse_args(argv)
 
@@ -251,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "training": {"command": state["command"], "epochs": state["epoch"],
                      "best_epoch": state["best_epoch"], "minutes": round(state["train_seconds"] / 60, 1)},
         "val": {"n": int8_rep["n"],
-                "float": {k: float_rep[k] for k in ("accuracy7", "accuracy3", "macro_f1_7", "macro_f1_3")},
-                "int8": {k: int8_rep[k] for k in ("accuracy7", "accuracy3", "macro_f1_7", "macro_f1_3")}},
+                "float": {k: float_rep[k] for k in KEYS},
+                "int8": {k: int8_rep[k] for k in KEYS}},
         "median_ms_1_thread": round(latency["median_ms"], 3),
     }
     write_spec(args.out, EmotionClassifier(args.out), figures)
@@ -261,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         info = {
             "state": state, "float": float_rep, "int8": int8_rep, "latency": latency,
             "model_file": args.out.name, "size_bytes": args.out.stat().st_size,
-            "arch_text": ARCH_TEXT.get(state["arch"], ""), "where": args.where,
+            "arch_text": ARCH_TEXT.get(state["arch"], ""), "where": args.where, "note": args.note,
+            "arch_args": (f", `--widths {state['args']['widths']} --head {state['args'].get('head', 256)}`"
+                          if state["arch"] == "relaxnet" else ""),
             "in_scale": float(inp["quantization"][0]), "in_zero": int(inp["quantization"][1]),
             "n_calib": conv["n_calib"], "tf_version": conv["tf_version"],
             "cpu": f"{platform.processor() or platform.machine()} (this development machine)",
-            "export_command": " ".join(["python", "tools/export.py", *(argv or sys.argv[1:])]),
+            "export_command": shlex.join(["python", "tools/export.py", *(argv or sys.argv[1:])]),
         }
         write_card(args.out.parent / "MODEL_CARD.md", info)
     return 0
