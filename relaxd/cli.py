@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import logging
 import sys
 from typing import Callable
@@ -30,12 +31,14 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("scenario", "show"): ("relaxd.scenario", "configure_show", "run_show",
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
+    ("reset",): ("relaxd.app", "configure_reset", "run_reset",
+                 "reset a latched e-stop or fault on the running chair"),
 }
 
 
-def _speed(text: str) -> float | None:
+def _speed(text: str) -> float:
     if text == "max":
-        return None
+        return math.inf
     try:
         value = float(text)
     except ValueError:
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "_command", None):
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
             return _load(args._command, None)(args)
-        from relaxd.daemon import run_from_args
+        from relaxd.app import run_from_args
         return run_from_args(args)
     except RelaxdError as exc:
         print(f"relaxd: {exc}", file=sys.stderr)

@@ -1,0 +1,176 @@
+"""Builds a session's parts from the configuration and the command line, then runs it.
+
+Everything that can be wrong with the user's input (configuration, scenario, mood script, model,
+video, webcam) is checked before any actuator is touched. ``--simulate`` swaps the hardware for
+gpiozero's MockFactory pins, a WAV file and an in-memory latch; the rest is the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from relaxd.actuators import Actuators
+from relaxd.alerts import Alerter
+from relaxd.clock import Clock, RealClock, VirtualClock
+from relaxd.config import Config, load_config
+from relaxd.controller import Controller
+from relaxd.daemon import FaultLatch, Session, install_signal_handlers
+from relaxd.errors import RelaxdError
+from relaxd.events import EventLog, JsonLinesSink, Sink
+from relaxd.inputs import Input, ScriptInput, VisionInput
+from relaxd.logsetup import setup_logging
+from relaxd.notify import Notifier
+from relaxd.paths import resource_dir
+from relaxd.safety import EmergencyStop
+from relaxd.scenario import load_mood_script, load_scenario
+from relaxd.sessions import SessionSink
+from relaxd.status import StatusLine
+
+log = logging.getLogger(__name__)
+
+#: The mood script ``relaxd --simulate`` plays when given no input, and its speed.
+DEMO_SCRIPT = resource_dir("scenarios") / "moods" / "demo.yaml"
+DEMO_SPEED = 20.0
+
+#: Seconds between ticks when the input does not pace the loop (mood scripts, image folders).
+SCRIPT_PERIOD = 0.1
+
+
+def _open_frames(args: argparse.Namespace, config: Config, clock: Clock) -> tuple[Any, float | None]:
+    """The frame source the arguments or the configuration ask for, and the tick period."""
+    from relaxd.camera import ImageFolderSource, ResilientSource, VideoFileSource, WebcamSource
+
+    cam = config.camera
+    if args.video:
+        source = VideoFileSource(args.video)
+        return source, 1.0 / (getattr(source, "fps", None) or 25.0)
+    if args.images:
+        return ImageFolderSource(args.images), SCRIPT_PERIOD
+    if args.camera is not None:
+        WebcamSource(args.camera, (cam.width, cam.height)).close()  # fail now if it won't open
+        live = lambda: WebcamSource(args.camera, (cam.width, cam.height), cam.read_timeout_s)  # noqa: E731
+    elif cam.source in ("video", "images"):
+        return cam.open(), 1.0 / cam.fps
+    else:
+        live = cam.open
+    return (ResilientSource(live, clock, name=cam.source, backoff_s=cam.retry_backoff_s,
+                            max_backoff_s=cam.retry_backoff_max_s), None)
+
+
+def _clock(args: argparse.Namespace, live: bool) -> Clock:
+    if live:
+        if args.speed is not None:
+            raise RelaxdError("--speed applies to scripts, videos and image folders, not to a live camera")
+        return RealClock()
+    if args.speed is None:
+        return VirtualClock(DEMO_SPEED if args.mood_script == str(DEMO_SCRIPT) else 1.0)
+    return VirtualClock(None if math.isinf(args.speed) else args.speed)
+
+
+def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
+    """Every part of a session, in the order that checks the user's input first."""
+    config = load_config(args.config) if args.config or not args.simulate else Config()
+    scenario = load_scenario(args.scenario or config.scenario)
+    if args.simulate and not (args.video or args.images or args.camera is not None
+                              or args.mood_script):
+        args.mood_script = str(DEMO_SCRIPT)
+    live = not (args.mood_script or args.video or args.images) and (
+        args.camera is not None or config.camera.source in ("picamera", "webcam"))
+    clock = _clock(args, live)
+
+    if args.mood_script:
+        script = load_mood_script(args.mood_script)
+        source_name, period, frames = f"script {args.mood_script}", SCRIPT_PERIOD, None
+    else:
+        from relaxd.emotion import EmotionClassifier
+        from relaxd.faces import FaceDetector
+        from relaxd.mood import MoodSmoother
+
+        classifier = EmotionClassifier(config.model.path, config.model.threads)
+        frames, period = _open_frames(args, config, clock)
+        stack.callback(frames.close)
+        source_name = frames.name
+
+    state_dir = Path(args.out) if args.simulate else config.state_dir
+    sinks: list[Sink] = []
+    if args.events:
+        sinks.append(JsonLinesSink(args.events))
+    sinks.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
+    events = EventLog(sinks)
+    stack.callback(events.close)
+
+    factory = None
+    if args.simulate:
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        from relaxd.audio import WavFileOutput
+
+        factory = MockFactory(pin_class=MockPWMPin)
+        stack.callback(factory.close)
+        audio = WavFileOutput(state_dir / "audio.wav", config.actuators.sample_rate)
+    else:
+        from relaxd.audio import SoundDeviceOutput
+
+        audio = SoundDeviceOutput(config.actuators.audio_device, config.actuators.sample_rate)
+    actuators = Actuators(config.actuators, audio, pin_factory=factory)
+    stack.callback(actuators.close)
+    alerter = Alerter(config.safety, events, pin_factory=factory)
+    stack.callback(alerter.close)
+    latch = FaultLatch(None if args.simulate else state_dir / "latch.json")
+    estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,
+                          pin_factory=factory, on_press=lambda t: latch.set("emergency stop"))
+    stack.callback(estop.close)
+
+    if args.mood_script:
+        inp: Input = ScriptInput(script, lambda kind: _press(kind, estop, factory))
+    else:
+        inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
+    return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
+                   estop=estop, alerter=alerter, events=events, latch=latch, period=period,
+                   notifier=Notifier(), status=None if args.quiet else StatusLine())
+
+
+def _press(kind: str, estop: EmergencyStop, factory: Any) -> None:
+    """A scripted caregiver: press the e-stop's (mock) button, or reset it."""
+    if kind == "estop":
+        pin = factory.pin(estop.settings.estop_pin) if factory is not None else None
+        if pin is None:
+            estop.trigger("script")
+        else:
+            pin.drive_low()
+            pin.drive_high()
+    else:
+        estop.reset("script")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    with ExitStack() as stack:
+        session = build_session(args, stack)
+        install_signal_handlers(session)
+        code = session.run()
+    log.info("session ended: %s", session.stop_reason)
+    return code
+
+
+def configure_reset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="configuration file")
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    """Ask the running daemon to reset a latched e-stop or fault (as holding the button does)."""
+    latch = FaultLatch(load_config(args.config).state_dir / "latch.json")
+    if latch.reason is None:
+        print("relaxd: nothing is latched")
+        return 0
+    try:
+        latch.request.touch()
+    except OSError as exc:
+        raise RelaxdError(f"cannot ask for a reset: {exc.strerror}", latch.request) from None
+    print(f"reset requested (latched: {latch.reason}); the chair restarts at its start intensity")
+    return 0

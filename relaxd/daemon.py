@@ -1,0 +1,281 @@
+"""The chair's main loop: each tick, input -> controller -> actuators, recorded and watched over.
+
+A :class:`Session` is handed its parts (real ones on the chair, simulated ones on a laptop; see
+:mod:`relaxd.wiring`) and runs one relaxation session. Safety is layered:
+
+- the e-stop button's callback zeroes every actuator itself, on gpiozero's thread, whatever the
+  loop is doing; the loop then latches the controller too;
+- a :class:`StallGuard` thread zeroes everything and alerts when the loop stops ticking;
+- any exception, SIGTERM or SIGINT leaves the loop through ``finally``: everything to 0, files
+  flushed. A fault is latched in the state directory, so a restarted daemon waits, safe, for a
+  caregiver's reset instead of resuming silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from relaxd.actuators import Actuators
+from relaxd.alerts import Alerter
+from relaxd.clock import Clock
+from relaxd.controller import Controller, Levels, State, Step
+from relaxd.events import EventLog
+from relaxd.inputs import Input, ScriptInput, Sensed
+from relaxd.labels import Mood
+from relaxd.notify import Notifier, Watchdog
+from relaxd.safety import EmergencyStop
+from relaxd.status import StatusLine, bar
+
+log = logging.getLogger(__name__)
+
+#: A ``levels`` event is written when any level moved by this much since the last one.
+LEVEL_EPSILON = 0.01
+
+
+class FaultLatch:
+    """A stop that must survive a restart: a small JSON file in the state directory.
+
+    Set on every e-stop and fault, cleared by the caregiver's reset. ``relaxd reset`` asks a
+    running daemon for that reset by creating :attr:`request`. ``path=None`` keeps the latch in
+    memory only (simulation: every rehearsal starts clean).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.request = path.with_name("reset-request") if path is not None else None
+        self.reason: str | None = None
+        if path is not None and path.exists():
+            try:
+                self.reason = json.loads(path.read_text())["reason"]
+            except (OSError, ValueError, KeyError):
+                self.reason = "unreadable latch file"
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"reason": reason, "at": time.time()}))
+            tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.reason = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def take_reset_request(self) -> bool:
+        """True once after ``relaxd reset`` asked for a reset."""
+        if self.request is None or not self.request.exists():
+            return False
+        self.request.unlink(missing_ok=True)
+        return True
+
+
+class StallGuard:
+    """Zeroes the actuators and raises an alert when the loop has not ticked for ``timeout`` s."""
+
+    def __init__(self, timeout: float, on_stall: Callable[[float], None]) -> None:
+        self.timeout = timeout
+        self._on_stall = on_stall
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self.stalled = False
+        self._thread = threading.Thread(target=self._watch, name="relaxd-stallguard", daemon=True)
+
+    def start(self) -> None:
+        self._last = time.monotonic()
+        self._thread.start()
+
+    def tick(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(0.25, self.timeout / 4)):
+            idle = time.monotonic() - self._last
+            if idle > self.timeout and not self.stalled:
+                self.stalled = True
+                self._on_stall(idle)
+
+
+@dataclass
+class Session:
+    """One session's parts; :meth:`run` plays it and returns the exit code."""
+
+    clock: Clock
+    input: Input
+    controller: Controller
+    actuators: Actuators
+    estop: EmergencyStop
+    alerter: Alerter
+    events: EventLog
+    latch: FaultLatch
+    period: float | None = 0.1  # seconds between ticks; None: as fast as the camera delivers
+    notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
+    status: StatusLine | None = None
+    stall_timeout: float = 5.0
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _stop_reason: str = field(default="", init=False)
+    _last_levels: Levels | None = field(default=None, init=False)
+    _last_mood: Mood | None = field(default=None, init=False)
+    _no_input: str | None = field(default=None, init=False)
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop_reason
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to end after this tick (signal handlers call this)."""
+        self._stop_reason = reason
+        self._stop.set()
+        self.actuators.off()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        watchdog = Watchdog(self.notifier)
+        guard = StallGuard(self.stall_timeout, self._stalled)
+        code = 0
+        t = self.clock.now()
+        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
+        try:
+            self.actuators.enable()
+            if self.latch.reason is not None:
+                self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
+            self.notifier.ready("running")
+            guard.start()
+            while not self._stop.is_set():
+                t = self.clock.now()
+                started = time.monotonic()
+                sensed = self.input.read(t)
+                if sensed is None:
+                    self._stop_reason = "input ended"
+                    break
+                step = self._tick(t, sensed)
+                guard.tick()
+                if guard.stalled:
+                    raise RuntimeError("main loop stalled")
+                if sensed.no_input is None:
+                    watchdog.pet()
+                if step.state is State.ENDED:
+                    self._stop_reason = "scenario ended"
+                    break
+                if (self.estop.latched and isinstance(self.input, ScriptInput)
+                        and self.input.exhausted):
+                    self._stop_reason = "e-stop latched and the script is over"
+                    break
+                if self.period is not None:
+                    self.clock.sleep(self.period - (time.monotonic() - started))
+        except Exception as exc:  # noqa: BLE001 - any fault: safe state, alert, latch
+            code = 1
+            self.actuators.off()
+            reason = f"fault: {type(exc).__name__}: {exc}"
+            log.critical("%s", reason, exc_info=not isinstance(exc, RuntimeError))
+            self.latch.set(reason)
+            self._alert(self.clock.now(), "fault", reason)
+            self._stop_reason = reason
+        finally:
+            guard.stop()
+            self.actuators.off()
+            self.notifier.stopping(self._stop_reason or "stopping")
+            t = self.clock.now()
+            self._record_levels(t, self.actuators.levels(), force=True)
+            self.events.emit(t, "session", state="end", reason=self._stop_reason or "stopped")
+            self.input.close()
+            self.actuators.close()
+            self.events.close()
+            if self.status is not None:
+                self.status.close()
+        return code
+
+    def _tick(self, t: float, sensed: Sensed) -> Step:
+        if self.estop.latched and self.latch.take_reset_request():
+            self.estop.reset("relaxd reset")
+        for step in self.estop.sync(t, self.controller):
+            self._record_step(t, step)
+        if not self.estop.latched and self.latch.reason is not None:
+            self.latch.clear()
+        if sensed.no_input != self._no_input:
+            self._no_input = sensed.no_input
+            if sensed.no_input is not None:
+                self._alert(t, "camera", sensed.no_input)
+            else:
+                self.events.emit(t, "source", state="back")
+        reading = sensed.reading
+        if sensed.no_input is not None:
+            # No camera: the controller sees the child as absent, and nothing plays meanwhile.
+            self.actuators.off()
+        if reading.mood != self._last_mood:
+            self._last_mood = reading.mood
+            self.events.emit(t, "mood", mood=reading.mood.value,
+                             confidence=round(float(reading.confidence), 3))
+        step = self.controller.step(t, reading)
+        self._record_step(t, step)
+        if sensed.no_input is None and self.actuators.inhibited and not self.estop.latched:
+            self.actuators.enable()
+        self.actuators.apply(t, step)
+        self._record_levels(t, step.levels if not self.actuators.inhibited else Levels())
+        self._show(t, sensed, step)
+        return step
+
+    def _record_step(self, t: float, step: Step) -> None:
+        for d in step.decisions:
+            self.events.emit(t, "decision", action=d.action, reason=d.reason,
+                             state=step.state.value, intensity=round(step.intensity, 3))
+            if d.alert:
+                self._alert(t, d.action, d.alert)
+
+    def _record_levels(self, t: float, levels: Levels, force: bool = False) -> None:
+        last = self._last_levels
+        if (force or last is None
+                or max(abs(levels.light - last.light), abs(levels.audio - last.audio),
+                       abs(levels.vibration - last.vibration)) >= LEVEL_EPSILON
+                or (levels == Levels() and last != Levels())):
+            self._last_levels = levels
+            self.events.emit(t, "levels", light=round(levels.light, 3),
+                             audio=round(levels.audio, 3), vibration=round(levels.vibration, 3))
+
+    def _alert(self, t: float, reason: str, detail: str) -> None:
+        self.alerter.alert(t, reason, detail)
+        if self.status is not None:
+            self.status.say(f"ALERT {reason}: {detail}")
+
+    def _stalled(self, idle: float) -> None:
+        """From the StallGuard thread: the loop is stuck."""
+        self.actuators.off()
+        self._alert(self.clock.now(), "stalled", f"main loop stalled for {idle:.1f} s: all outputs off")
+
+    def _show(self, t: float, sensed: Sensed, step: Step) -> None:
+        if self.status is None and not self.notifier.enabled:
+            return
+        lv = step.levels if not self.actuators.inhibited else Levels()
+        if sensed.no_input is not None:
+            face = "camera down"
+        elif sensed.emotion is not None:
+            face = f"face {sensed.emotion} {sensed.emotion_confidence:.0%}"
+        else:
+            face = "no face" if sensed.faces_seen == 0 else f"{sensed.faces_seen} faces"
+        text = (f"t={t:7.1f}s  {face:<18} mood {sensed.reading.mood.value:<8} "
+                f"{step.state.value:<9} {step.phase_name[:14]:<14} i={step.intensity:.2f}  "
+                f"light {bar(lv.light)} sound {bar(lv.audio)} vib {bar(lv.vibration)}"
+                + ("  E-STOP" if self.estop.latched else ""))
+        if self.status is not None:
+            self.status.show(text)
+        self.notifier.status(text)
+
+
+def install_signal_handlers(session: Session) -> None:
+    """SIGTERM and SIGINT end the session cleanly: outputs off at once, then the loop stops."""
+    def handler(signum: int, _frame: Any) -> None:
+        session.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

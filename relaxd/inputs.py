@@ -1,0 +1,101 @@
+"""What the loop reads each tick: a mood sensed from camera frames, or one from a mood script.
+
+:class:`VisionInput` runs the sensing half (frame -> face -> emotion -> smoothed mood);
+:class:`ScriptInput` replays a therapist's mood script (for rehearsing scenarios) and presses the
+e-stop where the script says so. Both return a :class:`Sensed` per tick, or None once ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from relaxd.camera import Frame, FrameSource, NoInput
+from relaxd.controller import MoodSample, Reading
+from relaxd.emotion import EmotionClassifier
+from relaxd.faces import Box, FaceDetector, crop_face, to_gray
+from relaxd.labels import EMOTIONS, Mood, mood_probs
+from relaxd.mood import MoodSmoother
+from relaxd.scenario import ScriptEntry
+
+
+@dataclass(frozen=True)
+class Sensed:
+    """One tick's input: the smoothed ``reading``; the face, its emotion and its confidence when
+    a frame was analysed; ``no_input`` with a reason while the camera is down."""
+
+    reading: Reading
+    face: Box | None = None
+    faces_seen: int = 0
+    emotion: str | None = None
+    emotion_confidence: float = 0.0
+    no_input: str | None = None
+
+
+class Input(Protocol):
+    def read(self, t: float) -> Sensed | None:
+        """This tick's input at session time ``t``; None once the input has ended."""
+
+    def close(self) -> None: ...
+
+
+class VisionInput:
+    """Frames from ``source`` through face detection, the emotion model and mood smoothing."""
+
+    def __init__(self, source: FrameSource, detector: FaceDetector,
+                 classifier: EmotionClassifier, smoother: MoodSmoother) -> None:
+        self.source, self.detector, self.classifier, self.smoother = (
+            source, detector, classifier, smoother)
+
+    def read(self, t: float) -> Sensed | None:
+        frame: Frame | NoInput | None = self.source.read()
+        if frame is None:
+            return None
+        if isinstance(frame, NoInput):
+            return Sensed(self.smoother.update(t, None), no_input=frame.reason)
+        gray = to_gray(frame.image)
+        found = self.detector.track(gray)
+        if found.box is None:
+            return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
+        probs7 = self.classifier.classify(crop_face(gray, found.box))
+        best = int(np.argmax(probs7))
+        return Sensed(self.smoother.update(t, mood_probs(probs7)), face=found.box,
+                      faces_seen=len(found.faces), emotion=EMOTIONS[best],
+                      emotion_confidence=float(probs7[best]))
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class ScriptInput:
+    """Moods from a mood script (``relaxd.scenario.load_mood_script``); at ``press: estop`` and
+    ``press: reset`` it calls ``press(kind)``, which works the e-stop button as a caregiver would.
+
+    The script never ends by itself: the session ends with its scenario, or once the e-stop has
+    latched and no entry is left.
+    """
+
+    def __init__(self, entries: Sequence[ScriptEntry], press: Callable[[str], None]) -> None:
+        self._entries = sorted(entries, key=lambda e: e.at)
+        self._next = 0
+        self._reading = MoodSample(Mood.NO_FACE, 0.0)
+        self._press = press
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next >= len(self._entries)
+
+    def read(self, t: float) -> Sensed:
+        while self._next < len(self._entries) and self._entries[self._next].at <= t:
+            entry = self._entries[self._next]
+            self._next += 1
+            if entry.mood is not None:
+                self._reading = MoodSample(Mood(entry.mood), entry.confidence)
+            if entry.press is not None:
+                self._press(entry.press)
+        return Sensed(self._reading)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,175 @@
+"""The loop's safety paths: exceptions, stalls, signals and restarts leave every output at 0."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from relaxd.actuators import Actuators, ActuatorSettings
+from relaxd.alerts import Alerter
+from relaxd.audio import NullOutput
+from relaxd.clock import VirtualClock
+from relaxd.controller import Controller, MoodSample
+from relaxd.daemon import FaultLatch, Session
+from relaxd.events import EventLog, MemorySink
+from relaxd.inputs import Sensed
+from relaxd.labels import Mood
+from relaxd.paths import default_scenario
+from relaxd.safety import EmergencyStop, SafetySettings
+from relaxd.scenario import load_scenario
+
+PINS = ActuatorSettings()
+
+
+class ScriptedInput:
+    """Positive mood every tick; from tick ``fail_at`` on, runs ``action`` instead."""
+
+    def __init__(self, fail_at: int, action) -> None:
+        self.ticks, self.fail_at, self.action = 0, fail_at, action
+
+    def read(self, t: float) -> Sensed | None:
+        self.ticks += 1
+        if self.ticks >= self.fail_at:
+            return self.action()
+        return Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    def close(self) -> None:
+        pass
+
+
+def _pin_values(factory) -> list[float]:
+    return [factory.pin(p).state for p in (PINS.red_pin, PINS.green_pin, PINS.blue_pin,
+                                           PINS.vibration_pin)]
+
+
+def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0):
+    sink = MemorySink()
+    events = EventLog([sink])
+    actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
+    alerter = Alerter(SafetySettings(), events, pin_factory=factory)
+    latch = FaultLatch(latch_path)
+    clock = VirtualClock(None)
+    estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
+                          now=clock.now, pin_factory=factory,
+                          on_press=lambda t: latch.set("emergency stop"))
+    session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
+                      actuators=actuators, estop=estop, alerter=alerter, events=events,
+                      latch=latch, period=0.5, stall_timeout=stall_timeout)
+    return session, sink, estop
+
+
+def _lit_then(action, fail_at: int = 200):
+    """An input that lights the chair up for a while, then does ``action``."""
+    return ScriptedInput(fail_at, action)
+
+
+def test_exception_turns_everything_off_alerts_and_latches(mock_factory, tmp_path):
+    seen: list[list[float]] = []
+
+    def boom():
+        seen.append(_pin_values(mock_factory))
+        raise OSError("model file vanished")
+
+    session, sink, estop = _session(mock_factory, _lit_then(boom), tmp_path / "latch.json")
+    assert session.run() == 1
+    assert max(seen[0]) > 0  # the chair was on when the fault came
+    assert _pin_values(mock_factory) == [0, 0, 0, 0]
+    alerts = [e for e in sink.events if e["type"] == "alert"]
+    assert alerts and alerts[-1]["reason"] == "fault" and "model file vanished" in alerts[-1]["detail"]
+    assert "model file vanished" in json.loads((tmp_path / "latch.json").read_text())["reason"]
+    estop.close()
+
+
+def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
+    latch = tmp_path / "latch.json"
+    latch.write_text(json.dumps({"reason": "fault: earlier"}))
+    levels: list[list[float]] = []
+
+    def ask_reset_then_end():
+        levels.append(_pin_values(mock_factory))
+        if len(levels) == 100:
+            (tmp_path / "reset-request").touch()
+        if len(levels) > 300:
+            return None
+        return Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_end, fail_at=1), latch)
+    assert session.run() == 0
+    assert all(max(v) == 0 for v in levels[:100])  # latched: nothing plays
+    assert max(levels[-1]) > 0  # after the reset the cycle restarted
+    restart = [e for e in sink.events if e["type"] == "decision" and e["action"] == "restart"]
+    assert restart and "start intensity" in restart[0]["reason"]
+    assert not latch.exists()
+    estop.close()
+
+
+def test_stalled_loop_is_cut_off_by_the_guard(mock_factory):
+    during: list[list[float]] = []
+
+    def stall():
+        time.sleep(0.8)  # the loop hangs (a stuck camera read, say)
+        during.append(_pin_values(mock_factory))
+        return None
+
+    session, sink, estop = _session(mock_factory, _lit_then(stall), stall_timeout=0.3)
+    assert session.run() == 1
+    assert during == [[0, 0, 0, 0]]  # already off while the loop was still stuck
+    assert any(e["type"] == "alert" and e["reason"] == "stalled" for e in sink.events)
+    estop.close()
+
+
+def test_stop_request_from_signal_handler_zeroes_at_once(mock_factory):
+    holder: dict = {}
+
+    def signal_arrives():
+        holder["session"].request_stop("SIGTERM")
+        holder["at_signal"] = _pin_values(mock_factory)
+        return Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    session, sink, estop = _session(mock_factory, _lit_then(signal_arrives))
+    holder["session"] = session
+    assert session.run() == 0
+    assert holder["at_signal"] == [0, 0, 0, 0]
+    assert sink.events[-1]["reason"] == "SIGTERM"
+    estop.close()
+
+
+def test_estop_while_loop_blocked_then_latched(mock_factory):
+    gate = threading.Event()
+    pressed_levels: list[list[float]] = []
+
+    def blocked():
+        gate.wait(5)
+        return None
+
+    inp = _lit_then(blocked)
+    session, sink, estop = _session(mock_factory, inp)
+    runner = threading.Thread(target=session.run)
+    runner.start()
+    deadline = time.monotonic() + 10
+    while inp.ticks < inp.fail_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert max(_pin_values(mock_factory)) > 0  # lit, and the loop is now blocked
+    mock_factory.pin(estop.settings.estop_pin).drive_low()
+    pressed_levels.append(_pin_values(mock_factory))
+    mock_factory.pin(estop.settings.estop_pin).drive_high()
+    gate.set()
+    runner.join(10)
+    assert pressed_levels == [[0, 0, 0, 0]]
+    assert estop.latched
+    estop.close()
+
+
+def test_fault_latch_file_round_trip(tmp_path):
+    latch = FaultLatch(tmp_path / "latch.json")
+    assert latch.reason is None and not latch.take_reset_request()
+    latch.set("emergency stop")
+    assert FaultLatch(tmp_path / "latch.json").reason == "emergency stop"
+    (tmp_path / "reset-request").touch()
+    assert latch.take_reset_request() and not latch.take_reset_request()
+    latch.clear()
+    assert FaultLatch(tmp_path / "latch.json").reason is None

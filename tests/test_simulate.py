@@ -1,0 +1,152 @@
+"""`relaxd --simulate` end to end: the timeline follows the relaxation loop; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from relaxd.cli import main
+
+SCRIPT = """\
+- {at: 0, mood: neutral}
+- {at: 20, mood: positive}
+- {at: 240, mood: neutral}
+- {at: 300, mood: negative}
+- {at: 330, mood: negative, confidence: 0.95}
+- {at: 340, mood: neutral}
+- {at: 420, mood: positive}
+- {at: 500, press: estop}
+"""
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def timeline(tmp_path: Path) -> list[dict]:
+    script = tmp_path / "moods.yaml"
+    script.write_text(SCRIPT)
+    events = tmp_path / "events.jsonl"
+    code = main(["--simulate", "--mood-script", str(script), "--speed", "max", "--quiet",
+                 "--events", str(events), "--out", str(tmp_path / "out")])
+    assert code == 0
+    return _events(events)
+
+
+def _decisions(events: list[dict], start: float, end: float) -> list[str]:
+    return [e["action"] for e in events if e["type"] == "decision" and start <= e["t"] < end]
+
+
+def _levels_at(events: list[dict], t: float) -> dict:
+    return [e for e in events if e["type"] == "levels" and e["t"] <= t][-1]
+
+
+def test_every_event_has_time_and_type(timeline):
+    assert all(isinstance(e["t"], (int, float)) and e["type"] for e in timeline)
+    assert [e["t"] for e in timeline] == sorted(e["t"] for e in timeline)
+    types = {e["type"] for e in timeline}
+    assert {"mood", "decision", "levels", "alert", "estop"} <= types
+
+
+def test_neutral_holds_and_positive_raises(timeline):
+    assert _decisions(timeline, 0, 20) == ["hold"]
+    raises = _decisions(timeline, 20, 240)
+    assert raises and set(raises) == {"raise"}
+    intensities = [e["intensity"] for e in timeline
+                   if e["type"] == "decision" and e["action"] == "raise"]
+    assert intensities == sorted(intensities) and max(intensities) <= 0.8 + 1e-9
+    assert _decisions(timeline, 240, 300) == ["hold"]
+
+
+def test_negative_reduces_then_halts_with_alert_then_restarts(timeline):
+    assert "reduce" in _decisions(timeline, 300, 330)
+    assert "halt" in _decisions(timeline, 330, 340)
+    assert any(e["type"] == "alert" and e["reason"] == "halt" for e in timeline)
+    assert "restart" in _decisions(timeline, 340, 500)
+    halted = _levels_at(timeline, 339)
+    assert halted["light"] == halted["audio"] == halted["vibration"] == 0
+
+
+def test_levels_ramp_and_stay_within_unit_range(timeline):
+    levels = [e for e in timeline if e["type"] == "levels"]
+    for e in levels:
+        assert all(0 <= e[k] <= 1 for k in ("light", "audio", "vibration"))
+    playing = [e for e in levels if e["t"] < 300]
+    assert max(e["light"] for e in playing) > 0.2
+
+
+def test_estop_zeroes_everything_and_stays_zero(timeline):
+    press = next(e for e in timeline if e["type"] == "estop")
+    assert press["t"] == pytest.approx(500, abs=0.2)
+    assert any(e["type"] == "alert" and e["reason"] == "estop" for e in timeline)
+    after = [e for e in timeline if e["type"] == "levels" and e["t"] >= press["t"]]
+    assert after and all(e["light"] == e["audio"] == e["vibration"] == 0 for e in after)
+    assert timeline[-1]["type"] == "session" and timeline[-1]["state"] == "end"
+
+
+def test_session_is_recorded_and_audio_rendered(timeline, tmp_path):
+    out = tmp_path / "out"
+    assert (out / "sessions.db").stat().st_size > 0
+    assert (out / "audio.wav").stat().st_size > 44
+
+
+def test_bundled_demo_runs(tmp_path, capsys):
+    events = tmp_path / "e.jsonl"
+    assert main(["--simulate", "--speed", "max", "--quiet", "--events", str(events),
+                 "--out", str(tmp_path)]) == 0
+    kinds = {e["type"] for e in _events(events)}
+    assert {"mood", "decision", "levels", "alert", "estop"} <= kinds
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--mood-script", "{tmp}/missing.yaml"], "missing.yaml"),
+    (["--mood-script", "{tmp}/bad.yaml"], "bad.yaml:1:"),
+    (["--video", "{tmp}/missing.mp4"], "missing.mp4"),
+    (["--video", "{tmp}/bad.yaml"], "bad.yaml"),
+    (["--images", "{tmp}/empty"], "empty"),
+    (["--scenario", "{tmp}/missing-scenario.yaml"], "missing-scenario.yaml"),
+    (["--camera", "63"], "webcam 63"),
+    (["--config", "{tmp}/config.yaml", "--video", "{tmp}/bad.yaml"], "config.yaml:1:"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
+    (tmp_path / "bad.yaml").write_text("- {at: 0, mood: happy}\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "config.yaml").write_text("camera: {sorce: webcam}\n")
+    argv = ["--simulate", "--quiet", "--out", str(tmp_path / "out")]
+    argv += [a.format(tmp=tmp_path) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out" / "audio.wav").exists()  # nothing was started
+
+
+def test_sigterm_ends_cleanly_with_outputs_off(tmp_path):
+    script = tmp_path / "moods.yaml"
+    script.write_text("- {at: 0, mood: positive}\n")
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relaxd", "--simulate", "--mood-script", str(script), "--speed", "5",
+         "--quiet", "--events", str(events), "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if events.exists() and '"levels"' in events.read_text():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    timeline = _events(events)
+    assert timeline[-1] == {**timeline[-1], "type": "session", "state": "end", "reason": "SIGTERM"}
+    last_levels = [e for e in timeline if e["type"] == "levels"][-1]
+    assert last_levels["light"] == last_levels["audio"] == last_levels["vibration"] == 0
+    assert max(e["light"] for e in timeline if e["type"] == "levels") > 0
