@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,3 +95,27 @@ def test_problems_are_one_line_errors(fake_model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage", None)
     with pytest.raises(RelaxdError, match="^built-in frames need scikit-image"):
         bench.run(bench_args("--frames", "2"))
+
+
+def test_cli_runs_bench(fake_model, capsys):
+    from relaxd.cli import main
+    assert main(["bench", "--frames", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not default_model().is_file(), reason="no bundled model yet")
+def test_targets_on_the_seated_video(tmp_path):
+    """frame_ms_median <= 8, face in >= 95% of frames, peak RSS <= 200 MB (run with -m slow)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_seated_video", Path(__file__).parent / "data" / "make_seated_video.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    video = tmp_path / "seated.mp4"
+    maker.main(str(video))
+    out = subprocess.run([sys.executable, "-m", "relaxd", "bench", "--video", str(video), "--json"],
+                         capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1]).stdout
+    result = json.loads(out)
+    assert result["frame_ms_median"] <= 8 and result["face_rate"] >= 0.95
+    assert result["peak_rss_mb"] <= 200 and not result["tensorflow_imported"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -23,15 +24,14 @@ FRAMES = 180
 FACE = (177, 66, 95, 95)  # the astronaut's Haar face box
 
 
-def frames() -> list[np.ndarray]:
-    """The video's BGR frames."""
+def frames() -> Iterator[np.ndarray]:
+    """The video's BGR frames, one at a time."""
     rng = np.random.default_rng(4)
     width, height = SIZE
     bg = cv2.resize(cv2.cvtColor(data.rocket(), cv2.COLOR_RGB2BGR), SIZE, interpolation=cv2.INTER_AREA)
     person = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:330, 105:395]
     fx, fy = FACE[0] - 105 + FACE[2] / 2, FACE[1] - 10 + FACE[3] / 2   # face centre in `person`
     parent = cv2.cvtColor((data.lfw_subset()[3] * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    out = []
     for i in range(FRAMES):
         s = i / FRAMES
         face_px = 100 + 70 * np.sin(np.pi * s) ** 2           # leans in, then back
@@ -52,8 +52,7 @@ def frames() -> list[np.ndarray]:
         gain = 0.5 + 0.7 * (0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * s))
         frame = frame.astype(np.float32) * gain + rng.normal(0, 1.5, frame.shape)
         frame = cv2.GaussianBlur(np.clip(frame, 0, 255).astype(np.uint8), (3, 3), 0)
-        out.append(frame)
-    return out
+        yield frame
 
 
 def main(path: str) -> None:
