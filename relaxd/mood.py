@@ -18,33 +18,42 @@ the next face's favourite is taken at once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Iterator
 
 import numpy as np
 
 from .labels import MOODS, Mood
+from .yamlspec import spec
 
 
 @dataclass(frozen=True)
 class MoodSettings:
-    """How moods are smoothed and switched (seconds and probabilities; defaults are safe)."""
+    """How moods are smoothed and switched (seconds and probabilities; defaults are safe).
 
-    window_s: float = 2.0
-    max_gap_s: float = 0.5
-    enter_threshold: float = 0.5
-    switch_margin: float = 0.15
-    min_dwell_s: float = 2.0
-    no_face_timeout_s: float = 3.0
+    Loadable from the configuration file by :mod:`relaxd.yamlspec` (limits in each field's spec);
+    :meth:`check` lists values outside them, and :class:`MoodSmoother` refuses such settings.
+    """
 
-    def __post_init__(self) -> None:
-        for name in ("window_s", "max_gap_s", "no_face_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0")
-        if not self.min_dwell_s >= 0:
-            raise ValueError("min_dwell_s must be >= 0")
-        for name in ("enter_threshold", "switch_margin"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be within 0..1")
+    window_s: float = spec(2.0, min=0.001, max=60,
+                           help="time constant of the moving average of mood probabilities, s")
+    max_gap_s: float = spec(0.5, min=0.001, max=10,
+                            help="longest time one frame may stand for after a gap, s")
+    enter_threshold: float = spec(0.5, min=0, max=1,
+                                  help="a new mood needs at least this smoothed probability")
+    switch_margin: float = spec(0.15, min=0, max=1,
+                                help="and must lead the current mood's probability by this much")
+    min_dwell_s: float = spec(2.0, min=0, max=600,
+                              help="a mood is kept at least this long before another replaces it, s")
+    no_face_timeout_s: float = spec(3.0, min=0.001, max=600,
+                                    help="no face for longer than this: the mood is no_face, s")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        """(field, message) for each value outside its limits (NaN included)."""
+        for f in fields(self):
+            value, lo, hi = getattr(self, f.name), f.metadata["min"], f.metadata["max"]
+            if not lo <= value <= hi:
+                yield f.name, f"'{f.name}' is {value}, outside {lo}..{hi}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class MoodSmoother:
 
     def __init__(self, settings: MoodSettings | None = None) -> None:
         self.settings = settings or MoodSettings()
+        problems = [message for _, message in self.settings.check()]
+        if problems:
+            raise ValueError("; ".join(problems))
         self._p: np.ndarray | None = None   # smoothed probabilities, None = restart
         self._t_sample = 0.0                # time of the last face sample
         self._t_face: float | None = None   # time of the last face (or of the first update)

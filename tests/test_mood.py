@@ -27,9 +27,21 @@ def test_defaults_are_valid_and_safe():
 @pytest.mark.parametrize("field, value", [("window_s", 0), ("max_gap_s", -1), ("no_face_timeout_s", 0),
                                           ("min_dwell_s", -0.1), ("enter_threshold", 1.5),
                                           ("switch_margin", -0.1), ("window_s", math.nan)])
-def test_settings_reject_bad_values(field, value):
-    with pytest.raises(ValueError, match=field):
-        MoodSettings(**{field: value})
+def test_settings_outside_their_limits_are_refused(field, value):
+    settings = MoodSettings(**{field: value})
+    assert [key for key, _ in settings.check()] == [field]
+    with pytest.raises(ValueError, match=f"'{field}' is "):
+        MoodSmoother(settings)
+
+
+def test_settings_load_from_yaml_with_positions(tmp_path):
+    from relaxd.yamlspec import SpecError, load
+    path = tmp_path / "mood.yaml"
+    path.write_text("window_s: 1.5\nmin_dwell_s: 4\n")
+    assert load(MoodSettings, path) == MoodSettings(window_s=1.5, min_dwell_s=4.0)
+    path.write_text("window_s: 1.5\nswitch_margin: 2\n")
+    with pytest.raises(SpecError, match=r"mood.yaml:2:16: 'switch_margin' is 2.0, outside 0..1"):
+        load(MoodSettings, path)
 
 
 def test_before_any_face_neutral_with_zero_confidence():
