@@ -97,14 +97,15 @@ class VideoFileSource:
         if not self._cap.isOpened():
             raise CameraError(f"{self.name}: cannot open (not a video OpenCV can decode)")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self._fps = fps if math.isfinite(fps) and fps > 0 else None
+        #: The file's frame rate, None when it does not say.
+        self.fps: float | None = fps if math.isfinite(fps) and fps > 0 else None
         self._index = 0
 
     def read(self) -> Frame | None:
         ok, image = self._cap.read()
         if not ok:
             return None
-        t = self._index / self._fps if self._fps else None
+        t = self._index / self.fps if self.fps else None
         self._index += 1
         return Frame(check_image(image, self.name), t)
 
@@ -149,7 +150,7 @@ class ImageFolderSource:
                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not self._files:
             raise CameraError(f"{self.name}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        self._fps = fps
+        self.fps = fps
         self._index = 0
 
     def read(self) -> Frame | None:
@@ -161,7 +162,7 @@ class ImageFolderSource:
             raise CameraError(f"{self.name}: cannot read {path.name}")
         if image.ndim == 3 and image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        t = self._index / self._fps if self._fps else None
+        t = self._index / self.fps if self.fps else None
         self._index += 1
         return Frame(check_image(image, f"{self.name}/{path.name}"), t)
 

@@ -26,7 +26,7 @@ def write_video(path, n=6, size=(64, 48), fps=10.0):
 
 def test_video_file_reads_every_frame_then_ends(tmp_path):
     source = open_source(str(write_video(tmp_path / "v.mp4")))
-    assert isinstance(source, VideoFileSource)
+    assert isinstance(source, VideoFileSource) and source.fps == pytest.approx(10)
     frames = []
     while (frame := source.read()) is not None:
         frames.append(frame)
