@@ -1,0 +1,181 @@
+"""Light (three PWM LED channels), vibration (a PWM motor driver) and sound, driven from Steps.
+
+The controller's Levels are slow envelopes; here they are shaped by the phase's patterns
+(light pulse, vibration pulse/wave, blended over 2 s when a pattern changes), the LEDs get a
+gamma curve so ramps look even, and the volume is capped by ``volume_cap``.
+
+``off()`` is the emergency path: thread-safe, idempotent, lock-free, and it latches. Until
+``enable()`` (called by the main loop after the controller's reset) ``apply()`` only keeps
+everything at 0, so a main loop that was stalled with an old Step cannot switch anything back on.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from relaxd.audio import AudioOutput, NullOutput
+from relaxd.controller import ZERO, Levels, Step
+from relaxd.errors import RelaxdError
+from relaxd.scenario import Pattern
+from relaxd.yamlspec import spec
+
+_BLEND_S = 2.0
+
+
+@dataclass(kw_only=True)
+class ActuatorSettings:
+    """GPIO pins (BCM numbers) and output settings of the chair's actuators."""
+
+    red_pin: int = spec(17, min=2, max=27, help="BCM pin of the red LED driver")
+    green_pin: int = spec(27, min=2, max=27, help="BCM pin of the green LED driver")
+    blue_pin: int = spec(22, min=2, max=27, help="BCM pin of the blue LED driver")
+    vibration_pin: int = spec(23, min=2, max=27, help="BCM pin of the vibration motor driver")
+    active_high: bool = spec(True, help="true when a high pin switches the driver on")
+    light_frequency: float = spec(
+        400.0, min=100, max=10000, help="LED PWM frequency in Hz (>= 100: no visible flicker)")
+    vibration_frequency: float = spec(200.0, min=50, max=20000, help="motor PWM frequency in Hz")
+    light_gamma: float = spec(2.2, min=1, max=3, help="duty = level ** gamma, for even ramps")
+    volume_cap: float = spec(
+        0.6, min=0, max=1, help="output volume at audio level 1 (protects children's hearing)")
+    audio_device: str | None = spec(None, help="PortAudio device name; none = the default")
+    sample_rate: int = spec(22050, min=8000, max=48000, help="audio sample rate in Hz")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        pins = [self.red_pin, self.green_pin, self.blue_pin, self.vibration_pin]
+        if len(set(pins)) != len(pins):
+            yield None, f"the four actuator pins must differ, got {pins}"
+
+
+def pattern_level(pattern: Pattern, period: float, tau: float) -> float:
+    """Vibration multiplier 0..1 ``tau`` seconds into a pattern; every pattern starts at 1."""
+    if pattern is Pattern.CONTINUOUS:
+        return 1.0
+    c = math.cos(2 * math.pi * tau / period)
+    if pattern is Pattern.WAVE:
+        return 0.5 + 0.5 * c
+    return min(1.0, max(0.0, 0.5 + 2.0 * c))  # soft-edged on/off pulse, half the period on
+
+
+def pulse_level(period: float | None, tau: float) -> float:
+    """Light multiplier: a slow breath between 60 % and 100 % (1 when steady), starting at 1."""
+    if not period:
+        return 1.0
+    return 0.8 + 0.2 * math.cos(2 * math.pi * tau / period)
+
+
+class _Blend:
+    """A pattern function of time since it started, blended from the previous one over 2 s."""
+
+    def __init__(self) -> None:
+        self._key: Any = _Blend  # matches no real key
+        self._new: tuple[Any, float] | None = None
+        self._old: tuple[Any, float] | None = None
+
+    def __call__(self, t: float, key: Any, fn: Any) -> float:
+        if key != self._key:
+            self._key, self._old, self._new = key, self._new, (fn, t)
+        new_fn, t_new = self._new
+        w = min(1.0, (t - t_new) / _BLEND_S) if self._old else 1.0
+        value = new_fn(t - t_new)
+        if w < 1.0:
+            old_fn, t_old = self._old
+            value = w * value + (1 - w) * old_fn(t - t_old)
+        return value
+
+
+class Actuators:
+    """The chair's outputs. Everything starts at 0 and returns to 0 on ``off()`` and ``close()``."""
+
+    def __init__(self, settings: ActuatorSettings | None = None,
+                 audio_output: AudioOutput | None = None, pin_factory: Any = None) -> None:
+        from gpiozero import GPIOZeroError, PWMLED, PWMOutputDevice
+
+        self.settings = s = settings or ActuatorSettings()
+        self.audio: AudioOutput = audio_output or NullOutput()
+        self._devices: list[Any] = []
+        try:
+            for pin in (s.red_pin, s.green_pin, s.blue_pin):
+                self._devices.append(PWMLED(pin, active_high=s.active_high, initial_value=0,
+                                            frequency=s.light_frequency, pin_factory=pin_factory))
+            self._devices.append(PWMOutputDevice(
+                s.vibration_pin, active_high=s.active_high, initial_value=0,
+                frequency=s.vibration_frequency, pin_factory=pin_factory))
+        except (GPIOZeroError, OSError) as exc:
+            for d in self._devices:
+                d.close()
+            raise RelaxdError(f"cannot open the actuators' GPIO pins: {exc}") from None
+        self._leds, self._motor = self._devices[:3], self._devices[3]
+        self._lock = threading.Lock()
+        self._inhibited = False
+        self._closed = False
+        self._light = 0.0
+        self._pulse, self._vibration = _Blend(), _Blend()
+
+    @property
+    def inhibited(self) -> bool:
+        """True from ``off()`` until ``enable()``."""
+        return self._inhibited
+
+    def apply(self, t: float, step: Step) -> None:
+        """Output ``step`` at session time ``t`` (does nothing but keep 0 while inhibited)."""
+        with self._lock:
+            if self._closed:
+                return
+            if not self._inhibited:
+                st, lv, s = step.stimulus, step.levels, self.settings
+                light = lv.light * self._pulse(t, st.pulse_period, lambda tau: pulse_level(
+                    st.pulse_period, tau))
+                vib = lv.vibration * self._vibration(
+                    t, (st.vibration, st.vibration_period),
+                    lambda tau: pattern_level(st.vibration, st.vibration_period, tau))
+                duty = min(1.0, max(0.0, light)) ** s.light_gamma
+                for led, c in zip(self._leds, st.colour):
+                    led.value = duty * c / 255.0
+                self._motor.value = min(1.0, max(0.0, vib))
+                self._light = light
+                self.audio.play(st.sound, lv.audio * s.volume_cap)
+            if self._inhibited:  # off() may have run while we wrote: make sure it wins
+                self._zero()
+            self.audio.advance(t)
+
+    def off(self) -> None:
+        """Everything to 0 now and stay there until ``enable()``. Safe from any thread."""
+        self._inhibited = True
+        if not self._closed:
+            self._zero()
+
+    def enable(self) -> None:
+        """Let ``apply()`` drive the outputs again (after the controller's reset)."""
+        self._inhibited = False
+
+    def levels(self) -> Levels:
+        """What is output now: light (before gamma), volume (0..1 of the cap), vibration."""
+        if self._closed:
+            return ZERO
+        cap = self.settings.volume_cap
+        return Levels(self._light, self.audio.volume() / cap if cap else 0.0, self._motor.value)
+
+    def close(self) -> None:
+        """Off, silence the audio output and release the pins. Idempotent."""
+        self.off()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.audio.close()
+            for d in self._devices:
+                d.close()
+
+    def _zero(self) -> None:
+        from gpiozero import GPIODeviceClosed
+
+        for d in self._devices:
+            try:
+                d.value = 0
+            except GPIODeviceClosed:  # close() got there first: a closed device is off
+                pass
+        self.audio.mute()
+        self._light = 0.0

@@ -1,0 +1,302 @@
+"""Sound: synthesis of a phase's audio, smooth volume, and two outputs behind one interface.
+
+Sources are functions of the absolute sample index, so rendering is deterministic and seamless:
+``tone`` (a soft sine with its octave), ``pink-noise`` and ``brown-noise`` (spectrally shaped,
+looping ~24 s buffers), ``soundscape`` (brown noise swelling like waves plus a slow pad of three
+tones), or a WAV file played looped. :class:`Synth` cross-fades between sources when the phase
+changes and moves the volume per sample (no clicks); ``mute()`` silences within 5 ms.
+
+Outputs: :class:`SoundDeviceOutput` (a PortAudio stream on the chair, real time) and
+:class:`WavFileOutput` (renders to a WAV file up to the daemon's virtual time in ``advance(t)``).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import wave
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+from relaxd.errors import RelaxdError
+
+if TYPE_CHECKING:
+    from relaxd.scenario import Audio
+
+_LOOP = 1 << 19  # samples in a noise loop (~24 s at 22.05 kHz)
+_MUTE_S = 0.005
+
+
+def read_wav(path: str | Path, rate: int | None = None) -> tuple[int, np.ndarray]:
+    """Read a PCM WAV file as mono float32 in [-1, 1]; resample linearly to ``rate`` if given."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            width, channels, src_rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            raw = w.readframes(w.getnframes())
+    except FileNotFoundError:
+        raise RelaxdError("audio file not found", path) from None
+    except (wave.Error, EOFError, OSError) as exc:
+        raise RelaxdError(f"not a readable PCM WAV file ({exc})", path) from None
+    if width not in (1, 2, 4):
+        raise RelaxdError(f"unsupported WAV sample width {8 * width} bits (use 8, 16 or 32)", path)
+    if not raw:
+        raise RelaxdError("WAV file has no samples", path)
+    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
+    x = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    x = (x - 128) / 128 if width == 1 else x / float(np.iinfo(dtype).max)
+    x = x.reshape(-1, channels).mean(axis=1)
+    if rate is not None and rate != src_rate:
+        n = max(1, int(round(len(x) * rate / src_rate)))
+        x = np.interp(np.arange(n) * src_rate / rate, np.arange(len(x)), x)
+        src_rate = rate
+    return src_rate, x.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_loop(kind: str, rate: int) -> np.ndarray:
+    """A seamless loop of pink (1/f power) or brown (1/f^2) noise, RMS 0.25, without < 20 Hz."""
+    rng = np.random.default_rng(12345 if kind == "pink" else 54321)
+    spectrum = np.fft.rfft(rng.standard_normal(_LOOP))
+    f = np.fft.rfftfreq(_LOOP, 1.0 / rate)
+    shape = np.zeros_like(f)
+    keep = f >= 20.0
+    shape[keep] = f[keep] ** (-0.5 if kind == "pink" else -1.0)
+    x = np.fft.irfft(spectrum * shape, n=_LOOP)
+    x *= 0.25 / np.sqrt(np.mean(x * x))
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def _sine(start: int, n: int, rate: int, hz: float) -> np.ndarray:
+    return np.sin(2 * np.pi * hz * (np.arange(start, start + n) / rate))
+
+
+def _looped(buf: np.ndarray, start: int, n: int) -> np.ndarray:
+    return buf[np.arange(start, start + n) % len(buf)]
+
+
+Source = Callable[[int, int], np.ndarray]  # (first sample index, count) -> samples
+
+
+def make_source(sound: Audio | None, rate: int) -> Source:
+    """The sample function of a phase's audio (silence for None or neither generator nor file)."""
+    if sound is None or (sound.generator is None and sound.file is None):
+        return lambda start, n: np.zeros(n, dtype=np.float32)
+    if sound.file is not None:
+        _, buf = read_wav(sound.file, rate)
+        return lambda start, n: _looped(buf, start, n)
+    kind, hz = sound.generator.value, sound.tone_hz
+    if kind == "tone":
+        return lambda start, n: (0.45 * _sine(start, n, rate, hz)
+                                 + 0.1 * _sine(start, n, rate, 2 * hz)).astype(np.float32)
+    if kind in ("pink-noise", "brown-noise"):
+        buf = _noise_loop(kind.split("-")[0], rate)
+        return lambda start, n: _looped(buf, start, n)
+    brown = _noise_loop("brown", rate)
+
+    def soundscape(start: int, n: int) -> np.ndarray:
+        swell = 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # waves every 10 s
+        pad = sum((0.5 + 0.5 * _sine(start, n, rate, 1 / period)) * _sine(start, n, rate, f)
+                  for f, period in ((hz, 13.0), (hz * 1.5, 17.0), (hz * 2, 23.0)))
+        return (0.8 * swell * _looped(brown, start, n) + 0.12 * pad).astype(np.float32)
+
+    return soundscape
+
+
+def _sound_key(sound: Audio | None) -> tuple[Any, ...]:
+    if sound is None:
+        return (None,)
+    return (sound.generator, sound.file, sound.tone_hz)
+
+
+class Synth:
+    """Mixes the current sound (cross-fading from the previous one) at a smoothly moving volume.
+
+    ``slew`` is the largest volume change per second inside the synth (the controller's ramp is
+    slower; this only smooths its ticks into per-sample ramps).
+    """
+
+    def __init__(self, sample_rate: int, slew: float = 2.0, crossfade: float = 2.0) -> None:
+        self.rate = sample_rate
+        self._slew = slew / sample_rate
+        self._fade_step = 1.0 / (crossfade * sample_rate)
+        self._pos = 0
+        self._key: tuple[Any, ...] = (None,)
+        self._layers: list[list[Any]] = []  # [source, gain]; the last one is fading in
+        self._vol = 0.0
+        self._target = 0.0
+        self._muted = False
+        self._cut = False
+        self._lock = threading.Lock()
+
+    def set_sound(self, sound: Audio | None) -> None:
+        """Switch to ``sound`` (cross-faded); the same sound again changes nothing."""
+        key = _sound_key(sound)
+        if key == self._key:
+            return
+        source = make_source(sound, self.rate)
+        with self._lock:
+            self._key = key
+            self._layers.append([source, 0.0 if self._layers else 1.0])
+
+    def set_volume(self, volume: float) -> None:
+        """Target volume 0..1 (reached with a per-sample ramp); un-mutes."""
+        self._target = min(1.0, max(0.0, float(volume)))
+        self._muted = False
+
+    def mute(self) -> None:
+        """Silence within 5 ms; lock-free so it is safe and fast from any thread."""
+        self._muted = True
+        self._cut = True
+
+    def volume(self) -> float:
+        """The volume being played now (0 once muted)."""
+        return 0.0 if self._muted else self._vol
+
+    def render(self, n: int) -> np.ndarray:
+        """The next ``n`` mono samples (float32, -1..1)."""
+        with self._lock:
+            if n <= 0:
+                return np.zeros(0, dtype=np.float32)
+            v0, fade = self._vol, np.zeros(0)
+            if self._cut:  # a mute since the last block: down to 0 in 5 ms, whatever came after
+                self._cut = False
+                m = min(n, max(1, int(_MUTE_S * self.rate)))
+                fade, v0 = v0 * (1.0 - np.arange(1, m + 1) / m), 0.0
+            target = 0.0 if self._muted else self._target
+            diff = target - v0
+            k = np.arange(1, n - len(fade) + 1)
+            vol = np.concatenate([fade, v0 + np.sign(diff) * np.minimum(abs(diff), self._slew * k)])
+            k = np.arange(1, n + 1)
+            self._vol = float(vol[-1])
+            mix = np.zeros(n)
+            for i, layer in enumerate(self._layers):
+                source, gain = layer
+                up = i == len(self._layers) - 1
+                g = np.clip(gain + (1 if up else -1) * self._fade_step * k, 0.0, 1.0)
+                layer[1] = float(g[-1])
+                if g.any():
+                    mix += source(self._pos, n) * np.sqrt(g)  # equal-power cross-fade
+            self._layers = [ly for i, ly in enumerate(self._layers)
+                            if ly[1] > 0 or i == len(self._layers) - 1]
+            self._pos += n
+            return np.clip(mix * vol, -1.0, 1.0).astype(np.float32)
+
+
+class AudioOutput(Protocol):
+    """Where the synthesised sound goes."""
+
+    def play(self, sound: Audio | None, volume: float) -> None: ...
+    def advance(self, t: float) -> None: ...
+    def mute(self) -> None: ...
+    def volume(self) -> float: ...
+    def close(self) -> None: ...
+
+
+class WavFileOutput:
+    """Renders the session's sound to a 16-bit mono WAV file, following the virtual clock."""
+
+    def __init__(self, path: str | Path, sample_rate: int = 22050) -> None:
+        self.path = Path(path)
+        self.synth = Synth(sample_rate)
+        try:
+            self._wav = wave.open(str(self.path), "wb")
+        except OSError as exc:
+            raise RelaxdError(f"cannot write audio: {exc.strerror}", self.path) from None
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(sample_rate)
+        self._written = 0
+        self._closed = False
+
+    def play(self, sound: Audio | None, volume: float) -> None:
+        self.synth.set_sound(sound)
+        self.synth.set_volume(volume)
+
+    def advance(self, t: float) -> None:
+        """Render everything up to session time ``t``."""
+        n = int(round(t * self.synth.rate)) - self._written
+        if n > 0 and not self._closed:
+            samples = self.synth.render(n)
+            self._wav.writeframes((samples * 32767).astype("<i2").tobytes())
+            self._written += n
+
+    def mute(self) -> None:
+        self.synth.mute()
+
+    def volume(self) -> float:
+        return self.synth.volume()
+
+    def close(self) -> None:
+        if not self._closed:
+            self.synth.mute()
+            self._closed = True
+            self._wav.close()
+
+
+class SoundDeviceOutput:
+    """Real-time output through PortAudio (sounddevice, imported here only)."""
+
+    def __init__(self, device: str | int | None = None, sample_rate: int = 22050,
+                 blocksize: int = 512) -> None:
+        try:
+            import sounddevice
+        except ImportError:
+            raise RelaxdError("sounddevice is not installed: pip install 'relaxd[pi]'") from None
+        except OSError:
+            raise RelaxdError("the PortAudio library is missing: "
+                              "sudo apt-get install libportaudio2") from None
+        self.synth = Synth(sample_rate)
+
+        def callback(outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+            outdata[:, 0] = self.synth.render(frames)
+
+        try:
+            self._stream = sounddevice.OutputStream(
+                samplerate=sample_rate, channels=1, dtype="float32", device=device,
+                blocksize=blocksize, latency="low", callback=callback)
+            self._stream.start()
+        except Exception as exc:  # noqa: BLE001 - PortAudioError, ValueError for bad devices
+            raise RelaxdError(f"cannot open audio device {device!r}: {exc}") from None
+
+    def play(self, sound: Audio | None, volume: float) -> None:
+        self.synth.set_sound(sound)
+        self.synth.set_volume(volume)
+
+    def advance(self, t: float) -> None:
+        """Nothing to do: PortAudio pulls samples in real time."""
+
+    def mute(self) -> None:
+        self.synth.mute()
+
+    def volume(self) -> float:
+        return self.synth.volume()
+
+    def close(self) -> None:
+        self.synth.mute()
+        if not self._stream.closed:
+            self._stream.stop()
+            self._stream.close()
+
+
+class NullOutput:
+    """No sound at all (a chair without speakers); keeps the volume it was asked for."""
+
+    def __init__(self) -> None:
+        self._volume = 0.0
+
+    def play(self, sound: Audio | None, volume: float) -> None:
+        self._volume = volume
+
+    def advance(self, t: float) -> None:
+        pass
+
+    def mute(self) -> None:
+        self._volume = 0.0
+
+    def volume(self) -> float:
+        return self._volume
+
+    def close(self) -> None:
+        self._volume = 0.0

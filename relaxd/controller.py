@@ -1,0 +1,351 @@
+"""The adaptive loop: mood in, intensity and ramp-limited actuator levels out.
+
+A pure state machine; time ``t`` (seconds since session start) is passed in. The rules::
+
+    positive for raise_after         -> raise one step (never above max)
+    neutral                          -> hold (one decision when the mood turns neutral)
+    negative for reduce_after        -> reduce one step (never below min), again each reduce_after
+    negative for halt_after, or negative with confidence >= strong_negative
+                                     -> halt: targets 0 within halt_fade s, alert the caregiver
+    calm (neutral/positive) for recover_after after a reduction or halt
+                                     -> restart the cycle from neutral; after a halt at
+                                        min(start, intensity), levels ramping up from 0
+    no face for absent_hold          -> hold; for absent_pause -> pause (targets 0) + alert
+    calm face back while paused      -> resume at min(start, intensity), ramping up
+    end of the phases                -> fade to 0 over fade_out, then end
+    estop(t)                         -> everything 0 at once, latched until reset(t), which
+                                        restarts at the start intensity, never the old one
+
+Levels follow their targets at no more than the scenario's ramp rate per second (a halt or
+pause may go down faster: to 0 within ``halt_fade`` seconds); the light colour blends between
+phases over ``crossfade`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal, Protocol
+
+from relaxd.labels import Mood
+from relaxd.scenario import Audio, Pattern, Scenario, ScriptEntry
+
+Action = Literal["raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade", "end"]
+
+
+class State(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    REDUCED = "reduced"
+    HALTED = "halted"
+    PAUSED = "paused"
+    FADING = "fading"
+    ENDED = "ended"
+    ESTOPPED = "estopped"
+
+
+class Reading(Protocol):
+    """What the controller needs of a mood reading (relaxd.mood.MoodReading has these)."""
+
+    mood: Mood
+    confidence: float
+
+
+@dataclass(frozen=True)
+class MoodSample:
+    """A plain reading, for scripts and tests."""
+
+    mood: Mood
+    confidence: float = 0.7
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Actuator levels, each 0..1."""
+
+    light: float = 0.0
+    audio: float = 0.0
+    vibration: float = 0.0
+
+    def scaled(self, k: float) -> Levels:
+        return Levels(self.light * k, self.audio * k, self.vibration * k)
+
+
+ZERO = Levels()
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """What the current phase plays; the Levels say how strongly."""
+
+    colour: tuple[int, int, int]
+    pulse_period: float | None
+    sound: Audio
+    vibration: Pattern
+    vibration_period: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    alert: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """The controller's output for one tick."""
+
+    t: float
+    state: State
+    phase: int
+    phase_name: str
+    intensity: float
+    stimulus: Stimulus
+    target: Levels
+    levels: Levels
+    decisions: tuple[Decision, ...] = ()
+
+
+_CALM = (Mood.NEUTRAL, Mood.POSITIVE)
+_PLAYING = (State.RUNNING, State.REDUCED)
+
+
+def _approach(level: float, target: float, max_change: float) -> float:
+    return target if abs(target - level) <= max_change else \
+        level + (max_change if target > level else -max_change)
+
+
+class Controller:
+    """``step(t, reading)`` once a tick; ``estop(t)`` / ``reset(t)`` from the safety path."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.state = State.IDLE
+        self.intensity = scenario.intensity.start
+        self._levels = ZERO
+        self._t0 = 0.0
+        self._last_t: float | None = None
+        self._mood: Mood | None = None
+        self._mood_since = 0.0
+        self._anchor = 0.0  # start of the current raise / reduce interval
+        self._calm_since: float | None = None
+        self._absent_since: float | None = None
+        self._held_absent = False
+        self._fade: tuple[float, Levels] | None = None
+        self._phase = 0
+        self._colour_from = tuple(scenario.phases[0].light.colour)
+        self._colour_t = 0.0
+
+    # --- outside events -------------------------------------------------------------------
+
+    def estop(self, t: float) -> Step:
+        """Emergency stop: every level 0 at once (no ramp), latched until :meth:`reset`."""
+        self._advance_clock(t)
+        self.state = State.ESTOPPED
+        self._levels = ZERO
+        return self._step(t, ZERO, ())
+
+    def reset(self, t: float) -> Step:
+        """Leave the e-stop: restart at the start intensity with levels ramping up from 0."""
+        if self.state is not State.ESTOPPED:
+            raise ValueError("reset() is only valid after estop()")
+        self._advance_clock(t)
+        self.state = State.RUNNING
+        self.intensity = self.scenario.intensity.start
+        self._forget_mood(t)
+        d = Decision("restart", f"reset after emergency stop: restarting at start intensity "
+                                f"{self.intensity:.2f}")
+        return self._step(t, ZERO, (d,))
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def step(self, t: float, reading: Reading) -> Step:
+        """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
+        dt = self._advance_clock(t)
+        if self.state is State.IDLE:
+            self.state = State.RUNNING
+            self._forget_mood(t)
+        decisions: list[Decision] = []
+        if self.state is State.ESTOPPED or self.state is State.ENDED:
+            return self._step(t, ZERO, ())
+        rules = self.scenario.rules
+        if self.state is not State.FADING and t - self._t0 >= self.scenario.duration:
+            self.state, self._fade = State.FADING, (t, self._levels)
+            decisions.append(Decision("fade", f"scenario over: fading out over "
+                                              f"{rules.fade_out:g} s"))
+        if self.state is State.FADING:
+            t_fade, start = self._fade
+            left = max(0.0, 1.0 - (t - t_fade) / rules.fade_out)
+            self._levels = start.scaled(left)
+            if left == 0.0:
+                self.state = State.ENDED
+                decisions.append(Decision("end", "fade-out finished: session ended"))
+            return self._step(t, ZERO, tuple(decisions))
+
+        self._track_mood(t, reading)
+        decisions.extend(self._rules(t, reading))
+        phase = self.scenario.phases[self._phase_at(t)]
+        if self.state in _PLAYING:
+            target = Levels(phase.light.brightness, phase.audio.volume,
+                            phase.vibration.intensity).scaled(self.intensity)
+        else:
+            target = ZERO
+        ramp = rules.ramp
+        down = 1.0 / rules.halt_fade if self.state in (State.HALTED, State.PAUSED) else 0.0
+        self._levels = Levels(
+            _approach(self._levels.light, target.light, max(ramp.light, down) * dt),
+            _approach(self._levels.audio, target.audio, max(ramp.audio, down) * dt),
+            _approach(self._levels.vibration, target.vibration, max(ramp.vibration, down) * dt))
+        return self._step(t, target, tuple(decisions))
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _advance_clock(self, t: float) -> float:
+        if self._last_t is not None and t < self._last_t:
+            raise ValueError(f"time went backwards: {t} < {self._last_t}")
+        dt = 0.0 if self._last_t is None else t - self._last_t
+        if self._last_t is None:
+            self._t0 = self._colour_t = t
+        self._last_t = t
+        return dt
+
+    def _forget_mood(self, t: float) -> None:
+        self._mood, self._mood_since, self._anchor = None, t, t
+        self._calm_since = self._absent_since = None
+        self._held_absent = False
+
+    def _track_mood(self, t: float, reading: Reading) -> None:
+        mood = Mood(reading.mood)
+        if mood is not self._mood:
+            self._mood, self._mood_since, self._anchor = mood, t, t
+        if mood in _CALM:
+            self._calm_since = t if self._calm_since is None else self._calm_since
+        else:
+            self._calm_since = None
+        if mood is Mood.NO_FACE:
+            self._absent_since = t if self._absent_since is None else self._absent_since
+        else:
+            self._absent_since, self._held_absent = None, False
+
+    def _rules(self, t: float, reading: Reading) -> list[Decision]:
+        r, rng = self.scenario.rules, self.scenario.intensity
+        mood, lasted = self._mood, t - self._mood_since
+        confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
+        calm_for = None if self._calm_since is None else t - self._calm_since
+        if self.state in _PLAYING or self.state is State.PAUSED:
+            if mood is Mood.NEGATIVE and confidence >= r.strong_negative:
+                return [self._halt(f"strong negative reaction (confidence {confidence:.2f})")]
+            if mood is Mood.NEGATIVE and lasted >= r.halt_after:
+                return [self._halt(f"negative mood for {lasted:g} s")]
+        if self.state in _PLAYING:
+            if mood is Mood.NEGATIVE and t - self._anchor >= r.reduce_after:
+                self._anchor, old = t, self.intensity
+                self.intensity = max(rng.min, round(old - rng.step, 6))
+                self.state = State.REDUCED
+                return [Decision("reduce", f"negative for {lasted:g} s: intensity "
+                                 + self._change(old, "minimum"))]
+            if mood is Mood.NO_FACE:
+                absent = t - self._absent_since
+                if absent >= r.absent_pause:
+                    self.state = State.PAUSED
+                    return [Decision("pause", f"no face for {absent:g} s: stimuli paused",
+                                     alert=f"no face for {absent:g} s: the child may have left")]
+                if absent >= r.absent_hold and not self._held_absent:
+                    self._held_absent = True
+                    return [Decision("hold", f"no face for {absent:g} s: holding at "
+                                             f"{self.intensity:.2f}")]
+                return []
+            if self.state is State.REDUCED and calm_for is not None and calm_for >= r.recover_after:
+                self.state, self._anchor = State.RUNNING, t
+                return [Decision("restart", f"calm for {calm_for:g} s after a reduction: cycle "
+                                            f"restarts at {self.intensity:.2f}")]
+            if (mood is Mood.POSITIVE and self.state is State.RUNNING
+                    and t - self._anchor >= r.raise_after):
+                self._anchor, old = t, self.intensity
+                self.intensity = min(rng.max, round(old + rng.step, 6))
+                return [Decision("raise", f"positive for {lasted:g} s: intensity "
+                                 + self._change(old, "maximum"))]
+            if mood is Mood.NEUTRAL and lasted == 0:
+                return [Decision("hold", f"mood neutral: holding at {self.intensity:.2f}")]
+            return []
+        if self.state is State.HALTED and calm_for is not None and calm_for >= r.recover_after:
+            return [self._restart(t, f"calm for {calm_for:g} s after a halt", "restart")]
+        if self.state is State.PAUSED and mood in _CALM:
+            return [self._restart(t, f"face back ({mood.value})", "resume")]
+        return []
+
+    def _change(self, old: float, bound: str) -> str:
+        if old == self.intensity:
+            return f"already at {bound} {old:.2f}"
+        return f"{old:.2f} -> {self.intensity:.2f}"
+
+    def _halt(self, why: str) -> Decision:
+        self.state = State.HALTED
+        return Decision("halt", f"{why}: stimuli halted", alert=f"{why}: stimuli halted")
+
+    def _restart(self, t: float, why: str, action: Action) -> Decision:
+        self.intensity = min(self.scenario.intensity.start, self.intensity)
+        self.state, self._anchor = State.RUNNING, t
+        return Decision(action, f"{why}: restarting at {self.intensity:.2f}, ramping up")
+
+    def _phase_at(self, t: float) -> int:
+        index = self.scenario.phase_at(t - self._t0)
+        if index != self._phase:
+            self._colour_from, self._colour_t, self._phase = self._colour(t), t, index
+        return index
+
+    def _colour(self, t: float) -> tuple[int, int, int]:
+        to = self.scenario.phases[self._phase].light.colour
+        span = self.scenario.crossfade
+        k = 1.0 if span == 0 else min(1.0, (t - self._colour_t) / span)
+        return tuple(round(a + (b - a) * k) for a, b in zip(self._colour_from, to))
+
+    def _step(self, t: float, target: Levels, decisions: tuple[Decision, ...]) -> Step:
+        index = self._phase_at(t) if self.state is not State.ENDED else self._phase
+        p = self.scenario.phases[index]
+        stimulus = Stimulus(self._colour(t), p.light.pulse_period, p.audio, p.vibration.pattern,
+                            p.vibration.period)
+        return Step(t, self.state, index, p.name, self.intensity, stimulus, target, self._levels,
+                    decisions)
+
+
+def simulate(scenario: Scenario, script: list[ScriptEntry], tick: float = 0.5) -> list[Step]:
+    """Run a controller over a mood script on virtual time until the session ends."""
+    ctrl = Controller(scenario)
+    reading = MoodSample(Mood.NEUTRAL)
+    pending = list(script)
+    steps: list[Step] = []
+    last = max((e.at for e in script), default=0.0)
+    end = max(scenario.duration, last) + scenario.rules.fade_out + 2 * tick
+    t = 0.0
+    while t <= end:
+        while pending and pending[0].at <= t:
+            e = pending.pop(0)
+            if e.press == "estop":
+                steps.append(ctrl.estop(e.at))
+            elif e.press == "reset":
+                steps.append(ctrl.reset(e.at))
+            else:
+                reading = MoodSample(e.mood, e.confidence)
+        steps.append(ctrl.step(t, reading))
+        if ctrl.state is State.ENDED:
+            break
+        t = round(t + tick, 9)
+    return steps
+
+
+def steps_to_events(steps: list[Step], script: list[ScriptEntry]) -> list[dict[str, Any]]:
+    """Steps as session events (``mood``, ``levels``, ``decision``, ``estop``) for plotting."""
+    events: list[dict[str, Any]] = [
+        {"t": e.at, "type": "mood", "mood": e.mood.value, "confidence": e.confidence}
+        for e in script if e.mood is not None]
+    events += [{"t": e.at, "type": "estop", "action": "press" if e.press == "estop" else "reset",
+                "source": "mood script"} for e in script if e.press]
+    for s in steps:
+        events.append({"t": s.t, "type": "levels", "light": s.levels.light,
+                       "audio": s.levels.audio, "vibration": s.levels.vibration,
+                       "intensity": s.intensity, "state": s.state.value, "phase": s.phase_name})
+        events += [{"t": s.t, "type": "decision", "action": d.action, "reason": d.reason,
+                    "alert": d.alert} for d in s.decisions]
+    return sorted(events, key=lambda e: e["t"])

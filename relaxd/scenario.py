@@ -1,0 +1,373 @@
+"""Scenarios written by therapists: phases of light, sound and vibration plus the controller's rules.
+
+A scenario is YAML built into the dataclasses below with :mod:`relaxd.yamlspec`, so every problem
+in a file is reported at once as ``FILE:LINE:COL: message``. Each phase gives the stimulus at
+full intensity; the controller scales light brightness, audio volume and vibration intensity by
+its current intensity (0..1, kept within ``intensity.min..max``).
+
+Also here: mood scripts for simulation (``load_mood_script``) and the ``relaxd scenario validate``
+and ``relaxd scenario show`` commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable, Literal, NamedTuple
+
+from relaxd import yamlspec
+from relaxd.errors import RelaxdError
+from relaxd.labels import Mood
+from relaxd.yamlspec import Problem, SpecError, spec
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "scenarios" / "scenario.schema.json"
+
+_HEX = re.compile(r"^#([0-9a-fA-F]{6})$")
+
+
+class Colour(NamedTuple):
+    """An RGB colour, written ``"#3060ff"`` or ``[48, 96, 255]``."""
+
+    r: int
+    g: int
+    b: int
+
+    @classmethod
+    def from_yaml(cls, value: Any) -> Colour:
+        if isinstance(value, str):
+            m = _HEX.match(value.strip())
+            if not m:
+                raise ValueError(f"colour {value!r} is not '#rrggbb' (e.g. '#3060ff')")
+            h = m.group(1)
+            return cls(int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+        if (isinstance(value, list) and len(value) == 3
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in value)):
+            if not all(0 <= c <= 255 for c in value):
+                raise ValueError(f"colour {value} has a part outside 0..255")
+            return cls(*value)
+        raise ValueError(f"expected a colour '#rrggbb' or [r, g, b] (0..255), got {value!r}")
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return {"anyOf": [
+            {"type": "string", "pattern": _HEX.pattern},
+            {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255},
+             "minItems": 3, "maxItems": 3}],
+            "description": "'#rrggbb' or [r, g, b]"}
+
+    def hex(self) -> str:
+        return f"#{self.r:02x}{self.g:02x}{self.b:02x}"
+
+
+class Generator(str, Enum):
+    """Synthesised sounds (see :mod:`relaxd.audio`)."""
+
+    TONE = "tone"
+    PINK = "pink-noise"
+    BROWN = "brown-noise"
+    SOUNDSCAPE = "soundscape"
+
+
+class Pattern(str, Enum):
+    """How the vibration motor's level moves within one period."""
+
+    CONTINUOUS = "continuous"
+    PULSE = "pulse"
+    WAVE = "wave"
+
+
+@dataclass(kw_only=True)
+class Light:
+    """The LEDs in one phase."""
+
+    colour: Colour = spec(help="'#rrggbb' or [r, g, b]")
+    brightness: float = spec(0.5, min=0, max=1, help="0..1 of full brightness at intensity 1")
+    pulse_period: float | None = spec(
+        None, min=2, max=120, help="seconds of one slow breathing pulse (60..100 %); none = steady")
+
+
+@dataclass(kw_only=True)
+class Audio:
+    """The sound in one phase: a generator or a WAV file (neither = silence)."""
+
+    generator: Generator | None = spec(None, help="tone, pink-noise, brown-noise or soundscape")
+    file: Path | None = spec(None, help="WAV file (PCM), relative to the scenario, played looped")
+    volume: float = spec(0.3, min=0, max=1, help="0..1 of the output's volume cap at intensity 1")
+    tone_hz: float = spec(110.0, min=40, max=880, help="pitch of tone and of the soundscape's pad")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        if self.generator is not None and self.file is not None:
+            yield "file", "give either 'generator' or 'file', not both"
+        if self.file is not None:
+            from relaxd.audio import read_wav  # audio imports this module
+
+            try:
+                read_wav(self.file)
+            except RelaxdError as exc:
+                yield "file", str(exc)
+
+
+@dataclass(kw_only=True)
+class Vibration:
+    """The vibration motor in one phase."""
+
+    pattern: Pattern = spec(Pattern.CONTINUOUS, help="continuous, pulse or wave")
+    intensity: float = spec(0.3, min=0, max=1, help="0..1 of full motor power at intensity 1")
+    period: float = spec(4.0, min=1, max=60, help="seconds of one pulse or wave")
+
+
+@dataclass(kw_only=True)
+class Phase:
+    """One stretch of the scenario."""
+
+    name: str = spec(help="shown in logs and plots")
+    duration: float = spec(min=1, max=7200, help="seconds")
+    light: Light = spec(help="the LEDs")
+    audio: Audio = spec(default_factory=Audio, help="the sound")
+    vibration: Vibration = spec(default_factory=Vibration, help="the seat's vibration")
+
+
+@dataclass(kw_only=True)
+class IntensityRange:
+    """The range the controller moves the intensity within, and its step."""
+
+    start: float = spec(0.5, min=0, max=1, help="intensity at the start and after a reset")
+    min: float = spec(0.2, min=0, max=1, help="lowest intensity a reduction goes to")
+    max: float = spec(0.8, min=0, max=1, help="highest intensity a raise goes to")
+    step: float = spec(0.1, min=0.01, max=0.5, help="change of one raise or reduction")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        if self.min > self.max:
+            yield "min", f"min {self.min} is above max {self.max}"
+        elif not self.min <= self.start <= self.max:
+            yield "start", f"start {self.start} is outside min..max ({self.min}..{self.max})"
+
+
+@dataclass(kw_only=True)
+class Ramp:
+    """Largest change of each level per second (0..1 per s): no sudden jumps."""
+
+    light: float = spec(0.05, min=0.005, max=0.5, help="light level per second")
+    audio: float = spec(0.05, min=0.005, max=0.5, help="volume per second")
+    vibration: float = spec(0.05, min=0.005, max=0.5, help="vibration level per second")
+
+
+@dataclass(kw_only=True)
+class Rules:
+    """When the controller raises, reduces, halts, pauses (all times in seconds)."""
+
+    raise_after: float = spec(60.0, min=5, max=3600, help="positive this long: raise one step")
+    reduce_after: float = spec(10.0, min=1, max=600, help="negative this long: reduce one step")
+    halt_after: float = spec(30.0, min=1, max=600, help="negative this long: halt + alert")
+    strong_negative: float = spec(
+        0.8, min=0.5, max=1, help="negative with at least this confidence: halt at once + alert")
+    recover_after: float = spec(
+        20.0, min=1, max=600, help="non-negative this long after a reduction or halt: restart")
+    absent_hold: float = spec(2.0, min=0, max=60, help="no face this long: hold")
+    absent_pause: float = spec(30.0, min=1, max=600, help="no face this long: pause + alert")
+    ramp: Ramp = spec(default_factory=Ramp, help="largest change per second")
+    halt_fade: float = spec(
+        3.0, min=0.5, max=10, help="a halt or pause reaches 0 within this many seconds")
+    fade_out: float = spec(20.0, min=1, max=600, help="fade to 0 at the end over this long")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        if self.halt_after <= self.reduce_after:
+            yield "halt_after", (f"halt_after {self.halt_after} must be longer than "
+                                 f"reduce_after {self.reduce_after}")
+        if self.absent_pause <= self.absent_hold:
+            yield "absent_pause", (f"absent_pause {self.absent_pause} must be longer than "
+                                   f"absent_hold {self.absent_hold}")
+
+
+@dataclass(kw_only=True)
+class Scenario:
+    """A relaxation session: phases played in order, and the controller's rules."""
+
+    name: str = spec(help="shown to the caregiver")
+    description: str = spec("", help="what it is for, who it suits")
+    phases: list[Phase] = spec(help="played in order")
+    intensity: IntensityRange = spec(default_factory=IntensityRange, help="controller range")
+    rules: Rules = spec(default_factory=Rules, help="controller rules")
+    crossfade: float = spec(5.0, min=0, max=60, help="seconds to blend colours between phases")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        if not self.phases:
+            yield "phases", "a scenario needs at least one phase"
+
+    @property
+    def duration(self) -> float:
+        """Seconds of the phases, without the fade-out."""
+        return sum(p.duration for p in self.phases)
+
+    def phase_at(self, elapsed: float) -> int:
+        """Index of the phase playing ``elapsed`` seconds in (the last one after the end)."""
+        end = 0.0
+        for i, p in enumerate(self.phases):
+            end += p.duration
+            if elapsed < end:
+                return i
+        return len(self.phases) - 1
+
+
+class ScenarioError(SpecError):
+    """Every problem of one scenario or mood-script file."""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario; raise ScenarioError (or RelaxdError) listing every problem."""
+    try:
+        return yamlspec.load(Scenario, path)
+    except SpecError as exc:
+        raise ScenarioError(exc.path, exc.problems) from None
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (scenarios/scenario.schema.json)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "relaxd scenario", **yamlspec.json_schema(Scenario)}
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> None:
+    """Regenerate the JSON Schema file from the dataclasses."""
+    Path(path).write_text(json.dumps(scenario_schema(), indent=2) + "\n", encoding="utf-8")
+
+
+# --- mood scripts -------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ScriptEntry:
+    """One line of a mood script: from ``at`` seconds the mood is ``mood``, or a button press."""
+
+    at: float = spec(min=0, help="seconds since session start")
+    mood: Mood | None = spec(None, help="negative, neutral, positive or no_face")
+    confidence: float = spec(0.7, min=0, max=1, help="the mood's confidence")
+    press: Literal["estop", "reset"] | None = spec(
+        None, help="estop: press the emergency stop; reset: the deliberate reset")
+
+    def check(self) -> Iterable[tuple[str | None, str]]:
+        if (self.mood is None) == (self.press is None):
+            yield None, "give exactly one of 'mood' or 'press'"
+
+
+def load_mood_script(path: str | Path) -> list[ScriptEntry]:
+    """Read a mood script (a YAML list of entries in time order); raise ScenarioError."""
+    node = yamlspec.compose(path)
+    try:
+        entries = yamlspec.build(list[ScriptEntry], node, path)
+    except SpecError as exc:
+        raise ScenarioError(exc.path, exc.problems) from None
+    problems: list[Problem] = []
+    last, stopped = 0.0, False
+    for entry, item in zip(entries, node.value):
+        where = (item.start_mark.line + 1, item.start_mark.column + 1)
+        if entry.at < last:
+            problems.append(Problem(*where, f"at {entry.at} is before the previous entry ({last})"))
+        last = max(last, entry.at)
+        if entry.press == "estop":
+            stopped = True
+        elif entry.press == "reset":
+            if not stopped:
+                problems.append(Problem(*where, "reset without an earlier estop"))
+            stopped = False
+    if problems:
+        raise ScenarioError(path, problems)
+    return entries
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def configure_validate(parser: argparse.ArgumentParser) -> None:
+    """``relaxd scenario validate FILE...``"""
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad."""
+    bad = False
+    for f in args.files:
+        try:
+            load_scenario(f)
+        except RelaxdError as exc:
+            print(exc)
+            bad = True
+        else:
+            print(f"{f}: ok")
+    return 1 if bad else 0
+
+
+def configure_show(parser: argparse.ArgumentParser) -> None:
+    """``relaxd scenario show FILE [--mood-script S] [--plot OUT.png]``"""
+    parser.add_argument("file", help="scenario YAML file")
+    parser.add_argument("--mood-script", metavar="S",
+                        help="YAML list of {at, mood} / {at, press}: run the controller over it")
+    parser.add_argument("--plot", metavar="OUT.png",
+                        help="plot levels over time (needs matplotlib; without a mood script "
+                             "the mood stays neutral)")
+    parser.add_argument("--tick", type=float, default=0.5, help="controller step in seconds")
+
+
+def _mmss(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def timeline(scenario: Scenario) -> list[str]:
+    """Human-readable lines: each phase's time span and stimulus, then the rules."""
+    r, i = scenario.rules, scenario.intensity
+    lines = [f"{scenario.name}: {len(scenario.phases)} phases, {_mmss(scenario.duration)}"
+             f" + {_mmss(r.fade_out)} fade-out"]
+    t = 0.0
+    for p in scenario.phases:
+        light = f"light {p.light.colour.hex()} {p.light.brightness:.0%}"
+        if p.light.pulse_period:
+            light += f" pulse {p.light.pulse_period:g}s"
+        a = p.audio
+        sound = (a.file.name if a.file else a.generator.value if a.generator else "silence")
+        if a.generator in (Generator.TONE, Generator.SOUNDSCAPE):
+            sound += f" {a.tone_hz:g}Hz"
+        v = p.vibration
+        lines.append(f"  {_mmss(t):>6}-{_mmss(t + p.duration):<6} {p.name:<14} {light} | "
+                     f"{sound} {a.volume:.0%} | vibration {v.pattern.value} "
+                     f"{v.intensity:.0%}/{v.period:g}s")
+        t += p.duration
+    lines.append(f"  intensity start {i.start:g} within {i.min:g}..{i.max:g}, step {i.step:g}")
+    lines.append(
+        f"  raise after {r.raise_after:g}s positive; reduce after {r.reduce_after:g}s negative, "
+        f"halt after {r.halt_after:g}s or confidence >= {r.strong_negative:g}; restart after "
+        f"{r.recover_after:g}s calm; no face: hold {r.absent_hold:g}s, pause {r.absent_pause:g}s")
+    lines.append(f"  ramp per second: light {r.ramp.light:g}, audio {r.ramp.audio:g}, "
+                 f"vibration {r.ramp.vibration:g}; halt fade {r.halt_fade:g}s")
+    return lines
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print the timeline; with a mood script or --plot, run the controller on virtual time."""
+    from relaxd.controller import State, simulate, steps_to_events
+
+    scenario = load_scenario(args.file)
+    print("\n".join(timeline(scenario)))
+    if not (args.mood_script or args.plot):
+        return 0
+    script = (load_mood_script(args.mood_script) if args.mood_script
+              else [ScriptEntry(at=0, mood=Mood.NEUTRAL)])
+    steps = simulate(scenario, script, tick=args.tick)
+    previous = None
+    for s in steps:
+        if s.state is State.ESTOPPED and previous is not State.ESTOPPED:
+            print(f"  {_mmss(s.t):>6} estop    emergency stop: everything off at once")
+        previous = s.state
+        for d in s.decisions:
+            alert = f"  ALERT: {d.alert}" if d.alert else ""
+            print(f"  {_mmss(s.t):>6} {d.action:<8} {d.reason}{alert}")
+    if args.plot:
+        from relaxd.sessions import plot_events
+
+        plot_events(steps_to_events(steps, script), args.plot, title=scenario.name)
+        print(f"plot written to {args.plot}")
+    return 0

@@ -1,0 +1,272 @@
+"""The session record: every event of every session in one SQLite file under the state directory.
+
+:class:`SessionSink` is an :class:`relaxd.events.EventLog` sink. The database runs in WAL mode
+with ``synchronous=NORMAL`` and is committed whenever an event is at least ``commit_every``
+(1 s) of session time after the last commit, and at once for alerts, e-stops and session
+events: a writer killed with SIGKILL loses at most the last second.
+
+``relaxd sessions`` lists the sessions; ``relaxd sessions export ID --csv OUT [--plot OUT.png]``
+writes one as CSV (one row an event) and plots mood and levels over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from relaxd.errors import RelaxdError
+
+Event = dict[str, Any]
+DB_NAME = "sessions.sqlite"
+_URGENT = ("alert", "estop", "session")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started TEXT NOT NULL,      -- UTC, ISO 8601
+    ended TEXT,                 -- NULL: still running or interrupted
+    scenario TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    last_t REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    t REAL NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL          -- the event's other fields, JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events(session, t);
+"""
+
+
+def default_state_dir() -> Path:
+    """$RELAXD_STATE_DIR, else systemd's $STATE_DIRECTORY, else ~/.local/state/relaxd."""
+    for var in ("RELAXD_STATE_DIR", "STATE_DIRECTORY"):
+        if os.environ.get(var):
+            return Path(os.environ[var].split(":")[0])
+    return Path.home() / ".local" / "state" / "relaxd"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot open the session record: {exc}", path) from None
+    return db
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SessionSink:
+    """Stores one session's events; ``session_id`` is its row in the sessions table."""
+
+    def __init__(self, state_dir: str | Path | None = None, *, scenario: str = "",
+                 source: str = "", commit_every: float = 1.0) -> None:
+        state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RelaxdError(f"cannot create the state directory: {exc.strerror}",
+                              state_dir) from None
+        self.path = state_dir / DB_NAME
+        self._db = _connect(self.path)
+        cur = self._db.execute("INSERT INTO sessions (started, scenario, source) VALUES (?, ?, ?)",
+                               (_now(), scenario, source))
+        self.session_id: int = cur.lastrowid
+        self._db.commit()
+        self._commit_every = commit_every
+        self._last_commit = 0.0
+        self._last_t = 0.0
+
+    def write(self, event: Event) -> None:
+        t = float(event["t"])
+        data = {k: v for k, v in event.items() if k not in ("t", "type")}
+        self._db.execute("INSERT INTO events (session, t, type, data) VALUES (?, ?, ?, ?)",
+                         (self.session_id, t, event["type"], json.dumps(data, default=str)))
+        self._last_t = max(self._last_t, t)
+        if t - self._last_commit >= self._commit_every or event["type"] in _URGENT:
+            self._commit(t)
+
+    def flush(self) -> None:
+        self._commit(self._last_t)
+
+    def close(self) -> None:
+        if self._db is None:
+            return
+        self._db.execute("UPDATE sessions SET ended = ? WHERE id = ?", (_now(), self.session_id))
+        self.flush()
+        self._db.close()
+        self._db = None
+
+    def _commit(self, t: float) -> None:
+        self._db.execute("UPDATE sessions SET last_t = ? WHERE id = ?", (self._last_t,
+                                                                         self.session_id))
+        self._db.commit()
+        self._last_commit = t
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    started: str
+    ended: str | None
+    scenario: str
+    source: str
+    duration: float
+    events: int
+
+
+def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
+    path = state_dir / DB_NAME
+    return _connect(path) if path.exists() else None
+
+
+def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
+    """Every recorded session, oldest first (duration from the last stored event)."""
+    db = _open_existing(Path(state_dir))
+    if db is None:
+        return []
+    with db:
+        rows = db.execute(
+            "SELECT s.id, s.started, s.ended, s.scenario, s.source, "
+            "COALESCE(MAX(e.t), 0), COUNT(e.t) FROM sessions s "
+            "LEFT JOIN events e ON e.session = s.id GROUP BY s.id ORDER BY s.id").fetchall()
+    db.close()
+    return [SessionInfo(*r) for r in rows]
+
+
+def load_events(state_dir: str | Path, session_id: int) -> list[Event]:
+    """One session's events in time order; RelaxdError if there is no such session."""
+    db = _open_existing(Path(state_dir))
+    try:
+        if db is None or db.execute("SELECT 1 FROM sessions WHERE id = ?",
+                                    (session_id,)).fetchone() is None:
+            raise RelaxdError(f"no session {session_id} in {Path(state_dir) / DB_NAME}")
+        rows = db.execute("SELECT t, type, data FROM events WHERE session = ? ORDER BY t, rowid",
+                          (session_id,)).fetchall()
+    finally:
+        if db is not None:
+            db.close()
+    return [{"t": t, "type": ty, **json.loads(data)} for t, ty, data in rows]
+
+
+def export_csv(events: list[Event], out: str | Path) -> None:
+    """One row an event: t, type, then every field any event has (lists and dicts as JSON)."""
+    fields = sorted({k for e in events for k in e} - {"t", "type"})
+    try:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["t", "type", *fields])
+            for e in events:
+                w.writerow([e["t"], e["type"], *(
+                    json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, "")
+                    for k in fields)])
+    except OSError as exc:
+        raise RelaxdError(f"cannot write CSV: {exc.strerror}", out) from None
+
+
+_MOOD_Y = {"no_face": 0, "negative": 1, "neutral": 2, "positive": 3}
+_MARK = {"halt": "red", "reduce": "orange", "raise": "green", "pause": "grey",
+         "restart": "blue", "resume": "blue"}
+
+
+def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
+    """PNG of mood (top) and light/audio/vibration levels (bottom) over time, with decisions
+    (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood`` and ``levels`` events'
+    ``light``, ``audio``, ``vibration`` (and ``intensity`` if present)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RelaxdError("plotting needs matplotlib: pip install 'relaxd[plots]'") from None
+    moods = [(e["t"], _MOOD_Y[e["mood"]]) for e in events
+             if e["type"] == "mood" and e.get("mood") in _MOOD_Y]
+    levels = [e for e in events if e["type"] == "levels"]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6),
+                                      gridspec_kw={"height_ratios": [1, 2]})
+    if moods:
+        end = max(e["t"] for e in events)
+        top.step([m[0] for m in moods] + [end], [m[1] for m in moods] + [moods[-1][1]],
+                 where="post", color="purple")
+    top.set_yticks(list(_MOOD_Y.values()), list(_MOOD_Y))
+    top.set_ylim(-0.5, 3.5)
+    top.set_title(title)
+    for key, colour in (("light", "gold"), ("audio", "tab:blue"), ("vibration", "tab:green"),
+                        ("intensity", "black")):
+        pts = [(e["t"], e[key]) for e in levels if key in e]
+        if pts:
+            bottom.plot(*zip(*pts), label=key, color=colour,
+                        linestyle="--" if key == "intensity" else "-")
+    for e in events:
+        if e["type"] == "decision" and e.get("action") in _MARK:
+            bottom.axvline(e["t"], color=_MARK[e["action"]], alpha=0.5, linewidth=1)
+        elif e["type"] == "estop" and e.get("action") in ("press", "estop"):
+            for ax in (top, bottom):
+                ax.axvline(e["t"], color="black", linewidth=2)
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_xlabel("seconds since session start")
+    bottom.set_ylabel("level")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise RelaxdError(f"cannot write plot: {exc.strerror}", out) from None
+    finally:
+        plt.close(fig)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``relaxd sessions [--state-dir D]`` and ``... export ID [--csv OUT] [--plot OUT.png]``"""
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where sessions.sqlite lives (default: $RELAXD_STATE_DIR, "
+                             "$STATE_DIRECTORY or ~/.local/state/relaxd)")
+    sub = parser.add_subparsers(dest="sessions_command")
+    export = sub.add_parser("export", help="write one session as CSV and/or a PNG plot")
+    export.add_argument("id", type=int, help="session id (from the list)")
+    export.add_argument("--csv", metavar="OUT", help="CSV file to write")
+    export.add_argument("--plot", metavar="OUT.png", help="PNG of mood and levels over time")
+
+
+def _mmss(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or default_state_dir()
+    if getattr(args, "sessions_command", None) == "export":
+        if not (args.csv or args.plot):
+            raise RelaxdError("give --csv OUT and/or --plot OUT.png")
+        events = load_events(state_dir, args.id)
+        if args.csv:
+            export_csv(events, args.csv)
+            print(f"session {args.id}: {len(events)} events written to {args.csv}")
+        if args.plot:
+            plot_events(events, args.plot, title=f"session {args.id}")
+            print(f"session {args.id}: plot written to {args.plot}")
+        return 0
+    sessions = list_sessions(state_dir)
+    if not sessions:
+        print(f"no sessions recorded in {state_dir}")
+        return 0
+    print(f"{'id':>4}  {'started (UTC)':<25} {'length':>7} {'events':>7}  {'scenario':<20} status")
+    for s in sessions:
+        status = "ended" if s.ended else "running or interrupted"
+        print(f"{s.id:>4}  {s.started:<25} {_mmss(s.duration):>7} {s.events:>7}  "
+              f"{s.scenario:<20} {status}")
+    return 0
