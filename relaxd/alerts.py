@@ -3,8 +3,8 @@
 ``Alerter.alert(t, reason, detail)`` never blocks its caller (the e-stop worker, the main loop):
 the buzzer and LED blink in gpiozero's background threads and the command runs in a thread of
 its own, without a shell, with a timeout. Reasons: ``estop``, ``halt`` (negative reaction),
-``absent`` (child may have left), ``camera``, ``model`` (failures); others get the default
-pattern.
+``absent`` or ``pause`` (child may have left), ``camera``, ``model`` (failures); others (e.g.
+``fault``, ``stalled``) get the default pattern.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ BEEPS: dict[str, tuple[float, float, int]] = {
     "estop": (1.0, 0.3, 3),
     "halt": (0.15, 0.15, 4),
     "absent": (0.4, 0.6, 2),
+    "pause": (0.4, 0.6, 2),  # the controller's pause is the child-absent alert
     "camera": (0.8, 0.4, 2),
     "model": (0.8, 0.4, 2),
 }

@@ -1,0 +1,213 @@
+"""The controller's rules, read like the paper's loop: a mood script in, decisions at exact times.
+
+The test scenario plays one phase at full brightness, volume and vibration, so every target
+level equals the intensity. Rules: raise after 10 s positive, reduce after 5 s negative (again
+every 5 s), halt after 15 s negative or at confidence >= 0.9, restart after 8 s calm, no face:
+hold at 2 s, pause at 6 s; ramp 0.1 per second, halts reach 0 within 2 s, fade-out 4 s.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from relaxd.controller import Controller, Levels, MoodSample, State, simulate
+from relaxd.labels import Mood
+from relaxd.scenario import (Colour, IntensityRange, Light, Phase, Ramp, Rules, Scenario,
+                             ScriptEntry, Vibration)
+
+NEG, NEU, POS, NONE = Mood.NEGATIVE, Mood.NEUTRAL, Mood.POSITIVE, Mood.NO_FACE
+
+
+def scenario(duration: float = 1000.0, phases: int = 1) -> Scenario:
+    colours = [Colour(0, 0, 255), Colour(255, 0, 0)]
+    return Scenario(
+        name="test",
+        phases=[Phase(name=f"p{i}", duration=duration / phases,
+                      light=Light(colour=colours[i % 2], brightness=1.0),
+                      vibration=Vibration(intensity=1.0)) for i in range(phases)],
+        intensity=IntensityRange(start=0.5, min=0.2, max=0.8, step=0.1),
+        rules=Rules(raise_after=10, reduce_after=5, halt_after=15, strong_negative=0.9,
+                    recover_after=8, absent_hold=2, absent_pause=6,
+                    ramp=Ramp(light=0.1, audio=0.1, vibration=0.1), halt_fade=2, fade_out=4),
+        crossfade=4.0)
+
+
+def run(script: list[tuple[float, Mood, float]], until: float, sc: Scenario | None = None,
+        tick: float = 1.0) -> tuple[list[tuple[float, str]], Controller, list]:
+    """Step once a ``tick`` from 0 to ``until``; the mood is the last script entry's."""
+    ctrl = Controller(sc or scenario())
+    steps, decisions, reading = [], [], MoodSample(NEU)
+    pending = list(script)
+    t = 0.0
+    while t <= until:
+        while pending and pending[0][0] <= t:
+            _, mood, conf = pending.pop(0)
+            reading = MoodSample(mood, conf)
+        s = ctrl.step(t, reading)
+        steps.append(s)
+        decisions += [(t, d.action) for d in s.decisions]
+        t += tick
+    return decisions, ctrl, steps
+
+
+# (rule, mood script [(from t, mood, confidence)], run until, decisions [(t, action)], state)
+RULES = [
+    ("neutral: one hold, nothing more",
+     [(0, NEU, 0.7)], 60, [(0, "hold")], State.RUNNING),
+    ("positive for raise_after: raise one step, again each raise_after, bounded by max",
+     [(0, POS, 0.7)], 40, [(10, "raise"), (20, "raise"), (30, "raise"), (40, "raise")],
+     State.RUNNING),
+    ("negative for reduce_after: reduce, again each reduce_after; halt_after: halt",
+     [(0, NEG, 0.7)], 20, [(5, "reduce"), (10, "reduce"), (15, "halt")], State.HALTED),
+    ("strong negative: halt at once",
+     [(0, NEU, 0.7), (3, NEG, 0.95)], 10, [(0, "hold"), (3, "halt")], State.HALTED),
+    ("negative just below the strong threshold: only a reduction",
+     [(0, NEU, 0.7), (3, NEG, 0.89)], 9, [(0, "hold"), (8, "reduce")], State.REDUCED),
+    ("negative passes after a reduction: restart after recover_after calm",
+     [(0, NEG, 0.7), (6, POS, 0.7)], 30, [(5, "reduce"), (14, "restart"), (24, "raise")],
+     State.RUNNING),
+    ("a neutral spell after a reduction holds, then restarts",
+     [(0, NEG, 0.7), (6, NEU, 0.7)], 20, [(5, "reduce"), (6, "hold"), (14, "restart")],
+     State.RUNNING),
+    ("negative passes after a halt: restart after recover_after calm",
+     [(0, NEU, 0.7), (2, NEG, 0.95), (4, NEU, 0.7)], 20,
+     [(0, "hold"), (2, "halt"), (12, "restart")], State.RUNNING),
+    ("negative again while recovering: the calm count starts over",
+     [(0, NEG, 0.95), (1, NEU, 0.7), (5, NEG, 0.5), (6, NEU, 0.7)], 20,
+     [(0, "halt"), (14, "restart")], State.RUNNING),
+    ("no face for a moment: nothing",
+     [(0, NEU, 0.7), (3, NONE, 0.0), (4, NEU, 0.7)], 20, [(0, "hold"), (4, "hold")],
+     State.RUNNING),
+    ("no face for absent_hold: hold; absent_pause: pause; face back: resume",
+     [(0, NEU, 0.7), (3, NONE, 0.0), (12, POS, 0.7)], 20,
+     [(0, "hold"), (5, "hold"), (9, "pause"), (12, "resume")], State.RUNNING),
+    ("paused and the face comes back negative: stay paused",
+     [(0, NONE, 0.0), (8, NEG, 0.7)], 14, [(2, "hold"), (6, "pause")], State.PAUSED),
+    ("paused and the face comes back strongly negative: halt",
+     [(0, NONE, 0.0), (8, NEG, 0.95)], 14, [(2, "hold"), (6, "pause"), (8, "halt")],
+     State.HALTED),
+    ("halted and the child leaves: stay halted, absence is not calm",
+     [(0, NEG, 0.95), (1, NONE, 0.0)], 30, [(0, "halt")], State.HALTED),
+]
+
+
+@pytest.mark.parametrize("rule, script, until, expected, state", RULES,
+                         ids=[r[0] for r in RULES])
+def test_rules(rule, script, until, expected, state):
+    decisions, ctrl, _ = run(script, until)
+    assert decisions == expected
+    assert ctrl.state is state
+
+
+def test_intensity_moves_one_step_within_min_and_max():
+    _, ctrl, steps = run([(0, POS, 0.7)], 40)
+    assert [round(s.intensity, 2) for s in steps if s.decisions] == [0.6, 0.7, 0.8, 0.8]
+    assert "already at maximum 0.80" in steps[40].decisions[0].reason
+    _, ctrl, steps = run([(0, NEG, 0.7)], 14)
+    assert round(ctrl.intensity, 2) == 0.3
+    sc = scenario()
+    sc.rules.halt_after = 60
+    _, ctrl, steps = run([(0, NEG, 0.7)], 30, sc)
+    assert ctrl.intensity == 0.2 and "already at minimum 0.20" in steps[30].decisions[0].reason
+
+
+def test_halts_and_pauses_alert_the_caregiver_others_do_not():
+    _, _, steps = run([(0, NEG, 0.7)], 15)
+    alerts = [(s.t, d.action, d.alert) for s in steps for d in s.decisions if d.alert]
+    assert alerts == [(15, "halt", "negative mood for 15 s: stimuli halted")]
+    _, _, steps = run([(0, NONE, 0.0)], 6)
+    (d,) = steps[6].decisions
+    assert d.action == "pause" and "may have left" in d.alert
+
+
+def test_restart_after_a_halt_never_above_start_and_ramps_from_zero():
+    _, ctrl, steps = run([(0, POS, 0.7), (30, NEG, 0.95), (31, NEU, 0.7)], 50)
+    assert steps[29].intensity == pytest.approx(0.7)
+    assert steps[32].levels == Levels()  # halted: 0 within halt_fade
+    restart = steps[39]
+    assert [d.action for d in restart.decisions] == ["restart"] and restart.intensity == 0.5
+    assert restart.levels.light == pytest.approx(0.1)  # one ramp step up from 0
+    after_reduce = run([(0, NEG, 0.7), (6, NEU, 0.7)], 20)[1]
+    assert after_reduce.intensity == pytest.approx(0.4)  # a reduction is kept on restart
+
+
+def test_estop_zeroes_at_once_latches_and_reset_restarts_at_start_intensity():
+    _, ctrl, steps = run([(0, POS, 0.7)], 35)
+    assert ctrl.intensity == pytest.approx(0.8) and steps[-1].levels.light > 0.5
+    s = ctrl.estop(35.5)
+    assert s.state is State.ESTOPPED and s.levels == Levels() and s.decisions == ()
+    for t in (36, 50, 80):  # latched whatever the mood
+        s = ctrl.step(t, MoodSample(POS))
+        assert s.state is State.ESTOPPED and s.levels == Levels() and not s.decisions
+    s = ctrl.reset(81)
+    assert s.intensity == 0.5 and s.levels == Levels()
+    assert [d.action for d in s.decisions] == ["restart"]
+    assert "start intensity 0.50" in s.decisions[0].reason
+    lv = [ctrl.step(t, MoodSample(POS)).levels.light for t in (82, 83, 84, 85, 86, 87)]
+    assert lv == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.5])
+    with pytest.raises(ValueError):
+        ctrl.reset(90)
+
+
+def test_levels_never_move_faster_than_the_ramp():
+    rng = random.Random(7)
+    moods = [NEG, NEU, POS, NONE]
+    script = [(float(t), rng.choice(moods), rng.choice([0.5, 0.95])) for t in range(0, 400, 7)]
+    _, _, steps = run(script, 400, tick=0.25)
+    for a, b in zip(steps, steps[1:]):
+        dt = b.t - a.t
+        fast = 1 / 2.0 if b.state in (State.HALTED, State.PAUSED) else 0.0
+        for ch in ("light", "audio", "vibration"):
+            limit = max(0.1, fast) * dt + 1e-9
+            assert abs(getattr(b.levels, ch) - getattr(a.levels, ch)) <= limit
+
+
+def test_levels_ramp_up_from_zero_at_the_start():
+    _, _, steps = run([(0, NEU, 0.7)], 8)
+    assert [round(s.levels.light, 3) for s in steps] == [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5]
+    assert steps[0].target.light == 0.5
+
+
+def test_phases_advance_by_time_and_colours_blend():
+    sc = scenario(duration=40, phases=2)
+    _, _, steps = run([(0, NEU, 0.7)], 30, sc)
+    assert [s.phase for s in (steps[19], steps[20])] == [0, 1]
+    assert steps[19].stimulus.colour == (0, 0, 255)
+    assert steps[22].stimulus.colour == (128, 0, 128)  # halfway through the 4 s blend
+    assert steps[24].stimulus.colour == (255, 0, 0) and steps[24].phase_name == "p1"
+
+
+def test_end_fades_out_linearly_then_ends():
+    decisions, ctrl, steps = run([(0, NEU, 0.7)], 30, scenario(duration=20))
+    assert decisions == [(0, "hold"), (20, "fade"), (24, "end")]
+    assert [s.levels.light for s in steps[20:25]] == pytest.approx([0.5, 0.375, 0.25, 0.125, 0])
+    assert ctrl.state is State.ENDED and steps[-1].levels == Levels()
+    assert all(not s.decisions for s in steps[25:])
+
+
+def test_time_must_not_go_backwards():
+    ctrl = Controller(scenario())
+    ctrl.step(5, MoodSample(NEU))
+    with pytest.raises(ValueError):
+        ctrl.step(4, MoodSample(NEU))
+
+
+def test_accepts_any_reading_with_mood_and_confidence():
+    class Reading:
+        mood, confidence = "negative", 0.99
+
+    s = Controller(scenario()).step(0, Reading())
+    assert s.state is State.HALTED
+
+
+def test_simulate_follows_a_script_with_estop_and_reset():
+    script = [ScriptEntry(at=0, mood=POS), ScriptEntry(at=12.3, press="estop"),
+              ScriptEntry(at=20, press="reset")]
+    steps = simulate(scenario(duration=30), script, tick=1.0)
+    estop = next(s for s in steps if s.state is State.ESTOPPED)
+    assert estop.t == 12.3 and estop.levels == Levels()
+    reset = next(s for s in steps if any(d.action == "restart" for d in s.decisions))
+    assert reset.t == 20 and reset.intensity == 0.5
+    assert steps[-1].state is State.ENDED and steps[-1].t == 34

@@ -1,0 +1,245 @@
+"""Scenario files: the shipped ones, every problem at once, the schema, mood scripts, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relaxd.errors import RelaxdError
+from relaxd.labels import Mood
+from relaxd.paths import default_scenario
+from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, configure_show,
+                             configure_validate, load_mood_script, load_scenario, run_show,
+                             run_validate, scenario_schema)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+GOOD = """\
+name: test
+phases:
+  - name: one
+    duration: 60
+    light: {colour: "#3060ff", brightness: 0.5}
+    audio: {generator: pink-noise, volume: 0.4}
+    vibration: {pattern: wave, intensity: 0.3, period: 6}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    return str(err.value).splitlines()
+
+
+def test_the_three_documented_scenarios_ship_and_load():
+    names = {p.name for p in SHIPPED}
+    assert {"calm-blue-waves.yaml", "warm-evening.yaml", "gentle-start.yaml"} <= names
+    assert default_scenario().name == "calm-blue-waves.yaml"
+    for p in SHIPPED:
+        s = load_scenario(p)
+        assert s.description and s.phases and p.read_text().startswith("#")
+
+
+def test_gentle_start_is_gentler_than_the_default():
+    calm, gentle = load_scenario(SHIPPED[0].parent / "calm-blue-waves.yaml"), \
+        load_scenario(SHIPPED[0].parent / "gentle-start.yaml")
+    assert gentle.intensity.max < calm.intensity.max
+    assert gentle.rules.halt_after < calm.rules.halt_after
+    assert gentle.rules.strong_negative < calm.rules.strong_negative
+    for ch in ("light", "audio", "vibration"):
+        assert getattr(gentle.rules.ramp, ch) < getattr(calm.rules.ramp, ch)
+
+
+def test_a_good_file_builds_typed_values(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD))
+    p = s.phases[0]
+    assert p.light.colour == Colour(0x30, 0x60, 0xFF) and p.audio.generator is Generator.PINK
+    assert s.duration == 60 and s.phase_at(59.9) == 0 and s.phase_at(1e6) == 0
+
+
+def test_every_problem_is_reported_at_once_with_line_and_column(tmp_path):
+    bad = write(tmp_path, """\
+name: bad
+intensity: {start: 0.9, min: 0.2, max: 0.8}
+rules:
+  raise_afer: 60
+  halt_after: 5
+  reduce_after: 10
+phases:
+  - name: one
+    duration: -5
+    light: {colour: "#3060fz", brightness: 1.5}
+    audio: {file: missing.wav, volume: 0.3}
+    vibration: {pattern: wavy, intensity: high}
+""")
+    lines = problems(bad)
+    text = "\n".join(lines)
+    assert all(line.startswith(f"{bad}:") for line in lines)
+    expected = [
+        (2, "start 0.9 is outside min..max"),
+        (4, "unknown key 'raise_afer' (did you mean 'raise_after'?)"),
+        (9, "'duration' is -5"),
+        (10, "'#3060fz' is not '#rrggbb'"),
+        (10, "'brightness' is 1.5, outside 0..1"),
+        (11, "audio file not found"),
+        (12, "(did you mean 'wave'?)"),
+        (12, "expected a number, got 'high'"),
+    ]
+    for line, message in expected:
+        assert any(f":{line}:" in l and message in l for l in lines), (line, message, text)
+    # halt_after <= reduce_after is a cross-field rule of a mapping that also has an unknown
+    # key: reported once the unknown key is fixed (yamlspec checks a mapping only when it built)
+    fixed = write(tmp_path, bad.read_text().replace("raise_afer", "raise_after"), "b.yaml")
+    assert any(":5:" in l and "must be longer than reduce_after" in l for l in problems(fixed))
+
+
+def test_yaml_syntax_error_is_one_located_problem(tmp_path):
+    (line,) = problems(write(tmp_path, "name: x\nphases: [\n  - {a: 1\n"))
+    assert "YAML syntax error" in line and line.count(":") >= 3
+
+
+@pytest.mark.parametrize("colour, message", [
+    ('"#12345"', "is not '#rrggbb'"),
+    ("[1, 2]", "expected a colour"),
+    ("[0, 300, 0]", "outside 0..255"),
+    ("blue", "is not '#rrggbb'"),
+])
+def test_bad_colours(tmp_path, colour, message):
+    (line,) = problems(write(tmp_path, GOOD.replace('"#3060ff"', colour)))
+    assert ":5:" in line and message in line
+
+
+def test_list_colour_and_missing_required_keys(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace('"#3060ff"', "[10, 20, 30]")))
+    assert s.phases[0].light.colour == (10, 20, 30)
+    lines = problems(write(tmp_path, "name: x\nphases:\n  - name: a\n"))
+    assert any("missing required key 'duration'" in l for l in lines)
+    assert any("missing required key 'light'" in l for l in lines)
+    assert any("at least one phase" in l for l in problems(write(tmp_path, "name: x\nphases: []\n")))
+
+
+def _wav(path: Path, rate: int = 8000, seconds: float = 0.5) -> Path:
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(rate * seconds)) / rate) * 32767)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(x.astype("<i2").tobytes())
+    return path
+
+
+def test_audio_file_relative_to_the_scenario_and_checked(tmp_path):
+    _wav(tmp_path / "rain.wav")
+    (tmp_path / "notwav.wav").write_text("hello")
+    s = load_scenario(write(tmp_path, GOOD.replace("generator: pink-noise", "file: rain.wav")))
+    assert s.phases[0].audio.file == tmp_path / "rain.wav"
+    (line,) = problems(write(tmp_path, GOOD.replace("generator: pink-noise",
+                                                    "file: notwav.wav")))
+    assert "not a readable PCM WAV" in line
+    (line,) = problems(write(tmp_path, GOOD.replace("generator: pink-noise",
+                                                    "generator: tone, file: rain.wav")))
+    assert "not both" in line
+
+
+def test_schema_file_is_up_to_date_and_accepts_the_shipped_scenarios():
+    import jsonschema
+    import yaml
+
+    on_disk = json.loads(SCHEMA_PATH.read_text())
+    assert on_disk == scenario_schema(), (
+        "regenerate: python -c 'from relaxd.scenario import write_schema; write_schema()'")
+    for p in SHIPPED:
+        jsonschema.validate(yaml.safe_load(p.read_text()), on_disk)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "x", "phases": [], "rulez": {}}, on_disk)
+
+
+def test_mood_script(tmp_path):
+    script = load_mood_script(write(tmp_path, """\
+- {at: 0, mood: neutral}
+- {at: 30, mood: negative, confidence: 0.9}
+- {at: 40, press: estop}
+- {at: 50, press: reset}
+""", "m.yaml"))
+    assert [e.mood for e in script[:2]] == [Mood.NEUTRAL, Mood.NEGATIVE]
+    assert script[1].confidence == 0.9 and script[2].press == "estop"
+
+
+def test_mood_script_problems_all_at_once(tmp_path):
+    p = write(tmp_path, """\
+- {at: 10, mood: neutral}
+- {at: 5, mood: negative}
+- {at: 20, press: reset}
+""", "m.yaml")
+    with pytest.raises(ScenarioError) as err:
+        load_mood_script(p)
+    lines = str(err.value).splitlines()
+    assert any(":2:3:" in l and "before the previous entry" in l for l in lines)
+    assert any(":3:3:" in l and "reset without an earlier estop" in l for l in lines)
+    p = write(tmp_path, "- {at: 0, mood: happy}\n- {at: 1, mood: neutral, press: estop}\n",
+              "m.yaml")
+    with pytest.raises(ScenarioError) as err:
+        load_mood_script(p)
+    assert "expected one of negative, neutral, positive, no_face" in str(err.value)
+    assert "exactly one of 'mood' or 'press'" in str(err.value)
+
+
+def _args(configure, argv):
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return parser.parse_args(argv)
+
+
+def test_validate_command(tmp_path, capsys):
+    good = write(tmp_path, GOOD, "good.yaml")
+    bad = write(tmp_path, GOOD.replace("duration: 60", "duration: -1"), "bad.yaml")
+    missing = tmp_path / "missing.yaml"
+    assert run_validate(_args(configure_validate, [str(good)])) == 0
+    assert capsys.readouterr().out == f"{good}: ok\n"
+    code = run_validate(_args(configure_validate, [str(good), str(bad), str(missing)]))
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{good}: ok" in out and f"{bad}:4:15: 'duration' is -1" in out
+    assert f"{missing}: no such file" in out and "Traceback" not in out
+
+
+def test_show_prints_the_timeline(capsys):
+    assert run_show(_args(configure_show, [str(default_scenario())])) == 0
+    out = capsys.readouterr().out
+    assert "Calm blue waves: 4 phases, 20:00 + 0:30 fade-out" in out
+    assert "0:00-3:00" in out and "arrive" in out
+
+
+def test_show_runs_a_mood_script_and_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    script = write(tmp_path, """\
+- {at: 0, mood: positive}
+- {at: 200, mood: negative, confidence: 0.95}
+- {at: 240, mood: neutral}
+- {at: 400, press: estop}
+- {at: 420, press: reset}
+""", "m.yaml")
+    png = tmp_path / "out.png"
+    args = _args(configure_show, [str(default_scenario()), "--mood-script", str(script),
+                                  "--plot", str(png), "--tick", "1"])
+    assert run_show(args) == 0
+    out = capsys.readouterr().out
+    assert "1:30 raise" in out and "3:20 halt" in out and "ALERT: strong negative" in out
+    assert "6:40 estop" in out and "7:00 restart  reset after emergency stop" in out
+    assert "20:00 fade" in out and "20:30 end" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_reports_a_bad_scenario_as_relaxd_error(tmp_path):
+    with pytest.raises(RelaxdError):
+        run_show(_args(configure_show, [str(write(tmp_path, "name: [\n"))]))
