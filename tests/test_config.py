@@ -102,9 +102,6 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
     assert len(lines) == 4  # state_dir: 3 is a valid (relative) path
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="MoodSettings checks its limits in __post_init__ (ValueError), which "
-                          "yamlspec does not turn into a FILE:LINE:COL problem yet")
 def test_mood_limits_are_reported_with_their_position(tmp_path):
     with pytest.raises(SpecError, match=r":2:13: "):
         load_config(write(tmp_path, "mood:\n  window_s: -1\n"))
