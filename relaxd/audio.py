@@ -201,9 +201,10 @@ class WavFileOutput:
         self.path = Path(path)
         self.synth = Synth(sample_rate)
         try:
-            self._wav = wave.open(str(self.path), "wb")
+            self._file = open(self.path, "wb")
         except OSError as exc:
             raise RelaxdError(f"cannot write audio: {exc.strerror}", self.path) from None
+        self._wav = wave.open(self._file, "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(sample_rate)
@@ -233,6 +234,7 @@ class WavFileOutput:
             self.synth.mute()
             self._closed = True
             self._wav.close()
+            self._file.close()
 
 
 class SoundDeviceOutput:

@@ -1,0 +1,156 @@
+"""Actuators on gpiozero's mock PWM pins: start at 0, follow Steps, off() latches, close() to 0."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from relaxd import yamlspec
+from relaxd.actuators import ActuatorSettings, Actuators, pattern_level, pulse_level
+from relaxd.audio import NullOutput
+from relaxd.controller import Levels, Step, Stimulus, State
+from relaxd.errors import RelaxdError
+from relaxd.scenario import Audio, Generator, Pattern
+
+S = ActuatorSettings()
+
+
+def step(light=0.5, audio=0.5, vibration=0.5, colour=(255, 128, 0), pulse=None,
+         pattern=Pattern.CONTINUOUS, period=4.0) -> Step:
+    stim = Stimulus(colour, pulse, Audio(generator=Generator.PINK), pattern, period)
+    lv = Levels(light, audio, vibration)
+    return Step(0.0, State.RUNNING, 0, "p", 0.5, stim, lv, lv)
+
+
+def pins(factory, settings=S):
+    return [factory.pin(p) for p in (settings.red_pin, settings.green_pin, settings.blue_pin,
+                                     settings.vibration_pin)]
+
+
+def states(factory, settings=S):
+    return [p.state for p in pins(factory, settings)]
+
+
+def test_everything_starts_at_zero(mock_factory):
+    acts = Actuators(S, NullOutput(), pin_factory=mock_factory)
+    assert states(mock_factory) == [0, 0, 0, 0]
+    assert acts.levels() == Levels()
+    acts.close()
+
+
+def test_apply_sets_colour_with_gamma_vibration_and_capped_volume(mock_factory):
+    audio = NullOutput()
+    acts = Actuators(S, audio, pin_factory=mock_factory)
+    acts.apply(1.0, step(light=0.5, audio=0.5, vibration=0.4))
+    duty = 0.5 ** S.light_gamma
+    assert states(mock_factory) == pytest.approx([duty, duty * 128 / 255, 0, 0.4])
+    assert audio.volume() == pytest.approx(0.5 * S.volume_cap)
+    assert acts.levels() == pytest.approx(Levels(0.5, 0.5, 0.4))
+    assert [p.frequency for p in pins(mock_factory)] == [S.light_frequency] * 3 + \
+        [S.vibration_frequency]
+    acts.close()
+
+
+def test_off_zeroes_at_once_and_latches_until_enable(mock_factory):
+    acts = Actuators(S, NullOutput(), pin_factory=mock_factory)
+    acts.apply(1.0, step())
+    acts.off()
+    acts.off()  # idempotent
+    assert states(mock_factory) == [0, 0, 0, 0] and acts.levels() == Levels()
+    assert acts.inhibited
+    acts.apply(2.0, step())  # a stale step from a loop that was stalled: stays off
+    assert states(mock_factory) == [0, 0, 0, 0]
+    acts.enable()
+    acts.apply(3.0, step())
+    assert states(mock_factory)[3] == pytest.approx(0.5)
+    acts.close()
+
+
+def test_close_returns_to_zero_releases_pins_and_is_idempotent(mock_factory):
+    acts = Actuators(S, NullOutput(), pin_factory=mock_factory)
+    acts.apply(1.0, step())
+    acts.close()
+    acts.close()
+    acts.off()
+    assert states(mock_factory) == [0, 0, 0, 0] and acts.levels() == Levels()
+    again = Actuators(S, NullOutput(), pin_factory=mock_factory)  # pins were released
+    again.close()
+
+
+def test_off_from_another_thread_while_apply_is_stuck(mock_factory):
+    gate, inside = threading.Event(), threading.Event()
+
+    class Stuck(NullOutput):
+        def advance(self, t):
+            inside.set()
+            gate.wait(5)
+
+    acts = Actuators(S, Stuck(), pin_factory=mock_factory)
+    loop = threading.Thread(target=acts.apply, args=(1.0, step()))
+    loop.start()
+    assert inside.wait(5) and states(mock_factory)[3] > 0
+    acts.off()  # must not wait for the stuck loop's lock
+    assert states(mock_factory) == [0, 0, 0, 0]
+    gate.set()
+    loop.join()
+    assert states(mock_factory) == [0, 0, 0, 0]
+    acts.close()
+
+
+def test_active_low_drivers_are_off_when_high(mock_factory):
+    low = ActuatorSettings(active_high=False)
+    acts = Actuators(low, NullOutput(), pin_factory=mock_factory)
+    assert states(mock_factory, low) == [1, 1, 1, 1]
+    acts.apply(1.0, step(vibration=1.0))
+    assert states(mock_factory, low)[3] == 0
+    acts.close()
+    assert states(mock_factory, low) == [0, 0, 0, 0]  # released: the driver's pull keeps it off
+
+
+def test_pins_in_use_give_a_clear_error(mock_factory):
+    first = Actuators(S, NullOutput(), pin_factory=mock_factory)
+    with pytest.raises(RelaxdError, match="cannot open the actuators' GPIO pins"):
+        Actuators(S, NullOutput(), pin_factory=mock_factory)
+    first.close()
+
+
+def test_patterns_start_at_one_and_stay_within_zero_and_one():
+    for p in Pattern:
+        assert pattern_level(p, 4.0, 0.0) == 1.0
+        assert all(0.0 <= pattern_level(p, 4.0, k / 10) <= 1.0 for k in range(100))
+    assert pattern_level(Pattern.WAVE, 4.0, 2.0) == pytest.approx(0.0)
+    assert pattern_level(Pattern.PULSE, 4.0, 2.0) == 0.0
+    on = sum(pattern_level(Pattern.PULSE, 4.0, k / 100) > 0.5 for k in range(400))
+    assert on == pytest.approx(200, abs=4)  # on for half the period
+    assert pulse_level(None, 3.0) == 1.0
+    assert pulse_level(10.0, 0.0) == 1.0 and pulse_level(10.0, 5.0) == pytest.approx(0.6)
+
+
+def test_pattern_changes_blend_instead_of_jumping(mock_factory):
+    acts = Actuators(S, NullOutput(), pin_factory=mock_factory)
+    motor = pins(mock_factory)[3]
+    acts.apply(0.0, step(vibration=1.0, pattern=Pattern.WAVE, period=4.0))
+    acts.apply(2.0, step(vibration=1.0, pattern=Pattern.WAVE, period=4.0))
+    assert motor.state == pytest.approx(0.0)  # wave trough
+    acts.apply(2.1, step(vibration=1.0, pattern=Pattern.CONTINUOUS))
+    assert motor.state == pytest.approx(pattern_level(Pattern.WAVE, 4.0, 2.1))  # no jump
+    acts.apply(3.1, step(vibration=1.0, pattern=Pattern.CONTINUOUS))
+    assert motor.state == pytest.approx(0.5 + 0.5 * pattern_level(Pattern.WAVE, 4.0, 3.1))
+    acts.apply(4.1, step(vibration=1.0, pattern=Pattern.CONTINUOUS))
+    assert motor.state == 1.0
+    acts.close()
+
+
+def test_settings_from_yaml_with_limits_and_pin_check(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("red_pin: 17\ngreen_pin: 17\nvolume_cap: 2\nlight_frequency: 50\n")
+    with pytest.raises(yamlspec.SpecError) as err:
+        yamlspec.load(ActuatorSettings, p)
+    text = str(err.value)
+    assert "'volume_cap' is 2" in text and "'light_frequency' is 50" in text
+    p.write_text("red_pin: 17\ngreen_pin: 17\n")
+    with pytest.raises(yamlspec.SpecError, match="must differ"):
+        yamlspec.load(ActuatorSettings, p)
+    p.write_text("")
+    assert yamlspec.load(ActuatorSettings, p) == ActuatorSettings()
