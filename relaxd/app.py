@@ -43,21 +43,23 @@ SCRIPT_PERIOD = 0.1
 
 def _open_frames(args: argparse.Namespace, config: Config, clock: Clock) -> tuple[Any, float | None]:
     """The frame source the arguments or the configuration ask for, and the tick period."""
-    from relaxd.camera import ImageFolderSource, ResilientSource, VideoFileSource, WebcamSource
+    from relaxd.camera import (FrameSource, ImageFolderSource, ResilientSource, VideoFileSource,
+                               WebcamSource)
 
     cam = config.camera
     if args.video:
         source = VideoFileSource(args.video)
-        return source, 1.0 / (getattr(source, "fps", None) or 25.0)
+        return source, 1.0 / (source.fps or 25.0)
     if args.images:
         return ImageFolderSource(args.images), SCRIPT_PERIOD
-    if args.camera is not None:
-        WebcamSource(args.camera, (cam.width, cam.height)).close()  # fail now if it won't open
-        live = lambda: WebcamSource(args.camera, (cam.width, cam.height), cam.read_timeout_s)  # noqa: E731
-    elif cam.source in ("video", "images"):
+    if cam.source in ("video", "images") and args.camera is None:
         return cam.open(), 1.0 / cam.fps
+    if args.camera is not None:
+        def live() -> FrameSource:
+            return WebcamSource(args.camera, (cam.width, cam.height), cam.read_timeout_s)
     else:
         live = cam.open
+    live().close()  # a camera that is missing altogether is bad input: say so now
     return (ResilientSource(live, clock, name=cam.source, backoff_s=cam.retry_backoff_s,
                             max_backoff_s=cam.retry_backoff_max_s), None)
 

@@ -156,13 +156,13 @@ class Session:
                 t = self.clock.now()
                 started = time.monotonic()
                 sensed = self.input.read(t)
+                if guard.stalled:
+                    raise RuntimeError("main loop stalled")
                 if sensed is None:
                     self._stop_reason = "input ended"
                     break
                 step = self._tick(t, sensed)
                 guard.tick()
-                if guard.stalled:
-                    raise RuntimeError("main loop stalled")
                 if sensed.no_input is None:
                     watchdog.pet()
                 if step.state is State.ENDED:

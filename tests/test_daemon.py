@@ -46,6 +46,17 @@ def _pin_values(factory) -> list[float]:
                                            PINS.vibration_pin)]
 
 
+@pytest.fixture(autouse=True)
+def _close_parts():
+    """Close what a test's sessions opened (the app's ExitStack does this in relaxd)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+_OPENED: list = []
+
+
 def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0):
     sink = MemorySink()
     events = EventLog([sink])
@@ -56,6 +67,7 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
                           now=clock.now, pin_factory=factory,
                           on_press=lambda t: latch.set("emergency stop"))
+    _OPENED.extend([alerter, estop])
     session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
                       actuators=actuators, estop=estop, alerter=alerter, events=events,
                       latch=latch, period=0.5, stall_timeout=stall_timeout)
@@ -81,7 +93,6 @@ def test_exception_turns_everything_off_alerts_and_latches(mock_factory, tmp_pat
     alerts = [e for e in sink.events if e["type"] == "alert"]
     assert alerts and alerts[-1]["reason"] == "fault" and "model file vanished" in alerts[-1]["detail"]
     assert "model file vanished" in json.loads((tmp_path / "latch.json").read_text())["reason"]
-    estop.close()
 
 
 def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
@@ -104,7 +115,6 @@ def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
     restart = [e for e in sink.events if e["type"] == "decision" and e["action"] == "restart"]
     assert restart and "start intensity" in restart[0]["reason"]
     assert not latch.exists()
-    estop.close()
 
 
 def test_stalled_loop_is_cut_off_by_the_guard(mock_factory):
@@ -119,7 +129,6 @@ def test_stalled_loop_is_cut_off_by_the_guard(mock_factory):
     assert session.run() == 1
     assert during == [[0, 0, 0, 0]]  # already off while the loop was still stuck
     assert any(e["type"] == "alert" and e["reason"] == "stalled" for e in sink.events)
-    estop.close()
 
 
 def test_stop_request_from_signal_handler_zeroes_at_once(mock_factory):
@@ -135,7 +144,6 @@ def test_stop_request_from_signal_handler_zeroes_at_once(mock_factory):
     assert session.run() == 0
     assert holder["at_signal"] == [0, 0, 0, 0]
     assert sink.events[-1]["reason"] == "SIGTERM"
-    estop.close()
 
 
 def test_estop_while_loop_blocked_then_latched(mock_factory):
@@ -161,7 +169,6 @@ def test_estop_while_loop_blocked_then_latched(mock_factory):
     runner.join(10)
     assert pressed_levels == [[0, 0, 0, 0]]
     assert estop.latched
-    estop.close()
 
 
 def test_fault_latch_file_round_trip(tmp_path):

@@ -94,7 +94,7 @@ def test_estop_zeroes_everything_and_stays_zero(timeline):
 
 def test_session_is_recorded_and_audio_rendered(timeline, tmp_path):
     out = tmp_path / "out"
-    assert (out / "sessions.db").stat().st_size > 0
+    assert (out / "sessions.sqlite").stat().st_size > 0
     assert (out / "audio.wav").stat().st_size > 44
 
 
