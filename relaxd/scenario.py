@@ -127,8 +127,9 @@ class Phase:
     name: str = spec(help="shown in logs and plots")
     duration: float = spec(min=1, max=7200, help="seconds")
     light: Light = spec(help="the LEDs")
-    audio: Audio = spec(default_factory=Audio, help="the sound")
-    vibration: Vibration = spec(default_factory=Vibration, help="the seat's vibration")
+    audio: Audio = spec(default_factory=Audio, help="the sound; left out: silence")
+    vibration: Vibration = spec(default_factory=lambda: Vibration(intensity=0.0),
+                                help="the seat's vibration; left out: none")
 
 
 @dataclass(kw_only=True)
