@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from relaxd.paths import resource_dir
 from relaxd.safety import EmergencyStop
 from relaxd.scenario import load_mood_script, load_scenario
 from relaxd.sessions import SessionSink
-from relaxd.status import StatusLine
+from relaxd.status import StatusLine, StatusLogHandler
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,12 @@ def _open_frames(args: argparse.Namespace, config: Config, clock: Clock) -> tupl
     if args.camera is not None:
         def live() -> FrameSource:
             return WebcamSource(args.camera, (cam.width, cam.height), cam.read_timeout_s)
+
+        live().close()  # a webcam named on the command line that won't open is bad input
     else:
-        live = cam.open
-    live().close()  # a camera that is missing altogether is bad input: say so now
+        live = cam.open  # the chair's camera: keep retrying it, safe and alerting meanwhile
     return (ResilientSource(live, clock, name=cam.source, backoff_s=cam.retry_backoff_s,
-                            max_backoff_s=cam.retry_backoff_max_s), None)
+                            max_backoff_s=cam.retry_backoff_max_s), 1.0 / cam.fps)
 
 
 def _clock(args: argparse.Namespace, live: bool) -> Clock:
@@ -134,7 +136,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
     return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
-                   notifier=Notifier(), status=None if args.quiet else StatusLine())
+                   notifier=Notifier(), status=None if args.quiet else StatusLine(),
+                   camera_grace=config.camera.restart_after_s)
 
 
 def _press(kind: str, estop: EmergencyStop, factory: Any) -> None:
@@ -151,12 +154,20 @@ def _press(kind: str, estop: EmergencyStop, factory: Any) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose)
+    handler = setup_logging(args.verbose)
     with ExitStack() as stack:
         session = build_session(args, stack)
+        if session.status is not None and isinstance(handler, logging.StreamHandler):
+            root = logging.getLogger()
+            root.removeHandler(handler)
+            root.addHandler(StatusLogHandler(session.status, handler.formatter))
         install_signal_handlers(session)
         code = session.run()
     log.info("session ended: %s", session.stop_reason)
+    if args.simulate:
+        print(f"relaxd: session ended ({session.stop_reason}); sound in "
+              f"{Path(args.out) / 'audio.wav'}, record in {Path(args.out) / 'sessions.sqlite'}"
+              + (f", events in {args.events}" if args.events else ""), file=sys.stderr)
     return code
 
 

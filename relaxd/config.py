@@ -55,6 +55,9 @@ class CameraSettings:
     retry_backoff_s: float = spec(0.5, min=0.1, max=60,
                                   help="first wait before reopening a failed camera; doubles each time")
     retry_backoff_max_s: float = spec(30.0, min=0.1, max=600, help="longest wait between reopens")
+    restart_after_s: float = spec(
+        120.0, min=10, max=3600,
+        help="a live camera down this long stops the watchdog, so systemd restarts relaxd afresh")
 
     def check(self) -> Iterator[tuple[str | None, str]]:
         if self.source in ("video", "images") and self.path is None:

@@ -122,11 +122,14 @@ class Session:
     notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
     status: StatusLine | None = None
     stall_timeout: float = 5.0
+    camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
     _last_mood: Mood | None = field(default=None, init=False)
     _no_input: str | None = field(default=None, init=False)
+    _down_since: float = field(default=0.0, init=False)
+    _last_status: float = field(default=float("-inf"), init=False)
 
     @property
     def stop_reason(self) -> str:
@@ -163,7 +166,7 @@ class Session:
                     break
                 step = self._tick(t, sensed)
                 guard.tick()
-                if sensed.no_input is None:
+                if sensed.no_input is None or t - self._down_since < self.camera_grace:
                     watchdog.pet()
                 if step.state is State.ENDED:
                     self._stop_reason = "scenario ended"
@@ -180,7 +183,7 @@ class Session:
             reason = f"fault: {type(exc).__name__}: {exc}"
             log.critical("%s", reason, exc_info=not isinstance(exc, RuntimeError))
             self.latch.set(reason)
-            self._alert(self.clock.now(), "fault", reason)
+            self.alerter.alert(self.clock.now(), "fault", reason)
             self._stop_reason = reason
         finally:
             guard.stop()
@@ -206,7 +209,8 @@ class Session:
         if sensed.no_input != self._no_input:
             self._no_input = sensed.no_input
             if sensed.no_input is not None:
-                self._alert(t, "camera", sensed.no_input)
+                self._down_since = t
+                self.alerter.alert(t, "camera", sensed.no_input)
             else:
                 self.events.emit(t, "source", state="back")
         reading = sensed.reading
@@ -231,7 +235,7 @@ class Session:
             self.events.emit(t, "decision", action=d.action, reason=d.reason,
                              state=step.state.value, intensity=round(step.intensity, 3))
             if d.alert:
-                self._alert(t, d.action, d.alert)
+                self.alerter.alert(t, d.action, d.alert)
 
     def _record_levels(self, t: float, levels: Levels, force: bool = False) -> None:
         last = self._last_levels
@@ -243,21 +247,18 @@ class Session:
             self.events.emit(t, "levels", light=round(levels.light, 3),
                              audio=round(levels.audio, 3), vibration=round(levels.vibration, 3))
 
-    def _alert(self, t: float, reason: str, detail: str) -> None:
-        self.alerter.alert(t, reason, detail)
-        if self.status is not None:
-            self.status.say(f"ALERT {reason}: {detail}")
-
     def _stalled(self, idle: float) -> None:
         """From the StallGuard thread: the loop is stuck."""
         self.actuators.off()
-        self._alert(self.clock.now(), "stalled", f"main loop stalled for {idle:.1f} s: all outputs off")
+        self.alerter.alert(self.clock.now(), "stalled", f"main loop stalled for {idle:.1f} s: all outputs off")
 
     def _show(self, t: float, sensed: Sensed, step: Step) -> None:
         if self.status is None and not self.notifier.enabled:
             return
         lv = step.levels if not self.actuators.inhibited else Levels()
-        if sensed.no_input is not None:
+        if isinstance(self.input, ScriptInput):
+            face = "scripted mood"
+        elif sensed.no_input is not None:
             face = "camera down"
         elif sensed.emotion is not None:
             face = f"face {sensed.emotion} {sensed.emotion_confidence:.0%}"
@@ -269,7 +270,10 @@ class Session:
                 + ("  E-STOP" if self.estop.latched else ""))
         if self.status is not None:
             self.status.show(text)
-        self.notifier.status(text)
+        now = time.monotonic()
+        if now - self._last_status >= 1.0:
+            self._last_status = now
+            self.notifier.status(text)
 
 
 def install_signal_handlers(session: Session) -> None:

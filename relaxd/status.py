@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import TextIO
@@ -50,3 +51,19 @@ class StatusLine:
             self.stream.write("\n")
             self.stream.flush()
             self._width = 0
+
+
+class StatusLogHandler(logging.Handler):
+    """Log records as lines of their own above the status line, instead of through it."""
+
+    def __init__(self, status: StatusLine, formatter: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.status = status
+        if formatter is not None:
+            self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.status.say(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
