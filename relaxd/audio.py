@@ -250,6 +250,8 @@ class SoundDeviceOutput:
             raise RelaxdError("the PortAudio library is missing: "
                               "sudo apt-get install libportaudio2") from None
         self.synth = Synth(sample_rate)
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)  # an index from `python -m sounddevice`
 
         def callback(outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
             outdata[:, 0] = self.synth.render(frames)

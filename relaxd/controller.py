@@ -237,40 +237,40 @@ class Controller:
             if mood is Mood.NEGATIVE and confidence >= r.strong_negative:
                 return [self._halt(f"strong negative reaction (confidence {confidence:.2f})")]
             if mood is Mood.NEGATIVE and lasted >= r.halt_after:
-                return [self._halt(f"negative mood for {lasted:g} s")]
+                return [self._halt(f"negative mood for {lasted:.0f} s")]
         if self.state in _PLAYING:
             if mood is Mood.NEGATIVE and t - self._anchor >= r.reduce_after:
                 self._anchor, old = t, self.intensity
                 self.intensity = max(rng.min, round(old - rng.step, 6))
                 self.state = State.REDUCED
-                return [Decision("reduce", f"negative for {lasted:g} s: intensity "
+                return [Decision("reduce", f"negative for {lasted:.0f} s: intensity "
                                  + self._change(old, "minimum"))]
             if mood is Mood.NO_FACE:
                 absent = t - self._absent_since
                 if absent >= r.absent_pause:
                     self.state = State.PAUSED
-                    return [Decision("pause", f"no face for {absent:g} s: stimuli paused",
-                                     alert=f"no face for {absent:g} s: the child may have left")]
+                    return [Decision("pause", f"no face for {absent:.0f} s: stimuli paused",
+                                     alert=f"no face for {absent:.0f} s: the child may have left")]
                 if absent >= r.absent_hold and not self._held_absent:
                     self._held_absent = True
-                    return [Decision("hold", f"no face for {absent:g} s: holding at "
+                    return [Decision("hold", f"no face for {absent:.0f} s: holding at "
                                              f"{self.intensity:.2f}")]
                 return []
             if self.state is State.REDUCED and calm_for is not None and calm_for >= r.recover_after:
                 self.state, self._anchor = State.RUNNING, t
-                return [Decision("restart", f"calm for {calm_for:g} s after a reduction: cycle "
+                return [Decision("restart", f"calm for {calm_for:.0f} s after a reduction: cycle "
                                             f"restarts at {self.intensity:.2f}")]
             if (mood is Mood.POSITIVE and self.state is State.RUNNING
                     and t - self._anchor >= r.raise_after):
                 self._anchor, old = t, self.intensity
                 self.intensity = min(rng.max, round(old + rng.step, 6))
-                return [Decision("raise", f"positive for {lasted:g} s: intensity "
+                return [Decision("raise", f"positive for {lasted:.0f} s: intensity "
                                  + self._change(old, "maximum"))]
             if mood is Mood.NEUTRAL and lasted == 0:
                 return [Decision("hold", f"mood neutral: holding at {self.intensity:.2f}")]
             return []
         if self.state is State.HALTED and calm_for is not None and calm_for >= r.recover_after:
-            return [self._restart(t, f"calm for {calm_for:g} s after a halt", "restart")]
+            return [self._restart(t, f"calm for {calm_for:.0f} s after a halt", "restart")]
         if self.state is State.PAUSED and mood in _CALM:
             return [self._restart(t, f"face back ({mood.value})", "resume")]
         return []
