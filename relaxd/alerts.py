@@ -54,6 +54,7 @@ class Alerter:
             self.close()
             raise RelaxdError(f"cannot open the alert buzzer/LED: {exc}") from None
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # alerts come from the main loop and the e-stop worker
 
     def alert(self, t: float, reason: str, detail: str = "") -> None:
         """Log, beep, blink, record and run the command; returns at once."""
@@ -68,7 +69,8 @@ class Alerter:
         if self.settings.alert_command:
             th = threading.Thread(target=self._run, args=(t, reason, detail),
                                   name="alert-command", daemon=True)
-            self._threads = [x for x in self._threads if x.is_alive()] + [th]
+            with self._lock:
+                self._threads = [x for x in self._threads if x.is_alive()] + [th]
             th.start()
 
     def clear(self) -> None:
@@ -78,7 +80,9 @@ class Alerter:
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for running alert commands (for shutdown and tests)."""
-        for th in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for th in threads:
             th.join(timeout)
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
     negative for halt_after, or negative with confidence >= strong_negative
                                      -> halt: targets 0 within halt_fade s, alert the caregiver
     calm (neutral/positive) for recover_after after a reduction or halt
-                                     -> restart the cycle from neutral; after a halt at
-                                        min(start, intensity), levels ramping up from 0
+                                     -> restart the cycle from neutral at min(start, intensity):
+                                        the start intensity, never above where the child
+                                        reacted; after a halt levels ramp up from 0
     no face for absent_hold          -> hold; for absent_pause -> pause (targets 0) + alert
     calm face back while paused      -> resume at min(start, intensity), ramping up
     end of the phases                -> fade to 0 over fade_out, then end
@@ -257,9 +258,8 @@ class Controller:
                                              f"{self.intensity:.2f}")]
                 return []
             if self.state is State.REDUCED and calm_for is not None and calm_for >= r.recover_after:
-                self.state, self._anchor = State.RUNNING, t
-                return [Decision("restart", f"calm for {calm_for:.0f} s after a reduction: cycle "
-                                            f"restarts at {self.intensity:.2f}")]
+                return [self._restart(t, f"calm for {calm_for:.0f} s after a reduction",
+                                      "restart")]
             if (mood is Mood.POSITIVE and self.state is State.RUNNING
                     and t - self._anchor >= r.raise_after):
                 self._anchor, old = t, self.intensity

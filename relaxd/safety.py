@@ -71,7 +71,8 @@ class EmergencyStop:
             self.button = Button(s.estop_pin, pull_up=True, bounce_time=s.bounce_time,
                                  hold_time=s.hold_to_reset, pin_factory=pin_factory)
         except (GPIOZeroError, OSError) as exc:
-            raise RelaxdError(f"cannot open the e-stop button on GPIO{s.estop_pin}: {exc}") from None
+            raise RelaxdError(f"cannot open the e-stop button on GPIO{s.estop_pin}: {exc}") \
+                from None
         self._lock = threading.Lock()
         self._latched = False
         self._presses = 0  # every stop, so the main loop sees one even if it was reset meanwhile
@@ -188,7 +189,8 @@ class FaultMonitor:
             self._since = t
         if not self._told and t - self._since >= self.tolerate:
             self._told = True
-            return f"{self.name} failing for {t - self._since:g} s" + (f": {detail}" if detail else "")
+            text = f"{self.name} failing for {t - self._since:.0f} s"
+            return f"{text}: {detail}" if detail else text
         return None
 
 

@@ -1,4 +1,4 @@
-"""Scenarios written by therapists: phases of light, sound and vibration plus the controller's rules.
+"""Scenarios by therapists: phases of light, sound and vibration, plus the controller's rules.
 
 A scenario is YAML built into the dataclasses below with :mod:`relaxd.yamlspec`, so every problem
 in a file is reported at once as ``FILE:LINE:COL: message``. Each phase gives the stimulus at

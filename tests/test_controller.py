@@ -130,7 +130,10 @@ def test_restart_after_a_halt_never_above_start_and_ramps_from_zero():
     assert [d.action for d in restart.decisions] == ["restart"] and restart.intensity == 0.5
     assert restart.levels.light == pytest.approx(0.1)  # one ramp step up from 0
     after_reduce = run([(0, NEG, 0.7), (6, NEU, 0.7)], 20)[1]
-    assert after_reduce.intensity == pytest.approx(0.4)  # a reduction is kept on restart
+    assert after_reduce.intensity == pytest.approx(0.4)  # reduced below start: kept
+    decisions, raised, steps = run([(0, POS, 0.7), (25, NEG, 0.7), (31, NEU, 0.7)], 40)
+    assert decisions[-2:] == [(30, "reduce"), (39, "restart")]
+    assert steps[30].intensity == pytest.approx(0.6) and raised.intensity == 0.5  # back to start
 
 
 def test_estop_zeroes_at_once_latches_and_reset_restarts_at_start_intensity():

@@ -127,7 +127,8 @@ def test_list_colour_and_missing_required_keys(tmp_path):
     lines = problems(write(tmp_path, "name: x\nphases:\n  - name: a\n"))
     assert any("missing required key 'duration'" in l for l in lines)
     assert any("missing required key 'light'" in l for l in lines)
-    assert any("at least one phase" in l for l in problems(write(tmp_path, "name: x\nphases: []\n")))
+    empty = write(tmp_path, "name: x\nphases: []\n")
+    assert any("at least one phase" in l for l in problems(empty))
 
 
 def _wav(path: Path, rate: int = 8000, seconds: float = 0.5) -> Path:
