@@ -132,7 +132,7 @@ def test_restart_after_a_halt_never_above_start_and_ramps_from_zero():
     after_reduce = run([(0, NEG, 0.7), (6, NEU, 0.7)], 20)[1]
     assert after_reduce.intensity == pytest.approx(0.4)  # reduced below start: kept
     decisions, raised, steps = run([(0, POS, 0.7), (25, NEG, 0.7), (31, NEU, 0.7)], 40)
-    assert decisions[-2:] == [(30, "reduce"), (39, "restart")]
+    assert decisions[-3:] == [(30, "reduce"), (31, "hold"), (39, "restart")]
     assert steps[30].intensity == pytest.approx(0.6) and raised.intensity == 0.5  # back to start
 
 
