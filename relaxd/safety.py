@@ -16,6 +16,7 @@ re-enables the actuators -- so a reset never resumes the old intensity.
 
 from __future__ import annotations
 
+import logging
 import queue
 import statistics
 import threading
@@ -23,15 +24,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from relaxd.controller import Controller, State, Step
 from relaxd.errors import RelaxdError
 from relaxd.yamlspec import spec
-
-from relaxd.controller import Controller, State, Step
 
 if TYPE_CHECKING:
     from relaxd.actuators import Actuators
     from relaxd.alerts import Alerter
     from relaxd.events import EventLog
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -94,8 +96,10 @@ class EmergencyStop:
 
     def trigger(self, source: str = "command") -> None:
         """Stop now from software (the same as a press)."""
-        self.actuators.off()
-        self._stop(source)
+        try:
+            self.actuators.off()
+        finally:
+            self._stop(source)
 
     def reset(self, source: str = "command") -> bool:
         """Clear the latch (not while the button is held down); True if it was cleared."""
@@ -130,11 +134,13 @@ class EmergencyStop:
     # --- GPIO callbacks (the pin factory's thread) ------------------------------------------
 
     def _pressed(self) -> None:
-        self.actuators.off()  # first, before anything that could wait
-        with self._lock:
-            self._reset_press, self._armed = self._latched, False
-        if not self._reset_press:
-            self._stop("button")
+        try:
+            self.actuators.off()  # first, before anything that could wait
+        finally:  # latched even if a driver failed (the relay has cut the power anyway)
+            with self._lock:
+                self._reset_press, self._armed = self._latched, False
+            if not self._reset_press:
+                self._stop("button")
 
     def _held(self) -> None:
         with self._lock:
@@ -155,13 +161,16 @@ class EmergencyStop:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             action, t, source = job
-            if self.events is not None:
-                self.events.emit(t, "estop", action=action, source=source)
-            if action == "press":
-                if self.alerter is not None:
-                    self.alerter.alert(t, "estop", f"emergency stop ({source})")
-                if self.on_press is not None:
-                    self.on_press(t)
+            try:
+                if self.events is not None:
+                    self.events.emit(t, "estop", action=action, source=source)
+                if action == "press":
+                    if self.alerter is not None:
+                        self.alerter.alert(t, "estop", f"emergency stop ({source})")
+                    if self.on_press is not None:
+                        self.on_press(t)
+            except Exception:  # noqa: BLE001 - the worker must live on for the next press
+                log.exception("recording or alerting the e-stop %s failed", action)
 
 
 class FaultMonitor:

@@ -196,3 +196,23 @@ def test_safety_settings_from_yaml(tmp_path):
     p.write_text("buzzer_pin: null\nalert_command: [/usr/bin/notify, --urgent]\n")
     s = yamlspec.load(SafetySettings, p)
     assert s.buzzer_pin is None and s.alert_command == ["/usr/bin/notify", "--urgent"]
+
+
+def test_a_failing_hook_or_driver_never_loses_the_latch_or_the_next_record(chair, monkeypatch):
+    stop, acts, _, _, button, sink = chair
+    calls = []
+
+    def broken_hook(t):
+        calls.append(t)
+        raise OSError("disk full")
+
+    stop.on_press = broken_hook
+    stop.trigger("first")
+    wait_for(lambda: calls)
+    assert stop.reset()
+    monkeypatch.setattr(acts, "off", lambda: (_ for _ in ()).throw(RuntimeError("driver")))
+    with pytest.raises(RuntimeError):
+        button.drive_low()
+    assert stop.latched  # latched although the software path failed
+    wait_for(lambda: len(calls) == 2)  # the worker lived on
+    assert [e["source"] for e in sink.events if e["action"] == "press"] == ["first", "button"]
