@@ -184,8 +184,8 @@ _MARK = {"halt": "red", "reduce": "orange", "raise": "green", "pause": "grey",
 
 def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
     """PNG of mood (top) and light/audio/vibration levels (bottom) over time, with decisions
-    (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood`` and ``levels`` events'
-    ``light``, ``audio``, ``vibration`` (and ``intensity`` if present)."""
+    (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood``, ``levels`` events'
+    ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it."""
     try:
         import matplotlib
 
@@ -207,9 +207,10 @@ def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
     top.set_title(title)
     for key, colour in (("light", "gold"), ("audio", "tab:blue"), ("vibration", "tab:green"),
                         ("intensity", "black")):
-        pts = [(e["t"], e[key]) for e in levels if key in e]
-        if pts:
-            bottom.plot(*zip(*pts), label=key, color=colour,
+        source = events if key == "intensity" else levels  # decisions carry it too
+        pts = [(e["t"], e[key]) for e in source if isinstance(e.get(key), (int, float))]
+        if pts:  # recorded on change: each value holds until the next
+            bottom.plot(*zip(*pts), label=key, color=colour, drawstyle="steps-post",
                         linestyle="--" if key == "intensity" else "-")
     for e in events:
         if e["type"] == "decision" and e.get("action") in _MARK:
