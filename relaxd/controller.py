@@ -312,6 +312,8 @@ class Controller:
 
 def simulate(scenario: Scenario, script: list[ScriptEntry], tick: float = 0.5) -> list[Step]:
     """Run a controller over a mood script on virtual time until the session ends."""
+    if tick <= 0:
+        raise ValueError("tick must be positive")
     ctrl = Controller(scenario)
     reading = MoodSample(Mood.NEUTRAL)
     pending = list(script)

@@ -351,6 +351,8 @@ def run_show(args: argparse.Namespace) -> int:
     """Print the timeline; with a mood script or --plot, run the controller on virtual time."""
     from relaxd.controller import State, simulate, steps_to_events
 
+    if not 0 < args.tick <= 10:
+        raise RelaxdError(f"--tick must be between 0 and 10 seconds, got {args.tick:g}")
     scenario = load_scenario(args.file)
     print("\n".join(timeline(scenario)))
     if not (args.mood_script or args.plot):

@@ -244,3 +244,14 @@ def test_show_runs_a_mood_script_and_plots(tmp_path, capsys):
 def test_show_reports_a_bad_scenario_as_relaxd_error(tmp_path):
     with pytest.raises(RelaxdError):
         run_show(_args(configure_show, [str(write(tmp_path, "name: [\n"))]))
+
+
+def test_show_plots_without_a_script_and_refuses_a_bad_tick(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "neutral.png"
+    scenario = str(write(tmp_path, GOOD))
+    assert run_show(_args(configure_show, [scenario, "--plot", str(png)])) == 0
+    out = capsys.readouterr().out
+    assert "0:00 hold     mood neutral" in out and "1:00 fade" in out and png.exists()
+    with pytest.raises(RelaxdError, match="--tick"):
+        run_show(_args(configure_show, [scenario, "--plot", str(png), "--tick", "0"]))
