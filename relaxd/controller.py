@@ -18,8 +18,9 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
                                         restarts at the start intensity, never the old one
 
 Levels follow their targets at no more than the scenario's ramp rate per second (a halt or
-pause may go down faster: to 0 within ``halt_fade`` seconds); the light colour blends between
-phases over ``crossfade`` seconds.
+pause may go down faster: to 0 within ``halt_fade`` seconds), and by no more than one second's
+worth per tick however late it comes; the light colour blends between phases over ``crossfade``
+seconds.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class Step:
     decisions: tuple[Decision, ...] = ()
 
 
+#: A late tick (a stalled loop) ramps as if only this many seconds had passed: no jump after it.
+MAX_RAMP_DT = 1.0
+
 _CALM = (Mood.NEUTRAL, Mood.POSITIVE)
 _PLAYING = (State.RUNNING, State.REDUCED)
 
@@ -192,7 +196,7 @@ class Controller:
                             phase.vibration.intensity).scaled(self.intensity)
         else:
             target = ZERO
-        ramp = rules.ramp
+        ramp, dt = rules.ramp, min(dt, MAX_RAMP_DT)
         down = 1.0 / rules.halt_fade if self.state in (State.HALTED, State.PAUSED) else 0.0
         self._levels = Levels(
             _approach(self._levels.light, target.light, max(ramp.light, down) * dt),

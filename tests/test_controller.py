@@ -214,3 +214,10 @@ def test_simulate_follows_a_script_with_estop_and_reset():
     reset = next(s for s in steps if any(d.action == "restart" for d in s.decisions))
     assert reset.t == 20 and reset.intensity == 0.5
     assert steps[-1].state is State.ENDED and steps[-1].t == 34
+
+
+def test_a_late_tick_ramps_one_second_at_most():
+    ctrl = Controller(scenario())
+    ctrl.step(0, MoodSample(NEU))
+    assert ctrl.step(30, MoodSample(NEU)).levels.light == pytest.approx(0.1)
+    assert ctrl.step(30.5, MoodSample(NEU)).levels.light == pytest.approx(0.15)
