@@ -56,7 +56,7 @@ def read_wav(path: str | Path, rate: int | None = None) -> tuple[int, np.ndarray
 
 @functools.lru_cache(maxsize=8)
 def _noise_loop(kind: str, rate: int) -> np.ndarray:
-    """A seamless loop of pink (1/f power) or brown (1/f^2) noise, RMS 0.25, without < 20 Hz."""
+    """A seamless loop of pink (1/f power) or brown (1/f^2) noise, RMS 0.2, without < 20 Hz."""
     rng = np.random.default_rng(12345 if kind == "pink" else 54321)
     spectrum = np.fft.rfft(rng.standard_normal(_LOOP))
     f = np.fft.rfftfreq(_LOOP, 1.0 / rate)
@@ -64,7 +64,7 @@ def _noise_loop(kind: str, rate: int) -> np.ndarray:
     keep = f >= 20.0
     shape[keep] = f[keep] ** (-0.5 if kind == "pink" else -1.0)
     x = np.fft.irfft(spectrum * shape, n=_LOOP)
-    x *= 0.25 / np.sqrt(np.mean(x * x))
+    x *= 0.2 / np.sqrt(np.mean(x * x))  # peaks stay below 1: no clipping
     return np.clip(x, -1, 1).astype(np.float32)
 
 
@@ -99,7 +99,7 @@ def make_source(sound: Audio | None, rate: int) -> Source:
         swell = 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # waves every 10 s
         pad = sum((0.5 + 0.5 * _sine(start, n, rate, 1 / period)) * _sine(start, n, rate, f)
                   for f, period in ((hz, 13.0), (hz * 1.5, 17.0), (hz * 2, 23.0)))
-        return (0.8 * swell * _looped(brown, start, n) + 0.12 * pad).astype(np.float32)
+        return (0.7 * swell * _looped(brown, start, n) + 0.1 * pad).astype(np.float32)
 
     return soundscape
 
