@@ -90,6 +90,12 @@ RULES = [
      State.HALTED),
     ("halted and the child leaves: stay halted, absence is not calm",
      [(0, NEG, 0.95), (1, NONE, 0.0)], 30, [(0, "halt")], State.HALTED),
+    ("reduced and the child leaves: hold, then pause",
+     [(0, NEG, 0.7), (6, NONE, 0.0)], 14, [(5, "reduce"), (8, "hold"), (12, "pause")],
+     State.PAUSED),
+    ("paused and the face stays negative for halt_after: halt",
+     [(0, NONE, 0.0), (8, NEG, 0.7)], 23, [(2, "hold"), (6, "pause"), (23, "halt")],
+     State.HALTED),
 ]
 
 
@@ -221,3 +227,29 @@ def test_a_late_tick_ramps_one_second_at_most():
     ctrl.step(0, MoodSample(NEU))
     assert ctrl.step(30, MoodSample(NEU)).levels.light == pytest.approx(0.1)
     assert ctrl.step(30.5, MoodSample(NEU)).levels.light == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("script, decisions", [
+    ([(0, NEG, 0.95)], [(0, "halt"), (20, "fade"), (24, "end")]),
+    ([(0, NONE, 0.0)], [(2, "hold"), (6, "pause"), (20, "fade"), (24, "end")]),
+], ids=["halted at the end", "paused at the end"])
+def test_the_end_comes_whatever_the_state(script, decisions):
+    got, ctrl, steps = run(script, 30, scenario(duration=20))
+    assert got == decisions and ctrl.state is State.ENDED
+    assert all(s.levels == Levels() for s in steps[20:])
+
+
+def test_estop_before_the_first_step_and_during_the_fade():
+    ctrl = Controller(scenario(duration=20))
+    assert ctrl.estop(0).state is State.ESTOPPED
+    ctrl.reset(1)
+    assert ctrl.step(2, MoodSample(NEU)).levels.light == pytest.approx(0.1)
+    for t in range(3, 22):
+        ctrl.step(t, MoodSample(NEU))
+    assert ctrl.state is State.FADING
+    assert ctrl.estop(22).levels == Levels()
+    ctrl.reset(23)
+    fade = ctrl.step(23.5, MoodSample(NEU))  # back to the fade, from 0: nothing comes on
+    assert fade.state is State.FADING and fade.levels == Levels()
+    assert [d.action for d in fade.decisions] == ["fade"]
+    assert ctrl.step(30, MoodSample(NEU)).state is State.ENDED
