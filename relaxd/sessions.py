@@ -126,11 +126,19 @@ class SessionInfo:
     source: str
     duration: float
     events: int
+    alerts: int
+    estops: int
 
 
 def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
+    """Read-only, so listing never writes to a record the daemon may be writing."""
     path = state_dir / DB_NAME
-    return _connect(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot open the session record: {exc}", path) from None
 
 
 def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
@@ -138,12 +146,17 @@ def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
     db = _open_existing(Path(state_dir))
     if db is None:
         return []
-    with db:
+    try:
         rows = db.execute(
-            "SELECT s.id, s.started, s.ended, s.scenario, s.source, "
-            "COALESCE(MAX(e.t), 0), COUNT(e.t) FROM sessions s "
-            "LEFT JOIN events e ON e.session = s.id GROUP BY s.id ORDER BY s.id").fetchall()
-    db.close()
+            "SELECT s.id, s.started, s.ended, s.scenario, s.source, COALESCE(MAX(e.t), 0), "
+            "COUNT(e.t), COUNT(CASE WHEN e.type = 'alert' THEN 1 END), "
+            "COUNT(CASE WHEN e.type = 'estop' AND json_extract(e.data, '$.action') = 'press' "
+            "THEN 1 END) FROM sessions s LEFT JOIN events e ON e.session = s.id "
+            "GROUP BY s.id ORDER BY s.id").fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
+    finally:
+        db.close()
     return [SessionInfo(*r) for r in rows]
 
 
@@ -156,6 +169,8 @@ def load_events(state_dir: str | Path, session_id: int) -> list[Event]:
             raise RelaxdError(f"no session {session_id} in {Path(state_dir) / DB_NAME}")
         rows = db.execute("SELECT t, type, data FROM events WHERE session = ? ORDER BY t, rowid",
                           (session_id,)).fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
     finally:
         if db is not None:
             db.close()
@@ -265,9 +280,10 @@ def run(args: argparse.Namespace) -> int:
     if not sessions:
         print(f"no sessions recorded in {state_dir}")
         return 0
-    print(f"{'id':>4}  {'started (UTC)':<25} {'length':>7} {'events':>7}  {'scenario':<20} status")
+    print(f"{'id':>4}  {'started (UTC)':<25} {'length':>7} {'events':>7} {'alerts':>6} "
+          f"{'e-stops':>7}  {'scenario':<20} status")
     for s in sessions:
         status = "ended" if s.ended else "running or interrupted"
-        print(f"{s.id:>4}  {s.started:<25} {_mmss(s.duration):>7} {s.events:>7}  "
-              f"{s.scenario:<20} {status}")
+        print(f"{s.id:>4}  {s.started:<25} {_mmss(s.duration):>7} {s.events:>7} {s.alerts:>6} "
+              f"{s.estops:>7}  {s.scenario:<20} {status}")
     return 0

@@ -49,6 +49,7 @@ def test_events_round_trip_and_sessions_are_listed(tmp_path):
     assert [(s.id, s.scenario, s.source) for s in sessions] == [
         (first, "Calm blue waves", "test.mp4"), (second, "Gentle start", "test.mp4")]
     assert sessions[0].ended and sessions[0].duration == 5.0 and sessions[0].events == 104
+    assert (sessions[0].alerts, sessions[0].estops) == (0, 1)
     events = load_events(tmp_path, first)
     assert events[0] == {"t": 0.0, "type": "session", "state": "start"}
     assert {"t": 3.0, "type": "estop", "action": "press", "source": "button"} in events
@@ -159,3 +160,11 @@ def test_default_state_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("RELAXD_STATE_DIR")
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/relaxd:/var/lib/other")
     assert default_state_dir() == Path("/var/lib/relaxd")
+
+
+def test_a_damaged_record_is_a_clear_error(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RelaxdError, match="session record"):
+        list_sessions(tmp_path)
+    with pytest.raises(RelaxdError, match="session record"):
+        load_events(tmp_path, 1)
