@@ -127,7 +127,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     stack.callback(alerter.close)
     latch = FaultLatch(None if args.simulate else state_dir / "latch.json")
     estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,
-                          pin_factory=factory, on_press=lambda t: latch.set("emergency stop"))
+                          pin_factory=factory,
+                          on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
     stack.callback(estop.close)
 
     if args.mood_script:

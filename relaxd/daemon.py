@@ -49,6 +49,7 @@ class FaultLatch:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._lock = threading.Lock()
         self.request = path.with_name("reset-request") if path is not None else None
         self.reason: str | None = None
         if path is not None and path.exists():
@@ -68,6 +69,19 @@ class FaultLatch:
         self.reason = None
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+    def follow(self, latched: Callable[[], bool], reason: str) -> None:
+        """Match the e-stop: set while it is latched, clear once it is not.
+
+        Called from the e-stop's worker thread and from the main loop; the lock makes the check
+        and the write one step, so a late caller never undoes a newer state.
+        """
+        with self._lock:
+            if latched():
+                if self.reason is None:
+                    self.set(reason)
+            elif self.reason is not None:
+                self.clear()
 
     def take_reset_request(self) -> bool:
         """True once after ``relaxd reset`` asked for a reset."""
@@ -108,7 +122,7 @@ class StallGuard:
 
 @dataclass
 class Session:
-    """One session's parts; :meth:`run` plays it and returns the exit code."""
+    """One session's parts; :meth:`run` plays it, closes them, and returns the exit code."""
 
     clock: Clock
     input: Input
@@ -189,12 +203,12 @@ class Session:
             guard.stop()
             self.actuators.off()
             self.notifier.stopping(self._stop_reason or "stopping")
+            self.estop.close()  # its worker records any press still queued
             t = self.clock.now()
             self._record_levels(t, self.actuators.levels(), force=True)
             self.events.emit(t, "session", state="end", reason=self._stop_reason or "stopped")
-            self.input.close()
-            self.actuators.close()
-            self.events.close()
+            for part in (self.input, self.actuators, self.alerter, self.events):
+                part.close()
             if self.status is not None:
                 self.status.close()
         return code
@@ -204,8 +218,7 @@ class Session:
             self.estop.reset("relaxd reset")
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
-        if not self.estop.latched and self.latch.reason is not None:
-            self.latch.clear()
+        self.latch.follow(lambda: self.estop.latched, "emergency stop")
         if sensed.no_input != self._no_input:
             self._no_input = sensed.no_input
             if sensed.no_input is not None:

@@ -46,17 +46,6 @@ def _pin_values(factory) -> list[float]:
                                            PINS.vibration_pin)]
 
 
-@pytest.fixture(autouse=True)
-def _close_parts():
-    """Close what a test's sessions opened (the app's ExitStack does this in relaxd)."""
-    yield
-    while _OPENED:
-        _OPENED.pop().close()
-
-
-_OPENED: list = []
-
-
 def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0):
     sink = MemorySink()
     events = EventLog([sink])
@@ -66,8 +55,7 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     clock = VirtualClock(None)
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
                           now=clock.now, pin_factory=factory,
-                          on_press=lambda t: latch.set("emergency stop"))
-    _OPENED.extend([alerter, estop])
+                          on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
     session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
                       actuators=actuators, estop=estop, alerter=alerter, events=events,
                       latch=latch, period=0.5, stall_timeout=stall_timeout)
