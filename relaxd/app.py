@@ -125,7 +125,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     stack.callback(actuators.close)
     alerter = Alerter(config.safety, events, pin_factory=factory)
     stack.callback(alerter.close)
-    latch = FaultLatch(None if args.simulate else state_dir / "latch.json")
+    latch = FaultLatch(None) if args.simulate else FaultLatch.in_state_dir(state_dir)
     estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,
                           pin_factory=factory,
                           on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
@@ -178,7 +178,7 @@ def configure_reset(parser: argparse.ArgumentParser) -> None:
 
 def run_reset(args: argparse.Namespace) -> int:
     """Ask the running daemon to reset a latched e-stop or fault (as holding the button does)."""
-    latch = FaultLatch(load_config(args.config).state_dir / "latch.json")
+    latch = FaultLatch.in_state_dir(load_config(args.config).state_dir)
     if latch.reason is None:
         print("relaxd: nothing is latched")
         return 0

@@ -182,7 +182,7 @@ def check_latch(state_dir: Path) -> Check:
     def run() -> str:
         from relaxd.daemon import FaultLatch
 
-        latch = FaultLatch(state_dir / "latch.json")
+        latch = FaultLatch.in_state_dir(state_dir)
         if latch.reason is not None:
             raise RelaxdError(f"latched: {latch.reason}; once safe, reset it by holding the e-stop "
                               "button 3 s while relaxd runs, or with `relaxd reset`")

@@ -47,6 +47,11 @@ class FaultLatch:
     memory only (simulation: every rehearsal starts clean).
     """
 
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> FaultLatch:
+        """The chair's latch: ``latch.json`` in the state directory."""
+        return cls(state_dir / "latch.json")
+
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()

@@ -236,7 +236,7 @@ def test_latch(tmp_path):
     from relaxd.daemon import FaultLatch
 
     assert check.check_latch(tmp_path) == Check("latch", True, "nothing latched")
-    FaultLatch(tmp_path / "latch.json").set("emergency stop")
+    FaultLatch.in_state_dir(tmp_path).set("emergency stop")
     result = check.check_latch(tmp_path)
     assert not result.ok and result.detail.startswith("latched: emergency stop;")
 
