@@ -34,9 +34,13 @@ DEFAULT_STATE_DIR = Path("/var/lib/relaxd")
 
 
 def default_state_dir() -> Path:
-    """``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``; first of a list), else /var/lib/relaxd."""
-    first = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(first) if first else DEFAULT_STATE_DIR
+    """``$RELAXD_STATE_DIR``, else ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``;
+    first of a list), else /var/lib/relaxd."""
+    for var in ("RELAXD_STATE_DIR", "STATE_DIRECTORY"):
+        first = os.environ.get(var, "").split(":")[0]
+        if first:
+            return Path(first)
+    return DEFAULT_STATE_DIR
 
 
 @dataclass

@@ -16,6 +16,7 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
     end of the phases                -> fade to 0 over fade_out, then end
     estop(t)                         -> everything 0 at once, latched until reset(t), which
                                         restarts at the start intensity, never the old one
+    input_lost(t)                    -> everything 0 at once and pause (camera or model failed)
 
 Levels follow their targets at no more than the scenario's ramp rate per second (a halt or
 pause may go down faster: to 0 within ``halt_fade`` seconds), and by no more than one second's
@@ -162,6 +163,19 @@ class Controller:
         d = Decision("restart", f"reset after emergency stop: restarting at start intensity "
                                 f"{self.intensity:.2f}")
         return self._step(t, ZERO, (d,))
+
+    def input_lost(self, t: float, why: str) -> Step:
+        """The camera (or model) failed: every level 0 at once and pause, until a calm face is
+        back (then the cycle resumes from 0, ramping up, as after any pause)."""
+        self._advance_clock(t)
+        self._levels = ZERO
+        decisions: tuple[Decision, ...] = ()
+        if self.state in _PLAYING:
+            self.state = State.PAUSED
+            decisions = (Decision("pause", f"{why}: stimuli paused"),)
+        elif self.state is State.FADING:
+            self._fade = (self._fade[0], ZERO)
+        return self._step(t, ZERO, decisions)
 
     # --- the loop ---------------------------------------------------------------------------
 

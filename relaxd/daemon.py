@@ -25,7 +25,7 @@ from typing import Any, Callable
 from relaxd.actuators import Actuators
 from relaxd.alerts import Alerter
 from relaxd.clock import Clock
-from relaxd.controller import Controller, Levels, State, Step
+from relaxd.controller import Controller, Levels, MoodSample, State, Step
 from relaxd.events import EventLog
 from relaxd.inputs import Input, ScriptInput, Sensed
 from relaxd.labels import Mood
@@ -224,25 +224,23 @@ class Session:
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
         self.latch.follow(lambda: self.estop.latched, "emergency stop")
-        if sensed.no_input != self._no_input:
+        reading = sensed.reading
+        if (sensed.no_input is None) != (self._no_input is None):
             self._no_input = sensed.no_input
             if sensed.no_input is not None:
                 self._down_since = t
+                self._record_step(t, self.controller.input_lost(t, sensed.no_input))
                 self.alerter.alert(t, "camera", sensed.no_input)
             else:
                 self.events.emit(t, "source", state="back")
-        reading = sensed.reading
         if sensed.no_input is not None:
-            # No camera: the controller sees the child as absent, and nothing plays meanwhile.
-            self.actuators.off()
+            reading = MoodSample(Mood.NO_FACE, 0.0)  # not the last mood the smoother remembers
         if reading.mood != self._last_mood:
             self._last_mood = reading.mood
             self.events.emit(t, "mood", mood=reading.mood.value,
                              confidence=round(float(reading.confidence), 3))
         step = self.controller.step(t, reading)
         self._record_step(t, step)
-        if sensed.no_input is None and self.actuators.inhibited and not self.estop.latched:
-            self.actuators.enable()
         self.actuators.apply(t, step)
         self._record_levels(t, step.levels if not self.actuators.inhibited else Levels())
         self._show(t, sensed, step)

@@ -1,4 +1,4 @@
-"""The emergency stop, and pure helpers for fault handling.
+"""The emergency stop and its latency benchmark.
 
 The e-stop button is read on a GPIO (pull-up, pressed = low) by a gpiozero ``Button``. Its
 ``when_pressed`` callback runs in the pin factory's own thread, so it works while the main loop
@@ -171,36 +171,6 @@ class EmergencyStop:
                         self.on_press(t)
             except Exception:  # noqa: BLE001 - the worker must live on for the next press
                 log.exception("recording or alerting the e-stop %s failed", action)
-
-
-class FaultMonitor:
-    """Turns a stream of ok / failed results (camera reads, model runs) into one alert an outage.
-
-    Pure: ``update(t, ok)`` returns the alert text once the failure has lasted ``tolerate``
-    seconds, then None until it recovers and fails again. While failing the daemon should feed
-    the controller ``no_face`` so the chair holds, then pauses.
-    """
-
-    def __init__(self, name: str, tolerate: float = 2.0) -> None:
-        self.name, self.tolerate = name, tolerate
-        self._since: float | None = None
-        self._told = False
-
-    @property
-    def failing(self) -> bool:
-        return self._since is not None
-
-    def update(self, t: float, ok: bool, detail: str = "") -> str | None:
-        if ok:
-            self._since, self._told = None, False
-            return None
-        if self._since is None:
-            self._since = t
-        if not self._told and t - self._since >= self.tolerate:
-            self._told = True
-            text = f"{self.name} failing for {t - self._since:.0f} s"
-            return f"{text}: {detail}" if detail else text
-        return None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,14 +45,6 @@ CREATE INDEX IF NOT EXISTS events_by_session ON events(session, t);
 """
 
 
-def default_state_dir() -> Path:
-    """$RELAXD_STATE_DIR, else systemd's $STATE_DIRECTORY, else ~/.local/state/relaxd."""
-    for var in ("RELAXD_STATE_DIR", "STATE_DIRECTORY"):
-        if os.environ.get(var):
-            return Path(os.environ[var].split(":")[0])
-    return Path.home() / ".local" / "state" / "relaxd"
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, check_same_thread=False, timeout=5)
@@ -72,9 +63,9 @@ def _now() -> str:
 class SessionSink:
     """Stores one session's events; ``session_id`` is its row in the sessions table."""
 
-    def __init__(self, state_dir: str | Path | None = None, *, scenario: str = "",
+    def __init__(self, state_dir: str | Path, *, scenario: str = "",
                  source: str = "", commit_every: float = 1.0) -> None:
-        state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        state_dir = Path(state_dir)
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -264,7 +255,9 @@ def _mmss(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    state_dir = args.state_dir or default_state_dir()
+    from relaxd.config import load_config
+
+    state_dir = args.state_dir or load_config(None).state_dir
     if getattr(args, "sessions_command", None) == "export":
         if not (args.csv or args.plot):
             raise RelaxdError("give --csv OUT and/or --plot OUT.png")

@@ -168,3 +168,28 @@ def test_fault_latch_file_round_trip(tmp_path):
     assert latch.take_reset_request() and not latch.take_reset_request()
     latch.clear()
     assert FaultLatch(tmp_path / "latch.json").reason is None
+
+
+def test_camera_loss_zeroes_at_once_alerts_once_and_resumes_ramping(mock_factory):
+    log: list[tuple[int, list[float]]] = []
+    inp = ScriptedInput(0, None)
+
+    def tick():
+        n = inp.ticks
+        log.append((n, _pin_values(mock_factory)))
+        if n > 260:
+            return None
+        if 200 <= n < 220:
+            return Sensed(MoodSample(Mood.NO_FACE, 0.0), no_input=f"picamera: timeout {n}")
+        return Sensed(MoodSample(Mood.NEUTRAL, 0.8))
+
+    inp.fail_at, inp.action = 1, tick
+    session, sink, _ = _session(mock_factory, inp)
+    assert session.run() == 0
+    pins = dict(log)
+    assert max(pins[200]) > 0.05  # lit when the camera went
+    assert all(max(pins[n]) == 0 for n in range(201, 221))  # off from that tick on
+    assert [e["reason"] for e in sink.events if e["type"] == "alert"] == ["camera"]
+    actions = [e["action"] for e in sink.events if e["type"] == "decision"]
+    assert "pause" in actions and "resume" in actions
+    assert 0 < max(pins[222]) < max(pins[200])  # back, ramping up from 0, no jump

@@ -16,7 +16,7 @@ from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, MemorySink
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, FaultMonitor, SafetySettings, estop_latency
+from relaxd.safety import EmergencyStop, SafetySettings, estop_latency
 from relaxd.scenario import load_scenario
 
 A = ActuatorSettings()
@@ -161,26 +161,6 @@ def test_latency_benchmark_with_a_stalled_main_loop():
     stats = estop_latency(n=20)
     assert stats.n == 20 and 0 < stats.median_ms <= stats.p95_ms <= stats.max_ms
     assert "median" in str(stats)
-
-
-FAULTS = [
-    ("short glitch: no alert", [(0, False), (1, True), (5, False), (6.9, False)], []),
-    ("lasting failure: one alert at tolerate", [(0, False), (1, False), (2, False), (9, False)],
-     [2]),
-    ("recovers and fails again: alerts again", [(0, False), (2, False), (3, True), (4, False),
-                                                 (6, False)], [2, 6]),
-]
-
-
-@pytest.mark.parametrize("name, updates, alerts_at", FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_monitor(name, updates, alerts_at):
-    mon = FaultMonitor("camera", tolerate=2.0)
-    got = [t for t, ok in updates if mon.update(t, ok, "read failed")]
-    assert got == alerts_at
-    if alerts_at:
-        mon2 = FaultMonitor("camera", tolerate=2.0)
-        texts = [mon2.update(t, ok, "read failed") for t, ok in updates]
-        assert "camera failing for 2 s: read failed" in texts
 
 
 def test_safety_settings_from_yaml(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog
-from relaxd.sessions import (DB_NAME, SessionSink, configure, default_state_dir, list_sessions,
+from relaxd.sessions import (DB_NAME, SessionSink, configure, list_sessions,
                              load_events, run)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +155,8 @@ def test_unusable_state_dir(tmp_path):
 
 
 def test_default_state_dir(monkeypatch, tmp_path):
+    from relaxd.config import default_state_dir
+
     monkeypatch.setenv("RELAXD_STATE_DIR", str(tmp_path))
     assert default_state_dir() == tmp_path
     monkeypatch.delenv("RELAXD_STATE_DIR")
