@@ -21,13 +21,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .camera import CAMERA_SIZE, VideoFileSource
-from .emotion import EmotionClassifier
-from .errors import RelaxdError
-from .faces import FaceDetector, crop_face, to_gray
-from .labels import mood_probs
-from .mood import MoodSmoother
-from .paths import default_model
+from relaxd.camera import CAMERA_SIZE, VideoFileSource
+from relaxd.emotion import EmotionClassifier
+from relaxd.errors import RelaxdError
+from relaxd.faces import FaceDetector, crop_face, to_gray
+from relaxd.labels import mood_probs
+from relaxd.mood import MoodSmoother
+from relaxd.paths import default_model
 
 #: The astronaut's Haar face box in skimage.data.astronaut() (x, y, w, h).
 _ASTRONAUT_FACE = (177, 66, 95, 95)

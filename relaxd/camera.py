@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Protocol
 import cv2
 import numpy as np
 
-from .clock import Clock
-from .errors import RelaxdError
+from relaxd.clock import Clock
+from relaxd.errors import RelaxdError
 
 #: Frame size every live camera is asked for (width, height).
 CAMERA_SIZE: tuple[int, int] = (640, 480)

@@ -23,8 +23,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .labels import MOODS, Mood
-from .yamlspec import spec
+from relaxd.labels import MOODS, Mood
+from relaxd.yamlspec import spec
 
 
 @dataclass(frozen=True)
