@@ -167,10 +167,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="at most N frames (default: %(default)s)")
     parser.add_argument("--model", metavar="FILE", help="emotion model (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--estop", type=int, metavar="N",
+                        help="instead: time N e-stop presses (button -> every actuator pin at 0) "
+                        "on gpiozero mock pins while the main loop is stalled")
 
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark and print the figures; 0 on success."""
+    if args.estop is not None:
+        from dataclasses import asdict
+
+        from relaxd.safety import estop_latency
+
+        if args.estop < 1:
+            raise RelaxdError("--estop must be at least 1")
+        stats = estop_latency(args.estop)
+        print(json.dumps(asdict(stats)) if args.json else stats)
+        return 0
     if args.frames < 1:
         raise RelaxdError("--frames must be at least 1")
     cv2.setNumThreads(1)

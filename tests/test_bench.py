@@ -119,3 +119,11 @@ def test_targets_on_the_seated_video(tmp_path):
     result = json.loads(out)
     assert result["frame_ms_median"] <= 8 and result["face_rate"] >= 0.95
     assert result["peak_rss_mb"] <= 200 and not result["tensorflow_imported"]
+
+
+def test_estop_latency_benchmark_prints_json(capsys):
+    from relaxd.cli import main
+
+    assert main(["bench", "--estop", "20", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n"] == 20 and 0 < stats["median_ms"] <= stats["max_ms"]
