@@ -136,7 +136,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
-                   camera_grace=config.camera.restart_after_s)
+                   camera_grace=config.camera.restart_after_s,
+                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1))
 
 
 def simulated_pins() -> Any:

@@ -5,7 +5,7 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
     positive for raise_after         -> raise one step (never above max)
     neutral                          -> hold (one decision when the mood turns neutral)
     negative for reduce_after        -> reduce one step (never below min), again each reduce_after
-    negative for halt_after, or negative with confidence >= strong_negative
+    negative for halt_after, or negative with confidence >= strong_negative (also while fading)
                                      -> halt: targets 0 within halt_fade s, alert the caregiver
     calm (neutral/positive) for recover_after after a reduction or halt
                                      -> restart the cycle from neutral at min(start, intensity):
@@ -139,6 +139,7 @@ class Controller:
         self._absent_since: float | None = None
         self._held_absent = False
         self._fade: tuple[float, Levels] | None = None
+        self._fade_len = scenario.rules.fade_out
         self._phase = 0
         self._colour_from = tuple(scenario.phases[0].light.colour)
         self._colour_t = 0.0
@@ -170,6 +171,9 @@ class Controller:
         self._advance_clock(t)
         self._levels = ZERO
         decisions: tuple[Decision, ...] = ()
+        if self.state is State.IDLE:
+            self.state = State.RUNNING
+            self._forget_mood(t)
         if self.state in _PLAYING:
             self.state = State.PAUSED
             decisions = (Decision("pause", f"{why}: stimuli paused"),)
@@ -191,11 +195,19 @@ class Controller:
         rules = self.scenario.rules
         if self.state is not State.FADING and t - self._t0 >= self.scenario.duration:
             self.state, self._fade = State.FADING, (t, self._levels)
+            self._fade_len = rules.fade_out
             decisions.append(Decision("fade", f"scenario over: fading out over "
                                               f"{rules.fade_out:g} s"))
         if self.state is State.FADING:
+            self._track_mood(t, reading)
+            if (self._fade_len > rules.halt_fade and self._levels != ZERO
+                    and self._negative_enough(t, reading)):
+                # Even in the last minute a strong or sustained negative reaction halts at once.
+                why = self._negative_enough(t, reading)
+                self._fade, self._fade_len = (t, self._levels), rules.halt_fade
+                decisions.append(self._halt_decision(why))
             t_fade, start = self._fade
-            left = max(0.0, 1.0 - (t - t_fade) / rules.fade_out)
+            left = max(0.0, 1.0 - (t - t_fade) / self._fade_len)
             self._levels = start.scaled(left)
             if left == 0.0:
                 self.state = State.ENDED
@@ -250,13 +262,12 @@ class Controller:
     def _rules(self, t: float, reading: Reading) -> list[Decision]:
         r, rng = self.scenario.rules, self.scenario.intensity
         mood, lasted = self._mood, t - self._mood_since
-        confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
         calm_for = None if self._calm_since is None else t - self._calm_since
         if self.state in _PLAYING or self.state is State.PAUSED:
-            if mood is Mood.NEGATIVE and confidence >= r.strong_negative:
-                return [self._halt(f"strong negative reaction (confidence {confidence:.2f})")]
-            if mood is Mood.NEGATIVE and lasted >= r.halt_after:
-                return [self._halt(f"negative mood for {lasted:.0f} s")]
+            why = self._negative_enough(t, reading)
+            if why:
+                self.state = State.HALTED
+                return [self._halt_decision(why)]
         if self.state in _PLAYING:
             if mood is Mood.NEGATIVE and t - self._anchor >= r.reduce_after:
                 self._anchor, old = t, self.intensity
@@ -298,8 +309,20 @@ class Controller:
             return f"already at {bound} {old:.2f}"
         return f"{old:.2f} -> {self.intensity:.2f}"
 
-    def _halt(self, why: str) -> Decision:
-        self.state = State.HALTED
+    def _negative_enough(self, t: float, reading: Reading) -> str:
+        """Why the mood calls for a halt (strong or sustained negative), or ""."""
+        if self._mood is not Mood.NEGATIVE:
+            return ""
+        r = self.scenario.rules
+        confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
+        if confidence >= r.strong_negative:
+            return f"strong negative reaction (confidence {confidence:.2f})"
+        if t - self._mood_since >= r.halt_after:
+            return f"negative mood for {t - self._mood_since:.0f} s"
+        return ""
+
+    @staticmethod
+    def _halt_decision(why: str) -> Decision:
         return Decision("halt", f"{why}: stimuli halted", alert=f"{why}: stimuli halted")
 
     def _restart(self, t: float, why: str, action: Action) -> Decision:

@@ -1,7 +1,7 @@
 """The chair's main loop: each tick, input -> controller -> actuators, recorded and watched over.
 
 A :class:`Session` is handed its parts (real ones on the chair, simulated ones on a laptop; see
-:mod:`relaxd.wiring`) and runs one relaxation session. Safety is layered:
+:mod:`relaxd.app`) and runs one relaxation session. Safety is layered:
 
 - the e-stop button's callback zeroes every actuator itself, on gpiozero's thread, whatever the
   loop is doing; the loop then latches the controller too;
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -54,29 +55,42 @@ class FaultLatch:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.request = path.with_name("reset-request") if path is not None else None
         self.reason: str | None = None
-        if path is not None and path.exists():
+        if path is not None:
             try:
                 self.reason = json.loads(path.read_text())["reason"]
-            except (OSError, ValueError, KeyError):
-                self.reason = "unreadable latch file"
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.reason = f"latch file unreadable ({exc}): staying stopped"
 
     def set(self, reason: str) -> None:
-        self.reason = reason
-        if self.path is not None:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"reason": reason, "at": time.time()}))
-            tmp.replace(self.path)
+        """Latch (in memory at once; on disk durably, raising OSError if it cannot be written)."""
+        with self._lock:
+            self.reason = reason
+            if self.path is not None:
+                tmp = self.path.with_suffix(".tmp")
+                with open(tmp, "w") as f:
+                    f.write(json.dumps({"reason": reason, "at": time.time()}))
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(self.path)
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
 
     def clear(self) -> None:
-        self.reason = None
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+        with self._lock:
+            self.reason = None
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
 
-    def follow(self, latched: Callable[[], bool], reason: str) -> None:
-        """Match the e-stop: set while it is latched, clear once it is not.
+    def follow(self, latched: Callable[[], bool], reason: str) -> bool:
+        """Match the e-stop: set while it is latched, clear once it is not; True if cleared.
 
         Called from the e-stop's worker thread and from the main loop; the lock makes the check
         and the write one step, so a late caller never undoes a newer state.
@@ -87,6 +101,8 @@ class FaultLatch:
                     self.set(reason)
             elif self.reason is not None:
                 self.clear()
+                return True
+        return False
 
     def take_reset_request(self) -> bool:
         """True once after ``relaxd reset`` asked for a reset."""
@@ -169,7 +185,9 @@ class Session:
         t = self.clock.now()
         self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
         try:
-            self.actuators.enable()
+            self.latch.take_reset_request()  # a request left from before this start is stale
+            if not self.estop.latched:
+                self.actuators.enable()
             if self.latch.reason is not None:
                 self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
             self.notifier.ready("running")
@@ -201,9 +219,9 @@ class Session:
             self.actuators.off()
             reason = f"fault: {type(exc).__name__}: {exc}"
             log.critical("%s", reason, exc_info=not isinstance(exc, RuntimeError))
-            self.latch.set(reason)
             self.alerter.alert(self.clock.now(), "fault", reason)
             self._stop_reason = reason
+            self._latch_fault(reason)
         finally:
             guard.stop()
             self.actuators.off()
@@ -223,17 +241,19 @@ class Session:
             self.estop.reset("relaxd reset")
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
-        self.latch.follow(lambda: self.estop.latched, "emergency stop")
+        if self.latch.follow(lambda: self.estop.latched, "emergency stop"):
+            self.alerter.clear()
         reading = sensed.reading
         if (sensed.no_input is None) != (self._no_input is None):
             self._no_input = sensed.no_input
             if sensed.no_input is not None:
                 self._down_since = t
-                self._record_step(t, self.controller.input_lost(t, sensed.no_input))
                 self.alerter.alert(t, "camera", sensed.no_input)
             else:
                 self.events.emit(t, "source", state="back")
         if sensed.no_input is not None:
+            # Down, not just lost: this also holds a session that (re)starts without a camera.
+            self._record_step(t, self.controller.input_lost(t, sensed.no_input))
             reading = MoodSample(Mood.NO_FACE, 0.0)  # not the last mood the smoother remembers
         if reading.mood != self._last_mood:
             self._last_mood = reading.mood
@@ -264,9 +284,19 @@ class Session:
                              audio=round(levels.audio, 3), vibration=round(levels.vibration, 3))
 
     def _stalled(self, idle: float) -> None:
-        """From the StallGuard thread: the loop is stuck."""
+        """From the StallGuard thread: the loop is stuck. Off, alert, and latch, so that a
+        restart by systemd's watchdog waits for a caregiver instead of resuming."""
         self.actuators.off()
-        self.alerter.alert(self.clock.now(), "stalled", f"main loop stalled for {idle:.1f} s: all outputs off")
+        reason = f"main loop stalled for {idle:.1f} s"
+        self.alerter.alert(self.clock.now(), "stalled", f"{reason}: all outputs off")
+        self._latch_fault(reason)
+        self.estop.trigger(reason)
+
+    def _latch_fault(self, reason: str) -> None:
+        try:
+            self.latch.set(reason)
+        except OSError as exc:
+            log.critical("cannot record the fault latch in %s: %s", self.latch.path, exc)
 
     def _show(self, t: float, sensed: Sensed, step: Step) -> None:
         if self.status is None and not self.notifier.enabled:

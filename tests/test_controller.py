@@ -14,8 +14,9 @@ import pytest
 
 from relaxd.controller import Controller, Levels, MoodSample, State, simulate
 from relaxd.labels import Mood
+from relaxd.paths import default_scenario
 from relaxd.scenario import (Colour, IntensityRange, Light, Phase, Ramp, Rules, Scenario,
-                             ScriptEntry, Vibration)
+                             ScriptEntry, Vibration, load_scenario)
 
 NEG, NEU, POS, NONE = Mood.NEGATIVE, Mood.NEUTRAL, Mood.POSITIVE, Mood.NO_FACE
 
@@ -253,3 +254,26 @@ def test_estop_before_the_first_step_and_during_the_fade():
     assert fade.state is State.FADING and fade.levels == Levels()
     assert [d.action for d in fade.decisions] == ["fade"]
     assert ctrl.step(30, MoodSample(NEU)).state is State.ENDED
+
+
+def test_strong_negative_while_fading_out_halts_fast_and_alerts():
+    sc = load_scenario(default_scenario())
+    c = Controller(sc)
+    end = sc.duration
+    for t in range(0, int(end) + 1, 1):
+        c.step(float(t), MoodSample(Mood.NEUTRAL))
+    assert c.state is State.FADING
+    step = c.step(end + 2, MoodSample(Mood.NEGATIVE, 0.99))
+    assert [d.action for d in step.decisions] == ["halt"] and step.decisions[0].alert
+    step = c.step(end + 2 + sc.rules.halt_fade, MoodSample(Mood.NEGATIVE, 0.99))
+    assert step.levels == Levels() and c.state is State.ENDED
+
+
+def test_input_lost_before_the_first_step_pauses_at_zero():
+    sc = load_scenario(default_scenario())
+    c = Controller(sc)
+    step = c.input_lost(0.0, "camera down")
+    assert c.state is State.PAUSED and step.levels == Levels()
+    for t in range(1, 20):
+        step = c.step(float(t), MoodSample(Mood.NO_FACE, 0.0))
+    assert step.levels == Levels()

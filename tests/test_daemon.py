@@ -105,7 +105,7 @@ def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
     assert not latch.exists()
 
 
-def test_stalled_loop_is_cut_off_by_the_guard(mock_factory):
+def test_stalled_loop_is_cut_off_by_the_guard(mock_factory, tmp_path):
     during: list[list[float]] = []
 
     def stall():
@@ -113,10 +113,13 @@ def test_stalled_loop_is_cut_off_by_the_guard(mock_factory):
         during.append(_pin_values(mock_factory))
         return None
 
-    session, sink, estop = _session(mock_factory, _lit_then(stall), stall_timeout=0.3)
+    session, sink, estop = _session(mock_factory, _lit_then(stall), tmp_path / "latch.json",
+                                    stall_timeout=0.3)
     assert session.run() == 1
     assert during == [[0, 0, 0, 0]]  # already off while the loop was still stuck
     assert any(e["type"] == "alert" and e["reason"] == "stalled" for e in sink.events)
+    # Latched on disk: if systemd's watchdog restarts relaxd, it waits for a caregiver.
+    assert "stalled" in json.loads((tmp_path / "latch.json").read_text())["reason"]
 
 
 def test_stop_request_from_signal_handler_zeroes_at_once(mock_factory):
@@ -193,3 +196,29 @@ def test_camera_loss_zeroes_at_once_alerts_once_and_resumes_ramping(mock_factory
     actions = [e["action"] for e in sink.events if e["type"] == "decision"]
     assert "pause" in actions and "resume" in actions
     assert 0 < max(pins[222]) < max(pins[200])  # back, ramping up from 0, no jump
+
+
+def test_a_reset_request_left_from_before_the_start_is_ignored(mock_factory, tmp_path):
+    latch = tmp_path / "latch.json"
+    latch.write_text(json.dumps({"reason": "emergency stop"}))
+    (tmp_path / "reset-request").touch()  # `relaxd reset` while no daemon ran
+    lit = []
+
+    def watch():
+        lit.append(max(_pin_values(mock_factory)))
+        return None if len(lit) > 50 else Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    session, sink, _ = _session(mock_factory, _lit_then(watch, fail_at=1), latch)
+    assert session.run() == 0
+    assert max(lit) == 0 and latch.exists()
+
+
+def test_fault_is_alerted_even_when_the_latch_cannot_be_written(mock_factory, tmp_path):
+    def boom():
+        raise ValueError("bad frame")
+
+    session, sink, _ = _session(mock_factory, _lit_then(boom, fail_at=5),
+                                tmp_path / "missing-dir" / "latch.json")
+    assert session.run() == 1
+    assert [e["reason"] for e in sink.events if e["type"] == "alert"] == ["fault"]
+    assert _pin_values(mock_factory) == [0, 0, 0, 0]
