@@ -5,7 +5,8 @@ The e-stop button is read on a GPIO (pull-up, pressed = low) by a gpiozero ``But
 is stalled; it calls ``Actuators.off()`` first (lock-free, everything 0 at once), then queues the
 record and the alert for a worker thread so the callback itself never waits on a disk or a
 command. The stop latches. It is reset only by a deliberate act: ``reset()`` from a command, or a
-*new* press held for ``hold_to_reset`` seconds and then released (a long first press never
+*new* press -- one that begins after the button has been released for ``rearm_after`` seconds,
+so contact chatter is never one -- held for ``hold_to_reset`` seconds and then released (a long first press never
 resets). Software is the second line: wire the button so it also cuts actuator power
 (deploy/estop-wiring.md).
 
@@ -43,6 +44,9 @@ class SafetySettings:
     estop_pin: int = spec(5, min=2, max=27, help="BCM pin of the e-stop's sense contact (to GND)")
     bounce_time: float = spec(
         0.01, min=0.001, max=0.03, help="debounce in seconds (adds at most this to the latency)")
+    rearm_after: float = spec(
+        1.0, min=0.05, max=10,
+        help="a reset press counts only after the button has been released this long (s)")
     hold_to_reset: float = spec(
         3.0, min=3, max=30, help="seconds a new press must be held to reset a latched stop")
     buzzer_pin: int | None = spec(6, min=2, max=27, help="BCM pin of the alert buzzer; none")
@@ -77,6 +81,7 @@ class EmergencyStop:
                 from None
         self._lock = threading.Lock()
         self._latched = False
+        self._released_at: float | None = None  # while latched: when the button was let go
         self._presses = 0  # every stop, so the main loop sees one even if it was reset meanwhile
         self._seen = 0
         self._reset_press = False  # this press began while latched: holding it may reset
@@ -138,7 +143,9 @@ class EmergencyStop:
             self.actuators.off()  # first, before anything that could wait
         finally:  # latched even if a driver failed (the relay has cut the power anyway)
             with self._lock:
-                self._reset_press, self._armed = self._latched, False
+                rested = (self._released_at is not None
+                          and time.monotonic() - self._released_at >= self.settings.rearm_after)
+                self._reset_press, self._armed = self._latched and rested, False
             if not self._reset_press:
                 self._stop("button")
 
@@ -149,6 +156,7 @@ class EmergencyStop:
     def _released(self) -> None:
         with self._lock:
             armed, self._armed, self._reset_press = self._armed, False, False
+            self._released_at = time.monotonic() if self._latched else None
         if armed:
             self.reset(f"button held {self.settings.hold_to_reset:g} s")
 

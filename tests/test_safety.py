@@ -21,7 +21,8 @@ from relaxd.scenario import load_scenario
 
 A = ActuatorSettings()
 HOLD = 0.15
-SAFE = SafetySettings(hold_to_reset=HOLD, buzzer_pin=None, alert_led_pin=None)
+REARM = 0.05
+SAFE = SafetySettings(hold_to_reset=HOLD, rearm_after=REARM, buzzer_pin=None, alert_led_pin=None)
 
 
 def wait_for(cond, timeout=2.0):
@@ -123,9 +124,11 @@ def test_hold_to_reset_needs_a_new_press(chair):
     time.sleep(HOLD * 2.5)  # a long panic press is held past hold_time...
     button.drive_high()
     assert stop.latched  # ...and does not reset
+    time.sleep(REARM * 2)
     button.drive_low()
     button.drive_high()  # a short new press does not either
     assert stop.latched
+    time.sleep(REARM * 2)
     button.drive_low()
     time.sleep(HOLD * 2.5)
     assert stop.latched  # not while still held
@@ -134,6 +137,16 @@ def test_hold_to_reset_needs_a_new_press(chair):
     assert all(p.state == 0 for p in out) and acts.inhibited  # until the loop syncs
     wait_for(lambda: len(sink.events) == 2)
     assert sink.events[1]["action"] == "reset" and "held" in sink.events[1]["source"]
+
+
+def test_contact_chatter_then_a_long_press_never_resets(chair):
+    stop, _, _, _, button, _ = chair
+    button.drive_low()
+    button.drive_high()  # the contact bounces...
+    button.drive_low()  # ...and closes again at once, then the mushroom stays down
+    time.sleep(HOLD * 2.5)
+    button.drive_high()  # twisted out
+    assert stop.latched
 
 
 def test_software_trigger_stops_latches_and_calls_on_press(mock_factory):
