@@ -36,7 +36,8 @@ class ActuatorSettings:
     active_high: bool = spec(True, help="true when a high pin switches the driver on")
     light_frequency: float = spec(
         400.0, min=100, max=10000, help="LED PWM frequency in Hz (>= 100: no visible flicker)")
-    vibration_frequency: float = spec(200.0, min=50, max=20000, help="motor PWM frequency in Hz")
+    vibration_frequency: float = spec(
+        200.0, min=50, max=10000, help="motor PWM frequency in Hz (lgpio's software PWM: 10 kHz at most)")
     light_gamma: float = spec(2.2, min=1, max=3, help="duty = level ** gamma, for even ramps")
     volume_cap: float = spec(
         0.6, min=0, max=1, help="output volume at audio level 1 (protects children's hearing)")

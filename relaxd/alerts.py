@@ -27,10 +27,8 @@ log = logging.getLogger(__name__)
 BEEPS: dict[str, tuple[float, float, int]] = {
     "estop": (1.0, 0.3, 3),
     "halt": (0.15, 0.15, 4),
-    "absent": (0.4, 0.6, 2),
     "pause": (0.4, 0.6, 2),  # the controller's pause is the child-absent alert
     "camera": (0.8, 0.4, 2),
-    "model": (0.8, 0.4, 2),
 }
 _DEFAULT_BEEPS = (0.5, 0.5, 2)
 

@@ -90,8 +90,10 @@ class VideoFileSource:
 
     def __init__(self, path: str | Path) -> None:
         self.name = f"video {path}"
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise CameraError(f"{self.name}: no such file")
+        if not Path(path).is_file():
+            raise CameraError(f"{self.name}: not a file")
         with _opencv_quiet():
             self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():

@@ -43,9 +43,15 @@ def _speed(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("expected a number or 'max'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    if not 0.1 <= value <= 1e6:
+        raise argparse.ArgumentTypeError("expected 0.1 to 1000000, or 'max'")
     return value
+
+
+def _camera_index(text: str) -> int:
+    if not text.isdigit() or int(text) > 63:
+        raise argparse.ArgumentTypeError("expected a webcam number, 0 to 63")
+    return int(text)
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +62,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", metavar="FILE", help="read frames from a video file")
     src.add_argument("--images", metavar="DIR", help="read frames from a folder of images")
-    src.add_argument("--camera", metavar="N", type=int, help="read frames from webcam number N")
+    src.add_argument("--camera", metavar="N", type=_camera_index,
+                     help="read frames from webcam number N")
     src.add_argument("--mood-script", metavar="FILE",
                      help="skip vision: feed moods (and e-stop presses) from a YAML script")
     p.add_argument("--scenario", metavar="FILE", help="scenario to play (default: from config)")
@@ -92,37 +99,29 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, leaves
 
 
-def _load(words: tuple[str, ...], leaf: argparse.ArgumentParser | None) -> Callable[[argparse.Namespace], int]:
-    module_name, configure, run, _ = _COMMANDS[words]
-    module = importlib.import_module(module_name)
-    if leaf is not None:
-        getattr(module, configure)(leaf)
-    return getattr(module, run)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser, leaves = build_parser()
-    # Each subcommand's module adds its own arguments; load only the one asked for.
-    words = tuple(a for a in argv[:2] if not a.startswith("-"))
-    for n in (2, 1):
-        if words[:n] in _COMMANDS:
-            try:
-                _load(words[:n], leaves[" ".join(words[:n])])
-            except ImportError as exc:
-                print(f"relaxd: {' '.join(words[:n])} is unavailable: {exc}", file=sys.stderr)
-                return 2
-            break
+    # Each subcommand's module adds its own arguments.
+    runs: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {}
+    for words, (module_name, configure, run, _) in _COMMANDS.items():
+        module = importlib.import_module(module_name)
+        getattr(module, configure)(leaves[" ".join(words)])
+        runs[words] = getattr(module, run)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "_command", None):
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-            return _load(args._command, None)(args)
+            return runs[args._command](args)
         from relaxd.app import run_from_args
         return run_from_args(args)
     except RelaxdError as exc:
         print(f"relaxd: {exc}", file=sys.stderr)
         return exc.exit_code
+    except PermissionError as exc:
+        print(f"relaxd: {exc.filename or exc}: permission denied (run it with sudo, or as the "
+              "relaxd user)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

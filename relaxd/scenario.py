@@ -193,7 +193,7 @@ class Scenario:
     phases: list[Phase] = spec(help="played in order")
     intensity: IntensityRange = spec(default_factory=IntensityRange, help="controller range")
     rules: Rules = spec(default_factory=Rules, help="controller rules")
-    crossfade: float = spec(5.0, min=0, max=60, help="seconds to blend colours between phases")
+    crossfade: float = spec(5.0, min=1, max=60, help="seconds to blend colours between phases")
 
     def check(self) -> Iterable[tuple[str | None, str]]:
         if not self.phases:
@@ -313,7 +313,8 @@ def configure_show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tick", type=float, default=0.5, help="controller step in seconds")
 
 
-def _mmss(seconds: float) -> str:
+def mmss(seconds: float) -> str:
+    """``mmss(75) == "1:15"``."""
     s = int(round(seconds))
     return f"{s // 60}:{s % 60:02d}"
 
@@ -321,8 +322,8 @@ def _mmss(seconds: float) -> str:
 def timeline(scenario: Scenario) -> list[str]:
     """Human-readable lines: each phase's time span and stimulus, then the rules."""
     r, i = scenario.rules, scenario.intensity
-    lines = [f"{scenario.name}: {len(scenario.phases)} phases, {_mmss(scenario.duration)}"
-             f" + {_mmss(r.fade_out)} fade-out"]
+    lines = [f"{scenario.name}: {len(scenario.phases)} phases, {mmss(scenario.duration)}"
+             f" + {mmss(r.fade_out)} fade-out"]
     t = 0.0
     for p in scenario.phases:
         light = f"light {p.light.colour.hex()} {p.light.brightness:.0%}"
@@ -333,7 +334,7 @@ def timeline(scenario: Scenario) -> list[str]:
         if a.generator in (Generator.TONE, Generator.SOUNDSCAPE):
             sound += f" {a.tone_hz:g}Hz"
         v = p.vibration
-        lines.append(f"  {_mmss(t):>6}-{_mmss(t + p.duration):<6} {p.name:<14} {light} | "
+        lines.append(f"  {mmss(t):>6}-{mmss(t + p.duration):<6} {p.name:<14} {light} | "
                      f"{sound} {a.volume:.0%} | vibration {v.pattern.value} "
                      f"{v.intensity:.0%}/{v.period:g}s")
         t += p.duration
@@ -363,11 +364,11 @@ def run_show(args: argparse.Namespace) -> int:
     previous = None
     for s in steps:
         if s.state is State.ESTOPPED and previous is not State.ESTOPPED:
-            print(f"  {_mmss(s.t):>6} estop    emergency stop: everything off at once")
+            print(f"  {mmss(s.t):>6} estop    emergency stop: everything off at once")
         previous = s.state
         for d in s.decisions:
             alert = f"  ALERT: {d.alert}" if d.alert else ""
-            print(f"  {_mmss(s.t):>6} {d.action:<8} {d.reason}{alert}")
+            print(f"  {mmss(s.t):>6} {d.action:<8} {d.reason}{alert}")
     if args.plot:
         from relaxd.sessions import plot_events
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.errors import RelaxdError
+from relaxd.scenario import mmss
 
 Event = dict[str, Any]
 DB_NAME = "sessions.sqlite"
@@ -239,25 +240,25 @@ def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """``relaxd sessions [--state-dir D]`` and ``... export ID [--csv OUT] [--plot OUT.png]``"""
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="where sessions.sqlite lives (default: $RELAXD_STATE_DIR, "
-                             "$STATE_DIRECTORY or ~/.local/state/relaxd)")
+    def add_state_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                       help="where sessions.sqlite lives (default: the configuration's "
+                            "state_dir: $RELAXD_STATE_DIR, $STATE_DIRECTORY or /var/lib/relaxd)")
+
+    add_state_dir(parser)
     sub = parser.add_subparsers(dest="sessions_command")
     export = sub.add_parser("export", help="write one session as CSV and/or a PNG plot")
+    add_state_dir(export)
     export.add_argument("id", type=int, help="session id (from the list)")
     export.add_argument("--csv", metavar="OUT", help="CSV file to write")
     export.add_argument("--plot", metavar="OUT.png", help="PNG of mood and levels over time")
 
 
-def _mmss(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
-
-
 def run(args: argparse.Namespace) -> int:
     from relaxd.config import load_config
 
-    state_dir = args.state_dir or load_config(None).state_dir
+    state_dir = (getattr(args, "state_dir", None)
+                 or load_config(getattr(args, "config", None)).state_dir)
     if getattr(args, "sessions_command", None) == "export":
         if not (args.csv or args.plot):
             raise RelaxdError("give --csv OUT and/or --plot OUT.png")
@@ -277,6 +278,6 @@ def run(args: argparse.Namespace) -> int:
           f"{'e-stops':>7}  {'scenario':<20} status")
     for s in sessions:
         status = "ended" if s.ended else "running or interrupted"
-        print(f"{s.id:>4}  {s.started:<25} {_mmss(s.duration):>7} {s.events:>7} {s.alerts:>6} "
+        print(f"{s.id:>4}  {s.started:<25} {mmss(s.duration):>7} {s.events:>7} {s.alerts:>6} "
               f"{s.estops:>7}  {s.scenario:<20} {status}")
     return 0

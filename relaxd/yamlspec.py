@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -139,7 +140,10 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return "a list"
         value = self.scalar(node)
-        return "nothing" if value is None else f"{value!r}"
+        if value is None:
+            return "nothing"
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "...'"
 
     def _plain(self, tp: Any, node: yaml.Node) -> Any:
         value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else MISSING
@@ -219,6 +223,9 @@ class _Builder:
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return True
+        if not math.isfinite(value):
+            self.problems.append(_at(node, f"'{f.name}' must be a finite number, got {value}"))
+            return False
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
             self.problems.append(_at(node, f"'{f.name}' is {value}, outside {rng}"))
