@@ -129,6 +129,9 @@ class EmergencyStop:
         if not latched and controller.state is State.ESTOPPED:
             steps.append(controller.reset(t))
             self.actuators.enable()
+            with self._lock:
+                if self._latched:  # pressed again meanwhile
+                    self.actuators.off()
         return steps
 
     def close(self) -> None:
@@ -164,7 +167,12 @@ class EmergencyStop:
         with self._lock:
             self._presses += 1
             self._latched = True
-        self._jobs.put(("press", self.now(), source))
+        try:
+            # Off again, now that the latch is set: an enable() by sync() that slipped in between
+            # the first off() and the latch cannot outlive this.
+            self.actuators.off()
+        finally:
+            self._jobs.put(("press", self.now(), source))
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
