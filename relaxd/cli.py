@@ -28,7 +28,7 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                             "evaluate an emotion model on a folder in FER2013 layout"),
     ("scenario", "validate"): ("relaxd.scenario", "configure_validate", "run_validate",
                                "check scenario files, reporting every problem"),
-    ("scenario", "show"): ("relaxd.scenario", "configure_show", "run_show",
+    ("scenario", "show"): ("relaxd.rehearse", "configure", "run",
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
     ("reset",): ("relaxd.app", "configure_reset", "run_reset",

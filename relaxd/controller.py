@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from relaxd.labels import Mood
-from relaxd.scenario import Audio, Pattern, Scenario, ScriptEntry
+from relaxd.scenario import Audio, Pattern, Scenario
 
 Action = Literal["raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade", "end"]
 
@@ -349,46 +349,3 @@ class Controller:
                             p.vibration.period)
         return Step(t, self.state, index, p.name, self.intensity, stimulus, target, self._levels,
                     decisions)
-
-
-def simulate(scenario: Scenario, script: list[ScriptEntry], tick: float = 0.5) -> list[Step]:
-    """Run a controller over a mood script on virtual time until the session ends."""
-    if tick <= 0:
-        raise ValueError("tick must be positive")
-    ctrl = Controller(scenario)
-    reading = MoodSample(Mood.NEUTRAL)
-    pending = list(script)
-    steps: list[Step] = []
-    last = max((e.at for e in script), default=0.0)
-    end = max(scenario.duration, last) + scenario.rules.fade_out + 2 * tick
-    t = 0.0
-    while t <= end:
-        while pending and pending[0].at <= t:
-            e = pending.pop(0)
-            if e.press == "estop":
-                steps.append(ctrl.estop(e.at))
-            elif e.press == "reset":
-                steps.append(ctrl.reset(e.at))
-            else:
-                reading = MoodSample(e.mood, e.confidence)
-        steps.append(ctrl.step(t, reading))
-        if ctrl.state is State.ENDED:
-            break
-        t = round(t + tick, 9)
-    return steps
-
-
-def steps_to_events(steps: list[Step], script: list[ScriptEntry]) -> list[dict[str, Any]]:
-    """Steps as session events (``mood``, ``levels``, ``decision``, ``estop``) for plotting."""
-    events: list[dict[str, Any]] = [
-        {"t": e.at, "type": "mood", "mood": e.mood.value, "confidence": e.confidence}
-        for e in script if e.mood is not None]
-    events += [{"t": e.at, "type": "estop", "action": "press" if e.press == "estop" else "reset",
-                "source": "mood script"} for e in script if e.press]
-    for s in steps:
-        events.append({"t": s.t, "type": "levels", "light": s.levels.light,
-                       "audio": s.levels.audio, "vibration": s.levels.vibration,
-                       "intensity": s.intensity, "state": s.state.value, "phase": s.phase_name})
-        events += [{"t": s.t, "type": "decision", "action": d.action, "reason": d.reason,
-                    "alert": d.alert} for d in s.decisions]
-    return sorted(events, key=lambda e: e["t"])

@@ -302,17 +302,6 @@ def run_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def configure_show(parser: argparse.ArgumentParser) -> None:
-    """``relaxd scenario show FILE [--mood-script S] [--plot OUT.png]``"""
-    parser.add_argument("file", help="scenario YAML file")
-    parser.add_argument("--mood-script", metavar="S",
-                        help="YAML list of {at, mood} / {at, press}: run the controller over it")
-    parser.add_argument("--plot", metavar="OUT.png",
-                        help="plot levels over time (needs matplotlib; without a mood script "
-                             "the mood stays neutral)")
-    parser.add_argument("--tick", type=float, default=0.5, help="controller step in seconds")
-
-
 def mmss(seconds: float) -> str:
     """``mmss(75) == "1:15"``."""
     s = int(round(seconds))
@@ -346,32 +335,3 @@ def timeline(scenario: Scenario) -> list[str]:
     lines.append(f"  ramp per second: light {r.ramp.light:g}, audio {r.ramp.audio:g}, "
                  f"vibration {r.ramp.vibration:g}; halt fade {r.halt_fade:g}s")
     return lines
-
-
-def run_show(args: argparse.Namespace) -> int:
-    """Print the timeline; with a mood script or --plot, run the controller on virtual time."""
-    from relaxd.controller import State, simulate, steps_to_events
-
-    if not 0 < args.tick <= 10:
-        raise RelaxdError(f"--tick must be between 0 and 10 seconds, got {args.tick:g}")
-    scenario = load_scenario(args.file)
-    print("\n".join(timeline(scenario)))
-    if not (args.mood_script or args.plot):
-        return 0
-    script = (load_mood_script(args.mood_script) if args.mood_script
-              else [ScriptEntry(at=0, mood=Mood.NEUTRAL)])
-    steps = simulate(scenario, script, tick=args.tick)
-    previous = None
-    for s in steps:
-        if s.state is State.ESTOPPED and previous is not State.ESTOPPED:
-            print(f"  {mmss(s.t):>6} estop    emergency stop: everything off at once")
-        previous = s.state
-        for d in s.decisions:
-            alert = f"  ALERT: {d.alert}" if d.alert else ""
-            print(f"  {mmss(s.t):>6} {d.action:<8} {d.reason}{alert}")
-    if args.plot:
-        from relaxd.sessions import plot_events
-
-        plot_events(steps_to_events(steps, script), args.plot, title=scenario.name)
-        print(f"plot written to {args.plot}")
-    return 0

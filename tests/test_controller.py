@@ -12,11 +12,11 @@ import random
 
 import pytest
 
-from relaxd.controller import Controller, Levels, MoodSample, State, simulate
+from relaxd.controller import Controller, Levels, MoodSample, State
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
 from relaxd.scenario import (Colour, IntensityRange, Light, Phase, Ramp, Rules, Scenario,
-                             ScriptEntry, Vibration, load_scenario)
+                             Vibration, load_scenario)
 
 NEG, NEU, POS, NONE = Mood.NEGATIVE, Mood.NEUTRAL, Mood.POSITIVE, Mood.NO_FACE
 
@@ -210,17 +210,6 @@ def test_accepts_any_reading_with_mood_and_confidence():
 
     s = Controller(scenario()).step(0, Reading())
     assert s.state is State.HALTED
-
-
-def test_simulate_follows_a_script_with_estop_and_reset():
-    script = [ScriptEntry(at=0, mood=POS), ScriptEntry(at=12.3, press="estop"),
-              ScriptEntry(at=20, press="reset")]
-    steps = simulate(scenario(duration=30), script, tick=1.0)
-    estop = next(s for s in steps if s.state is State.ESTOPPED)
-    assert estop.t == 12.3 and estop.levels == Levels()
-    reset = next(s for s in steps if any(d.action == "restart" for d in s.decisions))
-    assert reset.t == 20 and reset.intensity == 0.5
-    assert steps[-1].state is State.ENDED and steps[-1].t == 34
 
 
 def test_a_late_tick_ramps_one_second_at_most():

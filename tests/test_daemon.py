@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from relaxd.actuators import Actuators, ActuatorSettings
 from relaxd.alerts import Alerter

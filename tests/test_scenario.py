@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relaxd.errors import RelaxdError
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, configure_show,
-                             configure_validate, load_mood_script, load_scenario, run_show,
-                             run_validate, scenario_schema)
+from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, configure_validate,
+                             load_mood_script, load_scenario, run_validate, scenario_schema)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -212,46 +210,3 @@ def test_validate_command(tmp_path, capsys):
     assert code == 1
     assert f"{good}: ok" in out and f"{bad}:4:15: 'duration' is -1" in out
     assert f"{missing}: no such file" in out and "Traceback" not in out
-
-
-def test_show_prints_the_timeline(capsys):
-    assert run_show(_args(configure_show, [str(default_scenario())])) == 0
-    out = capsys.readouterr().out
-    assert "Calm blue waves: 4 phases, 20:00 + 0:30 fade-out" in out
-    assert "0:00-3:00" in out and "arrive" in out
-
-
-def test_show_runs_a_mood_script_and_plots(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    script = write(tmp_path, """\
-- {at: 0, mood: positive}
-- {at: 200, mood: negative, confidence: 0.95}
-- {at: 240, mood: neutral}
-- {at: 400, press: estop}
-- {at: 420, press: reset}
-""", "m.yaml")
-    png = tmp_path / "out.png"
-    args = _args(configure_show, [str(default_scenario()), "--mood-script", str(script),
-                                  "--plot", str(png), "--tick", "1"])
-    assert run_show(args) == 0
-    out = capsys.readouterr().out
-    assert "1:30 raise" in out and "3:20 halt" in out and "ALERT: strong negative" in out
-    assert "6:40 estop" in out and "7:00 restart  reset after emergency stop" in out
-    assert "20:00 fade" in out and "20:30 end" in out
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_show_reports_a_bad_scenario_as_relaxd_error(tmp_path):
-    with pytest.raises(RelaxdError):
-        run_show(_args(configure_show, [str(write(tmp_path, "name: [\n"))]))
-
-
-def test_show_plots_without_a_script_and_refuses_a_bad_tick(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    png = tmp_path / "neutral.png"
-    scenario = str(write(tmp_path, GOOD))
-    assert run_show(_args(configure_show, [scenario, "--plot", str(png)])) == 0
-    out = capsys.readouterr().out
-    assert "0:00 hold     mood neutral" in out and "1:00 fade" in out and png.exists()
-    with pytest.raises(RelaxdError, match="--tick"):
-        run_show(_args(configure_show, [scenario, "--plot", str(png), "--tick", "0"]))
