@@ -104,8 +104,13 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     sinks: list[Sink] = []
     if args.events:
         sinks.append(JsonLinesSink(args.events))
-    sinks.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
-    events = EventLog(sinks)
+    record = [SessionSink(state_dir, scenario=scenario.name, source=source_name)]
+    events = EventLog(sinks + record)
+
+    def roll_record() -> None:
+        record.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
+        events.replace(record.pop(0), record[0])
+
     stack.callback(events.close)
 
     factory = None
@@ -136,6 +141,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
+                   repeat=live, roll_record=roll_record,
                    camera_grace=config.camera.restart_after_s,
                    stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1))
 

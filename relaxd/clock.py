@@ -17,11 +17,17 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Let ``seconds`` of this clock's time pass."""
 
+    def restart(self) -> None:
+        """Count from 0 again (a new session)."""
+
 
 class RealClock:
     """Monotonic wall time."""
 
     def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def restart(self) -> None:
         self._t0 = time.monotonic()
 
     def now(self) -> float:
@@ -39,6 +45,9 @@ class VirtualClock:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
+        self._t = 0.0
+
+    def restart(self) -> None:
         self._t = 0.0
 
     def now(self) -> float:

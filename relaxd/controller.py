@@ -11,6 +11,7 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
                                      -> restart the cycle from neutral at min(start, intensity):
                                         the start intensity, never above where the child
                                         reacted; after a halt levels ramp up from 0
+    idle until a face is seen        -> start the scenario (its clock starts then)
     no face for absent_hold          -> hold; for absent_pause -> pause (targets 0) + alert
     calm face back while paused      -> resume at min(start, intensity), ramping up
     end of the phases                -> fade to 0 over fade_out, then end
@@ -33,7 +34,8 @@ from typing import Literal, Protocol
 from relaxd.labels import Mood
 from relaxd.scenario import Audio, Pattern, Scenario
 
-Action = Literal["raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade", "end"]
+Action = Literal["start", "raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade",
+                 "end"]
 
 
 class State(str, Enum):
@@ -123,11 +125,17 @@ def _approach(level: float, target: float, max_change: float) -> float:
 
 
 class Controller:
-    """``step(t, reading)`` once a tick; ``estop(t)`` / ``reset(t)`` from the safety path."""
+    """``step(t, reading)`` once a tick; ``estop(t)`` / ``reset(t)`` from the safety path.
 
-    def __init__(self, scenario: Scenario) -> None:
+    The controller idles, everything at 0, until a face is seen: the scenario starts when the
+    child is seated. With ``after_previous`` (the next session on the chair) the seat must first
+    be seen empty, so a child who stays after a session does not start another one.
+    """
+
+    def __init__(self, scenario: Scenario, after_previous: bool = False) -> None:
         self.scenario = scenario
         self.state = State.IDLE
+        self._seen_empty = not after_previous
         self.intensity = scenario.intensity.start
         self._levels = ZERO
         self._t0 = 0.0
@@ -171,9 +179,6 @@ class Controller:
         self._advance_clock(t)
         self._levels = ZERO
         decisions: tuple[Decision, ...] = ()
-        if self.state is State.IDLE:
-            self.state = State.RUNNING
-            self._forget_mood(t)
         if self.state in _PLAYING:
             self.state = State.PAUSED
             decisions = (Decision("pause", f"{why}: stimuli paused"),)
@@ -186,10 +191,15 @@ class Controller:
     def step(self, t: float, reading: Reading) -> Step:
         """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
         dt = self._advance_clock(t)
-        if self.state is State.IDLE:
-            self.state = State.RUNNING
-            self._forget_mood(t)
         decisions: list[Decision] = []
+        if self.state is State.IDLE:
+            if Mood(reading.mood) is Mood.NO_FACE or not self._seen_empty:
+                self._seen_empty = self._seen_empty or Mood(reading.mood) is Mood.NO_FACE
+                return self._step(t, ZERO, ())
+            self.state, self._t0, self._colour_t = State.RUNNING, t, t
+            self._forget_mood(t)
+            decisions.append(Decision("start", f"child seated: starting '{self.scenario.name}' "
+                                               f"at intensity {self.intensity:.2f}"))
         if self.state is State.ESTOPPED or self.state is State.ENDED:
             return self._step(t, ZERO, ())
         rules = self.scenario.rules

@@ -156,6 +156,8 @@ class Session:
     period: float | None = 0.1  # seconds between ticks; None: as fast as the camera delivers
     notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
     status: StatusLine | None = None
+    repeat: bool = False  # the chair: after a session, wait for the next child
+    roll_record: Callable[[], None] | None = None  # start a new session record
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -206,8 +208,10 @@ class Session:
                 if sensed.no_input is None or t - self._down_since < self.camera_grace:
                     watchdog.pet()
                 if step.state is State.ENDED:
-                    self._stop_reason = "scenario ended"
-                    break
+                    if not self.repeat:
+                        self._stop_reason = "scenario ended"
+                        break
+                    self._next_session(t)
                 if (self.estop.latched and isinstance(self.input, ScriptInput)
                         and self.input.exhausted):
                     self._stop_reason = "e-stop latched and the script is over"
@@ -235,6 +239,17 @@ class Session:
             if self.status is not None:
                 self.status.close()
         return code
+
+    def _next_session(self, t: float) -> None:
+        """The scenario is over: record the session, then idle until the seat has been empty
+        and a child sits down again."""
+        self.events.emit(t, "session", state="end", reason="scenario ended")
+        if self.roll_record is not None:
+            self.roll_record()
+        self.clock.restart()
+        self._down_since = 0.0
+        self.controller = Controller(self.controller.scenario, after_previous=True)
+        self.events.emit(0.0, "session", state="start", scenario=self.controller.scenario.name)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
         if self.estop.latched and self.latch.take_reset_request():

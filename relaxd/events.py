@@ -86,6 +86,12 @@ class EventLog:
                     self.sinks.remove(sink)
         return event
 
+    def replace(self, old: Sink, new: Sink) -> None:
+        """Swap one sink for another (a new session record), closing the old one."""
+        with self._lock:
+            self.sinks = [new if s is old else s for s in self.sinks]
+        old.close()
+
     def flush(self) -> None:
         with self._lock:
             for sink in self.sinks:

@@ -37,8 +37,10 @@ def scenario(duration: float = 1000.0, phases: int = 1) -> Scenario:
 
 def run(script: list[tuple[float, Mood, float]], until: float, sc: Scenario | None = None,
         tick: float = 1.0) -> tuple[list[tuple[float, str]], Controller, list]:
-    """Step once a ``tick`` from 0 to ``until``; the mood is the last script entry's."""
+    """Seat the child (a neutral face at 0 starts the scenario), then step once a ``tick`` from 0
+    to ``until``; the mood is the last script entry's."""
     ctrl = Controller(sc or scenario())
+    assert [d.action for d in ctrl.step(0.0, MoodSample(NEU)).decisions] == ["start", "hold"]
     steps, decisions, reading = [], [], MoodSample(NEU)
     pending = list(script)
     t = 0.0
@@ -258,11 +260,30 @@ def test_strong_negative_while_fading_out_halts_fast_and_alerts():
     assert step.levels == Levels() and c.state is State.ENDED
 
 
-def test_input_lost_before_the_first_step_pauses_at_zero():
+def test_input_lost_before_the_first_face_stays_idle_at_zero():
     sc = load_scenario(default_scenario())
     c = Controller(sc)
     step = c.input_lost(0.0, "camera down")
-    assert c.state is State.PAUSED and step.levels == Levels()
+    assert c.state is State.IDLE and step.levels == Levels() and not step.decisions
     for t in range(1, 20):
         step = c.step(float(t), MoodSample(Mood.NO_FACE, 0.0))
-    assert step.levels == Levels()
+    assert c.state is State.IDLE and step.levels == Levels()
+
+
+def test_idle_until_a_child_is_seated_then_the_scenario_clock_starts():
+    sc = load_scenario(default_scenario())
+    c = Controller(sc)
+    for t in range(0, 100):
+        step = c.step(float(t), MoodSample(Mood.NO_FACE, 0.0))
+    assert c.state is State.IDLE and step.levels == Levels() and not step.decisions
+    step = c.step(100.0, MoodSample(Mood.NEUTRAL))
+    assert [d.action for d in step.decisions] == ["start", "hold"]
+    assert c.step(100.0 + sc.duration - 1, MoodSample(Mood.NEUTRAL)).state is State.RUNNING
+    assert c.step(100.0 + sc.duration, MoodSample(Mood.NEUTRAL)).state is State.FADING
+
+
+def test_the_next_session_waits_for_an_empty_seat():
+    c = Controller(load_scenario(default_scenario()), after_previous=True)
+    assert c.step(0.0, MoodSample(Mood.NEUTRAL)).state is State.IDLE  # the last child is still there
+    assert c.step(5.0, MoodSample(Mood.NO_FACE, 0.0)).state is State.IDLE
+    assert c.step(60.0, MoodSample(Mood.POSITIVE)).state is State.RUNNING

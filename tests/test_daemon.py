@@ -221,3 +221,30 @@ def test_fault_is_alerted_even_when_the_latch_cannot_be_written(mock_factory, tm
     assert session.run() == 1
     assert [e["reason"] for e in sink.events if e["type"] == "alert"] == ["fault"]
     assert _pin_values(mock_factory) == [0, 0, 0, 0]
+
+
+def test_the_chair_runs_session_after_session(mock_factory):
+    sc = load_scenario(default_scenario())
+    rolled: list[int] = []
+    state = {"ticks": 0}
+    period = 0.5
+    session_ticks = int((sc.duration + sc.rules.fade_out) / period) + 10
+
+    def children():
+        state["ticks"] += 1
+        n = state["ticks"]
+        if n > 2 * session_ticks + 400:
+            return None
+        first_child_leaves = session_ticks + 50
+        if first_child_leaves <= n < first_child_leaves + 100:
+            return Sensed(MoodSample(Mood.NO_FACE, 0.0))  # the seat is empty for a while
+        return Sensed(MoodSample(Mood.NEUTRAL, 0.8))
+
+    session, sink, _ = _session(mock_factory, ScriptedInput(1, children))
+    session.repeat, session.roll_record = True, lambda: rolled.append(1)
+    assert session.run() == 0
+    starts = [e for e in sink.events if e["type"] == "decision" and e["action"] == "start"]
+    ends = [e for e in sink.events if e["type"] == "decision" and e["action"] == "end"]
+    assert len(starts) == 2 and len(ends) >= 1 and rolled
+    # The second session's clock starts at 0 again, and it starts only once the seat was empty.
+    assert starts[1]["t"] < sc.duration

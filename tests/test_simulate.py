@@ -59,7 +59,7 @@ def test_every_event_has_time_and_type(timeline):
 
 
 def test_neutral_holds_and_positive_raises(timeline):
-    assert _decisions(timeline, 0, 20) == ["hold"]
+    assert _decisions(timeline, 0, 20) == ["start", "hold"]
     raises = _decisions(timeline, 20, 240)
     assert raises and set(raises) == {"raise"}
     intensities = [e["intensity"] for e in timeline
