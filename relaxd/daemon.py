@@ -323,9 +323,11 @@ class Session:
             face = "camera down"
         elif sensed.emotion is not None:
             face = f"face {sensed.emotion} {sensed.emotion_confidence:.0%}"
+            if sensed.faces_seen > 1:
+                face += f" ({sensed.faces_seen} faces, child: {sensed.rule})"
         else:
             face = "no face" if sensed.faces_seen == 0 else f"{sensed.faces_seen} faces"
-        text = (f"t={t:7.1f}s  {face:<18} mood {sensed.reading.mood.value:<8} "
+        text = (f"t={t:7.1f}s  {face:<19} mood {sensed.reading.mood.value:<8} "
                 f"{step.state.value:<9} {step.phase_name[:14]:<14} i={step.intensity:.2f}  "
                 f"light {bar(lv.light)} sound {bar(lv.audio)} vib {bar(lv.vibration)}"
                 + ("  E-STOP" if self.estop.latched else ""))

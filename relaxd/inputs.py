@@ -24,11 +24,13 @@ from relaxd.scenario import ScriptEntry
 @dataclass(frozen=True)
 class Sensed:
     """One tick's input: the smoothed ``reading``; the face, its emotion and its confidence when
-    a frame was analysed; ``no_input`` with a reason while the camera is down."""
+    a frame was analysed, with how many faces were seen and the rule that chose the child's;
+    ``no_input`` with a reason while the camera is down."""
 
     reading: Reading
     face: Box | None = None
     faces_seen: int = 0
+    rule: str = ""
     emotion: str | None = None
     emotion_confidence: float = 0.0
     no_input: str | None = None
@@ -62,7 +64,7 @@ class VisionInput:
         probs7 = self.classifier.classify(crop_face(gray, found.box))
         best = int(np.argmax(probs7))
         return Sensed(self.smoother.update(t, mood_probs(probs7)), face=found.box,
-                      faces_seen=len(found.faces), emotion=EMOTIONS[best],
+                      faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
                       emotion_confidence=float(probs7[best]))
 
     def close(self) -> None:
