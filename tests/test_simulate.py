@@ -152,3 +152,27 @@ def test_sigterm_ends_cleanly_with_outputs_off(tmp_path):
     last_levels = [e for e in timeline if e["type"] == "levels"][-1]
     assert last_levels["light"] == last_levels["audio"] == last_levels["vibration"] == 0
     assert max(e["light"] for e in timeline if e["type"] == "levels") > 0
+
+
+def test_video_runs_the_whole_vision_pipeline(tmp_path):
+    """Frames -> Haar face -> int8 model -> smoothed mood -> controller -> levels, from a video."""
+    pytest.importorskip("skimage")
+    import cv2
+
+    from relaxd.bench import builtin_frames
+
+    video = tmp_path / "child.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in builtin_frames(60):
+        writer.write(frame)
+    writer.release()
+    events = tmp_path / "events.jsonl"
+    assert main(["--simulate", "--video", str(video), "--speed", "max", "--quiet",
+                 "--events", str(events), "--out", str(tmp_path / "out")]) == 0
+    timeline = _events(events)
+    moods = [e for e in timeline if e["type"] == "mood"]
+    assert moods and moods[0]["mood"] in ("negative", "neutral", "positive")
+    assert any(e["type"] == "decision" and e["action"] == "start" for e in timeline)
+    assert max(e["light"] for e in timeline if e["type"] == "levels") > 0
+    assert timeline[-1] == {**timeline[-1], "type": "session", "state": "end",
+                            "reason": "input ended"}
