@@ -120,6 +120,8 @@ def _recall_table(float_rep: dict, int8_rep: dict) -> str:
 def write_card(path: Path, info: dict) -> None:
     """``MODEL_CARD.md`` from the figures gathered by :func:`main`."""
     st, f, q = info["state"], info["float"], info["int8"]
+    recall = q["per_class_recall7"]
+    weakest = ", ".join(f"{e} {recall[e]:.1%}" for e in sorted(recall, key=recall.get)[:2])
     notes = f"\n## Notes\n{info['note']}\n" if info["note"] else ""
     hist = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_acc']:.2%} | {h['val_acc']:.2%} |"
                      for h in st["history"])
@@ -203,9 +205,10 @@ Training history:
 {hist}
 
 ## Known weaknesses
-- **Disgust** is rare (436 training images, {f['support7']['disgust']} in val) and
-  **fear** is confused with sad and surprise: their recall is the lowest. Both are negative
-  moods, so the 3-mood accuracy is much higher than the 7-class one.
+- Lowest int8 recall: {weakest}. Fear, sad and angry are confused with each other (all
+  negative moods, which is why the 3-mood accuracy is higher); **disgust** is rare (436
+  training images, only {f['support7']['disgust']} in val), so its figures are uncertain.
+- The neutral mood has the lowest 3-mood recall: negative and neutral faces are often confused.
 - FER2013 is adult faces from the web; children's faces, the chair's lighting, glasses,
   head pose and partial occlusion were not measured. Validate on the chair before relying on it.
 - Human agreement on FER2013 is only about 65-70 %; labels are noisy.
