@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, TextIO
 
 import numpy as np
 
+from relaxd.app import simulated_pins
 from relaxd.config import Config, load_config
 from relaxd.errors import RelaxdError
 
@@ -238,12 +239,6 @@ def _real_factory(scratch: Path) -> Any:
         return Device.ensure_pin_factory()
 
 
-def _mock_factory() -> Any:
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    return MockFactory(pin_class=MockPWMPin)
-
-
 def _synthetic_source(folder: Path) -> Callable[[], Any]:
     """An image-folder source holding one 640x480 frame with the sample face in it."""
     import cv2
@@ -270,7 +265,7 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
             yield check_camera(config.camera.open)
         yield check_model(config.model.path, config.model.threads)
         try:
-            factory = _mock_factory() if simulate else _real_factory(scratch)
+            factory = simulated_pins() if simulate else _real_factory(scratch)
         except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
             yield Check("gpio", False, f"no GPIO pin factory: {_message(exc)}")
         else:

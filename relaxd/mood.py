@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from relaxd.labels import MOODS, Mood
-from relaxd.yamlspec import spec
+from relaxd.yamlspec import limit_problem, spec
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class MoodSettings:
     def check(self) -> Iterator[tuple[str, str]]:
         """(field, message) for each value outside its limits (NaN included)."""
         for f in fields(self):
-            value, lo, hi = getattr(self, f.name), f.metadata["min"], f.metadata["max"]
-            if not lo <= value <= hi:
-                yield f.name, f"'{f.name}' is {value}, outside {lo}..{hi}"
+            problem = limit_problem(f, getattr(self, f.name))
+            if problem is not None:
+                yield f.name, problem
 
 
 @dataclass(frozen=True)

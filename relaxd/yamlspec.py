@@ -220,17 +220,24 @@ class _Builder:
         return MISSING if failed else obj
 
     def _in_range(self, f: dataclasses.Field, value: Any, node: yaml.Node) -> bool:
-        lo, hi = f.metadata.get("min"), f.metadata.get("max")
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return True
-        if not math.isfinite(value):
-            self.problems.append(_at(node, f"'{f.name}' must be a finite number, got {value}"))
-            return False
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-            self.problems.append(_at(node, f"'{f.name}' is {value}, outside {rng}"))
-            return False
-        return True
+        problem = limit_problem(f, value)
+        if problem is not None:
+            self.problems.append(_at(node, problem))
+        return problem is None
+
+
+def limit_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with a number against its field's ``spec()`` limits (NaN and inf never
+    pass), or None. Other values always pass."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        return f"'{f.name}' is {value}, not a finite number"
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+        return f"'{f.name}' is {value}, outside {rng}"
+    return None
 
 
 def compose(path: str | Path, text: str | None = None) -> yaml.Node | None:
