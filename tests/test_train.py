@@ -131,13 +131,23 @@ def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
     assert "--resume" in state["resumed"][0] and "tools/train.py" in state["command"]
 
+    # A warm restart from the run's best weights, with a fresh schedule.
+    run2 = tmp_path / "run2"
+    _tool("train.py", "--data", str(tiny_fer), "--out", str(run2), "--init", str(run),
+          "--batch-size", "8", "--epochs", "1", "--lr", "1e-3")
+    state2 = json.loads((run2 / "state.json").read_text())
+    assert state2["arch"] == "tiny" and state2["epoch"] == 1
+    assert [r["command"] for r in state2["init"]] == [state["command"]]
+    assert state2["init"][0]["epochs"] == state["best_epoch"]
+
     model = tmp_path / "models" / "emotion_int8.tflite"
-    _tool("export.py", str(run), "--data", str(tiny_fer), "--out", str(model), "--calib", "35")
+    _tool("export.py", str(run2), "--data", str(tiny_fer), "--out", str(model), "--calib", "35")
     spec = json.loads(model.with_suffix(".json").read_text())
     assert spec["labels"] == list(EMOTIONS) and spec["input"]["dtype"] == "int8"
     assert spec["input"]["shape"] == [1, 48, 48, 1]
+    assert spec["training"]["continues"][0]["command"] == state["command"]
     card = (model.parent / "MODEL_CARD.md").read_text()
-    assert state["command"] in card
+    assert state["command"] in card and state2["command"] in card
 
     clf = EmotionClassifier(model)
     assert clf._interp.get_output_details()[0]["dtype"] == np.int8

@@ -117,6 +117,24 @@ def _recall_table(float_rep: dict, int8_rep: dict) -> str:
     return "\n".join(rows)
 
 
+def _training_text(st: dict, where: str) -> str:
+    """The training commands, oldest first (a run started with ``--init`` continues
+    earlier ones), and the time they took together."""
+    runs = [*st.get("init", []), {"command": st["command"], "epochs": st["epoch"],
+                                  "train_seconds": st["train_seconds"]}]
+    if len(runs) == 1:
+        return (f"Command (run from the repository root):\n\n    {st['command']}\n\n"
+                f"{st['epoch']} epochs, {st['train_seconds'] / 60:.0f} min of training on {where}.")
+    steps = "\n".join(f"{i}. `{r['command']}`: {r['epochs']} epochs, {r['train_seconds'] / 60:.0f} min"
+                       + (f" (its best checkpoint, val {r['best_val_acc']:.2%}, starts the next run)"
+                          if "best_val_acc" in r else "")
+                       for i, r in enumerate(runs, 1))
+    total = sum(r["train_seconds"] for r in runs)
+    return (f"Commands, in order (run from the repository root; each `--init` run restarts "
+            f"the learning-rate schedule from the previous run's best weights):\n\n{steps}\n\n"
+            f"{sum(r['epochs'] for r in runs)} epochs, {total / 60:.0f} min of training in all on {where}.")
+
+
 def write_card(path: Path, info: dict) -> None:
     """``MODEL_CARD.md`` from the figures gathered by :func:`main`."""
     st, f, q = info["state"], info["float"], info["int8"]
@@ -153,11 +171,7 @@ Input: float pixel/255 in [0, 1], shape (1, 48, 48, 1), quantized to int8
 probabilities in the order {', '.join(EMOTIONS)}.
 
 ## Training
-Command (run from the repository root):
-
-    {st['command']}
-
-{st['epoch']} epochs, {st['train_seconds'] / 60:.0f} min of training on {info['where']}.
+{_training_text(st, info['where'])}
 Best val accuracy (float) at epoch {st['best_epoch']}: {st['best_val_acc']:.2%}; that checkpoint
 is the shipped one. AdamW with cosine learning-rate decay after warm-up, augmentation:
 horizontal flip, rotation +-12 deg, zoom 0.9-1.1, shift +-10 %, brightness/contrast,
@@ -259,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "arch": state["arch"], "params": state["params"], "macs": state["macs"],
         "training": {"command": state["command"], "epochs": state["epoch"],
-                     "best_epoch": state["best_epoch"], "minutes": round(state["train_seconds"] / 60, 1)},
+                     "best_epoch": state["best_epoch"], "minutes": round(state["train_seconds"] / 60, 1),
+                     "continues": [{**r, "train_seconds": round(r["train_seconds"])}
+                                   for r in state.get("init", [])]},
         "val": {"n": int8_rep["n"],
                 "float": {k: float_rep[k] for k in KEYS},
                 "int8": {k: int8_rep[k] for k in KEYS}},

@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--erase-prob", type=float, default=0.5, help="random erasing probability")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from the weights of an earlier run folder (its best.keras), "
+                        "with a fresh optimizer and LR schedule (a warm restart)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.keras (same --data/--epochs; the LR schedule is saved)")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     return p.parse_args(argv)
@@ -157,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         state.setdefault("resumed", []).append(shlex.join([os.path.basename(sys.executable), *sys.argv]))
         _log(log, f"resumed at epoch {state['epoch']} (best val acc {state['best_val_acc']:.4f})")
     else:
-        if args.arch == "relaxnet":
+        parent = None
+        if args.init:
+            parent = json.loads((args.init / "state.json").read_text())
+            model = keras.models.load_model(args.init / "best.keras", compile=False)
+            args.arch = parent["arch"]
+        elif args.arch == "relaxnet":
             model = relaxnet(tuple(int(w) for w in args.widths.split(",")), args.head)
         else:
             model = ARCHS[args.arch]()
@@ -177,6 +185,17 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": 0.0, "n_train": int(len(x_train)), "n_val": int(len(x_val)),
             "class_weights": weights.tolist(), "seed": args.seed,
         }
+        if parent:
+            # The chain of runs this one continues, oldest first, so the model card can
+            # give every command and the total training time.
+            state["init"] = [*parent.get("init", []), {
+                "command": parent["command"], "epochs": parent["best_epoch"],
+                "train_seconds": sum(h["seconds"] for h in parent["history"][:parent["best_epoch"]]),
+                "best_val_acc": parent["best_val_acc"]}]
+            state["args"]["widths"] = parent["args"].get("widths", args.widths)
+            state["args"]["head"] = parent["args"].get("head", str(args.head))
+            _log(log, f"initialised from {args.init / 'best.keras'} "
+                      f"(val acc {parent['best_val_acc']:.4f} at epoch {parent['best_epoch']})")
         _log(log, f"{args.arch}: {state['params']:,} params, {state['macs'] / 1e6:.1f} M MACs; "
                   f"{len(x_train)} train / {len(x_val)} val images; class weights "
                   + " ".join(f"{e}={w:.2f}" for e, w in zip(EMOTIONS, weights)))
