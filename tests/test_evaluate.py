@@ -124,3 +124,13 @@ def test_plots(tmp_path):
     paths = evaluate.save_plots(report, tmp_path / "plots")
     assert [p.name for p in paths] == ["confusion7.png", "confusion3.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_run_with_plots_writes_and_names_the_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plots needs matplotlib (relaxd[plots])")
+    root = _write_folder(tmp_path / "d", per_class=1)
+    assert evaluate.run(_args(str(root), "--plots", str(tmp_path / "p"))) == 0
+    out = capsys.readouterr().out
+    for name in ("confusion7.png", "confusion3.png"):
+        assert f"wrote {tmp_path / 'p' / name}" in out
+        assert (tmp_path / "p" / name).stat().st_size > 1000
