@@ -212,7 +212,7 @@ Confusion matrix, int8, 3 moods:
 {format_confusion(q['confusion3'], q['labels3'])}
 ```
 
-Training history:
+Training history{' of the last run (its epochs count from the warm restart)' if st.get('init') else ''}:
 
 | epoch | loss | train acc (augmented) | val acc |
 |---:|---:|---:|---:|
