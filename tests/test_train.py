@@ -155,6 +155,44 @@ def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
     assert report["n"] == 14 and report["unreadable"] == 0
     assert report["accuracy7"] == pytest.approx(spec["val"]["int8"]["accuracy7"])
 
+    # Only a relaxnet can be rebuilt as a float checkpoint (tools/from_tflite.py).
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(TOOLS / "from_tflite.py"), str(model), "--data",
+                           str(tiny_fer), "--out", str(tmp_path / "rebuilt")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "not a relaxnet" in proc.stderr
+    assert not (tmp_path / "rebuilt").exists()
+
+
+def test_rebuild_float_from_int8_and_warm_restart(tiny_fer, tmp_path):
+    """A shipped int8 relaxnet is rebuilt as an equivalent float checkpoint that --init takes."""
+    run = tmp_path / "run"
+    _tool("train.py", "--data", str(tiny_fer), "--out", str(run), "--arch", "relaxnet",
+          "--widths", "4,8,8,12", "--head", "16", "--epochs", "1", "--batch-size", "8")
+    model = tmp_path / "m" / "emotion_int8.tflite"
+    _tool("export.py", str(run), "--data", str(tiny_fer), "--out", str(model), "--calib", "35",
+          "--no-card")
+    rebuilt = tmp_path / "rebuilt"
+    proc = _tool("from_tflite.py", str(model), "--data", str(tiny_fer), "--out", str(rebuilt),
+                 "--stats-images", "35")
+    assert "rebuilt float model vs the int8 model" in proc.stdout
+    state = json.loads((rebuilt / "state.json").read_text())
+    check = state["rebuilt"]
+    assert check["mean_abs_prob_diff"] < 0.01  # (top-1 of an untrained net is mostly ties)
+    # Its own int8 inference agrees with relaxd's classifier (export evaluated through it).
+    spec = json.loads(model.with_suffix(".json").read_text())
+    assert check["val_acc_int8"] == pytest.approx(spec["val"]["int8"]["accuracy7"])
+    assert state["args"] == {"widths": "4,8,8,12", "head": "16"}
+    original = json.loads((run / "state.json").read_text())["command"]
+    assert [r["command"] for r in state["init"]] == [original]
+
+    run2 = tmp_path / "run2"
+    _tool("train.py", "--data", str(tiny_fer), "--out", str(run2), "--init", str(rebuilt),
+          "--epochs", "1", "--batch-size", "8")
+    state2 = json.loads((run2 / "state.json").read_text())
+    assert [r["command"] for r in state2["init"]] == [original, state["command"]]
+    assert state2["params"] == json.loads((run / "state.json").read_text())["params"]
+
 
 def test_train_from_csv(tiny_fer, tmp_path):
     run = tmp_path / "run"
