@@ -30,15 +30,17 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
-def load_interpreter(path: str | Path, num_threads: int = 1) -> Any:
+def load_interpreter(path: str | Path, num_threads: int = 1, interpreter_cls: Any = None) -> Any:
     """A TFLite ``Interpreter`` for ``path``, tensors allocated.
 
+    ``interpreter_cls`` replaces the runtime's ``Interpreter`` (the training tools pass
+    TensorFlow's own, since tflite_runtime cannot share a process with TensorFlow).
     A missing or unloadable file raises :class:`RelaxdError` naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise RelaxdError("model file not found", path)
-    interpreter_cls = _interpreter_class()
+    interpreter_cls = interpreter_cls or _interpreter_class()
     try:
         interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
         interpreter.allocate_tensors()
@@ -59,10 +61,10 @@ class EmotionClassifier:
     spec JSON next to the model when present, which must agree with ``EMOTIONS``).
     """
 
-    def __init__(self, model_path: str | Path, num_threads: int = 1):
+    def __init__(self, model_path: str | Path, num_threads: int = 1, interpreter_cls: Any = None):
         self.model_path = Path(model_path)
         self.num_threads = num_threads
-        self._interp = load_interpreter(self.model_path, num_threads)
+        self._interp = load_interpreter(self.model_path, num_threads, interpreter_cls)
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]
         shape = tuple(int(s) for s in inp["shape"])

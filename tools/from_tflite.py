@@ -30,32 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_data import load_split  # noqa: E402
 
-from relaxd.emotion import spec_path  # noqa: E402
+from relaxd.emotion import EmotionClassifier, load_interpreter, spec_path  # noqa: E402
 
 
-def _interpreter(model_path: Path):
-    """TensorFlow's own TFLite interpreter (tflite_runtime must not share a process with it)."""
+def reference_interpreter(**kwargs):
+    """TensorFlow's TFLite interpreter, built-in kernels only (no XNNPACK delegate).
+
+    tflite_runtime cannot share a process with TensorFlow; this one can. Without the
+    delegate its int8 results match tflite_runtime 2.14's exactly (ties included, as the
+    tests check), where TensorFlow 2.21's XNNPACK rounds some of them differently.
+    """
     import tensorflow as tf
 
-    interp = tf.lite.Interpreter(
-        model_path=str(model_path),
+    return tf.lite.Interpreter(
+        **kwargs,
         experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
-    return interp
-
-
-def int8_probs(model_path: Path, images_u8: np.ndarray) -> np.ndarray:
-    """The int8 model's dequantized probabilities on uint8 faces (pixel/255, quantized)."""
-    interp = _interpreter(model_path)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
-    q = np.clip(np.round(images_u8.astype(np.float64) / 255.0 / s_in + z_in), -128, 127).astype(np.int8)
-    probs = np.empty((len(q), out["shape"][-1]), np.float32)
-    for i, face in enumerate(q):
-        interp.set_tensor(inp["index"], face[None, :, :, None])
-        interp.invoke()
-        probs[i] = (interp.get_tensor(out["index"])[0].astype(np.float32) - z_out) * s_out
-    return probs
 
 
 def dequantized_layers(model_path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -63,7 +52,7 @@ def dequantized_layers(model_path: Path) -> list[tuple[str, np.ndarray, np.ndarr
 
     Weights keep TFLite's layout: (out, kh, kw, in) for convs, (out, in) for dense layers.
     """
-    interp = _interpreter(model_path)
+    interp = load_interpreter(model_path, interpreter_cls=reference_interpreter)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
 
     def dequantize(index: int) -> np.ndarray:
@@ -130,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     x_val, y_val = load_split(args.data, "val")
     probs = model.predict((x_val.astype(np.float32) / 255.0)[..., None], batch_size=256, verbose=0)
-    ref = int8_probs(args.model, x_val)
+    ref = EmotionClassifier(args.model, interpreter_cls=reference_interpreter).classify_batch(x_val)
     check = {"val_acc_float": float((probs.argmax(-1) == y_val).mean()),
              "val_acc_int8": float((ref.argmax(-1) == y_val).mean()),
              "same_top1": float((probs.argmax(-1) == ref.argmax(-1)).mean()),
