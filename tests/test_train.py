@@ -61,11 +61,11 @@ def tiny_fer(tmp_path_factory) -> Path:
     return root
 
 
-def _tool(script: str, *args: str) -> subprocess.CompletedProcess:
+def _tool(script: str, *args: str, returncode: int = 0) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, str(TOOLS / script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
 
@@ -156,11 +156,9 @@ def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
     assert report["accuracy7"] == pytest.approx(spec["val"]["int8"]["accuracy7"])
 
     # Only a relaxnet can be rebuilt as a float checkpoint (tools/from_tflite.py).
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(TOOLS / "from_tflite.py"), str(model), "--data",
-                           str(tiny_fer), "--out", str(tmp_path / "rebuilt")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "not a relaxnet" in proc.stderr
+    proc = _tool("from_tflite.py", str(model), "--data", str(tiny_fer), "--out",
+                 str(tmp_path / "rebuilt"), returncode=1)
+    assert "not a relaxnet" in proc.stderr
     assert not (tmp_path / "rebuilt").exists()
 
 

@@ -66,7 +66,8 @@ def convert_int8(model, calib_u8: np.ndarray) -> bytes:
 
 
 def float_probs(model, images_u8: np.ndarray) -> np.ndarray:
-    """Softmax outputs of the float Keras model on uint8 faces, same preprocessing as relaxd."""
+    """Outputs of a float Keras model (softmax probabilities, for the classifier) on uint8
+    faces, with the same preprocessing as relaxd."""
     x = (images_u8.astype(np.float32) / 255.0)[..., None]
     return model.predict(x, batch_size=256, verbose=0)
 

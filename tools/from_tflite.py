@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,7 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from export import float_probs  # noqa: E402
 from fer_data import load_split  # noqa: E402
+from train import write_state  # noqa: E402
 
 from relaxd.emotion import EmotionClassifier, load_interpreter, spec_path  # noqa: E402
 
@@ -93,7 +94,7 @@ def rebuild(model_path: Path, calib_u8: np.ndarray):
 
     # Moving statistics of each conv's output; gamma and beta cancel them in inference mode.
     probe = keras.Model(model.input, [la.output for la in conv_layers])
-    outs = probe.predict((calib_u8.astype(np.float32) / 255.0)[..., None], batch_size=256, verbose=0)
+    outs = float_probs(probe, calib_u8)
     for bn, z, (_, _, b) in zip(bn_layers, outs, ops):
         mean = z.reshape(-1, z.shape[-1]).mean(0)
         var = z.reshape(-1, z.shape[-1]).var(0)
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     model, widths, head = rebuild(args.model, x_train[pick])
 
     x_val, y_val = load_split(args.data, "val")
-    probs = model.predict((x_val.astype(np.float32) / 255.0)[..., None], batch_size=256, verbose=0)
+    probs = float_probs(model, x_val)
     ref = EmotionClassifier(args.model, interpreter_cls=reference_interpreter).classify_batch(x_val)
     check = {"val_acc_float": float((probs.argmax(-1) == y_val).mean()),
              "val_acc_int8": float((ref.argmax(-1) == y_val).mean()),
@@ -130,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if check["mean_abs_prob_diff"] > args.tolerance:
         raise SystemExit(f"rebuilt model differs from the int8 one: mean |probability difference| "
                          f"{check['mean_abs_prob_diff']:.4f} > {args.tolerance}")
-    val_acc = check["val_acc_float"]
 
     args.out.mkdir(parents=True, exist_ok=True)
     model.save(args.out / "best.keras")
     train = spec["training"]
     state = {
-        "arch": "relaxnet", "epoch": 0, "best_epoch": 0, "best_val_acc": val_acc, "history": [],
+        "arch": "relaxnet", "epoch": 0, "history": [],
+        "best_epoch": 0, "best_val_acc": check["val_acc_float"],
         "command": shlex.join(["python", "tools/from_tflite.py",
                                *(argv if argv is not None else sys.argv[1:])]),
         "rebuilt": check,
@@ -146,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   "train_seconds": train["minutes"] * 60,
                   "best_val_acc": spec["val"]["float"]["accuracy7"]}],
     }
-    tmp = args.out / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, args.out / "state.json")
+    write_state(args.out / "state.json", state)
     print(f"wrote {args.out / 'best.keras'}; continue with: python tools/train.py --init {args.out} ...")
     return 0
 

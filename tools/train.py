@@ -116,6 +116,13 @@ def make_augment(erase_prob: float):
     return augment
 
 
+def write_state(path: Path, state: dict) -> None:
+    """Write a run's ``state.json`` atomically (a crash leaves the old one or the new one)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
 def _log(path: Path, line: str) -> None:
     print(line, flush=True)
     with open(path, "a") as f:
@@ -258,9 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             model.save(out / "best.keras")
         model.save(out / "last.keras.tmp.keras")
         os.replace(out / "last.keras.tmp.keras", out / "last.keras")
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, state_path)
+        write_state(state_path, state)
         _log(log, f"epoch {epoch}/{args.epochs} loss {record['loss']:.4f} "
                   f"train_acc {record['train_acc']:.4f} val_acc {val_acc:.4f}"
                   f"{' *best*' if best else ''} lr {lr:.2e} {seconds:.0f} s")
