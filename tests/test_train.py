@@ -69,6 +69,20 @@ def _tool(script: str, *args: str, returncode: int = 0) -> subprocess.CompletedP
     return proc
 
 
+def _python(code: str, *args: Path) -> list[np.ndarray]:
+    """Run ``code`` in a Python with TensorFlow and tools/ importable; the arrays it saved
+    to ``args[1]`` when given."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=str(TOOLS))
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if len(args) < 2:
+        return []
+    with np.load(args[1]) as f:
+        return [f[k] for k in f.files]
+
+
 def test_csv_and_folder_give_the_same_data(tiny_fer):
     for split in ("train", "val"):
         xf, yf = load_split(tiny_fer, split)
@@ -198,3 +212,56 @@ def test_train_from_csv(tiny_fer, tmp_path):
           "--epochs", "1", "--batch-size", "8")
     state = json.loads((run / "state.json").read_text())
     assert state["n_train"] == 35 and state["n_val"] == 14
+
+
+def test_swa_averages_epochs_and_resumes(tiny_fer, tmp_path):
+    """--swa-start: the average of each epoch's trained weights, kept across --resume."""
+    run = tmp_path / "run"
+    common = ["--data", str(tiny_fer), "--out", str(run), "--arch", "relaxnet", "--widths",
+              "4,8,8,12", "--head", "16", "--batch-size", "8", "--swa-start", "2", "--lr", "1e-2"]
+    _tool("train.py", *common, "--epochs", "2")
+    weights = tmp_path / "weights.npz"
+    dump = ("import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1]); "
+            "np.savez(sys.argv[2], *[v.numpy() for v in m.trainable_variables])")
+    e2 = _python(dump, run / "last.keras", weights)
+    _tool("train.py", *common, "--epochs", "3", "--resume")
+    e3 = _python(dump, run / "last.keras", weights)
+    with np.load(run / "swa.npz") as f:
+        assert int(f["n"]) == 2
+        # Trainable weights come first in get_weights order for these layers; compare by shape.
+        swa = [f[f"w{i}"] for i in range(len(f.files) - 1)]
+    trainable = iter(swa)
+    for a, b in zip(e2, e3):
+        w = next(x for x in trainable if x.shape == a.shape)
+        np.testing.assert_allclose(w, (a + b) / 2, rtol=1e-5, atol=1e-6)
+    state = json.loads((run / "state.json").read_text())
+    assert "swa_val_acc" not in state["history"][0]
+    assert all("swa_val_acc" in h for h in state["history"][1:])
+    assert all(h["lr"] == pytest.approx(2e-4) for h in state["history"][1:])
+
+    model = tmp_path / "m" / "emotion_int8.tflite"
+    _tool("export.py", str(run), "--data", str(tiny_fer), "--out", str(model), "--calib", "35")
+    card = (model.parent / "MODEL_CARD.md").read_text()
+    assert "val acc of the weight average" in card
+    assert ("average of the weights at the end of epochs" in card) == ("best_swa" in state)
+
+
+def test_update_bn_measures_the_mean_statistics(tmp_path):
+    """update_bn leaves each batch norm with the mean of its batch statistics."""
+    code = """
+import numpy as np, keras
+from keras import layers
+from train import update_bn
+inp = keras.Input((48, 48, 1))
+conv = layers.Conv2D(3, 3)
+out = layers.BatchNormalization(momentum=0.9)(conv(inp))
+model = keras.Model(inp, out)
+x = np.random.default_rng(0).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+update_bn(model, x, batch_size=10)
+z = np.stack([conv(x[i:i + 10, ..., None].astype('float32') / 255).numpy() for i in range(0, 40, 10)])
+bn = model.layers[-1]
+np.testing.assert_allclose(bn.moving_mean.numpy(), z.mean(axis=(1, 2, 3)).mean(0), rtol=1e-4, atol=1e-6)
+np.testing.assert_allclose(bn.moving_variance.numpy(), z.var(axis=(1, 2, 3)).mean(0), rtol=1e-3, atol=1e-6)
+assert bn.momentum == 0.9
+"""
+    _python(code)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_emotion import latency_ms  # noqa: E402
 from fer_data import load_split  # noqa: E402
+from train import SWA_BN_IMAGES  # noqa: E402
 
 from relaxd.emotion import EmotionClassifier, spec_path  # noqa: E402
 from relaxd.evaluate import evaluation_report, format_confusion  # noqa: E402
@@ -136,13 +137,24 @@ def _training_text(st: dict, where: str) -> str:
             f"{sum(r['epochs'] for r in runs)} epochs, {total / 60:.0f} min of training in all on {where}.")
 
 
+def _swa_text(st: dict) -> str:
+    if "best_swa" not in st:
+        return ""
+    first, last = st["best_swa"]
+    return (f" Its weights are the average of the weights at the end of epochs {first} to {last}"
+            f" (stochastic weight averaging at a constant learning rate of {st['args']['swa_lr']}),"
+            f" with batch-norm statistics measured anew on {SWA_BN_IMAGES:,} training images.")
+
+
 def write_card(path: Path, info: dict) -> None:
     """``MODEL_CARD.md`` from the figures gathered by :func:`main`."""
     st, f, q = info["state"], info["float"], info["int8"]
     recall = q["per_class_recall7"]
     weakest = ", ".join(f"{e} {recall[e]:.1%}" for e in sorted(recall, key=recall.get)[:2])
     notes = f"\n## Notes\n{info['note']}\n" if info["note"] else ""
+    swa = any("swa_val_acc" in h for h in st["history"])
     hist = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['train_acc']:.2%} | {h['val_acc']:.2%} |"
+                     + (f" {h['swa_val_acc']:.2%} |" if "swa_val_acc" in h else " |" * swa)
                      for h in st["history"])
     text = f"""# Model card: relaxd emotion classifier (`{info['model_file']}`)
 
@@ -174,7 +186,7 @@ probabilities in the order {', '.join(EMOTIONS)}.
 ## Training
 {_training_text(st, info['where'])}
 Best val accuracy (float) at epoch {st['best_epoch']}: {st['best_val_acc']:.2%}; that checkpoint
-is the shipped one. AdamW with cosine learning-rate decay after warm-up, augmentation:
+is the shipped one.{_swa_text(st)} AdamW with cosine learning-rate decay after warm-up{' (to a constant rate for weight averaging)' if swa else ''}, augmentation:
 horizontal flip, rotation +-12 deg, zoom 0.9-1.1, shift +-10 %, brightness/contrast,
 random erasing (p={st['args']['erase_prob']}); seed {st['seed']}.
 
@@ -215,8 +227,8 @@ Confusion matrix, int8, 3 moods:
 
 Training history{' of the last run (its epochs count from the warm restart)' if st.get('init') else ''}:
 
-| epoch | loss | train acc (augmented) | val acc |
-|---:|---:|---:|---:|
+| epoch | loss | train acc (augmented) | val acc |{' val acc of the weight average |' if swa else ''}
+|---:|---:|---:|---:|{'---:|' if swa else ''}
 {hist}
 
 ## Known weaknesses
@@ -274,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "arch": state["arch"], "params": state["params"], "macs": state["macs"],
         "training": {"command": state["command"], "epochs": state["epoch"],
-                     "best_epoch": state["best_epoch"], "minutes": round(state["train_seconds"] / 60, 1),
+                     "best_epoch": state["best_epoch"], "swa_epochs": state.get("best_swa"),
+                     "minutes": round(state["train_seconds"] / 60, 1),
                      "continues": [{**r, "train_seconds": round(r["train_seconds"])}
                                    for r in state.get("init", [])]},
         "val": {"n": int8_rep["n"],

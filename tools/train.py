@@ -7,6 +7,12 @@ from ``last.keras``. Augmentation (flip, rotation, zoom, shift, brightness/contr
 random erasing) uses stateless random ops seeded by (seed, step), and the data order by
 (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
 Class imbalance is met with per-class loss weights (``--class-weights``) and label smoothing.
+
+``--swa-start N`` adds stochastic weight averaging (Izmailov et al., 2018): the learning rate
+decays to ``--swa-lr`` by epoch N and stays there, and from epoch N on the weights at the end
+of each epoch are averaged (``OUT/swa.npz``). The average, with its batch-norm statistics
+measured anew on training images, is scored on val every epoch like the trained weights,
+and becomes ``best.keras`` when it scores higher.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from fer_data import load_split  # noqa: E402
 
 from relaxd.labels import EMOTIONS  # noqa: E402
 
+SWA_BN_IMAGES = 8192  # training images on which a weight average's batch norms are measured
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--class-weights", choices=("none", "sqrt", "balanced"), default="sqrt",
                    help="loss weight per class: none, 1/sqrt(freq) or 1/freq (normalized)")
     p.add_argument("--erase-prob", type=float, default=0.5, help="random erasing probability")
+    p.add_argument("--swa-start", type=int, default=0,
+                   help="average the weights of this epoch and every later one (0 = off)")
+    p.add_argument("--swa-lr", type=float, default=2e-4,
+                   help="the constant learning rate from --swa-start on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
     p.add_argument("--init", type=Path, default=None,
@@ -116,6 +128,24 @@ def make_augment(erase_prob: float):
     return augment
 
 
+def update_bn(model, images_u8: np.ndarray, batch_size: int = 256) -> None:
+    """Set every batch norm's moving mean and variance to their average over ``images_u8``
+    in training mode (batch statistics), as stochastic weight averaging needs."""
+    from keras import layers
+
+    bns = [la for la in model.layers if isinstance(la, layers.BatchNormalization)]
+    momentum = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, np.float32))
+        bn.moving_variance.assign(np.ones(bn.moving_variance.shape, np.float32))
+    for k, start in enumerate(range(0, len(images_u8), batch_size)):
+        for bn in bns:  # moving = moving * k/(k+1) + batch/(k+1): the running mean
+            bn.momentum = k / (k + 1)
+        model(images_u8[start:start + batch_size, ..., None].astype(np.float32) / 255.0, training=True)
+    for bn, m in zip(bns, momentum):
+        bn.momentum = m
+
+
 def write_state(path: Path, state: dict) -> None:
     """Write a run's ``state.json`` atomically (a crash leaves the old one or the new one)."""
     tmp = path.with_suffix(".tmp")
@@ -176,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             model = relaxnet(tuple(int(w) for w in args.widths.split(",")), args.head)
         else:
             model = ARCHS[args.arch]()
-        total = args.epochs * steps_per_epoch
+        # Cosine decay to 0 at the end, or to --swa-lr at --swa-start and flat after.
+        decay_end = (args.swa_start - 1 if args.swa_start else args.epochs) * steps_per_epoch
         warmup = int(args.warmup_epochs * steps_per_epoch)
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=args.lr / 100, decay_steps=max(total - warmup, 1), alpha=0.0,
+            initial_learning_rate=args.lr / 100, decay_steps=max(decay_end - warmup, 1),
+            alpha=args.swa_lr / args.lr if args.swa_start else 0.0,
             warmup_target=args.lr, warmup_steps=warmup)
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
         model.compile(optimizer=optimizer)
@@ -197,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             # give every command and the total training time.
             state["init"] = [*parent.get("init", []), {
                 "command": parent["command"], "epochs": parent["best_epoch"],
+                **({"swa_epochs": parent["best_swa"]} if "best_swa" in parent else {}),
                 "train_seconds": sum(h["seconds"] for h in parent["history"][:parent["best_epoch"]]),
                 "best_val_acc": parent["best_val_acc"]}]
             state["args"]["widths"] = parent["args"].get("widths", args.widths)
@@ -232,6 +265,28 @@ def main(argv: list[str] | None = None) -> int:
                  for i in range(0, len(x_val_f), 512)]
         return float((np.concatenate(preds) == y_val).mean())
 
+    swa_path = out / "swa.npz"
+    swa: list[np.ndarray] = []
+    swa_n = 0
+    if args.swa_start and swa_path.is_file():
+        with np.load(swa_path) as f:
+            swa_n = int(f["n"])
+            swa = [f[f"w{i}"] for i in range(len(f.files) - 1)]
+    # Batch-norm statistics of the weight average are measured on this fixed sample.
+    bn_sample = x_train[np.random.default_rng(args.seed).permutation(len(x_train))[:SWA_BN_IMAGES]]
+
+    def average_in(trained: list[np.ndarray]) -> float:
+        """Add ``trained`` to the running weight average, load the average into the model
+        (batch norm re-measured) and return its val accuracy."""
+        nonlocal swa, swa_n
+        swa = [(a * swa_n + w) / (swa_n + 1) for a, w in zip(swa, trained)] if swa_n else trained
+        swa_n += 1
+        np.savez(out / "swa.tmp.npz", n=swa_n, **{f"w{i}": w for i, w in enumerate(swa)})
+        os.replace(out / "swa.tmp.npz", swa_path)
+        model.set_weights(swa)
+        update_bn(model, bn_sample)
+        return val_accuracy()
+
     _log(log, f"data loaded in {time.time() - t0:.0f} s; {steps_per_epoch} steps/epoch")
     for epoch in range(state["epoch"] + 1, args.epochs + 1):
         t_epoch = time.time()
@@ -259,16 +314,27 @@ def main(argv: list[str] | None = None) -> int:
                   "seconds": seconds}
         state["history"].append(record)
         state["epoch"] = epoch
+        model.save(out / "last.keras.tmp.keras")
+        os.replace(out / "last.keras.tmp.keras", out / "last.keras")
         best = val_acc > state["best_val_acc"]
         if best:
             state["best_val_acc"], state["best_epoch"] = val_acc, epoch
+            state.pop("best_swa", None)
             model.save(out / "best.keras")
-        model.save(out / "last.keras.tmp.keras")
-        os.replace(out / "last.keras.tmp.keras", out / "last.keras")
+        if args.swa_start and epoch >= args.swa_start:
+            trained = model.get_weights()
+            record["swa_val_acc"] = swa_acc = average_in(trained)
+            if swa_acc > state["best_val_acc"]:
+                best = True
+                state["best_val_acc"], state["best_epoch"] = swa_acc, epoch
+                state["best_swa"] = [epoch - swa_n + 1, epoch]
+                model.save(out / "best.keras")
+            model.set_weights(trained)
         write_state(state_path, state)
         _log(log, f"epoch {epoch}/{args.epochs} loss {record['loss']:.4f} "
                   f"train_acc {record['train_acc']:.4f} val_acc {val_acc:.4f}"
-                  f"{' *best*' if best else ''} lr {lr:.2e} {seconds:.0f} s")
+                  + (f" swa_val_acc {record['swa_val_acc']:.4f}" if "swa_val_acc" in record else "")
+                  + f"{' *best*' if best else ''} lr {lr:.2e} {seconds:.0f} s")
     _log(log, f"done: best val acc {state['best_val_acc']:.4f} at epoch {state['best_epoch']}; "
               f"{state['train_seconds'] / 60:.1f} min training")
     return 0
