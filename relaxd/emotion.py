@@ -130,9 +130,14 @@ class EmotionClassifier:
         self._interp.invoke()
         return self._dequantize(self._interp.get_tensor(self._out_index)[0])
 
-    def classify_batch(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(N, 7) probabilities for uint8 faces of shape (N, S, S), run in batches."""
+    def classify_batch(self, faces: np.ndarray, batch_size: int = 256,
+                       mirror: bool = False) -> np.ndarray:
+        """(N, 7) probabilities for uint8 faces of shape (N, S, S), run in batches; with
+        ``mirror``, each face's averaged with its mirror image's (two inferences per face)."""
         self._check(faces, 3)
+        if mirror:
+            return (self.classify_batch(faces, batch_size)
+                    + self.classify_batch(faces[:, :, ::-1], batch_size)) / 2
         out = np.empty((len(faces), len(EMOTIONS)), dtype=np.float32)
         for start in range(0, len(faces), batch_size):
             chunk = faces[start:start + batch_size]

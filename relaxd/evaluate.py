@@ -144,7 +144,8 @@ def format_report(report: dict) -> str:
     """The human-readable table printed by ``relaxd model evaluate``."""
     lines = [
         f"images: {report['n']}" + (f"  (unreadable, skipped: {report['unreadable']})"
-                                    if report.get("unreadable") else ""),
+                                    if report.get("unreadable") else "")
+        + ("  (each averaged with its mirror image)" if report.get("mirror") else ""),
         f"accuracy (7 emotions): {report['accuracy7']:.2%}   macro-F1: {report['macro_f1_7']:.3f}",
         f"accuracy (3 moods):    {report['accuracy3']:.2%}   macro-F1: {report['macro_f1_3']:.3f}"
         f"   (mood of the top emotion: {report['accuracy3_from7']:.2%})",
@@ -195,14 +196,20 @@ def save_plots(report: dict, folder: str | Path) -> list[Path]:
     return paths
 
 
-def evaluate_folder(folder: str | Path, model: str | Path, num_threads: int = 1) -> dict:
+def evaluate_folder(folder: str | Path, model: str | Path, num_threads: int = 1,
+                    mirror: bool = False) -> dict:
     """Run the model on every image of a FER-layout folder; the report of :func:`evaluation_report`
-    plus ``unreadable`` (count) and ``model``."""
+    plus ``unreadable`` (count), ``model`` and ``mirror``.
+
+    With ``mirror`` each face's probabilities are averaged with its mirror image's, as the live
+    loop's mood smoothing averages them (:class:`relaxd.inputs.VisionInput` mirrors every other face).
+    """
     from relaxd.emotion import EmotionClassifier
 
     classifier = EmotionClassifier(model, num_threads=num_threads)
     data = load_folder(folder, size=classifier.input_size)
-    report = evaluation_report(data.labels, classifier.classify_batch(data.images))
+    report = evaluation_report(data.labels, classifier.classify_batch(data.images, mirror=mirror))
+    report["mirror"] = mirror
     report["unreadable"] = len(data.unreadable)
     report["unreadable_files"] = [str(p) for p in data.unreadable]
     report["model"] = str(model)
@@ -220,11 +227,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="also write confusion-matrix PNGs here")
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="average each face with its mirror image, as the live loop's smoothing does")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; 0 on success (errors raise RelaxdError)."""
-    report = evaluate_folder(args.dir, args.model, num_threads=args.threads)
+    report = evaluate_folder(args.dir, args.model, num_threads=args.threads, mirror=args.mirror)
     if args.plots:
         report["plots"] = [str(p) for p in save_plots(report, args.plots)]
     if args.json:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from relaxd import evaluate
+from relaxd.emotion import EmotionClassifier
 from relaxd.errors import RelaxdError
 from relaxd.labels import EMOTIONS, MOOD_INDEX
 from relaxd.paths import default_model
@@ -98,6 +99,19 @@ def test_run_json_with_shipped_model(tmp_path, capsys):
     assert report["n"] == 7 and report["unreadable"] == 1
     assert np.array(report["confusion7"]).sum() == 7
     assert np.array(report["confusion3"]).shape == (3, 3)
+
+
+def test_mirror_averages_each_face_with_its_mirror_image(tmp_path, capsys):
+    root = _write_folder(tmp_path / "d", per_class=2)
+    assert evaluate.run(_args(str(root), "--json", "--mirror")) == 0
+    report = json.loads(capsys.readouterr().out)
+    data = evaluate.load_folder(root)
+    clf = EmotionClassifier(default_model(), num_threads=2)
+    probs = (clf.classify_batch(data.images) + clf.classify_batch(data.images[:, :, ::-1].copy())) / 2
+    assert not np.allclose(probs, clf.classify_batch(data.images))  # mirroring changes them
+    assert report["mirror"] is True
+    assert report == {**report, **evaluate.evaluation_report(data.labels, probs)}
+    assert evaluate.evaluate_folder(root, default_model())["mirror"] is False
 
 
 def test_run_table(tmp_path, capsys):
