@@ -84,6 +84,7 @@ class EmotionClassifier:
         self._out_scale, self._out_zero = out["quantization"]
         self._in_buf = np.zeros(shape, dtype=self._in_dtype)
         self._batch = 1
+        self._max_batch = 1 << 30
 
     def _read_spec(self) -> dict[str, Any]:
         path = spec_path(self.model_path)
@@ -139,18 +140,30 @@ class EmotionClassifier:
             return (self.classify_batch(faces, batch_size)
                     + self.classify_batch(faces[:, :, ::-1], batch_size)) / 2
         out = np.empty((len(faces), len(EMOTIONS)), dtype=np.float32)
-        for start in range(0, len(faces), batch_size):
-            chunk = faces[start:start + batch_size]
-            if len(chunk) != self._batch:
-                self._resize(len(chunk))
+        start = 0
+        while start < len(faces):
+            chunk = faces[start:start + min(batch_size, self._max_batch)]
+            if len(chunk) != self._batch and not self._resize(len(chunk)):
+                continue  # the model takes one face at a time
             self._interp.set_tensor(self._in_index, self._lut[chunk][..., None])
             self._interp.invoke()
             out[start:start + len(chunk)] = self._dequantize(self._interp.get_tensor(self._out_index))
+            start += len(chunk)
         return out
 
-    def _resize(self, n: int) -> None:
+    def _resize(self, n: int) -> bool:
+        """Give the input ``n`` faces; False, back at one, where the model's shapes are fixed
+        (a flatten layer's reshape), after which batches are one face."""
         s = self.input_size
-        self._interp.resize_tensor_input(self._in_index, [n, s, s, 1])
-        self._interp.allocate_tensors()
+        try:
+            self._interp.resize_tensor_input(self._in_index, [n, s, s, 1])
+            self._interp.allocate_tensors()
+        except RuntimeError:
+            if n == 1:
+                raise
+            self._max_batch = 1
+            self._resize(1)
+            return False
         self._in_buf = np.zeros((n, s, s, 1), dtype=self._in_dtype)
         self._batch = n
+        return True

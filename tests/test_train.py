@@ -206,6 +206,20 @@ def test_rebuild_float_from_int8_and_warm_restart(tiny_fer, tmp_path):
     assert state2["params"] == json.loads((run / "state.json").read_text())["params"]
 
 
+def test_a_flatten_baseline_exports_and_evaluates(tiny_fer, tmp_path):
+    """model1's flatten fixes the int8 model's batch at one face; evaluation still runs."""
+    run = tmp_path / "run"
+    _tool("train.py", "--data", str(tiny_fer), "--out", str(run), "--arch", "model1",
+          "--epochs", "1", "--batch-size", "8", "--max-steps", "1")
+    model = tmp_path / "m" / "model1_int8.tflite"
+    _tool("export.py", str(run), "--data", str(tiny_fer), "--out", str(model), "--calib", "35",
+          "--no-card")
+    spec = json.loads(model.with_suffix(".json").read_text())
+    report = evaluate_folder(tiny_fer / "val", model, mirror=True)
+    assert report["n"] == 14 and spec["arch"] == "model1"
+    assert report["accuracy7"] == pytest.approx(spec["val"]["int8_mirror"]["accuracy7"])
+
+
 def test_train_from_csv(tiny_fer, tmp_path):
     run = tmp_path / "run"
     _tool("train.py", "--data", str(tiny_fer / "fer2013.csv"), "--out", str(run), "--arch", "tiny",
