@@ -61,22 +61,23 @@ def tiny_fer(tmp_path_factory) -> Path:
     return root
 
 
-def _tool(script: str, *args: str, returncode: int = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(TOOLS / script), *args], cwd=REPO, env=env,
+def _run(*argv: str, returncode: int = 0) -> subprocess.CompletedProcess:
+    """Run this Python on ``argv`` with TensorFlow quiet, on the CPU, and tools/ importable."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(TOOLS))
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == returncode, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
 
+def _tool(script: str, *args: str, returncode: int = 0) -> subprocess.CompletedProcess:
+    return _run(str(TOOLS / script), *args, returncode=returncode)
+
+
 def _python(code: str, *args: Path) -> list[np.ndarray]:
-    """Run ``code`` in a Python with TensorFlow and tools/ importable; the arrays it saved
-    to ``args[1]`` when given."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=str(TOOLS))
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """Run ``code`` (TensorFlow and tools/ importable); the arrays it saved to ``args[1]``
+    when given."""
+    _run("-c", code, *map(str, args))
     if len(args) < 2:
         return []
     with np.load(args[1]) as f:
