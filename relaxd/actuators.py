@@ -11,6 +11,7 @@ everything at 0, so a main loop that was stalled with an old Step cannot switch 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ from relaxd.scenario import Pattern
 from relaxd.yamlspec import spec
 
 _BLEND_S = 2.0
+
+#: The outputs in the order ``Actuators`` holds their devices (for fault reports).
+OUTPUT_NAMES = ("red light", "green light", "blue light", "vibration")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -142,11 +148,13 @@ class Actuators:
                 self._zero()
             self.audio.advance(t)
 
-    def off(self) -> None:
-        """Everything to 0 now and stay there until ``enable()``. Safe from any thread."""
+    def off(self) -> tuple[str, ...]:
+        """Everything to 0 now and stay there until ``enable()``. Safe from any thread; never
+        raises. Returns the outputs that could not be zeroed (each logged critical)."""
         self._inhibited = True
-        if not self._closed:
-            self._zero()
+        if self._closed:
+            return ()
+        return self._zero()
 
     def enable(self) -> None:
         """Let ``apply()`` drive the outputs again (after the controller's reset)."""
@@ -160,23 +168,36 @@ class Actuators:
         return Levels(self._light, self.audio.volume() / cap if cap else 0.0, self._motor.value)
 
     def close(self) -> None:
-        """Off, silence the audio output and release the pins. Idempotent."""
+        """Off, silence the audio output and release the pins. Idempotent; never raises."""
         self.off()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self.audio.close()
-            for d in self._devices:
-                d.close()
+            for part in (self.audio, *self._devices):
+                try:
+                    part.close()
+                except Exception:  # noqa: BLE001 - release the rest
+                    log.exception("closing %r failed", part)
 
-    def _zero(self) -> None:
+    def _zero(self) -> tuple[str, ...]:
+        """Each output to 0 in its own ``try``, so one that fails never keeps another on."""
         from gpiozero import GPIODeviceClosed
 
-        for d in self._devices:
+        failed = []
+        for name, device in zip(OUTPUT_NAMES, self._devices):
             try:
-                d.value = 0
+                device.value = 0
             except GPIODeviceClosed:  # close() got there first: a closed device is off
                 pass
-        self.audio.mute()
+            except Exception as exc:  # noqa: BLE001 - zero the others whatever this one did
+                failed.append(name)
+                log.critical("could not switch the %s output off: %s: %s", name,
+                             type(exc).__name__, exc)
+        try:
+            self.audio.mute()
+        except Exception as exc:  # noqa: BLE001
+            failed.append("sound")
+            log.critical("could not mute the sound: %s: %s", type(exc).__name__, exc)
         self._light = 0.0
+        return tuple(failed)

@@ -20,14 +20,16 @@ from relaxd.alerts import Alerter
 from relaxd.clock import Clock, RealClock, VirtualClock
 from relaxd.config import Config, load_config
 from relaxd.controller import Controller
-from relaxd.daemon import FaultLatch, Session, install_signal_handlers
+from relaxd.daemon import Session, install_signal_handlers
 from relaxd.errors import RelaxdError
+from relaxd.hardware import SimulatedHands, simulated_pins
 from relaxd.events import EventLog, JsonLinesSink, Sink
 from relaxd.inputs import Input, ScriptInput, VisionInput
+from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
 from relaxd.notify import Notifier
 from relaxd.paths import resource_dir
-from relaxd.safety import EmergencyStop
+from relaxd.safety import EmergencyStop, ResetButton
 from relaxd.scenario import load_mood_script, load_scenario
 from relaxd.sessions import SessionSink
 from relaxd.status import StatusLine, StatusLogHandler
@@ -128,53 +130,50 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     stack.callback(actuators.close)
     alerter = Alerter(config.safety, events, pin_factory=factory)
     stack.callback(alerter.close)
-    latch = FaultLatch(None) if args.simulate else FaultLatch.in_state_dir(state_dir)
+    latch, marker = _latch(args, state_dir)
     estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,
                           pin_factory=factory,
                           on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
     stack.callback(estop.close)
+    stack.callback(ResetButton(estop, config.safety, now=clock.now, pin_factory=factory).close)
+    buttons = SimulatedHands(factory, config.safety) if factory is not None else \
+        _ScriptedStop(estop)
+    if factory is not None:
+        buttons.rest()
 
     if args.mood_script:
-        inp: Input = ScriptInput(script, lambda kind: _press(kind, estop, factory))
+        inp: Input = ScriptInput(script, buttons)
     else:
         inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
     return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
-                   repeat=live, roll_record=roll_record,
+                   repeat=live, roll_record=roll_record, marker=marker,
+                   remote_reset=config.safety.remote_reset,
                    camera_grace=config.camera.restart_after_s,
                    stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1))
 
 
-def simulated_pins() -> Any:
-    """gpiozero's MockFactory whose PWM pins keep only their recent history.
-
-    gpiozero's mock pins record every change for tests to inspect; over hours of simulation
-    that record would grow without bound (measured: 31 MB in a 2-hour soak).
-    """
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    class SimulatedPWMPin(MockPWMPin):
-        def _change_state(self, value: Any) -> bool:
-            changed = super()._change_state(value)
-            if len(self.states) > 1024:
-                del self.states[:-256]
-            return changed
-
-    return MockFactory(pin_class=SimulatedPWMPin)
+def _latch(args: argparse.Namespace, state_dir: Path) -> tuple[FaultLatch, RunMarker | None]:
+    """The chair keeps its latch and run marker in the state directory; a simulation keeps
+    them in memory, or in its --out folder with --keep-latch (to rehearse a crash)."""
+    if args.simulate and not getattr(args, "keep_latch", False):
+        return FaultLatch(None), None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return FaultLatch.in_state_dir(state_dir), RunMarker.in_state_dir(state_dir)
 
 
-def _press(kind: str, estop: EmergencyStop, factory: Any) -> None:
-    """A scripted caregiver: press the e-stop's (mock) button, or reset it."""
-    if kind == "estop":
-        pin = factory.pin(estop.settings.estop_pin) if factory is not None else None
-        if pin is None:
-            estop.trigger("script")
+class _ScriptedStop:
+    """A mood script on real pins: it may stop the chair, never reset or release anything."""
+
+    def __init__(self, estop: EmergencyStop) -> None:
+        self.estop = estop
+
+    def __call__(self, action: str, button: str) -> None:
+        if (action, button) == ("press", "estop"):
+            self.estop.trigger("script")
         else:
-            pin.drive_low()
-            pin.drive_high()
-    else:
-        estop.reset("script")
+            log.warning("mood script: '%s: %s' ignored on real pins", action, button)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -200,14 +199,23 @@ def configure_reset(parser: argparse.ArgumentParser) -> None:
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    """Ask the running daemon to reset a latched e-stop or fault (as holding the button does)."""
-    latch = FaultLatch.in_state_dir(load_config(args.config).state_dir)
+    """Ask the running daemon to clear a latched stop -- only where the configuration allows
+    a reset away from the chair (``safety.remote_reset``); otherwise say where the button is."""
+    config = load_config(args.config)
+    latch = FaultLatch.in_state_dir(config.state_dir)
     if latch.reason is None:
         print("relaxd: nothing is latched")
         return 0
+    if not config.safety.remote_reset:
+        raise RelaxdError(
+            f"latched ({latch.reason}); to restart, a caregiver at the chair holds its reset "
+            f"button (GPIO{config.safety.reset_pin}) for {config.safety.hold_to_reset:g} s and "
+            "lets go. `relaxd reset` is off (safety.remote_reset: false) so that nobody away "
+            "from the chair can restart stimulation")
     try:
-        latch.request.touch()
+        latch.request_reset()
     except OSError as exc:
         raise RelaxdError(f"cannot ask for a reset: {exc.strerror}", latch.request) from None
-    print(f"reset requested (latched: {latch.reason}); the chair restarts at its start intensity")
+    print(f"reset requested for this stop ({latch.reason}), valid for "
+          f"{RESET_REQUEST_TTL_S:g} s; the chair restarts at its start intensity")
     return 0

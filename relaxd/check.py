@@ -1,8 +1,8 @@
 """``relaxd check``: is this chair ready? One ``ok``/``FAIL`` line per part, exit 1 on any failure.
 
 Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
-(loads, classifies a face), each output pin (claimed and driven), the e-stop button (readable,
-not pressed or latched), the audio output (opens), the state directory (writable, SQLite opens)
+(loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line (readable,
+released: a broken wire to an NC contact reads pressed), the reset button (not stuck), the audio output (opens), the state directory (writable, SQLite opens)
 and the daemon's fault latch (nothing latched from before). ``--simulate`` checks the simulated
 parts instead: mock GPIO pins, a WAV file output, a synthetic frame source and a temporary state
 directory.
@@ -25,9 +25,11 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, TextIO
 
 import numpy as np
 
-from relaxd.app import simulated_pins
 from relaxd.config import Config, load_config
 from relaxd.errors import RelaxdError
+from relaxd.hardware import SimulatedHands, simulated_pins
+from relaxd.latch import FaultLatch
+from relaxd.safety import SafetySettings, open_button
 
 #: Checks of the actuators' outputs (their polarity is ``actuators.active_high``).
 ACTUATOR_CHECKS = ("light red", "light green", "light blue", "vibration")
@@ -161,32 +163,52 @@ def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True
     return attempt(name, run)
 
 
-def check_estop(pin: int, factory: Any) -> Check:
-    """The e-stop input (pull-up, pressed = low) is readable and not pressed or latched."""
+def check_estop(settings: SafetySettings, factory: Any, simulate: bool = False) -> Check:
+    """The e-stop's sense line is readable and reads released (a broken wire to a normally
+    closed contact reads pressed). Simulation first releases its simulated button."""
     def run() -> str:
-        from gpiozero import Button
+        contact = f"{settings.estop_contact.upper()} contact"
+        button = open_button(settings.estop_pin, active_when_open=settings.estop_contact == "nc",
+                             bounce_time=settings.bounce_time, pin_factory=factory)
+        try:
+            if simulate:
+                SimulatedHands(factory, settings)("release", "estop")
+            pressed = button.is_pressed
+        finally:
+            button.close()
+        if pressed:
+            raise RelaxdError(
+                f"GPIO{settings.estop_pin} ({contact}) reads pressed at start: twist the e-stop "
+                "free; if it is released, check the wiring (a broken wire reads pressed)")
+        return f"GPIO{settings.estop_pin} ({contact}) readable, released"
+    return attempt("e-stop", run)
 
-        button = Button(pin, pull_up=True, pin_factory=factory)
+
+def check_reset_button(settings: SafetySettings, factory: Any) -> Check:
+    """The chair's reset button is readable and not stuck pressed."""
+    def run() -> str:
+        button = open_button(settings.reset_pin, active_when_open=False,
+                             bounce_time=settings.bounce_time, pin_factory=factory)
         try:
             pressed = button.is_pressed
         finally:
             button.close()
         if pressed:
-            raise RelaxdError(f"GPIO{pin} reads pressed: release the button (twist to unlatch; "
-                              "if it is released, check the wiring) and run again")
-        return f"GPIO{pin} readable, released"
-    return attempt("e-stop", run)
+            raise RelaxdError(f"GPIO{settings.reset_pin} reads pressed: the reset button is "
+                              "held or stuck, or its wire is shorted to GND")
+        return f"GPIO{settings.reset_pin} readable, released"
+    return attempt("reset button", run)
 
 
-def check_latch(state_dir: Path) -> Check:
+def check_latch(state_dir: Path, settings: SafetySettings) -> Check:
     """No e-stop or fault is latched from before (the daemon's latch file in the state dir)."""
     def run() -> str:
-        from relaxd.daemon import FaultLatch
-
         latch = FaultLatch.in_state_dir(state_dir)
         if latch.reason is not None:
-            raise RelaxdError(f"latched: {latch.reason}; once safe, reset it by holding the e-stop "
-                              "button 3 s while relaxd runs, or with `relaxd reset`")
+            raise RelaxdError(
+                f"latched: {latch.reason}; once the child is safe, start relaxd and hold the "
+                f"chair's reset button (GPIO{settings.reset_pin}) {settings.hold_to_reset:g} s, "
+                "then let go: twisting the e-stop free never restarts anything")
         return "nothing latched"
     return attempt("latch", run)
 
@@ -273,7 +295,8 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
                 for name, pin in output_pins(config).items():
                     high = config.actuators.active_high if name in ACTUATOR_CHECKS else True
                     yield check_output_pin(name, pin, factory, high)
-                yield check_estop(config.safety.estop_pin, factory)
+                yield check_estop(config.safety, factory, simulate)
+                yield check_reset_button(config.safety, factory)
             finally:
                 factory.close()
         if simulate:
@@ -288,7 +311,7 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
             a = config.actuators
             yield check_audio(lambda: SoundDeviceOutput(a.audio_device, a.sample_rate))
             yield check_state_dir(config.state_dir)
-            yield check_latch(config.state_dir)
+            yield check_latch(config.state_dir, config.safety)
 
 
 def output_pins(config: Config) -> dict[str, int]:

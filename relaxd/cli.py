@@ -32,7 +32,9 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
     ("reset",): ("relaxd.app", "configure_reset", "run_reset",
-                 "reset a latched e-stop or fault on the running chair"),
+                 "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
+    ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
+                    "drive every actuator pin off; latch if the last run ended uncleanly"),
 }
 
 
@@ -72,6 +74,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", metavar="FILE", help="write every event as JSON Lines to FILE")
     p.add_argument("--out", metavar="DIR", default="relaxd-sim",
                    help="--simulate: folder for the WAV file and session records (default: %(default)s)")
+    p.add_argument("--keep-latch", action="store_true",
+                   help="--simulate: keep the stop latch and run marker in --out DIR as the "
+                        "chair keeps them in its state directory (to rehearse a crash)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -99,12 +104,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, leaves
 
 
+def _named_commands(argv: list[str]) -> list[tuple[str, ...]]:
+    """The subcommands whose words appear in ``argv`` in order (at most one is meant)."""
+    return [words for words in _COMMANDS
+            if any(tuple(argv[i:i + len(words)]) == words for i in range(len(argv)))]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser, leaves = build_parser()
-    # Each subcommand's module adds its own arguments.
+    # The named subcommand's module adds its arguments; only it is imported, so a light command
+    # (safe-off) loads nothing heavy.
     runs: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {}
-    for words, (module_name, configure, run, _) in _COMMANDS.items():
+    for words in _named_commands(argv):
+        module_name, configure, run, _ = _COMMANDS[words]
         module = importlib.import_module(module_name)
         getattr(module, configure)(leaves[" ".join(words)])
         runs[words] = getattr(module, run)

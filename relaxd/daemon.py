@@ -8,14 +8,14 @@ A :class:`Session` is handed its parts (real ones on the chair, simulated ones o
 - a :class:`StallGuard` thread zeroes everything and alerts when the loop stops ticking;
 - any exception, SIGTERM or SIGINT leaves the loop through ``finally``: everything to 0, files
   flushed. A fault is latched in the state directory, so a restarted daemon waits, safe, for a
-  caregiver's reset instead of resuming silently.
+  caregiver's reset instead of resuming silently;
+- a run marker in the state directory is removed only on a clean exit, so a start after a
+  crash, a kill or a power cut comes up latched (:mod:`relaxd.latch`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -28,8 +28,9 @@ from relaxd.alerts import Alerter
 from relaxd.clock import Clock
 from relaxd.controller import Controller, Levels, MoodSample, State, Step
 from relaxd.events import EventLog
-from relaxd.inputs import Input, ScriptInput, Sensed
+from relaxd.inputs import Input, Sensed
 from relaxd.labels import Mood
+from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.notify import Notifier, Watchdog
 from relaxd.safety import EmergencyStop
 from relaxd.status import StatusLine, bar
@@ -39,77 +40,13 @@ log = logging.getLogger(__name__)
 #: A ``levels`` event is written when any level moved by this much since the last one.
 LEVEL_EPSILON = 0.01
 
+#: Exit status of the deliberate restart that recovers a camera down too long: a clean exit
+#: (outputs at 0, run marker removed) that systemd's ``Restart=on-failure`` restarts.
+EXIT_CAMERA_RESTART = 75
 
-class FaultLatch:
-    """A stop that must survive a restart: a small JSON file in the state directory.
 
-    Set on every e-stop and fault, cleared by the caregiver's reset. ``relaxd reset`` asks a
-    running daemon for that reset by creating :attr:`request`. ``path=None`` keeps the latch in
-    memory only (simulation: every rehearsal starts clean).
-    """
-
-    @classmethod
-    def in_state_dir(cls, state_dir: Path) -> FaultLatch:
-        """The chair's latch: ``latch.json`` in the state directory."""
-        return cls(state_dir / "latch.json")
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self.request = path.with_name("reset-request") if path is not None else None
-        self.reason: str | None = None
-        if path is not None:
-            try:
-                self.reason = json.loads(path.read_text())["reason"]
-            except FileNotFoundError:
-                pass
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                self.reason = f"latch file unreadable ({exc}): staying stopped"
-
-    def set(self, reason: str) -> None:
-        """Latch (in memory at once; on disk durably, raising OSError if it cannot be written)."""
-        with self._lock:
-            self.reason = reason
-            if self.path is not None:
-                tmp = self.path.with_suffix(".tmp")
-                with open(tmp, "w") as f:
-                    f.write(json.dumps({"reason": reason, "at": time.time()}))
-                    f.flush()
-                    os.fsync(f.fileno())
-                tmp.replace(self.path)
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.reason = None
-            if self.path is not None:
-                self.path.unlink(missing_ok=True)
-
-    def follow(self, latched: Callable[[], bool], reason: str) -> bool:
-        """Match the e-stop: set while it is latched, clear once it is not; True if cleared.
-
-        Called from the e-stop's worker thread and from the main loop; the lock makes the check
-        and the write one step, so a late caller never undoes a newer state.
-        """
-        with self._lock:
-            if latched():
-                if self.reason is None:
-                    self.set(reason)
-            elif self.reason is not None:
-                self.clear()
-                return True
-        return False
-
-    def take_reset_request(self) -> bool:
-        """True once after ``relaxd reset`` asked for a reset."""
-        if self.request is None or not self.request.exists():
-            return False
-        self.request.unlink(missing_ok=True)
-        return True
+class LoopStalled(Exception):
+    """The main loop did not tick for the stall timeout (the StallGuard has stopped everything)."""
 
 
 class StallGuard:
@@ -158,6 +95,8 @@ class Session:
     status: StatusLine | None = None
     repeat: bool = False  # the chair: after a session, wait for the next child
     roll_record: Callable[[], None] | None = None  # start a new session record
+    marker: RunMarker | None = None  # None: no crash detection (simulation without a state)
+    remote_reset: bool = False  # honour `relaxd reset` requests (safety.remote_reset)
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -181,64 +120,90 @@ class Session:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        watchdog = Watchdog(self.notifier)
         guard = StallGuard(self.stall_timeout, self._stalled)
-        code = 0
-        t = self.clock.now()
-        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
+        code = 1
         try:
-            self.latch.take_reset_request()  # a request left from before this start is stale
-            if not self.estop.latched:
-                self.actuators.enable()
-            if self.latch.reason is not None:
-                self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
-            self.notifier.ready("running")
+            self._start()
             guard.start()
-            while not self._stop.is_set():
-                t = self.clock.now()
-                started = time.monotonic()
-                sensed = self.input.read(t)
-                if guard.stalled:
-                    raise RuntimeError("main loop stalled")
-                if sensed is None:
-                    self._stop_reason = "input ended"
-                    break
-                step = self._tick(t, sensed)
-                guard.tick()
-                if sensed.no_input is None or t - self._down_since < self.camera_grace:
-                    watchdog.pet()
-                if step.state is State.ENDED:
-                    if not self.repeat:
-                        self._stop_reason = "scenario ended"
-                        break
-                    self._next_session(t)
-                if (self.estop.latched and isinstance(self.input, ScriptInput)
-                        and self.input.exhausted):
-                    self._stop_reason = "e-stop latched and the script is over"
-                    break
-                if self.period is not None:
-                    self.clock.sleep(self.period - (time.monotonic() - started))
+            code = self._loop(guard)
         except Exception as exc:  # noqa: BLE001 - any fault: safe state, alert, latch
-            code = 1
-            self.actuators.off()
-            reason = f"fault: {type(exc).__name__}: {exc}"
-            log.critical("%s", reason, exc_info=not isinstance(exc, RuntimeError))
-            self.alerter.alert(self.clock.now(), "fault", reason)
-            self._stop_reason = reason
-            self._latch_fault(reason)
+            self._fault(exc)
         finally:
             guard.stop()
-            self.actuators.off()
-            self.notifier.stopping(self._stop_reason or "stopping")
-            self.estop.close()  # its worker records any press still queued
-            t = self.clock.now()
-            self._record_levels(t, self.actuators.levels(), force=True)
-            self.events.emit(t, "session", state="end", reason=self._stop_reason or "stopped")
-            for part in (self.input, self.actuators, self.alerter, self.events):
-                part.close()
-            if self.status is not None:
-                self.status.close()
+            self._finish(clean=code != 1)
         return code
+
+    def _start(self) -> None:
+        """Record the start; come up latched after an unclean exit or a latch kept on disk."""
+        t = self.clock.now()
+        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
+        self.latch.take_reset_request()  # a request left from before this start is stale
+        if self.marker is not None and self.marker.begin():
+            self.alerter.alert(t, "fault", f"{UNCLEAN_REASON}: every output stays off until "
+                                           "the reset button at the chair is pressed")
+            if self.latch.reason is None:
+                self._latch_fault(UNCLEAN_REASON)
+        if self.latch.reason is not None:
+            self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
+        elif self.estop.pressed:
+            self.estop.trigger("e-stop reads pressed at start-up")
+        if not self.estop.latched:
+            self.actuators.enable()
+        self.notifier.ready("running")
+
+    def _loop(self, guard: StallGuard) -> int:
+        """Tick until the input, the scenario or a signal ends it; the exit status."""
+        watchdog = Watchdog(self.notifier)
+        while not self._stop.is_set():
+            t = self.clock.now()
+            started = time.monotonic()
+            sensed = self.input.read(t)
+            if guard.stalled:
+                raise LoopStalled("main loop stalled")
+            if sensed is None:
+                return self._end("input ended")
+            step = self._tick(t, sensed)
+            guard.tick()
+            watchdog.pet()
+            if sensed.no_input is not None and t - self._down_since >= self.camera_grace:
+                return self._end(f"camera down for {t - self._down_since:.0f} s: exiting so that "
+                                 "systemd restarts relaxd afresh", EXIT_CAMERA_RESTART)
+            if step.state is State.ENDED:
+                if not self.repeat:
+                    return self._end("scenario ended")
+                self._next_session(t)
+            if self.estop.latched and self.input.scripted and self.input.exhausted:
+                return self._end("e-stop latched and the script is over")
+            if self.period is not None:
+                self.clock.sleep(self.period - (time.monotonic() - started))
+        return 0
+
+    def _end(self, reason: str, code: int = 0) -> int:
+        self._stop_reason = reason
+        return code
+
+    def _fault(self, exc: Exception) -> None:
+        self.actuators.off()
+        reason = f"fault: {type(exc).__name__}: {exc}"
+        log.critical("%s", reason, exc_info=not isinstance(exc, LoopStalled))
+        self.alerter.alert(self.clock.now(), "fault", reason)
+        self._stop_reason = reason
+        self._latch_fault(reason)
+
+    def _finish(self, clean: bool) -> None:
+        """Everything off, every record closed; then, on a clean exit only, the run marker goes."""
+        self.actuators.off()
+        self.notifier.stopping(self._stop_reason or "stopping")
+        self.estop.close()  # its worker records any press still queued
+        t = self.clock.now()
+        self._record_levels(t, self.actuators.levels(), force=True)
+        self.events.emit(t, "session", state="end", reason=self._stop_reason or "stopped")
+        for part in (self.input, self.actuators, self.alerter, self.events):
+            part.close()
+        if self.status is not None:
+            self.status.close()
+        if clean and self.marker is not None:
+            self.marker.end()
 
     def _next_session(self, t: float) -> None:
         """The scenario is over: record the session, then idle until the seat has been empty
@@ -252,7 +217,7 @@ class Session:
         self.events.emit(0.0, "session", state="start", scenario=self.controller.scenario.name)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
-        if self.estop.latched and self.latch.take_reset_request():
+        if self.remote_reset and self.estop.latched and self.latch.take_reset_request():
             self.estop.reset("relaxd reset")
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
@@ -317,7 +282,7 @@ class Session:
         if self.status is None and not self.notifier.enabled:
             return
         lv = step.levels if not self.actuators.inhibited else Levels()
-        if isinstance(self.input, ScriptInput):
+        if self.input.scripted:
             face = "scripted mood"
         elif sensed.no_input is not None:
             face = "camera down"

@@ -37,6 +37,13 @@ class Sensed:
 
 
 class Input(Protocol):
+    #: A script stands in for the child (and the caregiver's hands): the session may end with it.
+    scripted: bool
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more will come (a script that has played its last entry)."""
+
     def read(self, t: float) -> Sensed | None:
         """This tick's input at session time ``t``; None once the input has ended."""
 
@@ -56,6 +63,9 @@ class VisionInput:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
         self._mirror = False
+
+    scripted = False
+    exhausted = False
 
     def read(self, t: float) -> Sensed | None:
         frame: Frame | NoInput | None = self.source.read()
@@ -80,18 +90,22 @@ class VisionInput:
 
 
 class ScriptInput:
-    """Moods from a mood script (``relaxd.scenario.load_mood_script``); at ``press: estop`` and
-    ``press: reset`` it calls ``press(kind)``, which works the e-stop button as a caregiver would.
+    """Moods from a mood script (``relaxd.scenario.load_mood_script``); at each ``press`` and
+    ``release`` it calls ``buttons(action, button)``, which works the simulated button as a
+    caregiver's hand would (``action`` is ``press`` or ``release``).
 
     The script never ends by itself: the session ends with its scenario, or once the e-stop has
     latched and no entry is left.
     """
 
-    def __init__(self, entries: Sequence[ScriptEntry], press: Callable[[str], None]) -> None:
+    scripted = True
+
+    def __init__(self, entries: Sequence[ScriptEntry],
+                 buttons: Callable[[str, str], None]) -> None:
         self._entries = sorted(entries, key=lambda e: e.at)
         self._next = 0
         self._reading = MoodSample(Mood.NO_FACE, 0.0)
-        self._press = press
+        self._buttons = buttons
 
     @property
     def exhausted(self) -> bool:
@@ -103,8 +117,10 @@ class ScriptInput:
             self._next += 1
             if entry.mood is not None:
                 self._reading = MoodSample(Mood(entry.mood), entry.confidence)
-            if entry.press is not None:
-                self._press(entry.press)
+            elif entry.press is not None:
+                self._buttons("press", entry.press)
+            else:
+                self._buttons("release", entry.release)
         return Sensed(self._reading)
 
     def close(self) -> None:

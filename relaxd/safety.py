@@ -1,29 +1,33 @@
-"""The emergency stop and its latency benchmark.
+"""The emergency stop, the chair's reset button, and the e-stop latency benchmark.
 
-The e-stop button is read on a GPIO (pull-up, pressed = low) by a gpiozero ``Button``. Its
-``when_pressed`` callback runs in the pin factory's own thread, so it works while the main loop
-is stalled; it calls ``Actuators.off()`` first (lock-free, everything 0 at once), then queues the
-record and the alert for a worker thread so the callback itself never waits on a disk or a
-command. The stop latches. It is reset only by a deliberate act: ``reset()`` from a command, or a
-*new* press -- one that begins after the button has been released for ``rearm_after`` seconds,
-so contact chatter is never one -- held for ``hold_to_reset`` seconds and then released (a long first press never
-resets). Software is the second line: wire the button so it also cuts actuator power
-(deploy/estop-wiring.md).
+The e-stop (IEC 60204-1 §10.7, ISO 13850) is a latching mushroom button: its power contact cuts
+the actuators' supply (category 0), and a second contact is sensed on a GPIO by a gpiozero
+``Button``. Its ``when_pressed`` callback runs on the pin factory's own thread, so it works while
+the main loop is stalled; it zeroes every output first (each on its own, see
+``Actuators.off``), latches, then queues the record and the alert for a worker thread so the
+callback itself never waits on a disk or a command. The main loop reads the line's level every
+tick as a second channel (``sync``): a press whose edge was lost still stops the chair.
 
-The main loop calls ``EmergencyStop.sync(t, controller)`` every tick: it latches the controller
-(``estop``) after any press, and after a reset restarts it at the start intensity and only then
-re-enables the actuators -- so a reset never resumes the old intensity.
+The e-stop is a stop device only: no pattern of pressing, holding or twisting it free clears the
+latch. The reset is a separate, deliberate act at the chair: the :class:`ResetButton`, held at
+least ``hold_to_reset`` seconds and released while the e-stop reads released. The main loop then
+restarts the controller at its start intensity, ramped from 0, and only then re-enables the
+outputs (``sync``), so a reset never resumes the old intensity.
+
+No callback relaxd hands to gpiozero ever raises: lgpio runs every callback on one thread, and
+an exception would end it, and with it every later press.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 from relaxd.controller import Controller, State, Step
 from relaxd.errors import RelaxdError
@@ -39,16 +43,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class SafetySettings:
-    """E-stop button and caregiver alert outputs (BCM pin numbers)."""
+    """E-stop and reset buttons, and caregiver alert outputs (BCM pin numbers)."""
 
     estop_pin: int = spec(5, min=2, max=27, help="BCM pin of the e-stop's sense contact (to GND)")
+    estop_contact: Literal["nc", "no"] = spec(
+        "nc", help="nc: the sense contact is closed while released and opens when pressed, so a "
+        "broken wire reads pressed (recommended); no: it closes to GND when pressed")
     bounce_time: float = spec(
         0.01, min=0.001, max=0.03, help="debounce in seconds (adds at most this to the latency)")
-    rearm_after: float = spec(
-        1.0, min=0.05, max=10,
-        help="a reset press counts only after the button has been released this long (s)")
+    reset_pin: int = spec(16, min=2, max=27,
+                          help="BCM pin of the chair's reset button (momentary, to GND)")
     hold_to_reset: float = spec(
-        3.0, min=3, max=30, help="seconds a new press must be held to reset a latched stop")
+        3.0, min=3, max=30, help="seconds the reset button must be held to clear a stop")
+    remote_reset: bool = spec(
+        False, help="let `relaxd reset` restart the chair from a shell; off: only the reset "
+        "button at the chair (someone away from the chair cannot see the child)")
+    rearm_after: float | None = spec(
+        None, deprecated="is no longer used: the e-stop never resets; use the reset button")
     buzzer_pin: int | None = spec(6, min=2, max=27, help="BCM pin of the alert buzzer; none")
     alert_led_pin: int | None = spec(26, min=2, max=27, help="BCM pin of the alert LED; none")
     alert_command: list[str] = spec(
@@ -56,69 +67,97 @@ class SafetySettings:
     alert_timeout: float = spec(10.0, min=1, max=120, help="seconds before the command is killed")
 
     def check(self) -> Iterable[tuple[str | None, str]]:
-        pins = [p for p in (self.estop_pin, self.buzzer_pin, self.alert_led_pin) if p is not None]
+        pins = [p for p in (self.estop_pin, self.reset_pin, self.buzzer_pin, self.alert_led_pin)
+                if p is not None]
         if len(set(pins)) != len(pins):
-            yield None, f"e-stop, buzzer and alert LED pins must differ, got {pins}"
+            yield None, f"e-stop, reset, buzzer and alert LED pins must differ, got {pins}"
+
+
+def never_raises(callback: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a GPIO callback: log any exception instead of ending the pin factory's thread."""
+    @functools.wraps(callback)
+    def guarded(*args: Any) -> None:
+        try:
+            callback(*args)
+        except BaseException:  # noqa: BLE001 - the callback thread must survive anything
+            log.critical("GPIO callback %s failed", callback.__name__, exc_info=True)
+    return guarded
+
+
+def open_button(pin: int, *, active_when_open: bool, bounce_time: float,
+                pin_factory: Any) -> Any:
+    """A gpiozero Button on ``pin`` with the pull-up on: pressed when the line reads low, or,
+    for a normally-closed contact (``active_when_open``), when it reads high."""
+    from gpiozero import Button, GPIOZeroError
+
+    try:
+        if not active_when_open:
+            return Button(pin, pull_up=True, bounce_time=bounce_time, pin_factory=pin_factory)
+        button = Button(pin, pull_up=None, active_state=True, bounce_time=bounce_time,
+                        pin_factory=pin_factory)
+        button.pin.pull = "up"  # a broken wire floats high: pressed
+        return button
+    except (GPIOZeroError, OSError) as exc:
+        raise RelaxdError(f"cannot open the button on GPIO{pin}: {exc}") from None
 
 
 class EmergencyStop:
-    """A latching e-stop on a GPIO button; see the module docstring for the reset rules."""
+    """A latching e-stop on a GPIO button; see the module docstring for the rules."""
 
     def __init__(self, actuators: Actuators, settings: SafetySettings | None = None, *,
                  alerter: Alerter | None = None, events: EventLog | None = None,
                  now: Callable[[], float] = time.monotonic, pin_factory: Any = None,
                  on_press: Callable[[float], None] | None = None) -> None:
-        from gpiozero import Button, GPIOZeroError
-
         self.settings = s = settings or SafetySettings()
         self.actuators, self.alerter, self.events, self.now = actuators, alerter, events, now
         self.on_press = on_press
-        try:
-            self.button = Button(s.estop_pin, pull_up=True, bounce_time=s.bounce_time,
-                                 hold_time=s.hold_to_reset, pin_factory=pin_factory)
-        except (GPIOZeroError, OSError) as exc:
-            raise RelaxdError(f"cannot open the e-stop button on GPIO{s.estop_pin}: {exc}") \
-                from None
+        self.button = open_button(s.estop_pin, active_when_open=s.estop_contact == "nc",
+                                  bounce_time=s.bounce_time, pin_factory=pin_factory)
         self._lock = threading.Lock()
         self._latched = False
-        self._released_at: float | None = None  # while latched: when the button was let go
         self._presses = 0  # every stop, so the main loop sees one even if it was reset meanwhile
         self._seen = 0
-        self._reset_press = False  # this press began while latched: holding it may reset
-        self._armed = False
         self._jobs: queue.SimpleQueue[tuple[str, float, str] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="estop-record", daemon=True)
         self._worker.start()
-        self.button.when_pressed = self._pressed
-        self.button.when_held = self._held
-        self.button.when_released = self._released
-        if self.button.is_pressed:  # pressed at start-up: stay stopped
-            self.trigger("pressed at start-up")
+        self.button.when_pressed = never_raises(self._pressed)
 
     @property
     def latched(self) -> bool:
         return self._latched
 
-    def trigger(self, source: str = "command") -> None:
-        """Stop now from software (the same as a press)."""
+    @property
+    def pressed(self) -> bool:
+        """The sense line reads pressed (or cannot be read, which counts as pressed)."""
         try:
-            self.actuators.off()
-        finally:
-            self._stop(source)
+            return bool(self.button.is_pressed)
+        except Exception:  # noqa: BLE001 - an unreadable e-stop is a pressed one
+            log.critical("cannot read the e-stop line", exc_info=True)
+            return True
+
+    def trigger(self, source: str = "command") -> None:
+        """Stop now from software (the same as a press). Never raises."""
+        self._stop(source)
 
     def reset(self, source: str = "command") -> bool:
-        """Clear the latch (not while the button is held down); True if it was cleared."""
-        if self.button.is_pressed:
+        """Clear the latch (never while the e-stop reads pressed); True if it was cleared.
+
+        Only the reset button, or ``relaxd reset`` where the configuration allows it, calls this.
+        """
+        if self.pressed:
             return False
         with self._lock:
             if not self._latched:
                 return False
-            self._latched = self._armed = False
+            self._latched = False
         self._jobs.put(("reset", self.now(), source))
         return True
 
     def sync(self, t: float, controller: Controller) -> list[Step]:
-        """Main-loop side: latch the controller after a press, restart it after a reset."""
+        """Main-loop side: stop on a pressed line (the second channel), latch the controller
+        after a press, restart it after a reset."""
+        if not self._latched and self.pressed:
+            self.trigger("e-stop line read pressed")
         steps = []
         with self._lock:
             presses, latched = self._presses, self._latched
@@ -139,54 +178,88 @@ class EmergencyStop:
         self._worker.join(timeout=2)
         self.button.close()
 
-    # --- GPIO callbacks (the pin factory's thread) ------------------------------------------
-
     def _pressed(self) -> None:
-        try:
-            self.actuators.off()  # first, before anything that could wait
-        finally:  # latched even if a driver failed (the relay has cut the power anyway)
-            with self._lock:
-                rested = (self._released_at is not None
-                          and time.monotonic() - self._released_at >= self.settings.rearm_after)
-                self._reset_press, self._armed = self._latched and rested, False
-            if not self._reset_press:
-                self._stop("button")
-
-    def _held(self) -> None:
-        with self._lock:
-            self._armed = self._reset_press and self._latched
-
-    def _released(self) -> None:
-        with self._lock:
-            armed, self._armed, self._reset_press = self._armed, False, False
-            self._released_at = time.monotonic() if self._latched else None
-        if armed:
-            self.reset(f"button held {self.settings.hold_to_reset:g} s")
+        """The button's callback, on the pin factory's thread."""
+        self._stop("button")
 
     def _stop(self, source: str) -> None:
+        failed = self._off()  # first, before anything that could wait
         with self._lock:
             self._presses += 1
             self._latched = True
+        # Off again, now that the latch is set: an enable() by sync() that slipped in between
+        # the first off() and the latch cannot outlive this.
+        failed += self._off()
+        self._jobs.put(("press", self.now(), source))
+        if failed:
+            self._jobs.put(("fault", self.now(),
+                            "could not switch off: " + ", ".join(sorted(set(failed)))))
+
+    def _off(self) -> list[str]:
+        """Every output off; the ones that failed (``Actuators.off`` itself never raises, but
+        the stop must latch even if a replacement did)."""
         try:
-            # Off again, now that the latch is set: an enable() by sync() that slipped in between
-            # the first off() and the latch cannot outlive this.
-            self.actuators.off()
-        finally:
-            self._jobs.put(("press", self.now(), source))
+            return list(self.actuators.off())
+        except Exception as exc:  # noqa: BLE001
+            log.critical("switching the outputs off failed: %s", exc, exc_info=True)
+            return [f"outputs ({type(exc).__name__}: {exc})"]
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             action, t, source = job
             try:
-                if self.events is not None:
-                    self.events.emit(t, "estop", action=action, source=source)
-                if action == "press":
-                    if self.alerter is not None:
-                        self.alerter.alert(t, "estop", f"emergency stop ({source})")
-                    if self.on_press is not None:
-                        self.on_press(t)
+                self._record(action, t, source)
             except Exception:  # noqa: BLE001 - the worker must live on for the next press
                 log.exception("recording or alerting the e-stop %s failed", action)
+
+    def _record(self, action: str, t: float, source: str) -> None:
+        if action == "fault":
+            if self.alerter is not None:
+                self.alerter.alert(t, "fault", source)
+            return
+        if self.events is not None:
+            self.events.emit(t, "estop", action=action, source=source)
+        if action == "press":
+            if self.alerter is not None:
+                self.alerter.alert(t, "estop", f"emergency stop ({source})")
+            if self.on_press is not None:
+                self.on_press(t)
+
+
+class ResetButton:
+    """The chair's reset button: the one deliberate act that clears a latched stop.
+
+    A press counts when it began and ended while the e-stop read released, and lasted at least
+    ``hold_to_reset`` seconds by ``now`` (the session clock, so simulation holds in simulated
+    time). Contact chatter restarts the count, so it never resets anything.
+    """
+
+    def __init__(self, estop: EmergencyStop, settings: SafetySettings | None = None, *,
+                 now: Callable[[], float] = time.monotonic, pin_factory: Any = None) -> None:
+        self.estop, self.now = estop, now
+        self.settings = s = settings or estop.settings
+        self.button = open_button(s.reset_pin, active_when_open=False, bounce_time=s.bounce_time,
+                                  pin_factory=pin_factory)
+        self._since: float | None = None
+        self.button.when_pressed = never_raises(self._pressed)
+        self.button.when_released = never_raises(self._released)
+
+    def _pressed(self) -> None:
+        self._since = None if self.estop.pressed else self.now()
+
+    def _released(self) -> None:
+        since, self._since = self._since, None
+        if since is None or self.estop.pressed:
+            return
+        held = self.now() - since
+        if held >= self.settings.hold_to_reset:
+            self.estop.reset(f"reset button held {held:.1f} s")
+        else:
+            log.info("reset button released after %.1f s: hold it %g s to reset", held,
+                     self.settings.hold_to_reset)
+
+    def close(self) -> None:
+        self.button.close()
 
 
 @dataclass(frozen=True)
@@ -211,15 +284,18 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
 def estop_latency(n: int = 200) -> LatencyStats:
     """Press -> every actuator pin at 0, on mock pins, while a main loop is stalled in apply().
 
-    The stalled loop holds the actuators' lock inside ``apply()`` (its audio output blocks), so
-    the figure shows the press path does not wait on it. Mock pins call back synchronously: on
-    the Pi add the lgpio callback delay and up to ``bounce_time``.
+    The stalled loop spins in pure Python inside ``apply()``: it holds the actuators' lock and
+    the GIL, which it gives up only at the interpreter's switch interval; the press comes from
+    another thread. So the figure shows the press path waits for no lock, only for the GIL.
+    Mock pins call back synchronously: on the Pi add the lgpio callback delay and up to
+    ``bounce_time``.
     """
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     from relaxd.actuators import Actuators, ActuatorSettings
     from relaxd.audio import NullOutput
     from relaxd.controller import MoodSample
+    from relaxd.hardware import SimulatedHands
     from relaxd.labels import Mood
     from relaxd.paths import default_scenario
     from relaxd.scenario import load_scenario
@@ -228,7 +304,8 @@ def estop_latency(n: int = 200) -> LatencyStats:
 
     class StalledAudio(NullOutput):
         def advance(self, t: float) -> None:
-            gate.wait()
+            while not gate.is_set():  # busy: holds the GIL but for the switch interval
+                pass
 
     factory = MockFactory(pin_class=MockPWMPin)
     settings = ActuatorSettings()
@@ -240,7 +317,8 @@ def estop_latency(n: int = 200) -> LatencyStats:
     step = ctrl.step(60.0, MoodSample(Mood.NEUTRAL))  # levels well above 0
     pins = [factory.pin(p) for p in (settings.red_pin, settings.green_pin, settings.blue_pin,
                                      settings.vibration_pin)]
-    button = factory.pin(stop.settings.estop_pin)
+    hands = SimulatedHands(factory, stop.settings)
+    hands.rest()
     times = []
     try:
         for _ in range(n):
@@ -249,11 +327,11 @@ def estop_latency(n: int = 200) -> LatencyStats:
             loop.start()
             _wait(lambda: any(p.state > 0 for p in pins), "the stalled loop to switch on")
             t0 = time.perf_counter()
-            button.drive_low()
+            hands("press", "estop")
             _wait(lambda: all(p.state == 0 for p in pins), "the actuators to switch off")
             times.append((time.perf_counter() - t0) * 1000)
-            button.drive_high()
-            stop.reset()
+            hands("release", "estop")
+            stop.reset("benchmark")
             gate.set()
             loop.join()
             acts.enable()

@@ -240,19 +240,28 @@ def write_schema(path: str | Path = SCHEMA_PATH) -> None:
 # --- mood scripts -------------------------------------------------------------------------
 
 
+#: The buttons a mood script's caregiver works: the latching e-stop and the chair's reset.
+Button = Literal["estop", "reset"]
+
+
 @dataclass(kw_only=True)
 class ScriptEntry:
-    """One line of a mood script: from ``at`` seconds the mood is ``mood``, or a button press."""
+    """One line of a mood script: from ``at`` seconds the mood is ``mood``, or a caregiver's
+    hand on a button, as on the chair: ``press: estop`` pushes the latching e-stop down until
+    ``release: estop`` twists it free; ``press: reset`` holds the reset button until
+    ``release: reset``."""
 
     at: float = spec(min=0, help="seconds since session start")
     mood: Mood | None = spec(None, help="negative, neutral, positive or no_face")
     confidence: float = spec(0.7, min=0, max=1, help="the mood's confidence")
-    press: Literal["estop", "reset"] | None = spec(
-        None, help="estop: press the emergency stop; reset: the deliberate reset")
+    press: Button | None = spec(
+        None, help="estop: push the e-stop down (it stays down); reset: push the reset button")
+    release: Button | None = spec(
+        None, help="estop: twist the e-stop free; reset: let go of the reset button")
 
     def check(self) -> Iterable[tuple[str | None, str]]:
-        if (self.mood is None) == (self.press is None):
-            yield None, "give exactly one of 'mood' or 'press'"
+        if sum(x is not None for x in (self.mood, self.press, self.release)) != 1:
+            yield None, "give exactly one of 'mood', 'press' or 'release'"
 
 
 def load_mood_script(path: str | Path) -> list[ScriptEntry]:
@@ -263,20 +272,24 @@ def load_mood_script(path: str | Path) -> list[ScriptEntry]:
     except SpecError as exc:
         raise ScenarioError(exc.path, exc.problems) from None
     problems: list[Problem] = []
-    last, stopped = 0.0, False
+    last = 0.0
+    down: dict[str, tuple[int, int]] = {}  # button -> where it was pressed, while held
     for entry, item in zip(entries, node.value):
         where = (item.start_mark.line + 1, item.start_mark.column + 1)
         if entry.at < last:
             problems.append(Problem(*where, f"at {entry.at} is before the previous entry ({last})"))
         last = max(last, entry.at)
-        if entry.press == "estop":
-            stopped = True
-        elif entry.press == "reset":
-            if not stopped:
-                problems.append(Problem(*where, "reset without an earlier estop"))
-            stopped = False
+        if entry.press is not None:
+            if entry.press in down:
+                problems.append(Problem(*where, f"press: {entry.press} while it is still down"))
+            down[entry.press] = where
+        elif entry.release is not None and down.pop(entry.release, None) is None:
+            problems.append(Problem(*where, f"release: {entry.release} without a press before it"))
+    if "reset" in down:
+        problems.append(Problem(*down["reset"], "press: reset without a later release: reset "
+                                "(the reset button acts when it is let go)"))
     if problems:
-        raise ScenarioError(path, problems)
+        raise ScenarioError(path, sorted(problems, key=lambda p: (p.line, p.col)))
     return entries
 
 

@@ -21,6 +21,23 @@ def mock_factory():
     factory.close()
 
 
+def failing_pin(factory, number: int):
+    """Pin ``number`` of ``factory`` as a real mock PWM pin whose writes raise ``OSError``
+    while its ``failing`` attribute is true (a driver that died): the fault is injected below
+    gpiozero, so the device code under test is the real one. Call before the device opens it."""
+    from gpiozero.pins.mock import MockPWMPin
+
+    class FailingPin(MockPWMPin):
+        failing = True
+
+        def _set_state(self, value):
+            if self.failing:
+                raise OSError(f"GPIO{number}: driver not responding")
+            super()._set_state(value)
+
+    return factory.pin(number, pin_class=FailingPin)
+
+
 def fer2013_dir() -> Path | None:
     """$RELAXD_FER2013, else ../shared/fer2013 beside the checkout; None when absent."""
     for candidate in (os.environ.get("RELAXD_FER2013"), ROOT.parent / "shared" / "fer2013"):

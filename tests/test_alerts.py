@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 
+from conftest import failing_pin
 from relaxd.alerts import BEEPS, Alerter
 from relaxd.events import EventLog, MemorySink
 from relaxd.safety import SafetySettings
@@ -33,7 +35,49 @@ def test_alert_logs_records_beeps_and_blinks(mock_factory, caplog):
     wait_for(lambda: len(buzzer.states) >= 2 * n + 1)  # n beeps: on/off pairs
     wait_for(lambda: len(led.states) >= 3)  # blinking
     alerter.clear()
+    alerter.wait(2)
     assert led.state == 0
+    alerter.close()
+
+
+def test_alerts_and_clears_from_many_threads_never_raise(mock_factory):
+    """gpiozero's blink thread started and stopped from two threads at once raised
+    'cannot join thread before it is started' into the loop: one worker drives the outputs."""
+    alerter = Alerter(S, pin_factory=mock_factory)
+    errors = []
+
+    def hammer(i):
+        try:
+            for k in range(50):
+                alerter.alert(float(k), "halt" if i % 2 else "estop", "x")
+                alerter.clear()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    alerter.clear()
+    alerter.wait(5)
+    assert errors == [] and mock_factory.pin(S.alert_led_pin).state == 0
+    alerter.close()
+
+
+def test_a_failing_alert_output_never_raises_and_the_next_alert_still_sounds(
+        mock_factory, caplog):
+    buzzer = failing_pin(mock_factory, S.buzzer_pin)
+    buzzer.failing = False
+    alerter = Alerter(S, pin_factory=mock_factory)
+    buzzer.failing = True
+    with caplog.at_level(logging.ERROR, logger="relaxd.alerts"):
+        alerter.alert(1.0, "fault", "first")  # does not raise
+        alerter.wait(2)
+    assert "driving an alert output failed" in caplog.text
+    buzzer.failing = False
+    alerter.alert(2.0, "estop", "second")
+    wait_for(lambda: buzzer.state == 1)
     alerter.close()
 
 

@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from relaxd import check
 from relaxd.camera import CameraError, Frame
 from relaxd.errors import RelaxdError
+from relaxd.safety import SafetySettings
 from relaxd.check import (Check, check_audio, check_camera, check_config, check_estop,
                           check_model, check_output_pin, check_scenario, check_state_dir, report)
 
@@ -86,8 +87,8 @@ def test_simulated_run_passes(config_file, capsys):
     out = capsys.readouterr().out.splitlines()
     names = [line[6:20].strip() for line in out[:-1]]
     assert names == ["config", "scenario", "camera", "model", "light red", "light green",
-                     "light blue", "vibration", "buzzer", "alert LED", "e-stop", "audio",
-                     "state dir"]
+                     "light blue", "vibration", "buzzer", "alert LED", "e-stop", "reset button",
+                     "audio", "state dir"]
     assert all(line.startswith("ok ") for line in out[:-1]), out
     assert out[-1] == "all checks passed"
 
@@ -203,10 +204,24 @@ class PressedPin(MockPWMPin):
 
 
 def test_estop(factory):
-    assert check_estop(26, factory).ok
+    assert check_estop(SafetySettings(estop_pin=26, estop_contact="no"), factory).ok
     factory.pin(5, pin_class=PressedPin)
-    pressed = check_estop(5, factory)
-    assert not pressed.ok and "GPIO5 reads pressed" in pressed.detail
+    pressed = check_estop(SafetySettings(estop_pin=5, estop_contact="no"), factory)
+    assert not pressed.ok and "GPIO5 (NO contact) reads pressed at start" in pressed.detail
+
+
+def test_estop_nc_contact_reads_a_broken_wire_as_pressed(factory):
+    nc = SafetySettings(estop_pin=13, estop_contact="nc")
+    broken = check_estop(nc, factory)  # nothing holds the line low: the pull-up wins
+    assert not broken.ok and "a broken wire reads pressed" in broken.detail
+    assert check_estop(nc, factory, simulate=True).ok  # the simulated button rests released
+
+
+def test_reset_button(factory):
+    assert check.check_reset_button(SafetySettings(), factory).ok
+    factory.pin(12, pin_class=PressedPin)
+    stuck = check.check_reset_button(SafetySettings(reset_pin=12), factory)
+    assert not stuck.ok and "GPIO12 reads pressed" in stuck.detail
 
 
 def test_audio(tmp_path):
@@ -233,12 +248,13 @@ def test_state_dir(tmp_path, monkeypatch):
 
 
 def test_latch(tmp_path):
-    from relaxd.daemon import FaultLatch
+    from relaxd.latch import FaultLatch
 
-    assert check.check_latch(tmp_path) == Check("latch", True, "nothing latched")
+    assert check.check_latch(tmp_path, SafetySettings()) == Check("latch", True, "nothing latched")
     FaultLatch.in_state_dir(tmp_path).set("emergency stop")
-    result = check.check_latch(tmp_path)
+    result = check.check_latch(tmp_path, SafetySettings())
     assert not result.ok and result.detail.startswith("latched: emergency stop;")
+    assert "reset button (GPIO16) 3 s" in result.detail and "e-stop free never" in result.detail
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -13,10 +13,12 @@ from relaxd.alerts import Alerter
 from relaxd.audio import NullOutput
 from relaxd.clock import VirtualClock
 from relaxd.controller import Controller, MoodSample
-from relaxd.daemon import FaultLatch, Session
+from relaxd.daemon import EXIT_CAMERA_RESTART, Session
 from relaxd.events import EventLog, MemorySink
+from relaxd.hardware import SimulatedHands
 from relaxd.inputs import Sensed
 from relaxd.labels import Mood
+from relaxd.latch import RESET_REQUEST_TTL_S, UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.paths import default_scenario
 from relaxd.safety import EmergencyStop, SafetySettings
 from relaxd.scenario import load_scenario
@@ -26,6 +28,8 @@ PINS = ActuatorSettings()
 
 class ScriptedInput:
     """Positive mood every tick; from tick ``fail_at`` on, runs ``action`` instead."""
+
+    scripted = exhausted = False
 
     def __init__(self, fail_at: int, action) -> None:
         self.ticks, self.fail_at, self.action = 0, fail_at, action
@@ -45,7 +49,8 @@ def _pin_values(factory) -> list[float]:
                                            PINS.vibration_pin)]
 
 
-def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0):
+def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0,
+             remote_reset: bool = False, marker: RunMarker | None = None):
     sink = MemorySink()
     events = EventLog([sink])
     actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
@@ -55,9 +60,11 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
                           now=clock.now, pin_factory=factory,
                           on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
+    SimulatedHands(factory, estop.settings).rest()  # the NC contact's line at its released level
     session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
                       actuators=actuators, estop=estop, alerter=alerter, events=events,
-                      latch=latch, period=0.5, stall_timeout=stall_timeout)
+                      latch=latch, period=0.5, stall_timeout=stall_timeout,
+                      remote_reset=remote_reset, marker=marker)
     return session, sink, estop
 
 
@@ -84,18 +91,19 @@ def test_exception_turns_everything_off_alerts_and_latches(mock_factory, tmp_pat
 
 def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
     latch = tmp_path / "latch.json"
-    latch.write_text(json.dumps({"reason": "fault: earlier"}))
+    FaultLatch(latch).set("fault: earlier")
     levels: list[list[float]] = []
 
     def ask_reset_then_end():
         levels.append(_pin_values(mock_factory))
         if len(levels) == 100:
-            (tmp_path / "reset-request").touch()
+            FaultLatch(latch).request_reset()  # `relaxd reset` with safety.remote_reset: true
         if len(levels) > 300:
             return None
         return Sensed(MoodSample(Mood.POSITIVE, 0.9))
 
-    session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_end, fail_at=1), latch)
+    session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_end, fail_at=1), latch,
+                                    remote_reset=True)
     assert session.run() == 0
     assert all(max(v) == 0 for v in levels[:100])  # latched: nothing plays
     assert max(levels[-1]) > 0  # after the reset the cycle restarted
@@ -152,9 +160,10 @@ def test_estop_while_loop_blocked_then_latched(mock_factory):
     while inp.ticks < inp.fail_at and time.monotonic() < deadline:
         time.sleep(0.01)
     assert max(_pin_values(mock_factory)) > 0  # lit, and the loop is now blocked
-    mock_factory.pin(estop.settings.estop_pin).drive_low()
+    hands = SimulatedHands(mock_factory, estop.settings)
+    hands("press", "estop")
     pressed_levels.append(_pin_values(mock_factory))
-    mock_factory.pin(estop.settings.estop_pin).drive_high()
+    hands("release", "estop")
     gate.set()
     runner.join(10)
     assert pressed_levels == [[0, 0, 0, 0]]
@@ -166,10 +175,88 @@ def test_fault_latch_file_round_trip(tmp_path):
     assert latch.reason is None and not latch.take_reset_request()
     latch.set("emergency stop")
     assert FaultLatch(tmp_path / "latch.json").reason == "emergency stop"
-    (tmp_path / "reset-request").touch()
+    FaultLatch(tmp_path / "latch.json").request_reset()
     assert latch.take_reset_request() and not latch.take_reset_request()
     latch.clear()
     assert FaultLatch(tmp_path / "latch.json").reason is None
+
+
+def test_a_reset_request_must_name_this_latch_and_be_fresh(tmp_path):
+    latch = FaultLatch(tmp_path / "latch.json")
+    latch.set("emergency stop")
+    latch.request_reset()
+    latch.set("emergency stop again")  # a later stop: the old request does not answer it
+    assert not latch.take_reset_request() and not latch.request.exists()
+    latch.request_reset()
+    now = time.time()
+    assert not latch.take_reset_request(now=now + RESET_REQUEST_TTL_S + 1)  # expired
+    latch.request.write_text("not json")
+    assert not latch.take_reset_request()
+    latch.request_reset()
+    assert latch.take_reset_request(now=now + 1)
+
+
+def test_a_remote_reset_is_refused_unless_the_configuration_allows_it(mock_factory, tmp_path):
+    latch = tmp_path / "latch.json"
+    FaultLatch(latch).set("emergency stop")
+    lit = []
+
+    def ask_reset():
+        lit.append(max(_pin_values(mock_factory)))
+        if len(lit) == 5:
+            FaultLatch(latch).request_reset()
+        return None if len(lit) > 100 else Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    session, _, estop = _session(mock_factory, _lit_then(ask_reset, fail_at=1), latch)
+    assert session.run() == 0
+    assert max(lit) == 0 and estop.latched and latch.exists()
+
+
+def test_a_clean_exit_removes_the_run_marker_and_a_fault_keeps_it(mock_factory, tmp_path):
+    marker = RunMarker.in_state_dir(tmp_path)
+    session, _, _ = _session(mock_factory, _lit_then(lambda: None, fail_at=20),
+                             tmp_path / "latch.json", marker=marker)
+    assert session.run() == 0 and not marker.present
+
+    def boom():
+        raise OSError("segfault stand-in")
+
+    session, _, _ = _session(mock_factory, _lit_then(boom, fail_at=20), tmp_path / "latch.json",
+                             marker=marker)
+    assert session.run() == 1 and marker.present
+
+
+def test_a_start_after_an_unclean_exit_comes_up_latched(mock_factory, tmp_path):
+    marker = RunMarker.in_state_dir(tmp_path)
+    marker.begin()  # the previous run was killed: its marker is still there
+    lit = []
+
+    def watch():
+        lit.append(max(_pin_values(mock_factory)))
+        return None if len(lit) > 100 else Sensed(MoodSample(Mood.POSITIVE, 0.9))
+
+    session, sink, estop = _session(mock_factory, _lit_then(watch, fail_at=1),
+                                    tmp_path / "latch.json", marker=marker)
+    assert session.run() == 0
+    assert max(lit) == 0 and estop.latched
+    assert FaultLatch.in_state_dir(tmp_path).reason == UNCLEAN_REASON
+    alerts = [e for e in sink.events if e["type"] == "alert"]
+    assert alerts[0]["reason"] == "fault" and "uncleanly" in alerts[0]["detail"]
+    assert not marker.present  # this run ended cleanly; the latch stays until the reset button
+
+
+def test_a_camera_down_too_long_exits_cleanly_for_a_restart(mock_factory, tmp_path):
+    marker = RunMarker.in_state_dir(tmp_path)
+
+    def camera_gone():
+        return Sensed(MoodSample(Mood.NO_FACE, 0.0), no_input="picamera: timeout")
+
+    session, _, _ = _session(mock_factory, _lit_then(camera_gone, fail_at=100),
+                             tmp_path / "latch.json", marker=marker)
+    session.camera_grace = 30.0
+    assert session.run() == EXIT_CAMERA_RESTART
+    assert "camera down" in session.stop_reason and _pin_values(mock_factory) == [0, 0, 0, 0]
+    assert not marker.present and FaultLatch.in_state_dir(tmp_path).reason is None
 
 
 def test_camera_loss_zeroes_at_once_alerts_once_and_resumes_ramping(mock_factory):
@@ -199,15 +286,16 @@ def test_camera_loss_zeroes_at_once_alerts_once_and_resumes_ramping(mock_factory
 
 def test_a_reset_request_left_from_before_the_start_is_ignored(mock_factory, tmp_path):
     latch = tmp_path / "latch.json"
-    latch.write_text(json.dumps({"reason": "emergency stop"}))
-    (tmp_path / "reset-request").touch()  # `relaxd reset` while no daemon ran
+    FaultLatch(latch).set("emergency stop")
+    FaultLatch(latch).request_reset()  # `relaxd reset` while no daemon ran
     lit = []
 
     def watch():
         lit.append(max(_pin_values(mock_factory)))
         return None if len(lit) > 50 else Sensed(MoodSample(Mood.POSITIVE, 0.9))
 
-    session, sink, _ = _session(mock_factory, _lit_then(watch, fail_at=1), latch)
+    session, sink, _ = _session(mock_factory, _lit_then(watch, fail_at=1), latch,
+                                remote_reset=True)
     assert session.run() == 0
     assert max(lit) == 0 and latch.exists()
 

@@ -38,7 +38,9 @@ def test_show_rehearses_a_mood_script_and_plots(tmp_path, capsys):
 - {at: 200, mood: negative, confidence: 0.95}
 - {at: 240, mood: neutral}
 - {at: 400, press: estop}
-- {at: 420, press: reset}
+- {at: 410, release: estop}
+- {at: 416, press: reset}
+- {at: 420, release: reset}
 """, "m.yaml")
     png = tmp_path / "out.png"
     assert run(_args([str(default_scenario()), "--mood-script", str(script),

@@ -168,10 +168,13 @@ def test_mood_script(tmp_path):
 - {at: 0, mood: neutral}
 - {at: 30, mood: negative, confidence: 0.9}
 - {at: 40, press: estop}
+- {at: 45, release: estop}
 - {at: 50, press: reset}
+- {at: 54, release: reset}
 """, "m.yaml"))
     assert [e.mood for e in script[:2]] == [Mood.NEUTRAL, Mood.NEGATIVE]
     assert script[1].confidence == 0.9 and script[2].press == "estop"
+    assert script[3].release == "estop" and script[5].release == "reset"
 
 
 def test_mood_script_problems_all_at_once(tmp_path):
@@ -179,18 +182,24 @@ def test_mood_script_problems_all_at_once(tmp_path):
 - {at: 10, mood: neutral}
 - {at: 5, mood: negative}
 - {at: 20, press: reset}
+- {at: 30, release: estop}
+- {at: 40, press: estop}
+- {at: 41, press: estop}
 """, "m.yaml")
     with pytest.raises(ScenarioError) as err:
         load_mood_script(p)
     lines = str(err.value).splitlines()
     assert any(":2:3:" in l and "before the previous entry" in l for l in lines)
-    assert any(":3:3:" in l and "reset without an earlier estop" in l for l in lines)
+    assert any(":3:3:" in l and "press: reset without a later release: reset" in l
+               for l in lines)
+    assert any(":4:3:" in l and "release: estop without a press before it" in l for l in lines)
+    assert any(":6:3:" in l and "press: estop while it is still down" in l for l in lines)
     p = write(tmp_path, "- {at: 0, mood: happy}\n- {at: 1, mood: neutral, press: estop}\n",
               "m.yaml")
     with pytest.raises(ScenarioError) as err:
         load_mood_script(p)
     assert "expected one of negative, neutral, positive, no_face" in str(err.value)
-    assert "exactly one of 'mood' or 'press'" in str(err.value)
+    assert "exactly one of 'mood', 'press' or 'release'" in str(err.value)
 
 
 def _args(configure, argv):

@@ -33,7 +33,9 @@ CYCLE = [
     (400, {"mood": "no_face"}),
     (450, {"mood": "positive"}),
     (500, {"press": "estop"}),
-    (530, {"press": "reset"}),
+    (520, {"release": "estop"}),
+    (525, {"press": "reset"}),
+    (530, {"release": "reset"}),
 ]
 
 
