@@ -43,6 +43,7 @@ VENV=$PREFIX/venv
 ETC=$ROOT/etc/relaxd
 STATE=$ROOT/var/lib/relaxd
 UNIT=$ROOT/etc/systemd/system/relaxd.service
+BOOT_CONFIG=$ROOT/boot/firmware/config.txt
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -129,6 +130,32 @@ install_config() {
     done
 }
 
+# A key's value in the installed configuration (the first match), or $2.
+config_value() {
+    local value
+    value=$(sed -n "s/^[[:space:]]*$1:[[:space:]]*\([0-9A-Za-z]*\).*/\1/p" "$ETC/config.yaml" \
+        2>/dev/null | head -n 1)
+    echo "${value:-$2}"
+}
+
+# The actuator pins are driven off by the firmware from boot, before relaxd (or anything) runs.
+install_boot_pins() {
+    local pins level=dl
+    pins=$(config_value red_pin 17),$(config_value green_pin 27),$(config_value blue_pin 22)
+    pins=$pins,$(config_value vibration_pin 23)
+    [[ $(config_value active_high true) == false ]] && level=dh
+    step "actuator pins off from boot: gpio=$pins=op,$level in $BOOT_CONFIG"
+    if ((DRY_RUN)); then
+        echo "+ write the relaxd block of $BOOT_CONFIG  (not run)"
+        return
+    fi
+    mkdir -p "${BOOT_CONFIG%/*}"
+    touch "$BOOT_CONFIG"
+    sed -i '/^# BEGIN relaxd/,/^# END relaxd/d' "$BOOT_CONFIG"
+    printf '# BEGIN relaxd: actuator pins off from boot (deploy/install.sh)\ngpio=%s=op,%s\n# END relaxd\n' \
+        "$pins" "$level" >>"$BOOT_CONFIG"
+}
+
 install_state() {
     step "state directory $STATE (session records)"
     run install -d -m 0750 "$STATE"
@@ -172,6 +199,7 @@ else
     install_venv
     install_config
     install_state
+    install_boot_pins
     install_unit
     step "done: systemctl status relaxd; journalctl -u relaxd -f"
 fi

@@ -29,7 +29,7 @@ from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
 from relaxd.notify import Notifier
 from relaxd.paths import resource_dir
-from relaxd.safety import EmergencyStop, ResetButton
+from relaxd.safety import EmergencyStop, Heartbeat, ResetButton
 from relaxd.scenario import load_mood_script, load_scenario
 from relaxd.sessions import SessionSink
 from relaxd.status import StatusLine, StatusLogHandler
@@ -136,6 +136,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
                           on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
     stack.callback(estop.close)
     stack.callback(ResetButton(estop, config.safety, now=clock.now, pin_factory=factory).close)
+    heartbeat = Heartbeat(config.safety.heartbeat_pin, pin_factory=factory)
+    stack.callback(heartbeat.close)
     buttons = SimulatedHands(factory, config.safety) if factory is not None else \
         _ScriptedStop(estop)
     if factory is not None:
@@ -149,7 +151,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
                    repeat=live, roll_record=roll_record, marker=marker,
-                   remote_reset=config.safety.remote_reset,
+                   remote_reset=config.safety.remote_reset, heartbeat=heartbeat,
                    camera_grace=config.camera.restart_after_s,
                    stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1))
 

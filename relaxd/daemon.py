@@ -32,7 +32,7 @@ from relaxd.inputs import Input, Sensed
 from relaxd.labels import Mood
 from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.notify import Notifier, Watchdog
-from relaxd.safety import EmergencyStop
+from relaxd.safety import EmergencyStop, Heartbeat
 from relaxd.status import StatusLine, bar
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class Session:
     roll_record: Callable[[], None] | None = None  # start a new session record
     marker: RunMarker | None = None  # None: no crash detection (simulation without a state)
     remote_reset: bool = False  # honour `relaxd reset` requests (safety.remote_reset)
+    heartbeat: Heartbeat | None = None  # toggled every healthy tick, for a hardware watchdog
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -165,6 +166,8 @@ class Session:
             step = self._tick(t, sensed)
             guard.tick()
             watchdog.pet()
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             if sensed.no_input is not None and t - self._down_since >= self.camera_grace:
                 return self._end(f"camera down for {t - self._down_since:.0f} s: exiting so that "
                                  "systemd restarts relaxd afresh", EXIT_CAMERA_RESTART)

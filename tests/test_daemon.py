@@ -336,3 +336,21 @@ def test_the_chair_runs_session_after_session(mock_factory):
     assert len(starts) == 2 and len(ends) >= 1 and rolled
     # The second session's clock starts at 0 again, and it starts only once the seat was empty.
     assert starts[1]["t"] < sc.duration
+
+
+def test_the_heartbeat_toggles_every_healthy_tick_and_stops_with_the_loop(mock_factory):
+    from relaxd.safety import Heartbeat
+
+    pin = mock_factory.pin(24)
+    heartbeat = Heartbeat(24, pin_factory=mock_factory)
+    seen = []
+
+    def tick():
+        seen.append(pin.state)
+        return None if len(seen) > 20 else Sensed(MoodSample(Mood.NEUTRAL, 0.8))
+
+    session, _, _ = _session(mock_factory, _lit_then(tick, fail_at=1))
+    session.heartbeat = heartbeat
+    assert session.run() == 0
+    assert all(a != b for a, b in zip(seen, seen[1:]))  # a new level at every tick
+    heartbeat.close()

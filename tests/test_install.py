@@ -58,16 +58,20 @@ def test_install_twice_gives_the_same_tree_and_keeps_edits(tmp_path):
     assert sorted(p.name for p in (root / "etc/relaxd/scenarios").iterdir()) == \
         sorted(p.name for p in (REPO / "scenarios").glob("*.yaml"))
     assert (root / "var/lib/relaxd").stat().st_mode & 0o777 == 0o750
+    boot = (root / "boot/firmware/config.txt").read_text()
+    assert "\ngpio=17,27,22,23=op,dl\n" in boot  # the actuator pins are off from boot
     first = snapshot(root)
 
     out = install("--root", root)
     assert snapshot(root) == first
     assert f"kept {config}" in out
 
-    config.write_text("camera:\n  fps: 5\n")
+    config.write_text("camera:\n  fps: 5\nactuators:\n  red_pin: 12\n  active_high: false\n")
     out = install("--root", root)
-    assert config.read_text() == "camera:\n  fps: 5\n"
+    assert config.read_text().startswith("camera:\n  fps: 5\n")
     assert f"kept {config} (edited" in out
+    boot = (root / "boot/firmware/config.txt").read_text()
+    assert boot.count("# BEGIN relaxd") == 1 and "gpio=12,27,22,23=op,dh" in boot
 
 
 def test_uninstall_keeps_configuration_and_records(tmp_path):

@@ -35,6 +35,8 @@ def test_unit_has_the_required_settings():
     s = settings()
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert s["ExecStart"] == ["/opt/relaxd/venv/bin/relaxd --config /etc/relaxd/config.yaml"]
+    safe_off = ["/opt/relaxd/venv/bin/relaxd safe-off --config /etc/relaxd/config.yaml"]
+    assert s["ExecStartPre"] == safe_off and s["ExecStopPost"] == safe_off
     assert s["Restart"] == ["on-failure"] and s["KillSignal"] == ["SIGTERM"]
     assert s["User"] == ["relaxd"] and s["SupplementaryGroups"] == ["gpio video audio"]
     assert s["StateDirectory"] == ["relaxd"] and s["ConfigurationDirectory"] == ["relaxd"]
