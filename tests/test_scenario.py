@@ -219,3 +219,16 @@ def test_validate_command(tmp_path, capsys):
     assert code == 1
     assert f"{good}: ok" in out and f"{bad}:4:15: 'duration' is -1" in out
     assert f"{missing}: no such file" in out and "Traceback" not in out
+
+
+def test_light_breathing_stays_far_below_the_3_hz_photosensitivity_limit(tmp_path):
+    """deploy/SAFETY.md H5: the fastest breathing a scenario can ask for is 0.5 Hz."""
+    from dataclasses import fields
+
+    from relaxd.scenario import Light
+
+    fastest_hz = 1 / next(f for f in fields(Light) if f.name == "pulse_period").metadata["min"]
+    assert fastest_hz <= 0.5 < 3
+    fast = GOOD.replace('brightness: 0.5}', 'brightness: 0.5, pulse_period: 1.5}')
+    with pytest.raises(ScenarioError, match=r"s.yaml:6:\d+: 'pulse_period' is 1.5, outside 2..120"):
+        load_scenario(write(tmp_path, fast))
