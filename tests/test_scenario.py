@@ -230,5 +230,5 @@ def test_light_breathing_stays_far_below_the_3_hz_photosensitivity_limit(tmp_pat
     fastest_hz = 1 / next(f for f in fields(Light) if f.name == "pulse_period").metadata["min"]
     assert fastest_hz <= 0.5 < 3
     fast = GOOD.replace('brightness: 0.5}', 'brightness: 0.5, pulse_period: 1.5}')
-    with pytest.raises(ScenarioError, match=r"s.yaml:6:\d+: 'pulse_period' is 1.5, outside 2..120"):
+    with pytest.raises(ScenarioError, match=r"s.yaml:5:\d+: 'pulse_period' is 1.5, outside 2..120"):
         load_scenario(write(tmp_path, fast))
