@@ -65,18 +65,41 @@ system() {
 
 real_system() { ((!DRY_RUN)) && [[ -z $ROOT ]]; }
 
+# One line per problem that stops a real install: not root, not 64-bit, not Bookworm, or a
+# Debian without the Pi's packages. A real run stops before touching anything; --dry-run
+# reports them and goes on.
+preflight_problems() {
+    local codename missing=() pkg
+    [[ $(id -u) -eq 0 ]] || echo "not root: run it with sudo"
+    if [[ $(uname -m) == aarch64 && $(dpkg --print-architecture 2>/dev/null) != arm64 ]]; then
+        echo "a 32-bit system on a 64-bit kernel: install the 64-bit Raspberry Pi OS"
+    elif [[ $(uname -m) != aarch64 && $(uname -m) != x86_64 ]]; then
+        echo "not a 64-bit system ($(uname -m)): install the 64-bit Raspberry Pi OS"
+    fi
+    # shellcheck disable=SC1091
+    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    [[ $codename == bookworm ]] || echo "made for Raspberry Pi OS Bookworm, this is '${codename:-unknown}'"
+    for pkg in python3-picamera2 python3-lgpio; do
+        apt-cache show "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) ||
+        echo "no ${missing[*]} in this system's apt sources: not Raspberry Pi OS (plain Debian?)"
+}
+
+prefixed() {
+    local line
+    while IFS= read -r line; do echo "$1$line"; done <<<"$2"
+}
+
 preflight() {
-    if real_system; then
-        [[ $(id -u) -eq 0 ]] || { echo "install.sh: run as root (sudo)" >&2; exit 1; }
-        # shellcheck disable=SC1091
-        codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-        [[ $codename == bookworm ]] ||
-            echo "install.sh: warning: made for Raspberry Pi OS Bookworm, this is '$codename'" >&2
-        if [[ $(uname -m) == aarch64 && $(dpkg --print-architecture) != arm64 ]]; then
-            echo "install.sh: a 32-bit system on a 64-bit kernel: install the 64-bit Raspberry Pi" \
-                 "OS (the unit allows native system calls only)" >&2
-            exit 1
-        fi
+    local problems
+    problems=$(preflight_problems)
+    if ((DRY_RUN)); then
+        step "preflight (a real run stops on any of these)"
+        if [[ -n $problems ]]; then prefixed "  would stop: " "$problems"; else echo "  ok"; fi
+    elif real_system && [[ -n $problems ]]; then
+        prefixed "install.sh: " "$problems" >&2
+        exit 1
     fi
 }
 
@@ -106,7 +129,14 @@ install_venv() {
     if ! real_system || [[ ! -x $VENV/bin/python ]]; then
         system python3 -m venv --system-site-packages "$VENV"
     fi
-    system "$VENV/bin/pip" install --upgrade --no-cache-dir "${REPO}[pi]"
+    # Built from a copy, so no root-owned build/ or *.egg-info is left in the checkout (and no
+    # stale build/lib can carry a deleted module into the update).
+    local src=/tmp/relaxd-src.XXXXXX
+    ((DRY_RUN)) || src=$(mktemp -d "$src")
+    run cp -a "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/relaxd" "$REPO/models" \
+        "$REPO/scenarios" "$src/"
+    system "$VENV/bin/pip" install --upgrade --no-cache-dir "${src}[pi]"
+    run rm -rf "$src"
     run install -d -m 0755 "$PREFIX"
     run install -m 0644 "$REPO/deploy/README.md" "$PREFIX/README.md"
 }

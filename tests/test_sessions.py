@@ -135,6 +135,12 @@ def test_export_csv_and_plot(tmp_path, capsys):
     assert "104 events written" in capsys.readouterr().out
 
 
+def test_a_state_dir_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(RelaxdError, match="no such state directory") as err:
+        run(args(["--state-dir", str(tmp_path / "typo")]))
+    assert err.value.exit_code == 2
+
+
 def test_export_errors(tmp_path):
     with pytest.raises(RelaxdError, match="no session 3"):
         run(args(["--state-dir", str(tmp_path), "export", "3", "--csv", str(tmp_path / "x")]))
