@@ -2,7 +2,10 @@
 
 The controller's Levels are slow envelopes; here they are shaped by the phase's patterns
 (light pulse, vibration pulse/wave, blended over 2 s when a pattern changes), the LEDs get a
-gamma curve so ramps look even, and the volume is capped by ``volume_cap``.
+gamma curve so ramps look even, and the volume is capped by ``volume_cap``. Last, each output
+is slew-limited to the installation's ``max_ramp`` per second (patterns included: a pulse's
+edges soften, a too steep wave flattens) and never exceeds its envelope, so a halt still goes
+down as fast as the controller asks. What is driven is what ``levels()`` reports.
 
 ``off()`` is the emergency path: thread-safe, idempotent, lock-free, and it latches. Until
 ``enable()`` (called by the main loop after the controller's reset) ``apply()`` only keeps
@@ -17,12 +20,30 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from relaxd.audio import AudioOutput, NullOutput
-from relaxd.controller import ZERO, Levels, Step
+from relaxd.controller import MAX_RAMP_DT, ZERO, Caps, Levels, Step, approach
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Pattern
 from relaxd.yamlspec import spec
 
 _BLEND_S = 2.0
+
+
+@dataclass(kw_only=True)
+class MaxLevel:
+    """The highest level of each output on this chair, whatever a scenario asks (0..1)."""
+
+    light: float = spec(0.8, min=0, max=1, help="light level (before gamma)")
+    audio: float = spec(0.8, min=0, max=1, help="audio level (1 = volume_cap)")
+    vibration: float = spec(0.8, min=0, max=1, help="vibration motor duty")
+
+
+@dataclass(kw_only=True)
+class MaxRamp:
+    """The largest change per second of each output as driven, patterns included."""
+
+    light: float = spec(0.15, min=0.005, max=2, help="light level per second")
+    audio: float = spec(0.1, min=0.005, max=2, help="audio level per second")
+    vibration: float = spec(1.5, min=0.005, max=2, help="motor duty per second")
 
 
 @dataclass(kw_only=True)
@@ -43,6 +64,15 @@ class ActuatorSettings:
         0.6, min=0, max=1, help="output volume at audio level 1 (protects children's hearing)")
     audio_device: str | None = spec(None, help="PortAudio device name; none = the default")
     sample_rate: int = spec(22050, min=8000, max=48000, help="audio sample rate in Hz")
+    max_level: MaxLevel = spec(default_factory=MaxLevel,
+                               help="highest level of each output, whatever the scenario asks")
+    max_ramp: MaxRamp = spec(default_factory=MaxRamp,
+                             help="largest change per second of each output, patterns included")
+
+    def caps(self) -> Caps:
+        """The installation caps, for the controller."""
+        m, r = self.max_level, self.max_ramp
+        return Caps(Levels(m.light, m.audio, m.vibration), Levels(r.light, r.audio, r.vibration))
 
     def check(self) -> Iterable[tuple[str | None, str]]:
         pins = [self.red_pin, self.green_pin, self.blue_pin, self.vibration_pin]
@@ -113,6 +143,7 @@ class Actuators:
         self._inhibited = False
         self._closed = False
         self._light = 0.0
+        self._driven_t: float | None = None
         self._pulse, self._vibration = _Blend(), _Blend()
 
     @property
@@ -126,21 +157,36 @@ class Actuators:
             if self._closed:
                 return
             if not self._inhibited:
-                st, lv, s = step.stimulus, step.levels, self.settings
-                light = lv.light * self._pulse(t, st.pulse_period, lambda tau: pulse_level(
-                    st.pulse_period, tau))
-                vib = lv.vibration * self._vibration(
-                    t, (st.vibration, st.vibration_period),
-                    lambda tau: pattern_level(st.vibration, st.vibration_period, tau))
-                duty = min(1.0, max(0.0, light)) ** s.light_gamma
-                for led, c in zip(self._leds, st.colour):
-                    led.value = duty * c / 255.0
-                self._motor.value = min(1.0, max(0.0, vib))
-                self._light = light
-                self.audio.play(st.sound, lv.audio * s.volume_cap)
+                self._drive(t, step)
             if self._inhibited:  # off() may have run while we wrote: make sure it wins
                 self._zero()
             self.audio.advance(t)
+
+    def _drive(self, t: float, step: Step) -> None:
+        st, lv, s = step.stimulus, step.levels, self.settings
+        shaped = Levels(
+            lv.light * self._pulse(t, st.pulse_period,
+                                   lambda tau: pulse_level(st.pulse_period, tau)),
+            lv.audio,
+            lv.vibration * self._vibration(
+                t, (st.vibration, st.vibration_period),
+                lambda tau: pattern_level(st.vibration, st.vibration_period, tau)))
+        out = self._slew(t, shaped, lv)
+        duty = out.light ** s.light_gamma
+        for led, c in zip(self._leds, st.colour):
+            led.value = duty * c / 255.0
+        self._motor.value = out.vibration
+        self._light = out.light
+        self.audio.play(st.sound, out.audio * s.volume_cap)
+
+    def _slew(self, t: float, wanted: Levels, envelope: Levels) -> Levels:
+        """``wanted``, moved from what is driven now by at most ``max_ramp`` per second (one
+        second's worth on the first apply and however late a tick), never above ``envelope``."""
+        last, self._driven_t = self._driven_t, t
+        dt = MAX_RAMP_DT if last is None else min(max(t - last, 0.0), MAX_RAMP_DT)
+        return self.levels().each(
+            lambda now, want, top, rate: max(0.0, min(1.0, top, approach(now, want, rate * dt))),
+            wanted, envelope, self.settings.caps().ramp)
 
     def off(self) -> None:
         """Everything to 0 now and stay there until ``enable()``. Safe from any thread."""
@@ -149,7 +195,9 @@ class Actuators:
             self._zero()
 
     def enable(self) -> None:
-        """Let ``apply()`` drive the outputs again (after the controller's reset)."""
+        """Let ``apply()`` drive the outputs again (after the controller's reset); they ramp up
+        from 0, the next apply counting as the first."""
+        self._driven_t = None
         self._inhibited = False
 
     def levels(self) -> Levels:

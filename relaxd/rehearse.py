@@ -41,7 +41,7 @@ def rehearse(scenario: Path, script: Path | None) -> list[dict[str, Any]]:
         args = argparse.Namespace(
             config=None, simulate=True, video=None, images=None, camera=None,
             mood_script=str(script), scenario=str(scenario), speed=math.inf,
-            events=str(events), out=tmp, quiet=True, verbose=False)
+            events=str(events), trace=None, out=tmp, quiet=True, verbose=False)
         logging.disable(logging.CRITICAL)  # the alerts are printed below, in the timeline
         try:
             build_session(args, stack).run()

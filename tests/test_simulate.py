@@ -176,3 +176,57 @@ def test_video_runs_the_whole_vision_pipeline(tmp_path):
     assert max(e["light"] for e in timeline if e["type"] == "levels") > 0
     assert timeline[-1] == {**timeline[-1], "type": "session", "state": "end",
                             "reason": "input ended"}
+
+
+FULL_SCENARIO = """\
+name: Everything at full
+intensity: {start: 1, min: 1, max: 1}
+rules: {ramp: {light: 0.5, audio: 0.5, vibration: 0.5}, fade_out: 1}
+crossfade: 1
+phases:
+  - name: pulse
+    duration: 40
+    light: {colour: "#ffffff", brightness: 1, pulse_period: 2}
+    audio: {generator: tone, volume: 1}
+    vibration: {pattern: pulse, intensity: 1, period: 1}
+  - name: wave
+    duration: 20
+    light: {colour: "#ffffff", brightness: 1}
+    audio: {generator: pink-noise, volume: 1}
+    vibration: {pattern: wave, intensity: 1, period: 1}
+"""
+CAPS = {"light": 0.7, "audio": 0.5, "vibration": 0.6}
+RAMPS = {"light": 0.1, "audio": 0.05, "vibration": 0.5}
+
+
+def _trace(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_installation_caps_and_ramps_hold_through_the_whole_trace(tmp_path):
+    """A scenario asking for everything at full, ramps of 0.5 per second and a 1 s pulse: what
+    reached the (mock) hardware stays within the installation's caps and ramps, every tick."""
+    (tmp_path / "full.yaml").write_text(FULL_SCENARIO)
+    (tmp_path / "moods.yaml").write_text("- {at: 0, mood: positive}\n")
+    (tmp_path / "config.yaml").write_text(
+        f"actuators: {{max_level: {json.dumps(CAPS)}, max_ramp: {json.dumps(RAMPS)}}}\n")
+    assert main(["--simulate", "--config", str(tmp_path / "config.yaml"),
+                 "--scenario", str(tmp_path / "full.yaml"),
+                 "--mood-script", str(tmp_path / "moods.yaml"), "--speed", "max", "--quiet",
+                 "--events", str(tmp_path / "e.jsonl"), "--trace", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = _trace(tmp_path / "t.csv")
+    assert rows[-1]["t"] > 60 and all(rows[-1][k] == 0 for k in CAPS)  # faded out to the end
+    for k, cap in CAPS.items():
+        assert all(r[k] <= cap + 1e-5 for r in rows), k
+        for a, b in zip(rows, rows[1:]):  # values to 5 decimals, times to the millisecond
+            assert abs(b[k] - a[k]) <= RAMPS[k] * (b["t"] - a["t"] + 0.001) + 1e-5, (k, a, b)
+    assert max(r["light"] for r in rows) == pytest.approx(CAPS["light"], abs=0.01)
+    assert max(r["audio"] for r in rows) == pytest.approx(CAPS["audio"], abs=0.01)
+    pulse = [r["vibration"] for r in rows if 30 <= r["t"] < 40]
+    assert max(pulse) - min(pulse) > 0.2  # the pulse still pulses, with softened edges
+    levels = [e for e in _events(tmp_path / "e.jsonl") if e["type"] == "levels"]
+    assert all(e[k] <= cap + 1e-9 for e in levels for k, cap in CAPS.items())  # capped record
