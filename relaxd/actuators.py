@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from relaxd.audio import AudioOutput, NullOutput
 from relaxd.controller import MAX_RAMP_DT, ZERO, Caps, Levels, Step, approach
 from relaxd.errors import RelaxdError
-from relaxd.scenario import Pattern
+from relaxd.scenario import Pattern, Scenario
 from relaxd.yamlspec import spec
 
 _BLEND_S = 2.0
@@ -95,6 +95,44 @@ def pulse_level(period: float | None, tau: float) -> float:
     if not period:
         return 1.0
     return 0.8 + 0.2 * math.cos(2 * math.pi * tau / period)
+
+
+def steepest(pattern: Pattern, period: float) -> float:
+    """The largest change per second of ``pattern_level`` (0..1 a period)."""
+    return {Pattern.CONTINUOUS: 0.0, Pattern.WAVE: math.pi / period,
+            Pattern.PULSE: 4 * math.pi / period}[pattern]
+
+
+def cap_warnings(scenario: Scenario, settings: ActuatorSettings
+                 ) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """Where ``scenario`` asks for more than the installation allows: (YAML keys, message)."""
+    top, ramp = settings.max_level, settings.max_ramp
+    most = scenario.intensity.max
+    for i, p in enumerate(scenario.phases):
+        asked = (("light", "brightness", p.light.brightness * most, top.light),
+                 ("audio", "volume", p.audio.volume * most, top.audio),
+                 ("vibration", "intensity", p.vibration.intensity * most, top.vibration))
+        for output, key, level, cap in asked:
+            if level > cap:
+                yield ("phases", i, output, key), (
+                    f"phase '{p.name}' asks for {output} {level:.2f} at intensity {most:g}; "
+                    f"this chair caps it at {cap:g}")
+        slopes = (("light", "pulse_period", p.light.pulse_period,
+                   0.4 * math.pi / (p.light.pulse_period or math.inf) * p.light.brightness,
+                   ramp.light),
+                  ("vibration", "period", p.vibration.period,
+                   steepest(p.vibration.pattern, p.vibration.period) * p.vibration.intensity,
+                   ramp.vibration))
+        for output, key, period, slope, cap in slopes:
+            if slope * most > cap:
+                yield ("phases", i, output, key), (
+                    f"phase '{p.name}': its {output} pattern ({period:g} s) changes by up to "
+                    f"{slope * most:.3g}/s; this chair softens it to {cap:g}/s")
+    for output in ("light", "audio", "vibration"):
+        asked_ramp, cap = getattr(scenario.rules.ramp, output), getattr(ramp, output)
+        if asked_ramp > cap:
+            yield ("rules", "ramp", output), (
+                f"ramp {output} {asked_ramp:g}/s is above this chair's {cap:g}/s, which applies")
 
 
 class _Blend:

@@ -284,21 +284,38 @@ def load_mood_script(path: str | Path) -> list[ScriptEntry]:
 
 
 def configure_validate(parser: argparse.ArgumentParser) -> None:
-    """``relaxd scenario validate FILE...``"""
+    """``relaxd scenario validate [--config FILE] FILE...``"""
     parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+    parser.add_argument("--config", metavar="FILE",
+                        help="also warn where a scenario asks for more than this chair's "
+                             "installation caps (actuators.max_level, max_ramp) allow")
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad."""
+    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad.
+    With ``--config``, "FILE:LINE:COL: warning: ..." where the installation caps apply."""
+    settings = None
+    if getattr(args, "config", None):
+        from relaxd.config import load_config  # the configuration imports this module
+
+        settings = load_config(args.config).actuators
     bad = False
     for f in args.files:
         try:
-            load_scenario(f)
+            scenario = load_scenario(f)
         except RelaxdError as exc:
             print(exc)
             bad = True
-        else:
-            print(f"{f}: ok")
+            continue
+        if settings is not None:
+            from relaxd.actuators import cap_warnings
+
+            node = yamlspec.compose(f)
+            warnings = [Problem(*yamlspec.locate(node, keys), f"warning: {message}")
+                        for keys, message in cap_warnings(scenario, settings)]
+            for w in sorted(warnings, key=lambda w: (w.line, w.col)):
+                print(w.format(f))
+        print(f"{f}: ok")
     return 1 if bad else 0
 
 

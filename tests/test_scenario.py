@@ -210,3 +210,25 @@ def test_validate_command(tmp_path, capsys):
     assert code == 1
     assert f"{good}: ok" in out and f"{bad}:4:15: 'duration' is -1" in out
     assert f"{missing}: no such file" in out and "Traceback" not in out
+
+
+def test_validate_warns_where_the_installation_caps_apply(tmp_path, capsys):
+    greedy = write(tmp_path, GOOD.replace("brightness: 0.5", "brightness: 1, pulse_period: 2")
+                   .replace("pattern: wave", "pattern: pulse").replace("period: 6", "period: 1")
+                   + "rules: {ramp: {audio: 0.5}}\n", "greedy.yaml")
+    config = write(tmp_path, "actuators: {max_level: {light: 0.7}, max_ramp: {audio: 0.1}}\n",
+                   "config.yaml")
+    assert run_validate(_args(configure_validate, ["--config", str(config), str(greedy)])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{greedy}:5:32: warning: phase 'one' asks for light 0.80 at intensity 0.8; "
+        "this chair caps it at 0.7",
+        f"{greedy}:5:47: warning: phase 'one': its light pattern (2 s) changes by up to "
+        "0.503/s; this chair softens it to 0.15/s",
+        f"{greedy}:7:49: warning: phase 'one': its vibration pattern (1 s) changes by up to "
+        "3.02/s; this chair softens it to 1.5/s",
+        f"{greedy}:8:16: warning: ramp audio 0.5/s is above this chair's 0.1/s, which applies",
+        f"{greedy}: ok"]
+    for shipped in SHIPPED:  # the default caps leave the shipped scenarios as they are
+        assert run_validate(_args(configure_validate, ["--config", str(config), str(shipped)])) == 0
+        assert "warning" not in capsys.readouterr().out
