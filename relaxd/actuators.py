@@ -41,7 +41,7 @@ class MaxLevel:
 class MaxRamp:
     """The largest change per second of each output as driven, patterns included."""
 
-    light: float = spec(0.15, min=0.005, max=2, help="light level per second")
+    light: float = spec(0.2, min=0.005, max=2, help="light level per second")
     audio: float = spec(0.1, min=0.005, max=2, help="audio level per second")
     vibration: float = spec(1.5, min=0.005, max=2, help="motor duty per second")
 
@@ -97,10 +97,49 @@ def pulse_level(period: float | None, tau: float) -> float:
     return 0.8 + 0.2 * math.cos(2 * math.pi * tau / period)
 
 
+#: Under a tempo the sound swells between this and 100 % of its volume, once a breath.
+SWELL_LOW = 0.7
+
+
+def swell_level(phase: float) -> float:
+    """Volume multiplier under a tempo: 100 % at the breath's peak (phase 0.5), 70 % between."""
+    return SWELL_LOW + (1 - SWELL_LOW) * (0.5 - 0.5 * math.cos(2 * math.pi * phase))
+
+
+def _breathing(pattern: Pattern | None) -> Any:
+    """Under a tempo, a multiplier of the breath's phase that peaks at 0.5: the light's breath
+    (pattern None) or a vibration pattern, one period a breath."""
+    if pattern is None:
+        return lambda _tau, phase: pulse_level(1.0, phase - 0.5)
+    return lambda _tau, phase: pattern_level(pattern, 1.0, phase - 0.5)
+
+
 def steepest(pattern: Pattern, period: float) -> float:
     """The largest change per second of ``pattern_level`` (0..1 a period)."""
     return {Pattern.CONTINUOUS: 0.0, Pattern.WAVE: math.pi / period,
             Pattern.PULSE: 4 * math.pi / period}[pattern]
+
+
+def _pattern_slopes(scenario: Scenario, i: int, settings: ActuatorSettings
+                    ) -> Iterable[tuple[tuple[str | int, ...], str, float, float, float]]:
+    """(YAML keys, output, period, steepest change per second at intensity 1, its cap) of each
+    pattern of phase ``i``: its own periods, or under a tempo its fastest breath."""
+    p, ramp, tempo = scenario.phases[i], settings.max_ramp, scenario.tempo_of(i)
+    if tempo is None:
+        yield (("phases", i, "light", "pulse_period"), "light", p.light.pulse_period or 0.0,
+               0.4 * math.pi / (p.light.pulse_period or math.inf) * p.light.brightness,
+               ramp.light)
+        yield (("phases", i, "vibration", "period"), "vibration", p.vibration.period,
+               steepest(p.vibration.pattern, p.vibration.period) * p.vibration.intensity,
+               ramp.vibration)
+        return
+    keys = ("phases", i, "tempo") if p.tempo is not None else ("tempo",)
+    period = 60.0 / max(tempo)
+    yield keys, "light", period, 0.4 * math.pi / period * p.light.brightness, ramp.light
+    yield (keys, "audio", period, (1 - SWELL_LOW) * math.pi / period * p.audio.volume,
+           ramp.audio)
+    yield (keys, "vibration", period,
+           steepest(p.vibration.pattern, period) * p.vibration.intensity, ramp.vibration)
 
 
 def cap_warnings(scenario: Scenario, settings: ActuatorSettings
@@ -117,16 +156,10 @@ def cap_warnings(scenario: Scenario, settings: ActuatorSettings
                 yield ("phases", i, output, key), (
                     f"phase '{p.name}' asks for {output} {level:.2f} at intensity {most:g}; "
                     f"this chair caps it at {cap:g}")
-        slopes = (("light", "pulse_period", p.light.pulse_period,
-                   0.4 * math.pi / (p.light.pulse_period or math.inf) * p.light.brightness,
-                   ramp.light),
-                  ("vibration", "period", p.vibration.period,
-                   steepest(p.vibration.pattern, p.vibration.period) * p.vibration.intensity,
-                   ramp.vibration))
-        for output, key, period, slope, cap in slopes:
+        for keys, output, period, slope, cap in _pattern_slopes(scenario, i, settings):
             if slope * most > cap:
-                yield ("phases", i, output, key), (
-                    f"phase '{p.name}': its {output} pattern ({period:g} s) changes by up to "
+                yield keys, (
+                    f"phase '{p.name}': its {output} pattern ({period:.3g} s) changes by up to "
                     f"{slope * most:.3g}/s; this chair softens it to {cap:g}/s")
     for output in ("light", "audio", "vibration"):
         asked_ramp, cap = getattr(scenario.rules.ramp, output), getattr(ramp, output)
@@ -136,22 +169,23 @@ def cap_warnings(scenario: Scenario, settings: ActuatorSettings
 
 
 class _Blend:
-    """A pattern function of time since it started, blended from the previous one over 2 s."""
+    """A pattern function ``fn(seconds since it started, breath phase)``, blended from the
+    previous one over 2 s."""
 
     def __init__(self) -> None:
         self._key: Any = _Blend  # matches no real key
         self._new: tuple[Any, float] | None = None
         self._old: tuple[Any, float] | None = None
 
-    def __call__(self, t: float, key: Any, fn: Any) -> float:
+    def __call__(self, t: float, key: Any, fn: Any, phase: float = 0.0) -> float:
         if key != self._key:
             self._key, self._old, self._new = key, self._new, (fn, t)
         new_fn, t_new = self._new
         w = min(1.0, (t - t_new) / _BLEND_S) if self._old else 1.0
-        value = new_fn(t - t_new)
+        value = new_fn(t - t_new, phase)
         if w < 1.0:
             old_fn, t_old = self._old
-            value = w * value + (1 - w) * old_fn(t - t_old)
+            value = w * value + (1 - w) * old_fn(t - t_old, phase)
         return value
 
 
@@ -182,7 +216,7 @@ class Actuators:
         self._closed = False
         self._light = 0.0
         self._driven_t: float | None = None
-        self._pulse, self._vibration = _Blend(), _Blend()
+        self._pulse, self._vibration, self._swell = _Blend(), _Blend(), _Blend()
 
     @property
     def inhibited(self) -> bool:
@@ -202,20 +236,31 @@ class Actuators:
 
     def _drive(self, t: float, step: Step) -> None:
         st, lv, s = step.stimulus, step.levels, self.settings
-        shaped = Levels(
-            lv.light * self._pulse(t, st.pulse_period,
-                                   lambda tau: pulse_level(st.pulse_period, tau)),
-            lv.audio,
-            lv.vibration * self._vibration(
-                t, (st.vibration, st.vibration_period),
-                lambda tau: pattern_level(st.vibration, st.vibration_period, tau)))
-        out = self._slew(t, shaped, lv)
+        out = self._slew(t, lv.each(lambda level, k: level * k, self._patterns(t, step)), lv)
         duty = out.light ** s.light_gamma
         for led, c in zip(self._leds, st.colour):
             led.value = duty * c / 255.0
         self._motor.value = out.vibration
         self._light = out.light
-        self.audio.play(st.sound, out.audio * s.volume_cap)
+        self.audio.play(st.sound, out.audio * s.volume_cap, paced=step.breath is not None)
+
+    def _patterns(self, t: float, step: Step) -> Levels:
+        """Each output's pattern multiplier now: the phase's own periods, or under a tempo the
+        breath's, all three peaking together (blended over 2 s when they change)."""
+        st, breath = step.stimulus, step.breath
+        if breath is None:
+            return Levels(
+                self._pulse(t, st.pulse_period,
+                            lambda tau, _: pulse_level(st.pulse_period, tau)),
+                self._swell(t, None, lambda _tau, _phase: 1.0),
+                self._vibration(t, (st.vibration, st.vibration_period),
+                                lambda tau, _: pattern_level(st.vibration, st.vibration_period,
+                                                             tau)))
+        phase = breath.phase
+        return Levels(self._pulse(t, "breath", _breathing(None), phase),
+                      self._swell(t, "breath", lambda _tau, ph: swell_level(ph), phase),
+                      self._vibration(t, ("breath", st.vibration), _breathing(st.vibration),
+                                      phase))
 
     def _slew(self, t: float, wanted: Levels, envelope: Levels) -> Levels:
         """``wanted``, moved from what is driven now by at most ``max_ramp`` per second (one

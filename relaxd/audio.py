@@ -123,28 +123,29 @@ def normalise(x: np.ndarray, rate: int) -> np.ndarray:
 Source = Callable[[int, int], np.ndarray]  # (first sample index, count) -> samples
 
 
-def make_source(sound: Audio | None, rate: int) -> Source:
+def make_source(sound: Audio | None, rate: int, paced: bool = False) -> Source:
     """The sample function of a phase's audio (silence for None or neither generator nor file),
-    at :data:`LOUDNESS_RMS`."""
+    at :data:`LOUDNESS_RMS`. ``paced``: a tempo swells the volume, so the soundscape has no
+    swell of its own."""
     if sound is None or (sound.generator is None and sound.file is None):
         return lambda start, n: np.zeros(n, dtype=np.float32)
     if sound.file is not None:
         _, buf = read_wav(sound.file, rate)
         buf = normalise(buf, rate)
         return lambda start, n: _looped(buf, start, n)
-    raw = _generator(sound.generator.value, sound.tone_hz, rate)
-    gain = _generator_gain(sound.generator.value, sound.tone_hz, rate)
+    raw = _generator(sound.generator.value, sound.tone_hz, rate, paced)
+    gain = _generator_gain(sound.generator.value, sound.tone_hz, rate, paced)
     return lambda start, n: (raw(start, n) * gain).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
-def _generator_gain(kind: str, hz: float, rate: int) -> float:
+def _generator_gain(kind: str, hz: float, rate: int, paced: bool) -> float:
     """The gain that brings a generator to :data:`LOUDNESS_RMS`, measured over one noise loop."""
-    x = _generator(kind, hz, rate)(0, _LOOP).astype(np.float64)
+    x = _generator(kind, hz, rate, paced)(0, _LOOP).astype(np.float64)
     return LOUDNESS_RMS / float(np.sqrt(np.mean(x * x)))
 
 
-def _generator(kind: str, hz: float, rate: int) -> Source:
+def _generator(kind: str, hz: float, rate: int, paced: bool = False) -> Source:
     """A built-in sound at its own level."""
     if kind == "tone":
         return lambda start, n: (0.45 * _sine(start, n, rate, hz)
@@ -155,7 +156,7 @@ def _generator(kind: str, hz: float, rate: int) -> Source:
     brown = _noise_loop("brown", rate)
 
     def soundscape(start: int, n: int) -> np.ndarray:
-        swell = 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # waves every 10 s
+        swell = 1.0 if paced else 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # every 10 s
         pad = sum((0.5 + 0.5 * _sine(start, n, rate, 1 / period)) * _sine(start, n, rate, f)
                   for f, period in ((hz, 13.0), (hz * 1.5, 17.0), (hz * 2, 23.0)))
         return (0.7 * swell * _looped(brown, start, n) + 0.1 * pad).astype(np.float32)
@@ -163,10 +164,10 @@ def _generator(kind: str, hz: float, rate: int) -> Source:
     return soundscape
 
 
-def _sound_key(sound: Audio | None) -> tuple[Any, ...]:
+def _sound_key(sound: Audio | None, paced: bool) -> tuple[Any, ...]:
     if sound is None:
         return (None,)
-    return (sound.generator, sound.file, sound.tone_hz)
+    return (sound.generator, sound.file, sound.tone_hz, paced)
 
 
 class Synth:
@@ -189,12 +190,13 @@ class Synth:
         self._cut = False
         self._lock = threading.Lock()
 
-    def set_sound(self, sound: Audio | None) -> None:
-        """Switch to ``sound`` (cross-faded); the same sound again changes nothing."""
-        key = _sound_key(sound)
+    def set_sound(self, sound: Audio | None, paced: bool = False) -> None:
+        """Switch to ``sound`` (cross-faded); the same sound again changes nothing. ``paced``:
+        a tempo swells the volume (see :func:`make_source`)."""
+        key = _sound_key(sound, paced)
         if key == self._key:
             return
-        source = make_source(sound, self.rate)
+        source = make_source(sound, self.rate, paced)
         with self._lock:
             self._key = key
             self._layers.append([source, 0.0 if self._layers else 1.0])
@@ -246,7 +248,7 @@ class Synth:
 class AudioOutput(Protocol):
     """Where the synthesised sound goes."""
 
-    def play(self, sound: Audio | None, volume: float) -> None: ...
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None: ...
     def advance(self, t: float) -> None: ...
     def mute(self) -> None: ...
     def volume(self) -> float: ...
@@ -270,8 +272,8 @@ class WavFileOutput:
         self._written = 0
         self._closed = False
 
-    def play(self, sound: Audio | None, volume: float) -> None:
-        self.synth.set_sound(sound)
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
+        self.synth.set_sound(sound, paced)
         self.synth.set_volume(volume)
 
     def advance(self, t: float) -> None:
@@ -323,8 +325,8 @@ class SoundDeviceOutput:
         except Exception as exc:  # noqa: BLE001 - PortAudioError, ValueError for bad devices
             raise RelaxdError(f"cannot open audio device {device!r}: {exc}") from None
 
-    def play(self, sound: Audio | None, volume: float) -> None:
-        self.synth.set_sound(sound)
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
+        self.synth.set_sound(sound, paced)
         self.synth.set_volume(volume)
 
     def advance(self, t: float) -> None:
@@ -349,7 +351,7 @@ class NullOutput:
     def __init__(self) -> None:
         self._volume = 0.0
 
-    def play(self, sound: Audio | None, volume: float) -> None:
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
         self._volume = volume
 
     def advance(self, t: float) -> None:

@@ -34,6 +34,7 @@ from dataclasses import astuple, dataclass
 from enum import Enum
 from typing import Callable, Literal, Protocol
 
+from relaxd.breath import Breath, BreathClock
 from relaxd.labels import Mood
 from relaxd.scenario import Audio, Pattern, Scenario
 
@@ -131,6 +132,7 @@ class Step:
     target: Levels
     levels: Levels
     decisions: tuple[Decision, ...] = ()
+    breath: Breath | None = None  # under a tempo: the rhythm light, sound and vibration follow
 
 
 #: A late tick (a stalled loop) ramps as if only this many seconds had passed: no jump after it.
@@ -158,6 +160,7 @@ class Controller:
                  caps: Caps | None = None) -> None:
         self.scenario = scenario
         self.caps = caps or Caps()
+        self._breath = BreathClock(scenario)
         self.state = State.IDLE
         self._seen_empty = not after_previous
         self.intensity = scenario.intensity.start
@@ -380,5 +383,6 @@ class Controller:
         p = self.scenario.phases[index]
         stimulus = Stimulus(self._colour(t), p.light.pulse_period, p.audio, p.vibration.pattern,
                             p.vibration.period)
+        breath = self._breath.at(t - self._t0) if self.state is not State.IDLE else None
         return Step(t, self.state, index, p.name, self.intensity, stimulus, target, self._levels,
-                    decisions)
+                    decisions, breath)

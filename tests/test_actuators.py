@@ -196,7 +196,7 @@ def test_outputs_follow_a_fast_halt_down_and_off_is_instant(mock_factory):
     acts.enable()
     acts.apply(10.2, step(light=0.3, audio=0.3, vibration=0.3))
     # up from 0 again: the first apply after enable() moves one second's worth at most
-    assert acts.levels() == pytest.approx(Levels(0.15, 0.1, 0.3))
+    assert acts.levels() == pytest.approx(Levels(0.2, 0.1, 0.3))
     acts.close()
 
 
@@ -209,4 +209,4 @@ def test_installation_caps_from_yaml(tmp_path):
     p.write_text("max_level: {light: 0.5}\nmax_ramp: {audio: 0.02}\n")
     caps = yamlspec.load(ActuatorSettings, p).caps()
     assert caps.level == Levels(0.5, 0.8, 0.8)
-    assert caps.ramp == Levels(0.15, 0.02, 1.5)
+    assert caps.ramp == Levels(0.2, 0.02, 1.5)

@@ -223,3 +223,14 @@ def test_a_cross_fade_of_two_loud_sounds_stays_within_the_volume(tmp_path):
     synth.render(RATE)
     synth.set_sound(Audio(generator=Generator.SOUNDSCAPE))
     assert np.abs(synth.render(RATE * 3)).max() <= 0.5 + 1e-6
+
+
+def test_under_a_tempo_the_soundscape_has_no_swell_of_its_own():
+    def loudness_per_second(paced: bool) -> np.ndarray:
+        x = make_source(Audio(generator=Generator.SOUNDSCAPE), RATE, paced)(0, RATE * 20)
+        return np.sqrt(np.mean(x.reshape(20, RATE).astype(np.float64) ** 2, axis=1))
+
+    own, paced = loudness_per_second(False), loudness_per_second(True)
+    assert own.max() / own.min() > 2  # its 10 s waves
+    assert paced.max() / paced.min() < 1.5  # the tempo swells the volume instead
+    assert rms(paced) == pytest.approx(LOUDNESS_RMS, rel=0.05)
