@@ -1,7 +1,9 @@
 """Light (three PWM LED channels), vibration (a PWM motor driver) and sound, driven from Steps.
 
 The controller's Levels are slow envelopes; here they are shaped by the phase's patterns
-(light pulse, vibration pulse/wave, blended over 2 s when a pattern changes), the LEDs get a
+(light pulse, vibration pulse/wave, or under a tempo the light's breath, the vibration pattern
+and the sound's swell all on the Step's breath, peaking together at its phase 0.5; blended over
+2 s when a pattern changes), the LEDs get a
 gamma curve so ramps look even, and the volume is capped by ``volume_cap``. Last, each output
 is slew-limited to the installation's ``max_ramp`` per second (patterns included: a pulse's
 edges soften, a too steep wave flattens) and never exceeds its envelope, so a halt still goes

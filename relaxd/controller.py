@@ -24,7 +24,7 @@ pause may go down faster: to 0 within ``halt_fade`` seconds), and by no more tha
 worth per tick however late it comes; the light colour blends between phases over ``crossfade``
 seconds. The installation's :class:`Caps` bound every target and ramp whatever the scenario
 asks (the end's fade-out lasts long enough to keep within them), so the recorded levels are the
-capped ones.
+capped ones. Under a scenario's tempo each Step carries its ``breath`` (:mod:`relaxd.breath`).
 """
 
 from __future__ import annotations

@@ -76,6 +76,14 @@ class TraceWriter:
             self._file.close()
 
 
+def read_trace(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a ``--trace`` file: ``{"t", "light", "vibration", "audio"}`` floats."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 class MemorySink:
     """Keeps events in a list (for the status line and tests)."""
 

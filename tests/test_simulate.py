@@ -200,10 +200,9 @@ RAMPS = {"light": 0.1, "audio": 0.05, "vibration": 0.5}
 
 
 def _trace(path: Path) -> list[dict]:
-    import csv
+    from relaxd.events import read_trace
 
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return read_trace(path)
 
 
 def test_installation_caps_and_ramps_hold_through_the_whole_trace(tmp_path):
