@@ -22,8 +22,8 @@ from relaxd.config import Config, load_config
 from relaxd.controller import Controller
 from relaxd.daemon import Session, install_signal_handlers
 from relaxd.errors import RelaxdError
+from relaxd.events import EventLog, JsonLinesSink, Sink, TraceWriter
 from relaxd.hardware import SimulatedHands, simulated_pins
-from relaxd.events import EventLog, JsonLinesSink, Sink
 from relaxd.inputs import Input, ScriptInput, VisionInput
 from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
@@ -88,6 +88,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     live = not (args.mood_script or args.video or args.images) and (
         args.camera is not None or config.camera.source in ("picamera", "webcam"))
     clock = _clock(args, live)
+    if args.trace and not args.simulate:
+        raise RelaxdError("--trace needs --simulate")
 
     if args.mood_script:
         script = load_mood_script(args.mood_script)
@@ -114,6 +116,9 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         events.replace(record.pop(0), record[0])
 
     stack.callback(events.close)
+    trace = TraceWriter(args.trace) if args.trace else None
+    if trace is not None:
+        stack.callback(trace.close)
 
     factory = None
     if args.simulate:
@@ -147,13 +152,14 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         inp: Input = ScriptInput(script, buttons)
     else:
         inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
-    return Session(clock=clock, input=inp, controller=Controller(scenario), actuators=actuators,
+    controller = Controller(scenario, caps=config.actuators.caps())
+    return Session(clock=clock, input=inp, controller=controller, actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
                    repeat=live, roll_record=roll_record, marker=marker,
                    remote_reset=config.safety.remote_reset, heartbeat=heartbeat,
                    camera_grace=config.camera.restart_after_s,
-                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1))
+                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1), trace=trace)
 
 
 def _latch(args: argparse.Namespace, state_dir: Path) -> tuple[FaultLatch, RunMarker | None]:

@@ -3,8 +3,11 @@
 Sources are functions of the absolute sample index, so rendering is deterministic and seamless:
 ``tone`` (a soft sine with its octave), ``pink-noise`` and ``brown-noise`` (spectrally shaped,
 looping ~24 s buffers), ``soundscape`` (brown noise swelling like waves plus a slow pad of three
-tones), or a WAV file played looped. :class:`Synth` cross-fades between sources when the phase
-changes and moves the volume per sample (no clicks); ``mute()`` silences within 5 ms.
+tones), or a WAV file played looped. Every source is brought to one loudness (RMS
+:data:`LOUDNESS_RMS`) and a WAV file's peaks are limited below full scale, so at the same volume
+a loud file is no louder than the built-in sounds. :class:`Synth` cross-fades between sources
+when the phase changes and moves the volume per sample (no clicks); its output never exceeds the
+volume (at most ``volume_cap``) it is given; ``mute()`` silences within 5 ms.
 
 Outputs: :class:`SoundDeviceOutput` (a PortAudio stream on the chair, real time) and
 :class:`WavFileOutput` (renders to a WAV file up to the daemon's virtual time in ``advance(t)``).
@@ -27,6 +30,14 @@ if TYPE_CHECKING:
 
 _LOOP = 1 << 19  # samples in a noise loop (~24 s at 22.05 kHz)
 _MUTE_S = 0.005
+
+#: Every sound's RMS before the volume applies (the noise loops' own level): one loudness.
+LOUDNESS_RMS = 0.2
+#: A quiet file is raised this many times at most, so a near-silent file stays quiet.
+MAX_GAIN = 10.0
+#: Peaks of a file are brought under this (full scale 1) by a gain that moves over ~50 ms.
+PEAK = 0.98
+_LIMIT_S = 0.025
 
 
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[int, np.ndarray]:
@@ -76,17 +87,66 @@ def _looped(buf: np.ndarray, start: int, n: int) -> np.ndarray:
     return buf[np.arange(start, start + n) % len(buf)]
 
 
+def _running_min(x: np.ndarray, width: int) -> np.ndarray:
+    """``out[i] = min(x[i : i + width])`` (the last ``width - 1`` values over what is left)."""
+    out, span = x.copy(), 1
+    while span < width:
+        shift = min(span, width - span)
+        out[:-shift] = np.minimum(out[:-shift], out[shift:])
+        span += shift
+    return out
+
+
+def limit_peaks(x: np.ndarray, radius: int) -> np.ndarray:
+    """A looped buffer with every peak under :data:`PEAK`: the gain each sample needs, taken as
+    the minimum over ``radius`` samples either side and then averaged over as many, so it moves
+    smoothly and is never more than any sample near it allows."""
+    need = np.minimum(1.0, PEAK / np.maximum(np.abs(x.astype(np.float64)), 1e-9))
+    if need.min() >= 1.0:
+        return x
+    n, h = len(x), radius
+    wrapped = np.pad(need, 2 * h, mode="wrap")  # the buffer loops: so does its gain
+    lowest = _running_min(wrapped, 2 * h + 1)[:len(wrapped) - 2 * h]  # [i]: around sample i - h
+    total = np.concatenate([[0.0], np.cumsum(lowest)])
+    gain = (total[2 * h + 1:] - total[:-2 * h - 1]) / (2 * h + 1)  # [i]: around sample i
+    return (x * gain[:n]).astype(np.float32)
+
+
+def normalise(x: np.ndarray, rate: int) -> np.ndarray:
+    """A looped buffer at :data:`LOUDNESS_RMS` (raised :data:`MAX_GAIN` times at most), its
+    peaks limited under full scale."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    gain = min(MAX_GAIN, LOUDNESS_RMS / rms) if rms > 0 else 1.0
+    return limit_peaks(x * gain, max(1, int(_LIMIT_S * rate)))
+
+
 Source = Callable[[int, int], np.ndarray]  # (first sample index, count) -> samples
 
 
-def make_source(sound: Audio | None, rate: int) -> Source:
-    """The sample function of a phase's audio (silence for None or neither generator nor file)."""
+def make_source(sound: Audio | None, rate: int, paced: bool = False) -> Source:
+    """The sample function of a phase's audio (silence for None or neither generator nor file),
+    at :data:`LOUDNESS_RMS`. ``paced``: a tempo swells the volume, so the soundscape has no
+    swell of its own."""
     if sound is None or (sound.generator is None and sound.file is None):
         return lambda start, n: np.zeros(n, dtype=np.float32)
     if sound.file is not None:
         _, buf = read_wav(sound.file, rate)
+        buf = normalise(buf, rate)
         return lambda start, n: _looped(buf, start, n)
-    kind, hz = sound.generator.value, sound.tone_hz
+    raw = _generator(sound.generator.value, sound.tone_hz, rate, paced)
+    gain = _generator_gain(sound.generator.value, sound.tone_hz, rate, paced)
+    return lambda start, n: (raw(start, n) * gain).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _generator_gain(kind: str, hz: float, rate: int, paced: bool) -> float:
+    """The gain that brings a generator to :data:`LOUDNESS_RMS`, measured over one noise loop."""
+    x = _generator(kind, hz, rate, paced)(0, _LOOP).astype(np.float64)
+    return LOUDNESS_RMS / float(np.sqrt(np.mean(x * x)))
+
+
+def _generator(kind: str, hz: float, rate: int, paced: bool = False) -> Source:
+    """A built-in sound at its own level."""
     if kind == "tone":
         return lambda start, n: (0.45 * _sine(start, n, rate, hz)
                                  + 0.1 * _sine(start, n, rate, 2 * hz)).astype(np.float32)
@@ -96,7 +156,7 @@ def make_source(sound: Audio | None, rate: int) -> Source:
     brown = _noise_loop("brown", rate)
 
     def soundscape(start: int, n: int) -> np.ndarray:
-        swell = 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # waves every 10 s
+        swell = 1.0 if paced else 0.55 + 0.45 * _sine(start, n, rate, 1 / 10.0)  # every 10 s
         pad = sum((0.5 + 0.5 * _sine(start, n, rate, 1 / period)) * _sine(start, n, rate, f)
                   for f, period in ((hz, 13.0), (hz * 1.5, 17.0), (hz * 2, 23.0)))
         return (0.7 * swell * _looped(brown, start, n) + 0.1 * pad).astype(np.float32)
@@ -104,10 +164,10 @@ def make_source(sound: Audio | None, rate: int) -> Source:
     return soundscape
 
 
-def _sound_key(sound: Audio | None) -> tuple[Any, ...]:
+def _sound_key(sound: Audio | None, paced: bool) -> tuple[Any, ...]:
     if sound is None:
         return (None,)
-    return (sound.generator, sound.file, sound.tone_hz)
+    return (sound.generator, sound.file, sound.tone_hz, paced)
 
 
 class Synth:
@@ -130,12 +190,13 @@ class Synth:
         self._cut = False
         self._lock = threading.Lock()
 
-    def set_sound(self, sound: Audio | None) -> None:
-        """Switch to ``sound`` (cross-faded); the same sound again changes nothing."""
-        key = _sound_key(sound)
+    def set_sound(self, sound: Audio | None, paced: bool = False) -> None:
+        """Switch to ``sound`` (cross-faded); the same sound again changes nothing. ``paced``:
+        a tempo swells the volume (see :func:`make_source`)."""
+        key = _sound_key(sound, paced)
         if key == self._key:
             return
-        source = make_source(sound, self.rate)
+        source = make_source(sound, self.rate, paced)
         with self._lock:
             self._key = key
             self._layers.append([source, 0.0 if self._layers else 1.0])
@@ -181,13 +242,13 @@ class Synth:
             self._layers = [ly for i, ly in enumerate(self._layers)
                             if ly[1] > 0 or i == len(self._layers) - 1]
             self._pos += n
-            return np.clip(mix * vol, -1.0, 1.0).astype(np.float32)
+            return (np.clip(mix, -1.0, 1.0) * vol).astype(np.float32)  # never above vol
 
 
 class AudioOutput(Protocol):
     """Where the synthesised sound goes."""
 
-    def play(self, sound: Audio | None, volume: float) -> None: ...
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None: ...
     def advance(self, t: float) -> None: ...
     def mute(self) -> None: ...
     def volume(self) -> float: ...
@@ -211,8 +272,8 @@ class WavFileOutput:
         self._written = 0
         self._closed = False
 
-    def play(self, sound: Audio | None, volume: float) -> None:
-        self.synth.set_sound(sound)
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
+        self.synth.set_sound(sound, paced)
         self.synth.set_volume(volume)
 
     def advance(self, t: float) -> None:
@@ -264,8 +325,8 @@ class SoundDeviceOutput:
         except Exception as exc:  # noqa: BLE001 - PortAudioError, ValueError for bad devices
             raise RelaxdError(f"cannot open audio device {device!r}: {exc}") from None
 
-    def play(self, sound: Audio | None, volume: float) -> None:
-        self.synth.set_sound(sound)
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
+        self.synth.set_sound(sound, paced)
         self.synth.set_volume(volume)
 
     def advance(self, t: float) -> None:
@@ -290,7 +351,7 @@ class NullOutput:
     def __init__(self) -> None:
         self._volume = 0.0
 
-    def play(self, sound: Audio | None, volume: float) -> None:
+    def play(self, sound: Audio | None, volume: float, paced: bool = False) -> None:
         self._volume = volume
 
     def advance(self, t: float) -> None:

@@ -72,6 +72,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=_speed, metavar="N|max",
                    help="scripted input only: run N times faster than real time, or 'max'")
     p.add_argument("--events", metavar="FILE", help="write every event as JSON Lines to FILE")
+    p.add_argument("--trace", metavar="FILE.csv",
+                   help="--simulate: each tick, every output as driven (t,light,vibration,audio)")
     p.add_argument("--out", metavar="DIR", default="relaxd-sim",
                    help="--simulate: folder for the WAV file and session records (default: %(default)s)")
     p.add_argument("--keep-latch", action="store_true",

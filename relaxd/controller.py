@@ -22,15 +22,19 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
 Levels follow their targets at no more than the scenario's ramp rate per second (a halt or
 pause may go down faster: to 0 within ``halt_fade`` seconds), and by no more than one second's
 worth per tick however late it comes; the light colour blends between phases over ``crossfade``
-seconds.
+seconds. The installation's :class:`Caps` bound every target and ramp whatever the scenario
+asks (the end's fade-out lasts long enough to keep within them), so the recorded levels are the
+capped ones. Under a scenario's tempo each Step carries its ``breath`` (:mod:`relaxd.breath`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import astuple, dataclass
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Callable, Literal, Protocol
 
+from relaxd.breath import Breath, BreathClock
 from relaxd.labels import Mood
 from relaxd.scenario import Audio, Pattern, Scenario
 
@@ -75,8 +79,26 @@ class Levels:
     def scaled(self, k: float) -> Levels:
         return Levels(self.light * k, self.audio * k, self.vibration * k)
 
+    def each(self, fn: Callable[..., float], *others: Levels) -> Levels:
+        """``fn`` output by output: ``Levels(fn(self.light, o.light, ...), ...)``."""
+        rows = [(v.light, v.audio, v.vibration) for v in (self, *others)]
+        return Levels(*(fn(*column) for column in zip(*rows)))
+
 
 ZERO = Levels()
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The installation's limits on each output, whatever the scenario asks: the highest level
+    and the largest change per second. The defaults limit nothing."""
+
+    level: Levels = Levels(1.0, 1.0, 1.0)
+    ramp: Levels = Levels(math.inf, math.inf, math.inf)
+
+    def fade_time(self, levels: Levels, at_least: float) -> float:
+        """Seconds for a linear fade from ``levels`` to 0 that keeps within the ramp caps."""
+        return max(at_least, *astuple(levels.each(lambda v, r: v / r, self.ramp)))
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class Step:
     target: Levels
     levels: Levels
     decisions: tuple[Decision, ...] = ()
+    breath: Breath | None = None  # under a tempo: the rhythm light, sound and vibration follow
 
 
 #: A late tick (a stalled loop) ramps as if only this many seconds had passed: no jump after it.
@@ -119,7 +142,8 @@ _CALM = (Mood.NEUTRAL, Mood.POSITIVE)
 _PLAYING = (State.RUNNING, State.REDUCED)
 
 
-def _approach(level: float, target: float, max_change: float) -> float:
+def approach(level: float, target: float, max_change: float) -> float:
+    """``level`` moved towards ``target`` by at most ``max_change``."""
     return target if abs(target - level) <= max_change else \
         level + (max_change if target > level else -max_change)
 
@@ -132,8 +156,11 @@ class Controller:
     be seen empty, so a child who stays after a session does not start another one.
     """
 
-    def __init__(self, scenario: Scenario, after_previous: bool = False) -> None:
+    def __init__(self, scenario: Scenario, after_previous: bool = False,
+                 caps: Caps | None = None) -> None:
         self.scenario = scenario
+        self.caps = caps or Caps()
+        self._breath = BreathClock(scenario)
         self.state = State.IDLE
         self._seen_empty = not after_previous
         self.intensity = scenario.intensity.start
@@ -205,9 +232,9 @@ class Controller:
         rules = self.scenario.rules
         if self.state is not State.FADING and t - self._t0 >= self.scenario.duration:
             self.state, self._fade = State.FADING, (t, self._levels)
-            self._fade_len = rules.fade_out
+            self._fade_len = self.caps.fade_time(self._levels, rules.fade_out)
             decisions.append(Decision("fade", f"scenario over: fading out over "
-                                              f"{rules.fade_out:g} s"))
+                                              f"{self._fade_len:.3g} s"))
         if self.state is State.FADING:
             self._track_mood(t, reading)
             if (self._fade_len > rules.halt_fade and self._levels != ZERO
@@ -228,16 +255,15 @@ class Controller:
         decisions.extend(self._rules(t, reading))
         phase = self.scenario.phases[self._phase_at(t)]
         if self.state in _PLAYING:
-            target = Levels(phase.light.brightness, phase.audio.volume,
-                            phase.vibration.intensity).scaled(self.intensity)
+            target = Levels(phase.light.brightness, phase.audio.volume, phase.vibration.intensity
+                            ).scaled(self.intensity).each(min, self.caps.level)
         else:
             target = ZERO
-        ramp, dt = rules.ramp, min(dt, MAX_RAMP_DT)
+        r, dt = rules.ramp, min(dt, MAX_RAMP_DT)
+        ramp = Levels(r.light, r.audio, r.vibration).each(min, self.caps.ramp)
         down = 1.0 / rules.halt_fade if self.state in (State.HALTED, State.PAUSED) else 0.0
-        self._levels = Levels(
-            _approach(self._levels.light, target.light, max(ramp.light, down) * dt),
-            _approach(self._levels.audio, target.audio, max(ramp.audio, down) * dt),
-            _approach(self._levels.vibration, target.vibration, max(ramp.vibration, down) * dt))
+        self._levels = self._levels.each(
+            lambda level, to, rate: approach(level, to, max(rate, down) * dt), target, ramp)
         return self._step(t, target, tuple(decisions))
 
     # --- internals --------------------------------------------------------------------------
@@ -357,5 +383,6 @@ class Controller:
         p = self.scenario.phases[index]
         stimulus = Stimulus(self._colour(t), p.light.pulse_period, p.audio, p.vibration.pattern,
                             p.vibration.period)
+        breath = self._breath.at(t - self._t0) if self.state is not State.IDLE else None
         return Step(t, self.state, index, p.name, self.intensity, stimulus, target, self._levels,
-                    decisions)
+                    decisions, breath)

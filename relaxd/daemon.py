@@ -27,7 +27,7 @@ from relaxd.actuators import Actuators
 from relaxd.alerts import Alerter
 from relaxd.clock import Clock
 from relaxd.controller import Controller, Levels, MoodSample, State, Step
-from relaxd.events import EventLog
+from relaxd.events import EventLog, TraceWriter
 from relaxd.inputs import Input, Sensed
 from relaxd.labels import Mood
 from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
@@ -100,6 +100,7 @@ class Session:
     heartbeat: Heartbeat | None = None  # toggled every healthy tick, for a hardware watchdog
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
+    trace: TraceWriter | None = None  # --trace: each output as driven, every tick
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -216,7 +217,8 @@ class Session:
             self.roll_record()
         self.clock.restart()
         self._down_since = 0.0
-        self.controller = Controller(self.controller.scenario, after_previous=True)
+        self.controller = Controller(self.controller.scenario, after_previous=True,
+                                     caps=self.controller.caps)
         self.events.emit(0.0, "session", state="start", scenario=self.controller.scenario.name)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
@@ -245,6 +247,8 @@ class Session:
         step = self.controller.step(t, reading)
         self._record_step(t, step)
         self.actuators.apply(t, step)
+        if self.trace is not None:
+            self.trace.write(t, self.actuators.levels())
         self._record_levels(t, step.levels if not self.actuators.inhibited else Levels())
         self._show(t, sensed, step)
         return step

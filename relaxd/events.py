@@ -11,9 +11,12 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from relaxd.errors import RelaxdError
+
+if TYPE_CHECKING:
+    from relaxd.controller import Levels
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,35 @@ class JsonLinesSink:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+class TraceWriter:
+    """``--trace FILE.csv``: one row ``t,light,vibration,audio`` a tick, each output as driven
+    (light before gamma, the motor's duty, the volume 0..1 of the cap), patterns included."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file: TextIO = open(self.path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise RelaxdError(f"cannot write the trace: {exc.strerror}", self.path) from None
+        self._file.write("t,light,vibration,audio\n")
+
+    def write(self, t: float, driven: Levels) -> None:
+        self._file.write(f"{t:.3f},{driven.light:.5f},{driven.vibration:.5f},"
+                         f"{driven.audio:.5f}\n")
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def read_trace(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a ``--trace`` file: ``{"t", "light", "vibration", "audio"}`` floats."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 class MemorySink:

@@ -29,9 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "script the mood stays neutral)")
 
 
-def rehearse(scenario: Path, script: Path | None) -> list[dict[str, Any]]:
-    """The events of a simulated session of ``scenario`` driven by ``script`` (neutral if None)."""
+def rehearse(scenario: Path, script: Path | None
+             ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """The events of a simulated session of ``scenario`` driven by ``script`` (neutral if None),
+    and its trace (each output as driven, every tick)."""
     from relaxd.app import build_session
+    from relaxd.events import read_trace
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if script is None:
@@ -41,13 +44,15 @@ def rehearse(scenario: Path, script: Path | None) -> list[dict[str, Any]]:
         args = argparse.Namespace(
             config=None, simulate=True, video=None, images=None, camera=None,
             mood_script=str(script), scenario=str(scenario), speed=math.inf,
-            events=str(events), out=tmp, quiet=True, verbose=False)
+            events=str(events), trace=str(Path(tmp) / "trace.csv"), out=tmp, quiet=True,
+            verbose=False)
         logging.disable(logging.CRITICAL)  # the alerts are printed below, in the timeline
         try:
             build_session(args, stack).run()
         finally:
             logging.disable(logging.NOTSET)
-        return [json.loads(line) for line in events.read_text().splitlines()]
+        return ([json.loads(line) for line in events.read_text().splitlines()],
+                read_trace(Path(tmp) / "trace.csv"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(timeline(scenario)))
     if not (args.mood_script or args.plot):
         return 0
-    events = rehearse(Path(args.file), Path(args.mood_script) if args.mood_script else None)
+    events, driven = rehearse(Path(args.file),
+                              Path(args.mood_script) if args.mood_script else None)
     for e in events:
         if e["type"] == "decision":
             print(f"  {mmss(e['t']):>6} {e['action']:<8} {e['reason']}")
@@ -66,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from relaxd.sessions import plot_events
 
-        plot_events(events, args.plot, title=scenario.name)
+        plot_events(events, args.plot, title=scenario.name, driven=driven)
         print(f"plot written to {args.plot}")
     return 0

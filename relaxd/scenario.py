@@ -121,6 +121,16 @@ class Vibration:
 
 
 @dataclass(kw_only=True)
+class Tempo:
+    """Breaths per minute that light, sound and vibration follow together, changing smoothly
+    from start to end (over the scenario, or over a phase)."""
+
+    start: float = spec(min=4, max=20, help="breaths per minute at the start")
+    end: float | None = spec(None, min=4, max=20,
+                             help="breaths per minute at the end; left out: as at the start")
+
+
+@dataclass(kw_only=True)
 class Phase:
     """One stretch of the scenario."""
 
@@ -130,6 +140,10 @@ class Phase:
     audio: Audio = spec(default_factory=Audio, help="the sound; left out: silence")
     vibration: Vibration = spec(default_factory=lambda: Vibration(intensity=0.0),
                                 help="the seat's vibration; left out: none")
+    tempo: Tempo | None = spec(
+        None, help="breathing tempo over this phase (instead of the scenario's); under a tempo "
+                   "the light breathes and the vibration's pattern and the sound's swell follow "
+                   "it, whatever pulse_period and period say")
 
 
 @dataclass(kw_only=True)
@@ -194,6 +208,8 @@ class Scenario:
     intensity: IntensityRange = spec(default_factory=IntensityRange, help="controller range")
     rules: Rules = spec(default_factory=Rules, help="controller rules")
     crossfade: float = spec(5.0, min=1, max=60, help="seconds to blend colours between phases")
+    tempo: Tempo | None = spec(
+        None, help="breathing tempo over the whole scenario, for phases without their own")
 
     def check(self) -> Iterable[tuple[str | None, str]]:
         if not self.phases:
@@ -203,6 +219,20 @@ class Scenario:
     def duration(self) -> float:
         """Seconds of the phases, without the fade-out."""
         return sum(p.duration for p in self.phases)
+
+    def tempo_of(self, index: int) -> tuple[float, float] | None:
+        """Breaths per minute at the start and the end of phase ``index`` (its own tempo, else
+        the scenario's at those times), or None where no tempo applies."""
+        p = self.phases[index]
+        tempo = p.tempo or self.tempo
+        if tempo is None:
+            return None
+        end = tempo.start if tempo.end is None else tempo.end
+        if p.tempo is not None:
+            return tempo.start, end
+        t0 = sum(q.duration for q in self.phases[:index])
+        return tuple(tempo.start + (end - tempo.start) * t / self.duration  # type: ignore
+                     for t in (t0, t0 + p.duration))
 
     def phase_at(self, elapsed: float) -> int:
         """Index of the phase playing ``elapsed`` seconds in (the last one after the end)."""
@@ -297,21 +327,38 @@ def load_mood_script(path: str | Path) -> list[ScriptEntry]:
 
 
 def configure_validate(parser: argparse.ArgumentParser) -> None:
-    """``relaxd scenario validate FILE...``"""
+    """``relaxd scenario validate [--config FILE] FILE...``"""
     parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+    parser.add_argument("--config", metavar="FILE",
+                        help="also warn where a scenario asks for more than this chair's "
+                             "installation caps (actuators.max_level, max_ramp) allow")
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad."""
+    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad.
+    With ``--config``, "FILE:LINE:COL: warning: ..." where the installation caps apply."""
+    settings = None
+    if getattr(args, "config", None):
+        from relaxd.config import load_config  # the configuration imports this module
+
+        settings = load_config(args.config).actuators
     bad = False
     for f in args.files:
         try:
-            load_scenario(f)
+            scenario = load_scenario(f)
         except RelaxdError as exc:
             print(exc)
             bad = True
-        else:
-            print(f"{f}: ok")
+            continue
+        if settings is not None:
+            from relaxd.actuators import cap_warnings
+
+            node = yamlspec.compose(f)
+            warnings = [Problem(*yamlspec.locate(node, keys), f"warning: {message}")
+                        for keys, message in cap_warnings(scenario, settings)]
+            for w in sorted(warnings, key=lambda w: (w.line, w.col)):
+                print(w.format(f))
+        print(f"{f}: ok")
     return 1 if bad else 0
 
 
@@ -327,7 +374,7 @@ def timeline(scenario: Scenario) -> list[str]:
     lines = [f"{scenario.name}: {len(scenario.phases)} phases, {mmss(scenario.duration)}"
              f" + {mmss(r.fade_out)} fade-out"]
     t = 0.0
-    for p in scenario.phases:
+    for index, p in enumerate(scenario.phases):
         light = f"light {p.light.colour.hex()} {p.light.brightness:.0%}"
         if p.light.pulse_period:
             light += f" pulse {p.light.pulse_period:g}s"
@@ -336,10 +383,19 @@ def timeline(scenario: Scenario) -> list[str]:
         if a.generator in (Generator.TONE, Generator.SOUNDSCAPE):
             sound += f" {a.tone_hz:g}Hz"
         v = p.vibration
+        tempo = scenario.tempo_of(index)
+        period = f"{v.period:g}s" if tempo is None else "breath"
+        if tempo is not None:
+            light = f"light {p.light.colour.hex()} {p.light.brightness:.0%} breathing"
         lines.append(f"  {mmss(t):>6}-{mmss(t + p.duration):<6} {p.name:<14} {light} | "
                      f"{sound} {a.volume:.0%} | vibration {v.pattern.value} "
-                     f"{v.intensity:.0%}/{v.period:g}s")
+                     f"{v.intensity:.0%}/{period}"
+                     + ("" if tempo is None else f" | tempo {tempo[0]:.3g}->{tempo[1]:.3g}/min"))
         t += p.duration
+    if scenario.tempo is not None:
+        end = scenario.tempo.start if scenario.tempo.end is None else scenario.tempo.end
+        lines.append(f"  tempo {scenario.tempo.start:g} -> {end:g} breaths a minute over the "
+                     "scenario: light, sound and vibration breathe together")
     lines.append(f"  intensity start {i.start:g} within {i.min:g}..{i.max:g}, step {i.step:g}")
     lines.append(
         f"  raise after {r.raise_after:g}s positive; reduce after {r.reduce_after:g}s negative, "

@@ -189,10 +189,13 @@ _MARK = {"halt": "red", "reduce": "orange", "raise": "green", "pause": "grey",
          "restart": "blue", "resume": "blue"}
 
 
-def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
+def plot_events(events: list[Event], out: str | Path, title: str = "",
+                driven: list[dict[str, float]] | None = None) -> None:
     """PNG of mood (top) and light/audio/vibration levels (bottom) over time, with decisions
     (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood``, ``levels`` events'
-    ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it."""
+    ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it. With
+    ``driven`` (a ``--trace``'s rows) each output as driven is drawn too, thin: breathing,
+    pulses and waves, and under a tempo the three in phase."""
     try:
         import matplotlib
 
@@ -219,6 +222,10 @@ def plot_events(events: list[Event], out: str | Path, title: str = "") -> None:
         if pts:  # recorded on change: each value holds until the next
             bottom.plot(*zip(*pts), label=key, color=colour, drawstyle="steps-post",
                         linestyle="--" if key == "intensity" else "-")
+    for key, colour in (("light", "gold"), ("audio", "tab:blue"), ("vibration", "tab:green")):
+        if driven:
+            bottom.plot([r["t"] for r in driven], [r[key] for r in driven], color=colour,
+                        linewidth=0.5, alpha=0.6)
     for e in events:
         if e["type"] == "decision" and e.get("action") in _MARK:
             bottom.axvline(e["t"], color=_MARK[e["action"]], alpha=0.5, linewidth=1)

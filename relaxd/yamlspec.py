@@ -251,6 +251,27 @@ def limit_problem(f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+def locate(node: yaml.Node | None, keys: Iterable[str | int]) -> tuple[int, int]:
+    """1-based (line, column) of the key at ``keys`` (mapping keys and list indexes) under
+    ``node``, or of the deepest of them that the file has."""
+    where = (1, 1) if node is None else (node.start_mark.line + 1, node.start_mark.column + 1)
+    for key in keys:
+        if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        elif isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)
+                     and k.value == key]
+            if not found:
+                break
+            k, node = found[0]
+            where = (k.start_mark.line + 1, k.start_mark.column + 1)
+            continue
+        else:
+            break
+        where = (node.start_mark.line + 1, node.start_mark.column + 1)
+    return where
+
+
 def compose(path: str | Path, text: str | None = None) -> yaml.Node | None:
     """Parse a YAML file into nodes that keep their positions; raise SpecError on bad syntax."""
     path = Path(path)

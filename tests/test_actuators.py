@@ -7,13 +7,17 @@ import threading
 import pytest
 
 from relaxd import yamlspec
-from relaxd.actuators import ActuatorSettings, Actuators, pattern_level, pulse_level
+from relaxd.actuators import (ActuatorSettings, Actuators, MaxRamp, pattern_level,
+                              pulse_level)
 from relaxd.audio import NullOutput
 from relaxd.controller import Levels, Step, Stimulus, State
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Audio, Generator, Pattern
 
-S = ActuatorSettings()
+#: Ramps free enough that one apply() shows the mapping; the installation's slew limit (the
+#: defaults) has tests of its own below.
+S = ActuatorSettings(max_ramp=MaxRamp(light=100, audio=100, vibration=100))
+CAPPED = ActuatorSettings()
 
 
 def step(light=0.5, audio=0.5, vibration=0.5, colour=(255, 128, 0), pulse=None,
@@ -154,3 +158,55 @@ def test_settings_from_yaml_with_limits_and_pin_check(tmp_path):
         yamlspec.load(ActuatorSettings, p)
     p.write_text("")
     assert yamlspec.load(ActuatorSettings, p) == ActuatorSettings()
+
+
+def ticks(acts, mock_factory, steps, dt=0.1, t0=0.0):
+    """Apply each step a tick apart; the (light level, motor duty, volume/cap) driven after each."""
+    out = []
+    for k, st in enumerate(steps):
+        acts.apply(t0 + k * dt, st)
+        out.append(acts.levels())
+    return out
+
+
+def test_every_output_is_slew_limited_to_max_ramp_pulse_included(mock_factory):
+    acts = Actuators(CAPPED, NullOutput(), pin_factory=mock_factory)
+    full = step(light=0.8, audio=0.8, vibration=0.8, pulse=2.0, pattern=Pattern.PULSE, period=1.0)
+    driven = ticks(acts, mock_factory, [step(0, 0, 0)] + [full] * 100)
+    r = CAPPED.max_ramp
+    for a, b in zip(driven, driven[1:]):
+        assert abs(b.light - a.light) <= r.light * 0.1 + 1e-9
+        assert abs(b.audio - a.audio) <= r.audio * 0.1 + 1e-9
+        assert abs(b.vibration - a.vibration) <= r.vibration * 0.1 + 1e-9
+    assert driven[1].vibration == pytest.approx(r.vibration * 0.1)  # not 0.8 at once
+    assert max(d.vibration for d in driven[-20:]) > 0.5  # the pulse still pulses
+    assert min(d.vibration for d in driven[-20:]) < 0.2
+    assert all(d.light <= 0.8 and d.vibration <= 0.8 for d in driven)
+    acts.close()
+
+
+def test_outputs_follow_a_fast_halt_down_and_off_is_instant(mock_factory):
+    acts = Actuators(CAPPED, NullOutput(), pin_factory=mock_factory)
+    ticks(acts, mock_factory, [step(0, 0, 0)] + [step(light=0.6, audio=0.6, vibration=0.6)] * 100)
+    assert acts.levels() == pytest.approx(Levels(0.6, 0.6, 0.6))
+    acts.apply(10.1, step(light=0.3, audio=0.3, vibration=0.3))  # a halt's envelope, 3/s down
+    assert acts.levels() == pytest.approx(Levels(0.3, 0.3, 0.3))  # never above the envelope
+    acts.off()
+    assert states(mock_factory) == [0, 0, 0, 0] and acts.levels() == Levels()
+    acts.enable()
+    acts.apply(10.2, step(light=0.3, audio=0.3, vibration=0.3))
+    # up from 0 again: the first apply after enable() moves one second's worth at most
+    assert acts.levels() == pytest.approx(Levels(0.2, 0.1, 0.3))
+    acts.close()
+
+
+def test_installation_caps_from_yaml(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("max_level: {light: 0.5, vibration: 1.2}\nmax_ramp: {audio: 0}\n")
+    with pytest.raises(yamlspec.SpecError) as err:
+        yamlspec.load(ActuatorSettings, p)
+    assert "'vibration' is 1.2" in str(err.value) and "'audio' is 0" in str(err.value)
+    p.write_text("max_level: {light: 0.5}\nmax_ramp: {audio: 0.02}\n")
+    caps = yamlspec.load(ActuatorSettings, p).caps()
+    assert caps.level == Levels(0.5, 0.8, 0.8)
+    assert caps.ramp == Levels(0.2, 0.02, 1.5)

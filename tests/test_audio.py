@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relaxd.audio import SoundDeviceOutput, Synth, WavFileOutput, make_source, read_wav
+from relaxd.audio import (LOUDNESS_RMS, MAX_GAIN, PEAK, SoundDeviceOutput, Synth, WavFileOutput,
+                          limit_peaks, make_source, read_wav)
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Audio, Generator
 
@@ -165,3 +166,71 @@ def test_missing_portaudio_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     with pytest.raises(RelaxdError, match="apt-get install libportaudio2"):
         SoundDeviceOutput()
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def test_every_sound_is_brought_to_one_loudness(tmp_path):
+    t = np.arange(RATE * 3) / RATE
+    loud = write_wav(tmp_path / "loud.wav", np.sign(np.sin(2 * np.pi * 200 * t)), RATE)
+    quiet = write_wav(tmp_path / "quiet.wav", 0.05 * np.sin(2 * np.pi * 300 * t), RATE)
+    sounds = [Audio(generator=g) for g in Generator] + [Audio(file=loud), Audio(file=quiet)]
+    for sound in sounds:
+        x = make_source(sound, RATE)(0, RATE * 24)
+        assert rms(x) == pytest.approx(LOUDNESS_RMS, rel=0.05), sound
+        assert np.abs(x).max() <= 1.1, sound
+
+
+def test_a_near_silent_file_is_raised_only_so_far(tmp_path):
+    hiss = np.random.default_rng(1).standard_normal(RATE) * 0.001
+    x = make_source(Audio(file=write_wav(tmp_path / "hiss.wav", hiss, RATE)), RATE)(0, RATE)
+    assert rms(x) == pytest.approx(rms(hiss) * MAX_GAIN, rel=0.1) and rms(x) < LOUDNESS_RMS / 5
+
+
+def test_a_loud_file_is_no_louder_than_the_built_in_sounds_at_the_same_volume(tmp_path):
+    t = np.arange(RATE * 4) / RATE
+    square = write_wav(tmp_path / "loud.wav", np.sign(np.sin(2 * np.pi * 150 * t)), RATE)
+    played = {}
+    for name, sound in (("file", Audio(file=square)), ("pink", Audio(generator=Generator.PINK))):
+        synth = Synth(RATE)
+        synth.set_sound(sound)
+        synth.set_volume(0.6)  # audio level 1 at volume_cap 0.6
+        synth.render(RATE)  # the volume's ramp up
+        played[name] = synth.render(RATE * 3)
+    assert rms(played["file"]) <= rms(played["pink"]) * 1.05
+    assert np.abs(played["file"]).max() <= 0.6 + 1e-6  # never above the volume, i.e. the cap
+
+
+def test_peak_limiter_keeps_peaks_under_full_scale_with_a_smooth_gain():
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(RATE * 2) * 0.2).astype(np.float32)
+    x[[100, RATE, 2 * RATE - 5]] = [3.0, -2.5, 4.0]  # clicks, one at the loop's seam
+    y = limit_peaks(x, 250)
+    assert np.abs(y).max() <= PEAK + 1e-6
+    gain = y / np.where(x == 0, 1, x)
+    assert np.abs(np.diff(gain)).max() < 0.01  # no sudden gain steps
+    assert np.array_equal(y[RATE // 2: RATE // 2 + 1000], x[RATE // 2: RATE // 2 + 1000])
+
+
+def test_a_cross_fade_of_two_loud_sounds_stays_within_the_volume(tmp_path):
+    t = np.arange(RATE) / RATE
+    a = write_wav(tmp_path / "a.wav", np.sign(np.sin(2 * np.pi * 100 * t)), RATE)
+    synth = Synth(RATE)
+    synth.set_sound(Audio(file=a))
+    synth.set_volume(0.5)
+    synth.render(RATE)
+    synth.set_sound(Audio(generator=Generator.SOUNDSCAPE))
+    assert np.abs(synth.render(RATE * 3)).max() <= 0.5 + 1e-6
+
+
+def test_under_a_tempo_the_soundscape_has_no_swell_of_its_own():
+    def loudness_per_second(paced: bool) -> np.ndarray:
+        x = make_source(Audio(generator=Generator.SOUNDSCAPE), RATE, paced)(0, RATE * 20)
+        return np.sqrt(np.mean(x.reshape(20, RATE).astype(np.float64) ** 2, axis=1))
+
+    own, paced = loudness_per_second(False), loudness_per_second(True)
+    assert own.max() / own.min() > 2  # its 10 s waves
+    assert paced.max() / paced.min() < 1.5  # the tempo swells the volume instead
+    assert rms(paced) == pytest.approx(LOUDNESS_RMS, rel=0.05)

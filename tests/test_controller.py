@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from relaxd.controller import Controller, Levels, MoodSample, State
+from relaxd.controller import Caps, Controller, Levels, MoodSample, State
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
 from relaxd.scenario import (Colour, IntensityRange, Light, Phase, Ramp, Rules, Scenario,
@@ -36,10 +36,10 @@ def scenario(duration: float = 1000.0, phases: int = 1) -> Scenario:
 
 
 def run(script: list[tuple[float, Mood, float]], until: float, sc: Scenario | None = None,
-        tick: float = 1.0) -> tuple[list[tuple[float, str]], Controller, list]:
+        tick: float = 1.0, caps: Caps | None = None) -> tuple[list[tuple[float, str]], Controller, list]:
     """Seat the child (a neutral face at 0 starts the scenario), then step once a ``tick`` from 0
     to ``until``; the mood is the last script entry's."""
-    ctrl = Controller(sc or scenario())
+    ctrl = Controller(sc or scenario(), caps=caps)
     assert [d.action for d in ctrl.step(0.0, MoodSample(NEU)).decisions] == ["start", "hold"]
     steps, decisions, reading = [], [], MoodSample(NEU)
     pending = list(script)
@@ -287,3 +287,22 @@ def test_the_next_session_waits_for_an_empty_seat():
     assert c.step(0.0, MoodSample(Mood.NEUTRAL)).state is State.IDLE  # the last child is still there
     assert c.step(5.0, MoodSample(Mood.NO_FACE, 0.0)).state is State.IDLE
     assert c.step(60.0, MoodSample(Mood.POSITIVE)).state is State.RUNNING
+
+
+def test_installation_caps_bound_targets_ramps_and_the_fade_out():
+    caps = Caps(level=Levels(0.6, 0.3, 0.45), ramp=Levels(0.05, 0.1, 0.02))
+    sc = scenario(duration=40)
+    sc.intensity = IntensityRange(start=1.0, min=1.0, max=1.0, step=0.1)
+    sc.rules.ramp = Ramp(light=0.5, audio=0.5, vibration=0.5)
+    sc.phases[0].audio.volume = 1.0
+    decisions, _, steps = run([(0, POS, 0.7)], 80, sc, caps=caps)
+    assert all(s.target.light <= 0.6 and s.target.audio <= 0.3 and s.target.vibration <= 0.45
+               for s in steps)
+    assert steps[5].levels == pytest.approx(Levels(0.25, 0.3, 0.1))  # 5 s at the capped ramps
+    assert steps[39].levels == pytest.approx(Levels(0.6, 0.3, 0.45))  # held at the caps
+    for a, b in zip(steps, steps[1:]):  # the fade-out too keeps within the ramp caps
+        assert abs(b.levels.light - a.levels.light) <= 0.05 + 1e-9
+        assert abs(b.levels.vibration - a.levels.vibration) <= 0.02 + 1e-9
+    fade = next(d for s in steps for d in s.decisions if d.action == "fade")
+    assert fade.reason == "scenario over: fading out over 22.5 s"  # 0.45 at 0.02 per second
+    assert steps[-1].state is State.ENDED

@@ -232,3 +232,44 @@ def test_light_breathing_stays_far_below_the_3_hz_photosensitivity_limit(tmp_pat
     fast = GOOD.replace('brightness: 0.5}', 'brightness: 0.5, pulse_period: 1.5}')
     with pytest.raises(ScenarioError, match=r"s.yaml:5:\d+: 'pulse_period' is 1.5, outside 2..120"):
         load_scenario(write(tmp_path, fast))
+
+
+def test_validate_warns_where_the_installation_caps_apply(tmp_path, capsys):
+    greedy = write(tmp_path, GOOD.replace("brightness: 0.5", "brightness: 1, pulse_period: 2")
+                   .replace("pattern: wave", "pattern: pulse").replace("period: 6", "period: 1")
+                   + "rules: {ramp: {audio: 0.5}}\n", "greedy.yaml")
+    config = write(tmp_path, "actuators: {max_level: {light: 0.7}, max_ramp: {audio: 0.1}}\n",
+                   "config.yaml")
+    assert run_validate(_args(configure_validate, ["--config", str(config), str(greedy)])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{greedy}:5:32: warning: phase 'one' asks for light 0.80 at intensity 0.8; "
+        "this chair caps it at 0.7",
+        f"{greedy}:5:47: warning: phase 'one': its light pattern (2 s) changes by up to "
+        "0.503/s; this chair softens it to 0.2/s",
+        f"{greedy}:7:49: warning: phase 'one': its vibration pattern (1 s) changes by up to "
+        "3.02/s; this chair softens it to 1.5/s",
+        f"{greedy}:8:16: warning: ramp audio 0.5/s is above this chair's 0.1/s, which applies",
+        f"{greedy}: ok"]
+    for shipped in SHIPPED:  # the default caps leave the shipped scenarios as they are
+        assert run_validate(_args(configure_validate, ["--config", str(config), str(shipped)])) == 0
+        assert "warning" not in capsys.readouterr().out
+
+
+def test_tempo_is_validated_with_line_and_column(tmp_path):
+    bad = write(tmp_path, GOOD.replace("phases:", "tempo: {start: 30, end: 6, pace: 1}\nphases:")
+                + "    tempo: {end: 6}\n", "tempo.yaml")
+    assert problems(bad) == [
+        f"{bad}:2:16: 'start' is 30.0, outside 4..20",
+        f"{bad}:2:28: unknown key 'pace'",
+        f"{bad}:9:12: missing required key 'start'"]
+
+
+def test_a_tempo_is_shown_with_each_phases_breaths_per_minute(tmp_path):
+    from relaxd.scenario import timeline
+
+    sc = load_scenario(write(tmp_path, GOOD.replace("phases:", "tempo: {start: 12, end: 6}\n"
+                                                    "phases:"), "t.yaml"))
+    lines = timeline(sc)
+    assert "breathing | pink-noise 40% | vibration wave 30%/breath | tempo 12->6/min" in lines[1]
+    assert "tempo 12 -> 6 breaths a minute over the scenario" in lines[2]

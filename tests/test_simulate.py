@@ -176,3 +176,141 @@ def test_video_runs_the_whole_vision_pipeline(tmp_path):
     assert max(e["light"] for e in timeline if e["type"] == "levels") > 0
     assert timeline[-1] == {**timeline[-1], "type": "session", "state": "end",
                             "reason": "input ended"}
+
+
+FULL_SCENARIO = """\
+name: Everything at full
+intensity: {start: 1, min: 1, max: 1}
+rules: {ramp: {light: 0.5, audio: 0.5, vibration: 0.5}, fade_out: 1}
+crossfade: 1
+phases:
+  - name: pulse
+    duration: 40
+    light: {colour: "#ffffff", brightness: 1, pulse_period: 2}
+    audio: {generator: tone, volume: 1}
+    vibration: {pattern: pulse, intensity: 1, period: 1}
+  - name: wave
+    duration: 20
+    light: {colour: "#ffffff", brightness: 1}
+    audio: {generator: pink-noise, volume: 1}
+    vibration: {pattern: wave, intensity: 1, period: 1}
+"""
+CAPS = {"light": 0.7, "audio": 0.5, "vibration": 0.6}
+RAMPS = {"light": 0.1, "audio": 0.05, "vibration": 0.5}
+
+
+def _trace(path: Path) -> list[dict]:
+    from relaxd.events import read_trace
+
+    return read_trace(path)
+
+
+def test_installation_caps_and_ramps_hold_through_the_whole_trace(tmp_path):
+    """A scenario asking for everything at full, ramps of 0.5 per second and a 1 s pulse: what
+    reached the (mock) hardware stays within the installation's caps and ramps, every tick."""
+    (tmp_path / "full.yaml").write_text(FULL_SCENARIO)
+    (tmp_path / "moods.yaml").write_text("- {at: 0, mood: positive}\n")
+    (tmp_path / "config.yaml").write_text(
+        f"actuators: {{max_level: {json.dumps(CAPS)}, max_ramp: {json.dumps(RAMPS)}}}\n")
+    assert main(["--simulate", "--config", str(tmp_path / "config.yaml"),
+                 "--scenario", str(tmp_path / "full.yaml"),
+                 "--mood-script", str(tmp_path / "moods.yaml"), "--speed", "max", "--quiet",
+                 "--events", str(tmp_path / "e.jsonl"), "--trace", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = _trace(tmp_path / "t.csv")
+    assert rows[-1]["t"] > 60 and all(rows[-1][k] == 0 for k in CAPS)  # faded out to the end
+    for k, cap in CAPS.items():
+        assert all(r[k] <= cap + 1e-5 for r in rows), k
+        for a, b in zip(rows, rows[1:]):  # values to 5 decimals, times to the millisecond
+            assert abs(b[k] - a[k]) <= RAMPS[k] * (b["t"] - a["t"] + 0.001) + 1e-5, (k, a, b)
+    assert max(r["light"] for r in rows) == pytest.approx(CAPS["light"], abs=0.01)
+    assert max(r["audio"] for r in rows) == pytest.approx(CAPS["audio"], abs=0.01)
+    pulse = [r["vibration"] for r in rows if 30 <= r["t"] < 40]
+    assert max(pulse) - min(pulse) > 0.2  # the pulse still pulses, with softened edges
+    levels = [e for e in _events(tmp_path / "e.jsonl") if e["type"] == "levels"]
+    assert all(e[k] <= cap + 1e-9 for e in levels for k, cap in CAPS.items())  # capped record
+
+
+TEMPO_SCENARIO = """\
+name: Slowing breath
+intensity: {start: 0.8, min: 0.8, max: 0.8}
+rules: {ramp: {light: 0.05, audio: 0.05, vibration: 0.05}, fade_out: 10}
+tempo: {start: 12, end: 6}
+phases:
+  - name: waves
+    duration: 120
+    light: {colour: "#3060ff", brightness: 0.5, pulse_period: 9}
+    audio: {generator: soundscape, volume: 0.5}
+    vibration: {pattern: wave, intensity: 0.5, period: 3}
+  - name: deeper
+    duration: 120
+    light: {colour: "#3a30c0", brightness: 0.4}
+    audio: {generator: brown-noise, volume: 0.4}
+    vibration: {pattern: wave, intensity: 0.4}
+"""
+
+
+def _tempo_at(t: float) -> float:
+    """The scenario's tempo (breaths a minute) at t: 12 -> 6 over its 240 s."""
+    return 12 - 6 * min(t, 240) / 240
+
+
+def _peaks(rows: list[dict], key: str, start: float, end: float) -> list[float]:
+    """Times of the maxima of ``key`` (one a breath), refined by a parabola through 3 ticks."""
+    ts = [r["t"] for r in rows]
+    v = [r[key] for r in rows]
+    out = []
+    for i in range(1, len(v) - 1):
+        if start <= ts[i] < end and v[i - 1] < v[i] >= v[i + 1]:
+            window = 60 / _tempo_at(ts[i]) / 2  # the highest within half a breath either side
+            near = [v[j] for j in range(len(v)) if abs(ts[j] - ts[i]) <= window]
+            if v[i] == max(near):
+                a, b, c = v[i - 1], v[i], v[i + 1]
+                shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0
+                out.append(ts[i] + shift * (ts[i + 1] - ts[i - 1]) / 2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tempo_trace(tmp_path_factory) -> list[dict]:
+    tmp = tmp_path_factory.mktemp("tempo")
+    (tmp / "tempo.yaml").write_text(TEMPO_SCENARIO)
+    (tmp / "moods.yaml").write_text("- {at: 0, mood: neutral}\n")
+    assert main(["--simulate", "--scenario", str(tmp / "tempo.yaml"),
+                 "--mood-script", str(tmp / "moods.yaml"), "--speed", "max", "--quiet",
+                 "--trace", str(tmp / "t.csv"), "--out", str(tmp / "out")]) == 0
+    return _trace(tmp / "t.csv")
+
+
+def test_light_sound_and_vibration_peak_together_over_a_slowing_tempo(tempo_trace):
+    light = _peaks(tempo_trace, "light", 15, 245)
+    assert len(light) > 25  # about 9 breaths a minute over 4 minutes
+    for key in ("vibration", "audio"):
+        others = _peaks(tempo_trace, key, 10, 250)
+        for t in light:
+            breath = 60 / _tempo_at(t)
+            nearest = min(others, key=lambda o: abs(o - t))
+            assert abs(nearest - t) <= 0.05 * breath, (key, t, nearest, breath)
+
+
+def test_breaths_per_minute_of_the_light_follow_the_tempo(tempo_trace):
+    light = _peaks(tempo_trace, "light", 15, 245)
+    for a, b in (light[:2], light[1:3], light[-2:], light[-3:-1]):  # at its start and its end
+        assert 60 / (b - a) == pytest.approx(_tempo_at((a + b) / 2), abs=0.2), (a, b)
+
+
+def test_no_step_when_the_tempo_slows_or_a_phase_begins(tempo_trace):
+    ramps = {"light": 0.2, "audio": 0.1, "vibration": 1.5}  # the default installation caps
+    steady = {k: 0.0 for k in ramps}
+    for a, b in zip(tempo_trace, tempo_trace[1:]):
+        for k, r in ramps.items():
+            step = abs(b[k] - a[k]) / max(b["t"] - a["t"], 1e-3)
+            assert step <= r * 1.02 + 1e-3, (k, a, b)
+            if 20 <= a["t"] < 110:
+                steady[k] = max(steady[k], step)
+    # Around the phase change (120 s: new sound, new levels) nothing moves faster than the
+    # breathing itself did at its fastest.
+    for a, b in zip(tempo_trace, tempo_trace[1:]):
+        if 115 <= a["t"] < 130:
+            for k in ramps:
+                assert abs(b[k] - a[k]) / (b["t"] - a["t"]) <= steady[k] * 1.1 + 1e-3, (k, a)
