@@ -1,4 +1,6 @@
-"""Face finding and cropping: real faces (scikit-image's astronaut, LFW), the child rule, edge sizes."""
+"""Face finding, following and cropping: real faces (scikit-image's astronaut, LFW) tilted, looking
+down, turned and covered; the child rule; a face-like background that must not win; the work per
+frame; edge sizes; the shared real clip against its hand annotation."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.facesearch import group, plan_sweep
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -52,6 +55,11 @@ def paste_lfw(frame: np.ndarray, index: int, side: int, x: int, y: int) -> Box:
     return Box(x, y, side, side)
 
 
+def settle(det: FaceDetector, frame: np.ndarray) -> list[Detection]:
+    """One full sweep's worth of the same frame (the detector spreads its search over frames)."""
+    return [det.track(frame) for _ in range(det.sweep_parts + 1)]
+
+
 def test_to_gray_accepts_gray_bgr_bgra_and_single_channel():
     bgr = clutter(64, 48)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -70,21 +78,24 @@ def test_finds_the_astronaut_the_same_in_gray_and_colour():
     from_gray = FaceDetector().find_all(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     assert from_bgr == from_gray
     assert len(from_bgr) == 1 and from_bgr[0].iou(expected) > 0.6
-    d = FaceDetector().track(frame)  # colour straight into the detector
-    assert d.box == from_bgr[0] and d.rule == "only"
+    found = settle(FaceDetector(), frame)  # colour straight into the detector
+    d = next(d for d in found if d.box is not None)
+    assert d.box.iou(from_bgr[0]) > 0.8 and d.rule == "only" and d.how == "frontal"
+    assert found[-1].box.iou(from_bgr[0]) > 0.8 and found[-1].frontal and found[-1].tracked
 
 
 def test_no_face():
-    d = FaceDetector().track(clutter())
-    assert d == Detection(None, (), None, False, True, "")
-    assert FaceDetector().detect(clutter(seed=1)) == []
+    found = settle(FaceDetector(), clutter())
+    assert all(d.box is None and d.faces == () and d.rule == "" and not d.frontal for d in found)
+    assert any(d.full_search for d in found)
+    assert all(FaceDetector().detect(clutter(seed=1)) == [] for _ in range(3))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (20, 20), (23, 200), (40, 60), (60, 40, 3)])
 def test_tiny_frames_give_no_face_and_no_error(shape):
     det = FaceDetector()
     frame = np.full(shape, 128, np.uint8)
-    assert det.track(frame).box is None
+    assert all(d.box is None for d in settle(det, frame))
     assert det.find_all(frame) == []
 
 
@@ -93,26 +104,26 @@ def test_tiny_frames_give_no_face_and_no_error(shape):
 def test_huge_frame_is_searched_downscaled_in_full_frame_coordinates(height, width, face_px, cx, cy):
     frame = np.full((height, width, 3), 90, np.uint8)
     expected = paste_astronaut(frame, face_px, cx, cy)
-    d = FaceDetector().track(frame)
+    d = settle(FaceDetector(), frame)[-1]
     assert d.box is not None and d.box.iou(expected) > 0.6
 
 
-def test_follows_the_face_near_its_last_place_and_searches_fully_when_needed():
-    det = FaceDetector(full_every=4)
+def test_follows_the_face_near_its_last_place_and_searches_on_when_lost():
+    det = FaceDetector()
     frames = []
-    for dx in range(0, 40, 8):
+    for dx in range(0, 120, 8):
         frame = clutter()
-        frames.append((frame, paste_astronaut(frame, 120, 280 + dx, 230)))
+        frames.append((frame, paste_astronaut(frame, 120, 260 + dx, 230)))
     results = [det.track(f) for f, _ in frames]
-    assert [r.full_search for r in results] == [True, False, False, False, True]
-    assert [r.rule for r in results] == ["only", "tracked", "tracked", "tracked", "only"]
-    assert all(r.tracked != r.full_search for r in results)
-    for r, (_, expected) in zip(results, frames):
+    first = next(i for i, r in enumerate(results) if r.box is not None)
+    assert first < det.sweep_parts and not results[first].tracked
+    for r, (_, expected) in zip(results[first + 1:], frames[first + 1:]):
+        assert r.tracked and r.frontal and r.rule in ("tracked", "only")
         assert r.box.iou(expected) > 0.5
-    lost = det.track(clutter())            # face gone: the near search fails, a full one runs
-    assert lost.box is None and lost.full_search
-    back = det.track(frames[0][0])
-    assert back.full_search and back.box.iou(frames[0][1]) > 0.5
+    lost = [det.track(clutter()) for _ in range(3)]   # gone: nothing to follow, nothing found
+    assert all(d.box is None for d in lost)
+    back = settle(det, frames[0][0])
+    assert back[-1].box.iou(frames[0][1]) > 0.5
 
 
 def test_two_real_faces_the_largest_is_the_child():
@@ -120,22 +131,47 @@ def test_two_real_faces_the_largest_is_the_child():
     child = paste_astronaut(frame, 150, 250, 260)
     paste_lfw(frame, 0, 100, 480, 60)
     det = FaceDetector()
-    d = det.track(frame)
-    assert len(d.faces) == 2 and d.rule == "largest" and d.box.iou(child) > 0.6
+    found = settle(det, frame)
+    d = next(d for d in found if d.full_search)
+    assert len(d.faces) == 2 and d.rule == "largest" and d.box.iou(child) > 0.6, d
     assert d.faces[d.index] == d.box
+    assert all(d.box.iou(child) > 0.6 for d in found if d.box is not None)
     det.reset()
-    assert det.detect(frame)[0] == d.box
+    assert settle(det, frame)[-1].box.iou(child) > 0.6
+
+
+def test_the_sweep_parts_together_find_what_one_full_search_finds():
+    frame = clutter()
+    paste_astronaut(frame, 150, 250, 260)
+    paste_lfw(frame, 0, 100, 480, 60)
+    paste_lfw(frame, 1, 70, 40, 380)
+    det = FaceDetector()
+    gray = to_gray(frame)
+    full = det._full_region(640, 480)
+    plan = plan_sweep(640, 480, full.scale, full.min_face, det.sweep_parts)
+    assert len(plan) >= det.sweep_parts - 2 and abs(sum(p.share for p in plan) - 1) < 1e-6
+    windows = [b for p in plan for b in det._cascades.search(gray, p.region, raw=True)
+               if p.keep_x0 <= b.x < p.keep_x1]
+    swept, whole = group(windows, det.min_neighbors), det.find_all(gray)
+    assert len(swept) == len(whole) == 3
+    assert all(max(a.iou(b) for b in whole) > 0.8 for a in swept)
 
 
 class Scripted(FaceDetector):
-    """A detector whose full searches return scripted boxes, to test the child rule exactly."""
+    """A detector whose every frame ends a sweep with scripted boxes (all confirmed), to test the
+    child rule exactly."""
 
     def __init__(self, script: list[list[Box]]):
-        super().__init__(full_every=1)
+        super().__init__()
         self.script = list(script)
 
-    def find_all(self, gray):
-        return self.script.pop(0)
+    def _sweep_step(self, gray, work):
+        faces = self.script.pop(0)
+        return faces, faces
+
+    def _verify(self, gray, track, work):
+        track.verified = True
+        return True
 
 
 BLANK = np.zeros((480, 640), np.uint8)
