@@ -7,8 +7,9 @@ Each frame, :meth:`FaceDetector.track`:
    confirm it in a small region around that prediction, scaled so the face is ``roi_face_px``
    wide: the frontal ``default`` cascade, then ``alt2``, then the profile cascade and its mirror
    image for a turned head. Found by none (a glance down, a hand over the face), the face is kept
-   where the flow puts it for at most ``coast_frames`` frames. Only a frontal find makes the face
-   fit for the emotion model (:attr:`Detection.frontal`);
+   where the flow puts it for at most ``coast_frames`` frames, and without a frontal find for at
+   most ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
+   (:attr:`Detection.frontal`);
 2. runs one part of the full-frame search (on a copy downscaled to ``detect_width``, faces at
    least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.facesearch.plan_sweep` into
    ``sweep_parts`` parts of about equal work, so that no frame costs many times another; one sweep
@@ -135,16 +136,18 @@ class FaceDetector:
     width; ``sweep_parts``: the full search is spread over about this many frames; ``roi_margin``:
     the region searched around the followed face extends this many face widths on each side;
     ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
-    is kept by optical flow alone; ``scale_factor`` and ``min_neighbors``: the cascades' own
+    is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
+    find (in profile, or by flow); ``scale_factor`` and ``min_neighbors``: the cascades' own
     parameters; ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
     """
 
     detect_width: int = 240
     min_face_frac: float = 0.1
     sweep_parts: int = 12
-    roi_margin: float = 0.35
+    roi_margin: float = 0.25
     roi_face_px: int = 48
     coast_frames: int = 45
+    unconfirmed_frames: int = 150
     scale_factor: float = 1.1
     min_neighbors: int = 5
     cascade_path: str = CASCADE_PATH
@@ -154,6 +157,7 @@ class FaceDetector:
     _sweep: _Sweep = field(init=False, repr=False, default_factory=_Sweep)
     _patch: tuple[np.ndarray, tuple[int, int]] | None = field(init=False, repr=False, default=None)
     _coasted: int = field(init=False, repr=False, default=0)
+    _unconfirmed: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
@@ -163,7 +167,7 @@ class FaceDetector:
     def reset(self) -> None:
         """Forget the faces followed so far (a new session)."""
         self._tracks, self._current, self._sweep = [], None, _Sweep()
-        self._patch, self._coasted = None, 0
+        self._patch, self._coasted, self._unconfirmed = None, 0, 0
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
@@ -202,7 +206,8 @@ class FaceDetector:
                              swept is not None, "", "", round(work[0], 4))
         if self._current is not followed:
             how = "frontal" if box in part else "sweep"
-            self._coasted = 0
+            self._coasted = self._unconfirmed = 0
+        self._unconfirmed = 0 if how in ("frontal", "alt2") else self._unconfirmed + 1
         self._remember(gray, box)
         faces = [f for f in (part if swept is None else swept) if f == box or f.iou(box) < 0.3]
         if box not in faces:
@@ -221,13 +226,16 @@ class FaceDetector:
         The frontal cascade looks around the last box first; only when it misses does optical
         flow predict the box, where every cascade in turn looks again."""
         cur = self._current
+        if self._unconfirmed >= self.unconfirmed_frames:
+            return ""
         box = self._find_near(gray, cur.box, work, frontal_only=True)
         if box is not None:
             cur.box, self._coasted = box[0], 0
             return box[1]
         predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
                                                               self._patch[1])
-        box = self._find_near(gray, predicted or cur.box, work)
+        moved = predicted is not None and predicted.iou(cur.box) < 0.7
+        box = self._find_near(gray, predicted if moved else cur.box, work, again=not moved)
         if box is not None:
             cur.box, self._coasted = box[0], 0
             return box[1]
@@ -239,15 +247,16 @@ class FaceDetector:
         return "flow"
 
     def _find_near(self, gray: np.ndarray, guess: Box, work: list[float],
-                   frontal_only: bool = False) -> tuple[Box, str] | None:
+                   frontal_only: bool = False, again: bool = False) -> tuple[Box, str] | None:
         """The face the cascades find around ``guess`` at its scale (the frontal one only, or
-        every one in turn), with how it was found; None if none overlaps ``guess``."""
+        every one in turn, ``again``: but the first frontal one, already tried there), with how
+        it was found; None if none overlaps ``guess``."""
         height, width = gray.shape
         region = region_around(guess, self.roi_margin, self.roi_face_px)
         if frontal_only:
             found, how, runs = self._cascades.search(gray, region), "frontal", 1
         else:
-            found, how, runs = self._cascades.search_any(gray, region)
+            found, how, runs = self._cascades.search_any(gray, region, skip_frontal=again)
         work[0] += runs * region_work(region, width, height, self.scale_factor) / self._sweep.full_work
         best = max(found, key=guess.iou, default=None)
         return (best, how) if best is not None and best.iou(guess) >= 0.2 else None

@@ -114,12 +114,14 @@ class Cascades:
                  for x, y, bw, bh in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)
 
-    def search_any(self, gray: np.ndarray, region: Region) -> tuple[list[Box], str, int]:
-        """Faces of the first cascade that finds any in ``region``: frontal (``default``, then
-        ``alt2``), then profile and mirrored profile; with "frontal", "alt2", "profile" or "",
-        and how many cascades ran."""
+    def search_any(self, gray: np.ndarray, region: Region,
+                   skip_frontal: bool = False) -> tuple[list[Box], str, int]:
+        """Faces of the first cascade that finds any in ``region``: frontal (``default``, unless
+        ``skip_frontal``, then ``alt2``), then profile and mirrored profile; with "frontal",
+        "alt2", "profile" or "", and how many cascades ran."""
         runs = 0
-        for name in dict.fromkeys((self.frontal, *FRONTAL)):
+        names = dict.fromkeys((self.frontal, *FRONTAL))
+        for name in [n for n in names if not (skip_frontal and n == self.frontal)]:
             runs += 1
             found = self.search(gray, region, name)
             if found:
@@ -245,30 +247,38 @@ def group(boxes: list[Box], min_neighbors: int) -> list[Box]:
 
 
 def flow_box(prev: np.ndarray, gray: np.ndarray, box: Box, origin: tuple[int, int],
-             min_points: int = 8, max_error: float = 1.0) -> Box | None:
+             face_px: int = 64, min_points: int = 8, max_error: float = 0.5) -> Box | None:
     """Where ``box`` (full-frame pixels) moved from ``prev`` (a patch of the previous frame with
     its top-left at ``origin``) to ``gray`` (the whole new frame); None when too few corners
-    inside the box can be followed forwards and back to within ``max_error`` pixels."""
+    inside the box can be followed forwards and back to within ``max_error`` pixels. Both patches
+    are scaled so that the face is ``face_px`` wide."""
     ox, oy = origin
     ph, pw = prev.shape
     new = gray[oy:oy + ph, ox:ox + pw]
     if new.shape != prev.shape:
         return None
+    k = min(1.0, face_px / max(box.w, 1))
+    if k < 1.0:
+        size = (max(1, int(round(pw * k))), max(1, int(round(ph * k))))
+        prev = cv2.resize(prev, size, interpolation=cv2.INTER_AREA)
+        new = cv2.resize(new, size, interpolation=cv2.INTER_AREA)
     mask = np.zeros_like(prev)
-    inset = box.w // 8
-    cv2.rectangle(mask, (box.x - ox + inset, box.y - oy + inset),
-                  (box.x - ox + box.w - inset, box.y - oy + box.h - inset), 255, -1)
-    pts = cv2.goodFeaturesToTrack(prev, 40, 0.01, max(3, box.w // 12), mask=mask)
+    x0, y0 = (box.x - ox) * k, (box.y - oy) * k
+    inset = box.w * k / 8
+    cv2.rectangle(mask, (int(x0 + inset), int(y0 + inset)),
+                  (int(x0 + box.w * k - inset), int(y0 + box.h * k - inset)), 255, -1)
+    pts = cv2.goodFeaturesToTrack(prev, 30, 0.01, 3, mask=mask)
     if pts is None or len(pts) < min_points:
         return None
-    params = dict(winSize=(15, 15), maxLevel=2)
+    params = dict(winSize=(11, 11), maxLevel=2)
     fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev, new, pts, None, **params)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(new, prev, fwd, None, **params)
-    good = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < max_error)
+    error = np.linalg.norm(back - pts, axis=2)[:, 0]
+    good = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (error < max_error)
     if good.sum() < min_points:
         return None
     a, b = pts[good, 0], fwd[good, 0]
-    dx, dy = np.median(b - a, axis=0)
+    dx, dy = np.median(b - a, axis=0) / k
     da, db = a - a.mean(axis=0), b - b.mean(axis=0)
     ratio = np.linalg.norm(db, axis=1) / np.maximum(np.linalg.norm(da, axis=1), 1e-6)
     s = float(np.clip(np.median(ratio), 0.8, 1.25))
