@@ -14,8 +14,8 @@ Each frame, :meth:`FaceDetector.track`:
    least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.facesearch.plan_sweep` into
    ``sweep_parts`` parts of about equal work, so that no frame costs many times another; one sweep
    of the whole frame takes ``sweep_parts`` frames. With no face followed, the part's faces are
-   candidates at once, and a frame with nothing found in its first part runs a second one (about
-   the time that following a face and reading its emotion would have taken).
+   candidates at once, and a frame with nothing found in its first part runs more while they fit
+   in two parts' average work (following a face and reading its emotion cost about one).
 
 A face new to the detector becomes the child's only once the ``alt2`` cascade agrees with the
 ``default`` one around it, and a background face never takes over while the child's face is
@@ -191,8 +191,8 @@ class FaceDetector:
             self._current, self._patch = None, None
         followed = self._current
         part, swept = self._sweep_step(gray, work)
-        if self._current is None and swept is None and not part:
-            part, swept = self._sweep_step(gray, work)   # nothing to follow: twice the search
+        while self._current is None and swept is None and not part and self._fits(work):
+            part, swept = self._sweep_step(gray, work)   # nothing to follow: search on
         rule = "tracked" if how else ""
         if how in ("flow", "profile"):
             how = self._snap(part) or how
@@ -260,6 +260,12 @@ class FaceDetector:
         work[0] += runs * region_work(region, width, height, self.scale_factor) / self._sweep.full_work
         best = max(found, key=guess.iou, default=None)
         return (best, how) if best is not None and best.iou(guess) >= 0.2 else None
+
+    def _fits(self, work: list[float]) -> bool:
+        """Whether the sweep's next part fits in this frame's budget while no face is followed:
+        two parts on average (following a face and reading its emotion take about one)."""
+        plan = self._sweep.plan
+        return bool(plan) and work[0] + plan[self._sweep.next].share <= 2 / len(plan)
 
     def _snap(self, part: list[Box]) -> str:
         """A face followed without a frontal find moves to this frame's sweep part's frontal

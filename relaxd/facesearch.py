@@ -204,7 +204,8 @@ def plan_sweep(width: int, height: int, scale: float, min_face: int, parts: int,
     """The full-frame search of a ``width`` x ``height`` frame at ``scale`` cut into about
     ``parts`` parts of similar work that together scan exactly the full search's windows.
 
-    Consecutive face sizes are grouped into bands of about one part's work; a band worth more
+    Consecutive face sizes are grouped into bands ending nearest each multiple of one part's
+    work; a band worth more
     (the smallest faces cost most) is cut into strips, each owning the windows that start in it.
     Largest faces first: they are the cheapest to search, and the child's. The parts return raw
     windows; grouping all of a sweep's windows (:func:`group`) gives what one search would.
@@ -215,12 +216,12 @@ def plan_sweep(width: int, height: int, scale: float, min_face: int, parts: int,
         return []
     costs = [_level_cost(s, sw, sh) for s in sizes]
     total, target = sum(costs), sum(costs) / max(parts, 1)
-    bands, start, acc = [], 0, 0.0
+    bands, start, done = [], 0, 0.0
     for i, cost in enumerate(costs):
-        acc += cost
-        if acc >= 0.75 * target or i == len(sizes) - 1:
-            bands.append((sizes[start], sizes[i], acc))
-            start, acc = i + 1, 0.0
+        done += cost
+        if done >= (round((done - cost) / target) + 1) * target - cost / 2 or i == len(sizes) - 1:
+            bands.append((sizes[start], sizes[i], sum(costs[start:i + 1])))
+            start = i + 1
     plan = []
     for small, big, cost in reversed(bands):
         strips = max(1, min(round(cost / target), (sw - big) // max(big, 1)))

@@ -101,9 +101,9 @@ def test_text_report(fake_model, capsys):
 
 @pytest.mark.skipif(not default_model().is_file(), reason="no bundled model yet")
 def test_with_the_real_model(capsys):
-    assert bench.run(bench_args("--frames", "12", "--json")) == 0
+    assert bench.run(bench_args("--frames", "20", "--json")) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["classify_ms_median"] > 0 and result["face_rate"] >= 0.75
+    assert result["classify_ms_median"] > 0 and result["face_rate"] >= 0.6
 
 
 def test_problems_are_one_line_errors(fake_model, tmp_path, monkeypatch):
