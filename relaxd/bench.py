@@ -130,17 +130,13 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
         t1 = clock()
         found = detector.track(gray)
         t2 = t3 = clock()
+        probs3 = None
         if found.frontal:
             face = crop_face(gray, found.box)
             t3 = clock()
             probs3 = mood_probs(classifier.classify(face))
         t4 = clock()
-        if found.frontal:
-            smoother.update(n / frame_rate, probs3)
-        elif found.box is not None:
-            smoother.present(n / frame_rate)
-        else:
-            smoother.update(n / frame_rate, None)
+        feed_mood(smoother, n / frame_rate, found, probs3)
         t5 = clock()
         for stage, dt in (("gray", t1 - t0), ("detect", t2 - t1), ("mood", t5 - t4),
                           ("frame", t5 - t0)):
@@ -150,10 +146,14 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
             times["classify"].append(t4 - t3)
         if faces_out is not None:
             faces_out.write(face_line(n, gray.shape, found, t5 - t0) + "\n")
-        with_face += found.box is not None
-        frontal += found.frontal
-        n += 1
-        full += found.full_search
+        n, with_face = n + 1, with_face + (found.box is not None)
+        frontal, full = frontal + found.frontal, full + found.full_search
+    return _summary(times, n, with_face, frontal, full)
+
+
+def _summary(times: dict[str, list[float]], n: int, with_face: int, frontal: int,
+             full: int) -> dict[str, float | int]:
+    """:func:`measure`'s figures from its per-stage times and counts."""
     if n == 0:
         raise RelaxdError("no frames to benchmark")
     result: dict[str, float | int] = {
@@ -168,6 +168,16 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
+
+
+def feed_mood(smoother: MoodSmoother, t: float, found: Detection, probs3: np.ndarray | None) -> None:
+    """As the daemon does: a frontal face's mood, a face only present, or no face."""
+    if found.frontal:
+        smoother.update(t, probs3)
+    elif found.box is not None:
+        smoother.present(t)
+    else:
+        smoother.update(t, None)
 
 
 def face_line(n: int, shape: tuple[int, ...], found: Detection, seconds: float) -> str:
