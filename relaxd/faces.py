@@ -175,7 +175,8 @@ class FaceDetector:
         return self._cascades.search(gray, self._full_region(*gray.shape[::-1]))
 
     def detect(self, gray: np.ndarray) -> list[Box]:
-        """The faces of this frame's search, the child's first (see :meth:`track`)."""
+        """The faces of this frame's search, the child's first (see :meth:`track`: a frame of a
+        sequence; for a single still image use :meth:`find_all`)."""
         d = self.track(gray)
         if d.index is None:
             return list(d.faces)
