@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Iterator, TextIO
 
 import cv2
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from relaxd.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.emotion import EmotionClassifier
 from relaxd.errors import RelaxdError
-from relaxd.faces import FaceDetector, crop_face, to_gray
+from relaxd.faces import Detection, FaceDetector, crop_face, to_gray
 from relaxd.labels import mood_probs
 from relaxd.mood import MoodSmoother
 from relaxd.paths import default_model
@@ -109,18 +109,21 @@ def video_frames(path: str | Path, limit: int | None) -> Iterator[np.ndarray]:
 
 
 def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
-            classifier: EmotionClassifier, frame_rate: float = 15.0) -> dict[str, float | int]:
+            classifier: EmotionClassifier, frame_rate: float = 15.0,
+            faces_out: TextIO | None = None) -> dict[str, float | int]:
     """Run the pipeline on every frame; median milliseconds per stage and per frame, and rates.
 
-    ``crop`` and ``classify`` are timed on the frames with a face, the other stages on all.
-    The result's ``fps`` is sustained throughput (frames over their summed time), so unlike the
-    median it counts the periodic full-frame searches. The mood smoother sees ``frame_rate``.
+    As in the daemon, only a face a frontal cascade found is cropped and classified; ``crop`` and
+    ``classify`` are timed on those frames, the other stages on all. The result's ``fps`` is
+    sustained throughput (frames over their summed time). ``face_rate``: frames with the child's
+    face, ``frontal_rate``: with a face fit for the mood. The mood smoother sees ``frame_rate``.
+    ``faces_out``: one JSON line per frame (see :func:`face_line`).
     """
     times: dict[str, list[float]] = {s: [] for s in ("gray", "detect", "crop", "classify", "mood",
                                                       "frame")}
     smoother = MoodSmoother()
     clock = time.perf_counter
-    n = with_face = full = 0
+    n = with_face = frontal = full = 0
     for image in frames:
         t0 = clock()
         gray = to_gray(image)
@@ -128,22 +131,29 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
         found = detector.track(gray)
         t2 = t3 = clock()
         probs3 = None
-        if found.box is not None:
+        if found.frontal:
             face = crop_face(gray, found.box)
             t3 = clock()
             probs3 = mood_probs(classifier.classify(face))
         t4 = clock()
-        smoother.update(n / frame_rate, probs3)
+        feed_mood(smoother, n / frame_rate, found, probs3)
         t5 = clock()
         for stage, dt in (("gray", t1 - t0), ("detect", t2 - t1), ("mood", t5 - t4),
                           ("frame", t5 - t0)):
             times[stage].append(dt)
-        if found.box is not None:
+        if found.frontal:
             times["crop"].append(t3 - t2)
             times["classify"].append(t4 - t3)
-            with_face += 1
-        n += 1
-        full += found.full_search
+        if faces_out is not None:
+            faces_out.write(face_line(n, gray.shape, found, t5 - t0) + "\n")
+        n, with_face = n + 1, with_face + (found.box is not None)
+        frontal, full = frontal + found.frontal, full + found.full_search
+    return _summary(times, n, with_face, frontal, full)
+
+
+def _summary(times: dict[str, list[float]], n: int, with_face: int, frontal: int,
+             full: int) -> dict[str, float | int]:
+    """:func:`measure`'s figures from its per-stage times and counts."""
     if n == 0:
         raise RelaxdError("no frames to benchmark")
     result: dict[str, float | int] = {
@@ -153,10 +163,31 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
     result["fps"] = round(n / sum(times["frame"]), 1)
     result["frames"] = n
     result["face_rate"] = round(with_face / n, 4)
+    result["frontal_rate"] = round(frontal / n, 4)
     result["full_search_rate"] = round(full / n, 4)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
+
+
+def feed_mood(smoother: MoodSmoother, t: float, found: Detection, probs3: np.ndarray | None) -> None:
+    """As the daemon does: a frontal face's mood, a face only present, or no face."""
+    if found.frontal:
+        smoother.update(t, probs3)
+    elif found.box is not None:
+        smoother.present(t)
+    else:
+        smoother.update(t, None)
+
+
+def face_line(n: int, shape: tuple[int, ...], found: Detection, seconds: float) -> str:
+    """One frame's face as a JSON line: frame number, frame size, the child's box or null in that
+    frame's pixels, whether it was followed from the last frame, how it was found, whether it
+    feeds the mood, and the frame's milliseconds."""
+    box = None if found.box is None else [found.box.x, found.box.y, found.box.w, found.box.h]
+    return json.dumps({"frame": n, "size": [shape[1], shape[0]], "box": box,
+                       "tracked": found.tracked, "how": found.how, "frontal": found.frontal,
+                       "ms": round(1000 * seconds, 3)})
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -167,9 +198,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="at most N frames (default: %(default)s)")
     parser.add_argument("--model", metavar="FILE", help="emotion model (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--faces", metavar="OUT.jsonl", help="also write each frame's face as "
+                        "a JSON line: frame, size, box (or null), tracked, how, frontal, ms")
     parser.add_argument("--estop", type=int, metavar="N",
                         help="instead: time N e-stop presses (button -> every actuator pin at 0) "
                         "on gpiozero mock pins while the main loop is stalled")
+
+
+def _measure_to(path: str | None, frames: Iterator[np.ndarray], detector: FaceDetector,
+                classifier: EmotionClassifier) -> dict[str, float | int]:
+    """:func:`measure`, writing the per-frame faces to ``path`` when given."""
+    if path is None:
+        return measure(frames, detector, classifier)
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            return measure(frames, detector, classifier, faces_out=out)
+    except OSError as exc:
+        raise RelaxdError(f"--faces {path}: cannot write: {exc.strerror}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         frames, source = video_frames(args.video, args.frames), f"video {args.video}"
     else:
         frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
-    result = {"source": source, **measure(frames, detector, classifier)}
+    result = {"source": source, **_measure_to(args.faces, frames, detector, classifier)}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -202,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {stage:<9}{result[f'{stage}_ms_median']:8.3f} ms median")
     print(f"  {'frame':<9}{result['frame_ms_median']:8.3f} ms median, "
           f"{result['frame_ms_p95']:.3f} ms p95 -> {result['fps']} fps")
-    print(f"  face found in {100 * result['face_rate']:.1f}% of frames "
-          f"(full-frame search in {100 * result['full_search_rate']:.1f}%)")
+    print(f"  face found in {100 * result['face_rate']:.1f}% of frames, frontal in "
+          f"{100 * result['frontal_rate']:.1f}% (a sweep of the full frame ended in "
+          f"{100 * result['full_search_rate']:.1f}%)")
     print(f"  peak RSS {result['peak_rss_mb']} MB")
     return 0

@@ -110,7 +110,7 @@ def sample_face() -> tuple[np.ndarray, str]:
         pass
     else:
         gray = to_gray(data.astronaut()[:, :, ::-1].copy())
-        boxes = FaceDetector().detect(gray)
+        boxes = FaceDetector().find_all(gray)   # one still: the whole search at once
         if boxes:
             return crop_face(gray, boxes[0]), "astronaut photo"
     import cv2

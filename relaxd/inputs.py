@@ -55,7 +55,9 @@ class VisionInput:
 
     Every other face is classified mirrored, so the smoothed mood averages both views of the
     face: on FER2013 val, averaging a face's two views gains about a point of accuracy (test-time
-    flip averaging) without a second inference per frame.
+    flip averaging) without a second inference per frame. Only faces a frontal cascade found
+    are classified (the model was trained on frontal faces and misreads turned ones); a face
+    seen only in profile or followed by flow keeps the child present and holds the mood.
     """
 
     def __init__(self, source: FrameSource, detector: FaceDetector,
@@ -77,6 +79,9 @@ class VisionInput:
         found = self.detector.track(gray)
         if found.box is None:
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
+        if not found.frontal:
+            return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
+                          rule=found.rule)
         face = crop_face(gray, found.box)
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)

@@ -12,7 +12,8 @@ The reported mood changes from ``m`` to the smoothed favourite ``c`` only when
 for at least ``min_dwell_s``. Until the first face, the mood is NEUTRAL with confidence 0. With
 no face, the last mood is kept (its confidence fading linearly) until ``no_face_timeout_s`` has
 passed since the last face; strictly after that the mood is NO_FACE and the average restarts:
-the next face's favourite is taken at once.
+the next face's favourite is taken at once. A face seen but unfit for reading (:meth:`present`:
+turned away, or only followed) counts as a face for the timeout and holds the mood as it is.
 """
 
 from __future__ import annotations
@@ -123,6 +124,18 @@ class MoodSmoother:
                 self._set(MOODS[best], t)
         self._t_sample = self._t_face = t
         self._confidence = float(self._p[MOODS.index(self._mood)])
+        return self._reading(self._confidence, True, before)
+
+    def present(self, t: float) -> MoodReading:
+        """A face is seen at time ``t`` but gives no mood sample (turned away, or only followed):
+        the child is present, so the no-face timeout restarts, and the mood is held as it is
+        (NEUTRAL with confidence 0 if it was NO_FACE, as before a first face)."""
+        if self._t_face is None:
+            self._since = t
+        self._t_face = t
+        before = self._mood
+        if self._mood is Mood.NO_FACE:
+            self._set(Mood.NEUTRAL, t)
         return self._reading(self._confidence, True, before)
 
     def _set(self, mood: Mood, t: float) -> None:

@@ -1,14 +1,20 @@
-"""Face finding and cropping: real faces (scikit-image's astronaut, LFW), the child rule, edge sizes."""
+"""Face finding, following and cropping: real faces (scikit-image's astronaut, LFW) tilted, looking
+down, turned and covered; the child rule; a face-like background that must not win; the work per
+frame; edge sizes; the shared real clip against its hand annotation."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.facesearch import group, plan_sweep
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -52,6 +58,11 @@ def paste_lfw(frame: np.ndarray, index: int, side: int, x: int, y: int) -> Box:
     return Box(x, y, side, side)
 
 
+def settle(det: FaceDetector, frame: np.ndarray) -> list[Detection]:
+    """One full sweep's worth of the same frame (the detector spreads its search over frames)."""
+    return [det.track(frame) for _ in range(det.sweep_parts + 1)]
+
+
 def test_to_gray_accepts_gray_bgr_bgra_and_single_channel():
     bgr = clutter(64, 48)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -70,21 +81,24 @@ def test_finds_the_astronaut_the_same_in_gray_and_colour():
     from_gray = FaceDetector().find_all(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     assert from_bgr == from_gray
     assert len(from_bgr) == 1 and from_bgr[0].iou(expected) > 0.6
-    d = FaceDetector().track(frame)  # colour straight into the detector
-    assert d.box == from_bgr[0] and d.rule == "only"
+    found = settle(FaceDetector(), frame)  # colour straight into the detector
+    d = next(d for d in found if d.box is not None)
+    assert d.box.iou(from_bgr[0]) > 0.8 and d.rule == "only" and d.how == "frontal"
+    assert found[-1].box.iou(from_bgr[0]) > 0.8 and found[-1].frontal and found[-1].tracked
 
 
 def test_no_face():
-    d = FaceDetector().track(clutter())
-    assert d == Detection(None, (), None, False, True, "")
-    assert FaceDetector().detect(clutter(seed=1)) == []
+    found = settle(FaceDetector(), clutter())
+    assert all(d.box is None and d.faces == () and d.rule == "" and not d.frontal for d in found)
+    assert any(d.full_search for d in found)
+    assert all(FaceDetector().detect(clutter(seed=1)) == [] for _ in range(3))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (20, 20), (23, 200), (40, 60), (60, 40, 3)])
 def test_tiny_frames_give_no_face_and_no_error(shape):
     det = FaceDetector()
     frame = np.full(shape, 128, np.uint8)
-    assert det.track(frame).box is None
+    assert all(d.box is None for d in settle(det, frame))
     assert det.find_all(frame) == []
 
 
@@ -93,26 +107,26 @@ def test_tiny_frames_give_no_face_and_no_error(shape):
 def test_huge_frame_is_searched_downscaled_in_full_frame_coordinates(height, width, face_px, cx, cy):
     frame = np.full((height, width, 3), 90, np.uint8)
     expected = paste_astronaut(frame, face_px, cx, cy)
-    d = FaceDetector().track(frame)
+    d = settle(FaceDetector(), frame)[-1]
     assert d.box is not None and d.box.iou(expected) > 0.6
 
 
-def test_follows_the_face_near_its_last_place_and_searches_fully_when_needed():
-    det = FaceDetector(full_every=4)
+def test_follows_the_face_near_its_last_place_and_searches_on_when_lost():
+    det = FaceDetector()
     frames = []
-    for dx in range(0, 40, 8):
+    for dx in range(0, 120, 8):
         frame = clutter()
-        frames.append((frame, paste_astronaut(frame, 120, 280 + dx, 230)))
+        frames.append((frame, paste_astronaut(frame, 120, 260 + dx, 230)))
     results = [det.track(f) for f, _ in frames]
-    assert [r.full_search for r in results] == [True, False, False, False, True]
-    assert [r.rule for r in results] == ["only", "tracked", "tracked", "tracked", "only"]
-    assert all(r.tracked != r.full_search for r in results)
-    for r, (_, expected) in zip(results, frames):
+    first = next(i for i, r in enumerate(results) if r.box is not None)
+    assert first < det.sweep_parts and not results[first].tracked
+    for r, (_, expected) in zip(results[first + 1:], frames[first + 1:]):
+        assert r.tracked and r.frontal and r.rule in ("tracked", "only")
         assert r.box.iou(expected) > 0.5
-    lost = det.track(clutter())            # face gone: the near search fails, a full one runs
-    assert lost.box is None and lost.full_search
-    back = det.track(frames[0][0])
-    assert back.full_search and back.box.iou(frames[0][1]) > 0.5
+    lost = [det.track(clutter()) for _ in range(3)]   # gone: nothing to follow, nothing found
+    assert all(d.box is None for d in lost)
+    back = settle(det, frames[0][0])
+    assert back[-1].box.iou(frames[0][1]) > 0.5
 
 
 def test_two_real_faces_the_largest_is_the_child():
@@ -120,22 +134,47 @@ def test_two_real_faces_the_largest_is_the_child():
     child = paste_astronaut(frame, 150, 250, 260)
     paste_lfw(frame, 0, 100, 480, 60)
     det = FaceDetector()
-    d = det.track(frame)
-    assert len(d.faces) == 2 and d.rule == "largest" and d.box.iou(child) > 0.6
+    found = settle(det, frame)
+    d = next(d for d in found if d.full_search)
+    assert len(d.faces) == 2 and d.rule == "largest" and d.box.iou(child) > 0.6, d
     assert d.faces[d.index] == d.box
+    assert all(d.box.iou(child) > 0.6 for d in found if d.box is not None)
     det.reset()
-    assert det.detect(frame)[0] == d.box
+    assert settle(det, frame)[-1].box.iou(child) > 0.6
+
+
+def test_the_sweep_parts_together_find_what_one_full_search_finds():
+    frame = clutter()
+    paste_astronaut(frame, 150, 250, 260)
+    paste_lfw(frame, 0, 100, 480, 60)
+    paste_lfw(frame, 1, 70, 40, 380)
+    det = FaceDetector()
+    gray = to_gray(frame)
+    full = det._full_region(640, 480)
+    plan = plan_sweep(640, 480, full.scale, full.min_face, det.sweep_parts)
+    assert len(plan) >= det.sweep_parts - 2 and abs(sum(p.share for p in plan) - 1) < 1e-6
+    windows = [b for p in plan for b in det._cascades.search(gray, p.region, raw=True)
+               if p.keep_x0 <= b.x < p.keep_x1]
+    swept, whole = group(windows, det.min_neighbors), det.find_all(gray)
+    assert len(swept) == len(whole) == 3
+    assert all(max(a.iou(b) for b in whole) > 0.8 for a in swept)
 
 
 class Scripted(FaceDetector):
-    """A detector whose full searches return scripted boxes, to test the child rule exactly."""
+    """A detector whose every frame ends a sweep with scripted boxes (all confirmed), to test the
+    child rule exactly."""
 
     def __init__(self, script: list[list[Box]]):
-        super().__init__(full_every=1)
+        super().__init__()
         self.script = list(script)
 
-    def find_all(self, gray):
-        return self.script.pop(0)
+    def _sweep_step(self, gray, work):
+        faces = self.script.pop(0)
+        return faces, faces
+
+    def _verify(self, gray, track, work):
+        track.verified = True
+        return True
 
 
 BLANK = np.zeros((480, 640), np.uint8)
@@ -191,3 +230,125 @@ def test_crop_face_is_clamped_to_the_frame():
     # larger than the frame: the largest square that fits, as close to the box as possible
     huge = crop_face(gray, Box(50, 50, 400, 400), size=100)
     assert np.array_equal(huge, gray[0:100, 20:120])
+
+
+# --- a child who tilts, looks down, covers their face and turns; a face-like background ----------
+
+def head_pose(i: int, n: int) -> tuple[float, float, float, bool, float, float]:
+    """Frame i of n: roll (degrees), pitch and yaw foreshortening (1: none), a hand over the
+    mouth, and the face centre's offset. First half: tilting up to 28 degrees either way while
+    swaying; then glancing down (the face foreshortened to 55% and dropping), covered from 60% to
+    70% of the way; last quarter: turning (foreshortened sideways to 60%)."""
+    s = i / n
+    roll = 28 * np.sin(2 * np.pi * s) if s < 0.5 else 0.0
+    pitch = 1 - 0.45 * np.sin(np.pi * (s - 0.5) / 0.25) ** 2 if 0.5 <= s < 0.75 else 1.0
+    yaw = 1 - 0.4 * np.sin(np.pi * (s - 0.75) / 0.25) ** 2 if s >= 0.75 else 1.0
+    return roll, pitch, yaw, 0.6 <= s < 0.7, 30 * np.sin(2 * np.pi * s), 40 * (1 - pitch)
+
+
+def seated_child(i: int, n: int, background: np.ndarray, face_px: int = 140
+                 ) -> tuple[np.ndarray, tuple[float, float]]:
+    """The astronaut's head in pose ``head_pose(i, n)`` over ``background``; her face's centre."""
+    head, s = _head(), face_px / ASTRONAUT_FACE[2]
+    fx = fy = 47 + ASTRONAUT_FACE[2] / 2            # the face's centre in _head()
+    roll, pitch, yaw, covered, dx, dy = head_pose(i, n)
+    cx, cy = 320 + dx, 220 + dy
+    rotate = np.vstack([cv2.getRotationMatrix2D((fx, fy), roll, 1.0), [0, 0, 1]])
+    squash = np.array([[s * yaw, 0, cx - fx * s * yaw], [0, s * pitch, cy - fy * s * pitch],
+                       [0, 0, 1]])
+    m = (squash @ rotate)[:2]
+    mask = cv2.warpAffine(np.full(head.shape[:2], 255, np.uint8), m, (640, 480))
+    frame = np.where(mask[..., None] > 127, cv2.warpAffine(head, m, (640, 480)), background)
+    if covered:
+        cv2.ellipse(frame, (int(cx), int(cy + 0.3 * face_px * pitch)),
+                    (int(0.4 * face_px), int(0.25 * face_px)), 0, 0, 360, (120, 150, 200), -1)
+    return frame, (cx, cy)
+
+
+def on_child(box: Box, centre: tuple[float, float], face_px: int = 140) -> bool:
+    bx, by = box.center
+    return abs(bx - centre[0]) < 0.5 * face_px and abs(by - centre[1]) < 0.5 * face_px
+
+
+def test_keeps_the_face_through_tilts_a_glance_down_a_hand_and_a_turn():
+    det, n, background = FaceDetector(), 60, clutter()
+    found = []
+    for i in range(n):
+        frame, centre = seated_child(i, n, background)
+        found.append((det.track(frame), centre))
+    kept = [d for d, c in found if d.box is not None and on_child(d.box, c)]
+    assert len(kept) >= 0.9 * n
+    assert all(on_child(d.box, c) for d, c in found if d.box is not None)   # no false face
+    roll_max = found[n // 4][0]                        # tilted 28 degrees: no frontal find
+    assert roll_max.box is not None and roll_max.how == "flow" and not roll_max.frontal
+    covered = found[int(0.65 * n)][0]
+    assert covered.box is not None and not covered.frontal
+    assert found[-1][0].frontal                       # facing the camera again: fit for the mood
+    first = next(i for i, (d, _) in enumerate(found) if d.box is not None)
+    assert all(d.tracked for d, _ in found[first + 1:])   # followed, never found anew
+
+
+def test_a_face_in_the_background_never_takes_over_from_the_child():
+    background = clutter()
+    poster = paste_lfw(background, 3, 90, 520, 30)      # a face on the wall, seen all along
+    det, n = FaceDetector(), 60
+    assert settle(det, background)[-1].box.iou(poster) > 0.5   # alone, the poster is a face
+    det.reset()
+    results = []
+    for i in range(n):
+        frame, centre = seated_child(i, n, background)
+        results.append((det.track(frame), centre))
+    chosen = [d for d, _ in results if d.box is not None]
+    assert len(chosen) >= 0.9 * n
+    assert all(d.box.iou(poster) == 0 for d in chosen)
+    assert any(len(d.faces) == 2 for d in chosen)     # the poster was seen, and not chosen
+
+
+def test_work_per_frame_is_spread_evenly():
+    """Counted, not timed: each frame's searching as a fraction of one full-frame search."""
+    from relaxd.bench import builtin_frames
+
+    det = FaceDetector()
+    work = [det.track(f).work for f in builtin_frames(48)]
+    median = float(np.median(work))
+    assert max(work) <= 2 * median and max(work) <= 0.3   # the old full search: 1.0 at once
+    det.reset()
+    nobody = [det.track(clutter(seed=i % 3)).work for i in range(24)]   # nothing to follow
+    assert max(nobody) <= 2 * median
+    assert sum(nobody) >= 1.5                         # yet the whole frame is searched often
+
+
+# --- the shared real clip, against a hand annotation kept with the tests -------------------------
+
+DATA = Path(__file__).parent / "data"
+HAMILTON = Path(__file__).resolve().parents[2] / "shared" / "video" / "short_hamilton_clip.mp4"
+
+
+def _annotated():
+    spec = importlib.util.spec_from_file_location("annotated", DATA / "annotated.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not HAMILTON.is_file(), reason=f"no shared clip at {HAMILTON}")
+def test_hamilton_clip_against_its_annotation():
+    """Stage, close-ups in profile, audience cut-aways: the annotated frames where a face of at
+    least 64 px is in view are mostly found, and the chosen box is hardly ever on no face (the
+    one tolerated: a box kept by flow alone, which never feeds the mood)."""
+    from relaxd.bench import video_frames
+
+    annotation = json.loads((DATA / "hamilton_faces.json").read_text())
+    det, lines = FaceDetector(), []
+    for n, image in enumerate(video_frames(HAMILTON, None)):
+        d = det.track(image)
+        box = None if d.box is None else [d.box.x, d.box.y, d.box.w, d.box.h]
+        lines.append({"frame": n, "box": box, "frontal": d.frontal})
+    counts = _annotated().score(annotation, lines)
+    assert counts["annotated"] == len(annotation["frames"]) == 35 and counts["with_face"] == 29
+    assert counts["found"] >= 20           # before: 10, as many as a full search of every frame
+    assert counts["false"] <= 1
+    is_true = _annotated().is_true
+    for key, frame in annotation["frames"].items():
+        line = lines[int(key)]
+        assert not line["frontal"] or is_true(line["box"], frame["faces"])   # mood: never false

@@ -10,9 +10,9 @@ from skimage import data as skimage_data
 
 from relaxd.camera import ImageFolderSource
 from relaxd.emotion import EmotionClassifier
-from relaxd.faces import FaceDetector, crop_face, to_gray
+from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
 from relaxd.inputs import VisionInput
-from relaxd.labels import EMOTIONS
+from relaxd.labels import EMOTIONS, Mood
 from relaxd.mood import MoodSettings, MoodSmoother
 from relaxd.paths import default_model
 
@@ -20,14 +20,18 @@ from relaxd.paths import default_model
 def test_every_other_face_is_classified_mirrored(tmp_path: Path):
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[:, 80:560] = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (480, 480))
-    for i in range(4):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), frame)
+    for i in range(14):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), frame)
     classifier = EmotionClassifier(default_model())
     vision = VisionInput(ImageFolderSource(tmp_path), FaceDetector(), classifier,
                          MoodSmoother(MoodSettings()))
-    sensed = [vision.read(t) for t in (0.0, 0.1, 0.2, 0.3)]
-    assert vision.read(0.4) is None
-    assert all(s.face is not None for s in sensed)
+    sensed = [vision.read(t / 10) for t in range(14)]
+    assert vision.read(1.4) is None
+    # the detector spreads its search over frames: once found, the face is kept in every frame
+    first = next(i for i, s in enumerate(sensed) if s.face is not None)
+    assert all(s.face is not None for s in sensed[first:])
+    sensed = [s for s in sensed if s.emotion]   # the frontal finds (not the first, from a sweep)
+    assert len(sensed) >= 4
     gray = to_gray(frame)
     for i, s in enumerate(sensed):
         face = crop_face(gray, s.face)
@@ -36,3 +40,36 @@ def test_every_other_face_is_classified_mirrored(tmp_path: Path):
         assert s.emotion_confidence == probs.max()
     face = crop_face(gray, sensed[0].face)
     assert not np.allclose(classifier.classify(face[:, ::-1].copy()), classifier.classify(face))
+
+
+class OneDetection:
+    """A detector stub returning a fixed Detection."""
+
+    def __init__(self, detection: Detection):
+        self.detection = detection
+
+    def track(self, gray):
+        return self.detection
+
+
+class Unused:
+    def classify(self, face):
+        raise AssertionError("a face unfit for the mood must not be classified")
+
+
+def test_a_turned_or_followed_face_keeps_the_child_present_but_holds_the_mood(tmp_path: Path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((48, 64), np.uint8))
+    box = Box(10, 10, 30, 30)
+    settings = MoodSettings(no_face_timeout_s=1.0)
+    for how in ("profile", "flow"):
+        detection = Detection(box, (box,), 0, True, False, "tracked", how)
+        vision = VisionInput(ImageFolderSource(tmp_path), OneDetection(detection), Unused(),
+                             MoodSmoother(settings))
+        sensed = [vision.read(t) for t in (0.0, 5.0, 10.0)]
+        assert all(s.face == box and s.emotion is None for s in sensed)
+        assert all(s.reading.mood is Mood.NEUTRAL and s.reading.face for s in sensed)
+    nobody = Detection(None, (), None, False, True, "")
+    vision = VisionInput(ImageFolderSource(tmp_path), OneDetection(nobody), Unused(),
+                         MoodSmoother(settings))
+    assert [vision.read(t).reading.mood for t in (0.0, 5.0)] == [Mood.NEUTRAL, Mood.NO_FACE]

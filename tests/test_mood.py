@@ -162,3 +162,17 @@ def test_short_dropouts_do_not_reset_the_average():
     r = m.update(1.5, NEU)  # 1.5 s since the last face, capped to max_gap_s = 0.5
     assert r.mood is Mood.POSITIVE
     assert r.probs[1] == pytest.approx(1 - math.exp(-0.5), abs=1e-12)
+
+
+def test_a_face_present_without_a_mood_sample_holds_the_mood_and_the_presence():
+    sm = MoodSmoother(MoodSettings(no_face_timeout_s=1.0, min_dwell_s=0))
+    first = sm.update(0.0, [0.8, 0.1, 0.1])
+    assert first.mood is Mood.NEGATIVE
+    held = [sm.present(t) for t in (0.5, 2.0, 4.0)]   # turned away for 4 s: no timeout
+    assert all(r.mood is Mood.NEGATIVE and r.face and r.confidence == first.confidence
+               for r in held)
+    assert sm.update(4.5, None).mood is Mood.NEGATIVE   # 0.5 s after the last presence
+    assert sm.update(6.0, None).mood is Mood.NO_FACE
+    back = sm.present(6.5)                               # present again, still no sample
+    assert back.mood is Mood.NEUTRAL and back.confidence == 0.0 and back.changed
+    assert sm.update(7.0, [0.1, 0.1, 0.8]).mood is Mood.POSITIVE   # restarted: taken at once
