@@ -82,10 +82,9 @@ class ActuatorSettings:
         m, r = self.max_level, self.max_ramp
         return Caps(Levels(m.light, m.audio, m.vibration), Levels(r.light, r.audio, r.vibration))
 
-    def check(self) -> Iterable[tuple[str | None, str]]:
-        pins = [self.red_pin, self.green_pin, self.blue_pin, self.vibration_pin]
-        if len(set(pins)) != len(pins):
-            yield None, f"the four actuator pins must differ, got {pins}"
+    def pins(self) -> dict[str, int | None]:
+        return {"red": self.red_pin, "green": self.green_pin, "blue": self.blue_pin,
+                "vibration": self.vibration_pin}
 
 
 def pattern_level(pattern: Pattern, period: float, tau: float) -> float:

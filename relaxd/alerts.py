@@ -15,10 +15,11 @@ import queue
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from relaxd.errors import RelaxdError
-from relaxd.safety import SafetySettings
+from relaxd.yamlspec import spec
 
 if TYPE_CHECKING:
     from relaxd.events import EventLog
@@ -40,6 +41,20 @@ def _no_job() -> None:
     """The worker's wake-up to advance the patterns."""
 
 
+@dataclass(kw_only=True)
+class AlertSettings:
+    """The caregiver's alert outputs (BCM pin numbers) and command."""
+
+    buzzer_pin: int | None = spec(6, min=2, max=27, help="BCM pin of the alert buzzer; none")
+    led_pin: int | None = spec(26, min=2, max=27, help="BCM pin of the alert LED; none")
+    command: list[str] = spec(
+        default_factory=list, help="program + args run on each alert (no shell); reason appended")
+    timeout: float = spec(10.0, min=1, max=120, help="seconds before the command is killed")
+
+    def pins(self) -> dict[str, int | None]:
+        return {"buzzer": self.buzzer_pin, "alert LED": self.led_pin}
+
+
 class Alerter:
     """Raises caregiver alerts; the LED keeps blinking until ``clear()``.
 
@@ -48,18 +63,18 @@ class Alerter:
     from several threads), and a failing output never raises into the caller.
     """
 
-    def __init__(self, settings: SafetySettings | None = None, events: EventLog | None = None,
+    def __init__(self, settings: AlertSettings | None = None, events: EventLog | None = None,
                  pin_factory: Any = None) -> None:
         from gpiozero import LED, Buzzer, GPIOZeroError
 
-        self.settings = s = settings or SafetySettings()
+        self.settings = s = settings or AlertSettings()
         self.events = events
         self.buzzer = self.led = None
         try:
             if s.buzzer_pin is not None:
                 self.buzzer = Buzzer(s.buzzer_pin, pin_factory=pin_factory)
-            if s.alert_led_pin is not None:
-                self.led = LED(s.alert_led_pin, pin_factory=pin_factory)
+            if s.led_pin is not None:
+                self.led = LED(s.led_pin, pin_factory=pin_factory)
         except (GPIOZeroError, OSError) as exc:
             self._close_outputs()
             raise RelaxdError(f"cannot open the alert buzzer/LED: {exc}") from None
@@ -156,7 +171,7 @@ class Alerter:
         self._beeps = (now, BEEPS.get(reason, _DEFAULT_BEEPS))
         if self._blink_since is None:
             self._blink_since = now
-        if self.settings.alert_command:
+        if self.settings.command:
             th = threading.Thread(target=self._run, args=(t, reason, detail),
                                   name="alert-command", daemon=True)
             with self._lock:
@@ -167,15 +182,15 @@ class Alerter:
         self._blink_since = None
 
     def _run(self, t: float, reason: str, detail: str) -> None:
-        cmd = [*self.settings.alert_command, reason, detail]
+        cmd = [*self.settings.command, reason, detail]
         env = {**os.environ, "RELAXD_ALERT_REASON": reason, "RELAXD_ALERT_DETAIL": detail,
                "RELAXD_ALERT_T": f"{t:.3f}"}
         try:
             done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=self.settings.alert_timeout, check=False)
+                                  timeout=self.settings.timeout, check=False)
         except subprocess.TimeoutExpired:
             log.error("alert command timed out after %g s and was killed: %s",
-                      self.settings.alert_timeout, cmd[0])
+                      self.settings.timeout, cmd[0])
         except OSError as exc:
             log.error("alert command %s could not run: %s", cmd[0], exc.strerror or exc)
         else:

@@ -133,7 +133,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         audio = SoundDeviceOutput(config.actuators.audio_device, config.actuators.sample_rate)
     actuators = Actuators(config.actuators, audio, pin_factory=factory)
     stack.callback(actuators.close)
-    alerter = Alerter(config.safety, events, pin_factory=factory)
+    alerter = Alerter(config.alerts, events, pin_factory=factory)
     stack.callback(alerter.close)
     latch, marker = _latch(args, state_dir)
     estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,

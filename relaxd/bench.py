@@ -13,10 +13,12 @@ import json
 import resource
 import statistics
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import cv2
 import numpy as np
@@ -222,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
     if args.estop is not None:
         from dataclasses import asdict
 
-        from relaxd.safety import estop_latency
 
         if args.estop < 1:
             raise RelaxdError("--estop must be at least 1")
@@ -252,3 +253,115 @@ def run(args: argparse.Namespace) -> int:
           f"{100 * result['full_search_rate']:.1f}%)")
     print(f"  peak RSS {result['peak_rss_mb']} MB")
     return 0
+
+
+# --- e-stop latency -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    n: int
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+
+    def __str__(self) -> str:
+        return (f"e-stop latency over {self.n} presses: median {self.median_ms:.3f} ms, "
+                f"p95 {self.p95_ms:.3f} ms, max {self.max_ms:.3f} ms")
+
+
+def _wait(cond: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+
+
+class _StalledChair:
+    """Actuators on mock pins whose main loop spins in pure Python inside ``apply()``: it holds
+    the actuators' lock and the GIL, which it gives up only at the interpreter's switch
+    interval. A callback thread, blocked outside Python as lgpio's is, presses the e-stop."""
+
+    def __init__(self) -> None:
+        from relaxd.actuators import Actuators, ActuatorSettings
+        from relaxd.audio import NullOutput
+        from relaxd.hardware import SimulatedHands, simulated_pins
+        from relaxd.safety import EmergencyStop, SafetySettings
+
+        self.gate, self.edge, self.done = threading.Event(), threading.Event(), threading.Event()
+        gate = self.gate
+
+        class StalledAudio(NullOutput):
+            def advance(self, t: float) -> None:
+                while not gate.is_set():  # busy: holds the GIL but for the switch interval
+                    pass
+
+        self.factory = simulated_pins()
+        a = ActuatorSettings()
+        self.acts = Actuators(a, StalledAudio(), pin_factory=self.factory)
+        self.stop = EmergencyStop(self.acts, SafetySettings(), pin_factory=self.factory)
+        self.hands = SimulatedHands(self.factory, self.stop.settings)
+        self.hands.rest()
+        self.pins = [self.factory.pin(p) for p in (a.red_pin, a.green_pin, a.blue_pin,
+                                                   a.vibration_pin)]
+        self.step = _lit_step()
+        self.pressed_at = 0.0
+        threading.Thread(target=self._callbacks, name="callbacks", daemon=True).start()
+
+    def _callbacks(self) -> None:
+        while self.edge.wait() and not self.gate.is_set():
+            self.edge.clear()
+            self.hands("press", "estop")  # the button's callback: every pin is 0 when it returns
+            self.pressed_at = time.perf_counter()
+            self.done.set()
+
+    def press_once(self) -> float:
+        """One press while the loop is stalled; milliseconds from the edge to every pin at 0."""
+        self.gate.clear()
+        loop = threading.Thread(target=self.acts.apply, args=(60.0, self.step), daemon=True)
+        loop.start()
+        _wait(lambda: any(p.state > 0 for p in self.pins), "the stalled loop to switch on")
+        self.done.clear()
+        t0 = time.perf_counter()
+        self.edge.set()
+        if not self.done.wait(5) or any(p.state != 0 for p in self.pins):
+            raise RuntimeError("the press did not switch the actuators off")
+        self.hands("release", "estop")
+        self.stop.reset("benchmark")
+        self.gate.set()
+        loop.join()
+        self.acts.enable()
+        return (self.pressed_at - t0) * 1000
+
+    def close(self) -> None:
+        self.gate.set()
+        self.edge.set()
+        self.stop.close()
+        self.acts.close()
+        self.factory.reset()
+
+
+def _lit_step() -> Any:
+    """A step of the default scenario a minute in: every output well above 0."""
+    from relaxd.controller import Controller, MoodSample
+    from relaxd.labels import Mood
+    from relaxd.paths import default_scenario
+    from relaxd.scenario import load_scenario
+
+    ctrl = Controller(load_scenario(default_scenario()))
+    ctrl.step(0.0, MoodSample(Mood.NEUTRAL))
+    return ctrl.step(60.0, MoodSample(Mood.NEUTRAL))
+
+
+def estop_latency(n: int = 200) -> LatencyStats:
+    """Press -> every actuator pin at 0, on mock pins, with the main loop stalled in apply()
+    holding the GIL (:class:`_StalledChair`): the press waits for no lock, only for the GIL (up
+    to ``sys.getswitchinterval()``, 5 ms). On the Pi add the lgpio callback delay and up to
+    ``bounce_time``."""
+    chair = _StalledChair()
+    try:
+        times = sorted(chair.press_once() for _ in range(n))
+    finally:
+        chair.close()
+    return LatencyStats(n, statistics.median(times), times[int(0.95 * (n - 1))], times[-1])

@@ -316,9 +316,10 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
 
 def output_pins(config: Config) -> dict[str, int]:
     """Check name -> BCM pin of every output: lights, vibration, alert buzzer and LED."""
-    a, s = config.actuators, config.safety
+    a, alerts = config.actuators, config.alerts
     pins = {"light red": a.red_pin, "light green": a.green_pin, "light blue": a.blue_pin,
-            "vibration": a.vibration_pin, "buzzer": s.buzzer_pin, "alert LED": s.alert_led_pin}
+            "vibration": a.vibration_pin, "buzzer": alerts.buzzer_pin,
+            "alert LED": alerts.led_pin}
     return {name: pin for name, pin in pins.items() if pin is not None}
 
 

@@ -1,4 +1,4 @@
-"""The emergency stop, the chair's reset button, and the e-stop latency benchmark.
+"""The emergency stop, the chair's reset button and the heartbeat.
 
 The e-stop (IEC 60204-1 §10.7, ISO 13850) is a latching mushroom button: its power contact cuts
 the actuators' supply (category 0), and a second contact is sensed on a GPIO by a gpiozero
@@ -23,11 +23,10 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from relaxd.controller import Controller, State, Step
 from relaxd.errors import RelaxdError
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class SafetySettings:
-    """E-stop and reset buttons, and caregiver alert outputs (BCM pin numbers)."""
+    """The e-stop, the chair's reset button and the heartbeat (BCM pin numbers)."""
 
     estop_pin: int = spec(5, min=2, max=27, help="BCM pin of the e-stop's sense contact (to GND)")
     estop_contact: Literal["nc", "no"] = spec(
@@ -58,22 +57,13 @@ class SafetySettings:
     remote_reset: bool = spec(
         False, help="let `relaxd reset` restart the chair from a shell; off: only the reset "
         "button at the chair (someone away from the chair cannot see the child)")
-    rearm_after: float | None = spec(
-        None, deprecated="is no longer used: the e-stop never resets; use the reset button")
     heartbeat_pin: int | None = spec(
         None, min=2, max=27, help="BCM pin toggled every tick while the loop is healthy, for a "
         "hardware watchdog that drops the actuator relay when it stops; none: not fitted")
-    buzzer_pin: int | None = spec(6, min=2, max=27, help="BCM pin of the alert buzzer; none")
-    alert_led_pin: int | None = spec(26, min=2, max=27, help="BCM pin of the alert LED; none")
-    alert_command: list[str] = spec(
-        default_factory=list, help="program + args run on each alert (no shell); reason appended")
-    alert_timeout: float = spec(10.0, min=1, max=120, help="seconds before the command is killed")
 
-    def check(self) -> Iterable[tuple[str | None, str]]:
-        pins = [p for p in (self.estop_pin, self.reset_pin, self.heartbeat_pin, self.buzzer_pin,
-                            self.alert_led_pin) if p is not None]
-        if len(set(pins)) != len(pins):
-            yield None, f"e-stop, reset, heartbeat, buzzer and alert LED pins must differ, got {pins}"
+    def pins(self) -> dict[str, int | None]:
+        return {"e-stop": self.estop_pin, "reset": self.reset_pin,
+                "heartbeat": self.heartbeat_pin}
 
 
 def never_raises(callback: Callable[..., None]) -> Callable[..., None]:
@@ -287,101 +277,3 @@ class Heartbeat:
     def close(self) -> None:
         if self.device is not None:
             self.device.close()
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    n: int
-    median_ms: float
-    p95_ms: float
-    max_ms: float
-
-    def __str__(self) -> str:
-        return (f"e-stop latency over {self.n} presses: median {self.median_ms:.3f} ms, "
-                f"p95 {self.p95_ms:.3f} ms, max {self.max_ms:.3f} ms")
-
-
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
-    deadline = time.perf_counter() + timeout
-    while not cond():
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.0005)
-
-
-def estop_latency(n: int = 200) -> LatencyStats:
-    """Press -> every actuator pin at 0, on mock pins, while a main loop is stalled in apply().
-
-    The stalled loop spins in pure Python inside ``apply()``: it holds the actuators' lock and
-    the GIL, which it gives up only at the interpreter's switch interval. The press comes on
-    another thread that was blocked outside Python, as lgpio's callback thread is, and is timed
-    from the edge until the callback has zeroed every pin: it waits for no lock, only for the
-    GIL (up to ``sys.getswitchinterval()``, 5 ms). On the Pi add the lgpio callback delay and
-    up to ``bounce_time``.
-    """
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    from relaxd.actuators import Actuators, ActuatorSettings
-    from relaxd.audio import NullOutput
-    from relaxd.controller import MoodSample
-    from relaxd.hardware import SimulatedHands
-    from relaxd.labels import Mood
-    from relaxd.paths import default_scenario
-    from relaxd.scenario import load_scenario
-
-    gate = threading.Event()
-
-    class StalledAudio(NullOutput):
-        def advance(self, t: float) -> None:
-            while not gate.is_set():  # busy: holds the GIL but for the switch interval
-                pass
-
-    factory = MockFactory(pin_class=MockPWMPin)
-    settings = ActuatorSettings()
-    acts = Actuators(settings, StalledAudio(), pin_factory=factory)
-    stop = EmergencyStop(acts, SafetySettings(buzzer_pin=None, alert_led_pin=None),
-                         pin_factory=factory)
-    ctrl = Controller(load_scenario(default_scenario()))
-    ctrl.step(0.0, MoodSample(Mood.NEUTRAL))
-    step = ctrl.step(60.0, MoodSample(Mood.NEUTRAL))  # levels well above 0
-    pins = [factory.pin(p) for p in (settings.red_pin, settings.green_pin, settings.blue_pin,
-                                     settings.vibration_pin)]
-    hands = SimulatedHands(factory, stop.settings)
-    hands.rest()
-    edge, done, pressed_at = threading.Event(), threading.Event(), [0.0]
-
-    def callback_thread() -> None:  # as lgpio's: blocked outside Python until an edge comes
-        while edge.wait() and not gate.is_set():
-            edge.clear()
-            hands("press", "estop")  # the button's callback: every pin is 0 when it returns
-            pressed_at[0] = time.perf_counter()
-            done.set()
-
-    caller = threading.Thread(target=callback_thread, name="callbacks", daemon=True)
-    caller.start()
-    times = []
-    try:
-        for _ in range(n):
-            gate.clear()
-            loop = threading.Thread(target=acts.apply, args=(60.0, step), daemon=True)
-            loop.start()
-            _wait(lambda: any(p.state > 0 for p in pins), "the stalled loop to switch on")
-            done.clear()
-            t0 = time.perf_counter()
-            edge.set()
-            if not done.wait(5) or any(p.state != 0 for p in pins):
-                raise RuntimeError("the press did not switch the actuators off")
-            times.append((pressed_at[0] - t0) * 1000)
-            hands("release", "estop")
-            stop.reset("benchmark")
-            gate.set()
-            loop.join()
-            acts.enable()
-    finally:
-        gate.set()
-        edge.set()
-        stop.close()
-        acts.close()
-        factory.reset()
-    times.sort()
-    return LatencyStats(n, statistics.median(times), times[int(0.95 * (n - 1))], times[-1])

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Literal, NamedTuple
 from relaxd import yamlspec
 from relaxd.errors import RelaxdError
 from relaxd.labels import Mood
+from relaxd.wav import read_wav
 from relaxd.yamlspec import Problem, SpecError, spec
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "scenarios" / "scenario.schema.json"
@@ -103,8 +104,6 @@ class Audio:
         if self.generator is not None and self.file is not None:
             yield "file", "give either 'generator' or 'file', not both"
         if self.file is not None:
-            from relaxd.audio import read_wav  # audio imports this module
-
             try:
                 read_wav(self.file)
             except RelaxdError as exc:
@@ -321,45 +320,6 @@ def load_mood_script(path: str | Path) -> list[ScriptEntry]:
     if problems:
         raise ScenarioError(path, sorted(problems, key=lambda p: (p.line, p.col)))
     return entries
-
-
-# --- CLI ----------------------------------------------------------------------------------
-
-
-def configure_validate(parser: argparse.ArgumentParser) -> None:
-    """``relaxd scenario validate [--config FILE] FILE...``"""
-    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
-    parser.add_argument("--config", metavar="FILE",
-                        help="also warn where a scenario asks for more than this chair's "
-                             "installation caps (actuators.max_level, max_ramp) allow")
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad.
-    With ``--config``, "FILE:LINE:COL: warning: ..." where the installation caps apply."""
-    settings = None
-    if getattr(args, "config", None):
-        from relaxd.config import load_config  # the configuration imports this module
-
-        settings = load_config(args.config).actuators
-    bad = False
-    for f in args.files:
-        try:
-            scenario = load_scenario(f)
-        except RelaxdError as exc:
-            print(exc)
-            bad = True
-            continue
-        if settings is not None:
-            from relaxd.actuators import cap_warnings
-
-            node = yamlspec.compose(f)
-            warnings = [Problem(*yamlspec.locate(node, keys), f"warning: {message}")
-                        for keys, message in cap_warnings(scenario, settings)]
-            for w in sorted(warnings, key=lambda w: (w.line, w.col)):
-                print(w.format(f))
-        print(f"{f}: ok")
-    return 1 if bad else 0
 
 
 def mmss(seconds: float) -> str:

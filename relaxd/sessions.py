@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.errors import RelaxdError
+from relaxd.events import Event
 from relaxd.scenario import mmss
 
-Event = dict[str, Any]
 DB_NAME = "sessions.sqlite"
 _URGENT = ("alert", "estop", "session")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import logging
 import math
 import types
 import typing
@@ -34,17 +33,11 @@ from relaxd.errors import RelaxdError
 
 T = TypeVar("T")
 
-log = logging.getLogger(__name__)
-
 
 def spec(default: Any = MISSING, *, min: float | None = None, max: float | None = None,
-         help: str = "", default_factory: Any = MISSING, deprecated: str | None = None) -> Any:
-    """A dataclass field with limits and a description (used for checks and the JSON Schema).
-
-    ``deprecated``: the key is still accepted, with a warning that ends in this text.
-    """
-    meta = {"min": min, "max": max, "help": help or f"deprecated: {deprecated}",
-            "deprecated": deprecated}
+         help: str = "", default_factory: Any = MISSING) -> Any:
+    """A dataclass field with limits and a description (used for checks and the JSON Schema)."""
+    meta = {"min": min, "max": max, "help": help}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -93,8 +86,8 @@ def _type_name(tp: Any) -> str:
 
 
 class _Builder:
-    def __init__(self, base_dir: Path, path: str | Path = "<config>"):
-        self.base_dir, self.path = base_dir, path
+    def __init__(self, base_dir: Path):
+        self.base_dir = base_dir
         self.problems: list[Problem] = []
         self._scalars = yaml.constructor.SafeConstructor()
 
@@ -205,10 +198,6 @@ class _Builder:
                                          + _did_you_mean(key, fields)))
                 failed = True
                 continue
-            if f.metadata.get("deprecated"):
-                mark = key_node.start_mark
-                log.warning("%s:%d:%d: '%s' %s", self.path, mark.line + 1, mark.column + 1, key,
-                            f.metadata["deprecated"])
             value = self.build(hints[key], value_node)
             if value is MISSING:
                 failed = True
@@ -297,7 +286,7 @@ def build(cls: type[T], node: yaml.Node | None, path: str | Path) -> T:
     if node is None:
         node = yaml.MappingNode("tag:yaml.org,2002:map", [])
         node.start_mark = yaml.Mark(str(path), 0, 0, 0, None, None)
-    builder = _Builder(Path(path).resolve().parent, path)
+    builder = _Builder(Path(path).resolve().parent)
     obj = builder.build(cls, node)
     if builder.problems:
         raise SpecError(path, sorted(builder.problems, key=lambda p: (p.line, p.col)))

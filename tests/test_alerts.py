@@ -8,11 +8,10 @@ import threading
 import time
 
 from conftest import failing_pin
-from relaxd.alerts import BEEPS, Alerter
+from relaxd.alerts import BEEPS, Alerter, AlertSettings
 from relaxd.events import EventLog, MemorySink
-from relaxd.safety import SafetySettings
 
-S = SafetySettings()
+S = AlertSettings()
 
 
 def wait_for(cond, timeout=3.0):
@@ -25,7 +24,7 @@ def wait_for(cond, timeout=3.0):
 def test_alert_logs_records_beeps_and_blinks(mock_factory, caplog):
     sink = MemorySink()
     alerter = Alerter(S, EventLog([sink]), pin_factory=mock_factory)
-    buzzer, led = mock_factory.pin(S.buzzer_pin), mock_factory.pin(S.alert_led_pin)
+    buzzer, led = mock_factory.pin(S.buzzer_pin), mock_factory.pin(S.led_pin)
     with caplog.at_level(logging.CRITICAL, logger="relaxd.alerts"):
         alerter.alert(42.0, "halt", "negative mood for 45 s: stimuli halted")
     assert "ALERT halt at 42.0 s: negative mood for 45 s" in caplog.text
@@ -61,7 +60,7 @@ def test_alerts_and_clears_from_many_threads_never_raise(mock_factory):
         th.join()
     alerter.clear()
     alerter.wait(5)
-    assert errors == [] and mock_factory.pin(S.alert_led_pin).state == 0
+    assert errors == [] and mock_factory.pin(S.led_pin).state == 0
     alerter.close()
 
 
@@ -82,7 +81,7 @@ def test_a_failing_alert_output_never_raises_and_the_next_alert_still_sounds(
 
 
 def test_no_pins_configured(mock_factory):
-    alerter = Alerter(SafetySettings(buzzer_pin=None, alert_led_pin=None),
+    alerter = Alerter(AlertSettings(buzzer_pin=None, led_pin=None),
                       pin_factory=mock_factory)
     assert alerter.buzzer is None and alerter.led is None
     alerter.alert(1.0, "absent", "no face")
@@ -95,8 +94,8 @@ def test_command_gets_reason_in_args_and_env_without_blocking(mock_factory, tmp_
     script = ("import os, sys, time; time.sleep(0.3); "
               f"open({str(out)!r}, 'w').write('|'.join(sys.argv[1:] + "
               "[os.environ['RELAXD_ALERT_REASON'], os.environ['RELAXD_ALERT_T']]))")
-    settings = SafetySettings(buzzer_pin=None, alert_led_pin=None,
-                              alert_command=[sys.executable, "-c", script])
+    settings = AlertSettings(buzzer_pin=None, led_pin=None,
+                              command=[sys.executable, "-c", script])
     alerter = Alerter(settings, pin_factory=mock_factory)
     t0 = time.monotonic()
     alerter.alert(7.25, "estop", "emergency stop (button)")
@@ -106,20 +105,20 @@ def test_command_gets_reason_in_args_and_env_without_blocking(mock_factory, tmp_
 
 
 def test_command_timeout_and_missing_program_are_logged_not_raised(mock_factory, caplog):
-    settings = SafetySettings(buzzer_pin=None, alert_led_pin=None, alert_timeout=0.2,
-                              alert_command=[sys.executable, "-c", "import time; time.sleep(5)"])
+    settings = AlertSettings(buzzer_pin=None, led_pin=None, timeout=0.2,
+                              command=[sys.executable, "-c", "import time; time.sleep(5)"])
     alerter = Alerter(settings, pin_factory=mock_factory)
     with caplog.at_level(logging.ERROR, logger="relaxd.alerts"):
         alerter.alert(1.0, "camera", "no frames")
         alerter.wait(3)
         assert "timed out after 0.2 s and was killed" in caplog.text
-        alerter.settings = SafetySettings(buzzer_pin=None, alert_led_pin=None,
-                                          alert_command=["/nonexistent/notify"])
+        alerter.settings = AlertSettings(buzzer_pin=None, led_pin=None,
+                                          command=["/nonexistent/notify"])
         alerter.alert(2.0, "model", "inference failed")
         alerter.wait(3)
         assert "could not run" in caplog.text
-        alerter.settings = SafetySettings(buzzer_pin=None, alert_led_pin=None,
-                                          alert_command=[sys.executable, "-c",
+        alerter.settings = AlertSettings(buzzer_pin=None, led_pin=None,
+                                          command=[sys.executable, "-c",
                                                          "import sys; sys.exit('no network')"])
         alerter.alert(3.0, "absent", "no face")
         alerter.wait(3)

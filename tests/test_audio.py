@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from relaxd.audio import (LOUDNESS_RMS, MAX_GAIN, PEAK, SoundDeviceOutput, Synth, WavFileOutput,
-                          limit_peaks, make_source, read_wav)
+                          limit_peaks, make_source)
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Audio, Generator
+from relaxd.wav import read_wav
 
 RATE = 22050
 

@@ -84,13 +84,33 @@ def test_environment_names_the_file(tmp_path, monkeypatch):
     assert load_config().model.threads == 2
 
 
+def test_pins_must_differ_across_sections(tmp_path):
+    path = write(tmp_path, "safety:\n  reset_pin: 17\nalerts:\n  buzzer_pin: 5\n")
+    with pytest.raises(SpecError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "GPIO17 is given to red and reset" in text and "GPIO5 is given to e-stop and buzzer" in text
+
+
+def test_an_older_configuration_keeps_working_with_warnings(tmp_path, caplog):
+    path = write(tmp_path, "safety:\n  estop_pin: 5\n  rearm_after: 1.0\n  buzzer_pin: null\n"
+                           "  alert_command: [/usr/bin/notify]\n")
+    with caplog.at_level(logging.WARNING, logger="relaxd.config"):
+        config = load_config(path)
+    assert config.alerts.buzzer_pin is None and config.alerts.command == ["/usr/bin/notify"]
+    assert config.alerts.led_pin == 26
+    assert f"{path}:4:3: 'safety.buzzer_pin' has moved to 'alerts.buzzer_pin'" in caplog.text
+    assert f"{path}:5:3: 'safety.alert_command' has moved to 'alerts.command'" in caplog.text
+    assert f"{path}:3:3: 'safety.rearm_after' is no longer used" in caplog.text
+
+
 def test_empty_file_gives_defaults(tmp_path):
     assert load_config(write(tmp_path, "# nothing set\n")) == Config()
 
 
 def test_every_problem_is_reported_with_its_position(tmp_path):
     path = write(tmp_path, "camera:\n  source: webcm\n  width: 10\nmodle: {}\nstate_dir: 3\n"
-                           "safety:\n  alert_command: notify\n")
+                           "alerts:\n  command: notify\n")
     with pytest.raises(SpecError) as err:
         load_config(path)
     lines = str(err.value).splitlines()
@@ -98,7 +118,7 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
     assert "did you mean 'webcam'" in lines[0]
     assert lines[1] == f"{path}:3:10: 'width' is 10, outside 160..1920"
     assert lines[2] == f"{path}:4:1: unknown key 'modle' (did you mean 'model'?)"
-    assert lines[3].startswith(f"{path}:7:18: expected a list")
+    assert lines[3].startswith(f"{path}:7:12: expected a list")
     assert len(lines) == 4  # state_dir: 3 is a valid (relative) path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter
+from relaxd.alerts import Alerter, AlertSettings
 from relaxd.audio import NullOutput
 from relaxd.clock import VirtualClock
 from relaxd.controller import Controller, MoodSample
@@ -54,7 +54,7 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     sink = MemorySink()
     events = EventLog([sink])
     actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
-    alerter = Alerter(SafetySettings(), events, pin_factory=factory)
+    alerter = Alerter(AlertSettings(), events, pin_factory=factory)
     latch = FaultLatch(latch_path)
     clock = VirtualClock(None)
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,

@@ -12,20 +12,21 @@ import pytest
 from relaxd import yamlspec
 from conftest import failing_pin
 from relaxd.actuators import ActuatorSettings, Actuators
-from relaxd.alerts import Alerter
+from relaxd.alerts import Alerter, AlertSettings
 from relaxd.audio import NullOutput
 from relaxd.controller import Controller, MoodSample, State
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, MemorySink
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, ResetButton, SafetySettings, estop_latency
+from relaxd.bench import estop_latency
+from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
 from relaxd.scenario import load_scenario
 
 A = ActuatorSettings()
 HOLD = 0.15
 #: A normally-open sense contact, so a test's drive_low() is a press (NC is tested on its own).
-SAFE = SafetySettings(estop_contact="no", hold_to_reset=HOLD, buzzer_pin=None, alert_led_pin=None)
+SAFE = SafetySettings(estop_contact="no", hold_to_reset=HOLD)
 
 
 def wait_for(cond, timeout=2.0):
@@ -219,7 +220,7 @@ def test_a_press_whose_edge_was_lost_is_caught_by_the_loop(chair):
 def test_a_normally_closed_contact_reads_a_broken_wire_as_pressed(mock_factory):
     from relaxd.hardware import SimulatedHands
 
-    nc = SafetySettings(estop_contact="nc", buzzer_pin=None, alert_led_pin=None)
+    nc = SafetySettings(estop_contact="nc")
     acts = Actuators(A, NullOutput(), pin_factory=mock_factory)
     stop = EmergencyStop(acts, nc, pin_factory=mock_factory)
     line = mock_factory.pin(nc.estop_pin)
@@ -243,7 +244,7 @@ def test_a_failing_output_never_keeps_the_others_on(mock_factory):
     events = EventLog([sink])
     audio = NullOutput()
     acts = Actuators(A, audio, pin_factory=mock_factory)
-    alerter = Alerter(SafetySettings(buzzer_pin=None, alert_led_pin=None), events,
+    alerter = Alerter(AlertSettings(buzzer_pin=None, led_pin=None), events,
                       pin_factory=mock_factory)
     stop = EmergencyStop(acts, SAFE, alerter=alerter, events=events, pin_factory=mock_factory)
     ctrl = Controller(load_scenario(default_scenario()))
@@ -303,17 +304,17 @@ def test_button_pin_in_use_is_a_clear_error(mock_factory):
 
 def test_safety_settings_from_yaml(tmp_path):
     p = tmp_path / "s.yaml"
-    p.write_text("estop_pin: 6\nbuzzer_pin: 6\nhold_to_reset: 1\nbounce_time: 0.1\n")
+    p.write_text("estop_pin: 6\nestop_contact: nc\nhold_to_reset: 1\nbounce_time: 0.1\n")
     with pytest.raises(yamlspec.SpecError) as err:
         yamlspec.load(SafetySettings, p)
     text = str(err.value)
     assert "'hold_to_reset' is 1" in text and "'bounce_time' is 0.1" in text
-    p.write_text("estop_pin: 6\nbuzzer_pin: 6\n")
-    with pytest.raises(yamlspec.SpecError, match="must differ"):
+    p.write_text("estop_contact: closed\n")
+    with pytest.raises(yamlspec.SpecError, match="expected one of nc, no"):
         yamlspec.load(SafetySettings, p)
-    p.write_text("buzzer_pin: null\nalert_command: [/usr/bin/notify, --urgent]\n")
+    p.write_text("reset_pin: 12\nremote_reset: true\nheartbeat_pin: 24\n")
     s = yamlspec.load(SafetySettings, p)
-    assert s.buzzer_pin is None and s.alert_command == ["/usr/bin/notify", "--urgent"]
+    assert (s.reset_pin, s.remote_reset, s.heartbeat_pin) == (12, True, 24)
 
 
 def test_a_failing_hook_or_driver_never_loses_the_latch_or_the_next_record(chair, monkeypatch):

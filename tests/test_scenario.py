@@ -12,8 +12,9 @@ import pytest
 
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, configure_validate,
-                             load_mood_script, load_scenario, run_validate, scenario_schema)
+from relaxd.commands.scenario import configure_validate, run_validate
+from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, load_mood_script,
+                             load_scenario, scenario_schema)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -9,7 +9,7 @@ import pytest
 
 from relaxd.errors import RelaxdError
 from relaxd.paths import default_scenario
-from relaxd.rehearse import configure, run
+from relaxd.commands.scenario import configure_show as configure, run_show as run
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

@@ -1,7 +1,9 @@
-"""``relaxd scenario show``: a scenario's timeline, and a rehearsal of it against a mood script.
+"""``relaxd scenario validate`` and ``relaxd scenario show``: the therapist's tools.
 
-The rehearsal is the simulated session itself (the same code as ``relaxd --simulate``, at full
-speed), so what it prints and plots is what the chair would do::
+``validate`` reports every problem of each file as FILE:LINE:COL, and with ``--config`` warns
+where this chair's installation caps apply. ``show`` prints a scenario's timeline and rehearses it
+against a mood script through the simulated session itself (the same code as
+``relaxd --simulate``, at full speed), so what it prints and plots is what the chair would do::
 
     relaxd scenario show scenarios/gentle-start.yaml --mood-script moods.yaml --plot levels.png
 """
@@ -17,10 +19,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from relaxd import yamlspec
+from relaxd.actuators import cap_warnings
+from relaxd.config import load_config
+from relaxd.errors import RelaxdError
 from relaxd.scenario import load_scenario, mmss, timeline
+from relaxd.yamlspec import Problem
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure_show(parser: argparse.ArgumentParser) -> None:
+    """``relaxd scenario show FILE [--mood-script S] [--plot OUT.png]``"""
     parser.add_argument("file", help="scenario YAML file")
     parser.add_argument("--mood-script", metavar="S",
                         help="YAML list of {at, mood} / {at, press}: rehearse the scenario on it")
@@ -55,7 +63,7 @@ def rehearse(scenario: Path, script: Path | None
                 read_trace(Path(tmp) / "trace.csv"))
 
 
-def run(args: argparse.Namespace) -> int:
+def run_show(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
     print("\n".join(timeline(scenario)))
     if not (args.mood_script or args.plot):
@@ -75,3 +83,35 @@ def run(args: argparse.Namespace) -> int:
         plot_events(events, args.plot, title=scenario.name, driven=driven)
         print(f"plot written to {args.plot}")
     return 0
+
+
+def configure_validate(parser: argparse.ArgumentParser) -> None:
+    """``relaxd scenario validate [--config FILE] FILE...``"""
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+    parser.add_argument("--config", metavar="FILE",
+                        help="also warn where a scenario asks for more than this chair's "
+                             "installation caps (actuators.max_level, max_ramp) allow")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Print every problem as FILE:LINE:COL: message, "FILE: ok" for good files; 1 if any bad.
+    With ``--config``, "FILE:LINE:COL: warning: ..." where the installation caps apply."""
+    settings = None
+    if getattr(args, "config", None):
+        settings = load_config(args.config).actuators
+    bad = False
+    for f in args.files:
+        try:
+            scenario = load_scenario(f)
+        except RelaxdError as exc:
+            print(exc)
+            bad = True
+            continue
+        if settings is not None:
+            node = yamlspec.compose(f)
+            warnings = [Problem(*yamlspec.locate(node, keys), f"warning: {message}")
+                        for keys, message in cap_warnings(scenario, settings)]
+            for w in sorted(warnings, key=lambda w: (w.line, w.col)):
+                print(w.format(f))
+        print(f"{f}: ok")
+    return 1 if bad else 0
