@@ -1,8 +1,10 @@
 """Builds a session's parts from the configuration and the command line, then runs it.
 
-Everything that can be wrong with the user's input (configuration, scenario, mood script, model,
-video, webcam) is checked before any actuator is touched. ``--simulate`` swaps the hardware for
-gpiozero's MockFactory pins, a WAV file and an in-memory latch; the rest is the same code.
+A short list of named steps: plan the run (configuration, scenario, input, clock), open the sense
+half, the hardware (real or simulated, decided in :mod:`relaxd.hardware` alone), the records, the
+outputs and the safety parts. Everything that can be wrong with the user's input
+(configuration, scenario, mood script, model, video, webcam) is checked before any actuator is
+touched.
 """
 
 from __future__ import annotations
@@ -12,27 +14,32 @@ import logging
 import math
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 from relaxd.actuators import Actuators
 from relaxd.alerts import Alerter
 from relaxd.clock import Clock, RealClock, VirtualClock
-from relaxd.config import Config, load_config
+from relaxd.config import CameraSettings, Config, load_config
 from relaxd.controller import Controller
 from relaxd.daemon import Session, install_signal_handlers
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, JsonLinesSink, Sink, TraceWriter
-from relaxd.hardware import SimulatedHands, simulated_pins
+from relaxd.hardware import ChairHardware, hardware_for, open_frames
 from relaxd.inputs import Input, ScriptInput, VisionInput
 from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
 from relaxd.notify import Notifier
 from relaxd.paths import resource_dir
 from relaxd.safety import EmergencyStop, Heartbeat, ResetButton
-from relaxd.scenario import load_mood_script, load_scenario
+from relaxd.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
 from relaxd.sessions import SessionSink
 from relaxd.status import StatusLine, StatusLogHandler
+
+if TYPE_CHECKING:
+    from relaxd.camera import FrameSource
+    from relaxd.emotion import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -44,144 +51,173 @@ DEMO_SPEED = 20.0
 SCRIPT_PERIOD = 0.1
 
 
-def _open_frames(args: argparse.Namespace, config: Config, clock: Clock) -> tuple[Any, float | None]:
-    """The frame source the arguments or the configuration ask for, and the tick period."""
-    from relaxd.camera import (FrameSource, ImageFolderSource, ResilientSource, VideoFileSource,
-                               WebcamSource)
+@dataclass(frozen=True)
+class Plan:
+    """What the command line and the configuration ask for, checked and resolved once."""
 
-    cam = config.camera
+    config: Config
+    scenario: Scenario
+    script: Path | None  # a mood script stands in for the camera (the demo, when none is named)
+    camera: CameraSettings  # otherwise, where frames come from
+    live: bool  # a live camera (the chair's, or a webcam): real time, session after session
+    clock: Clock
+
+
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Resolve the arguments against the configuration; bad input raises RelaxdError."""
+    config = load_config(args.config) if args.config or not args.simulate else Config()
+    scenario = load_scenario(args.scenario or config.scenario)
+    if args.trace and not args.simulate:
+        raise RelaxdError("--trace needs --simulate")
+    script = _mood_script(args)
+    camera = _camera(args, config.camera)
+    live = script is None and camera.source in ("picamera", "webcam")
+    return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script))
+
+
+def _mood_script(args: argparse.Namespace) -> Path | None:
+    if args.mood_script:
+        return Path(args.mood_script)
+    named = args.video or args.images or args.camera is not None
+    return DEMO_SCRIPT if args.simulate and not named else None
+
+
+def _camera(args: argparse.Namespace, camera: CameraSettings) -> CameraSettings:
+    """The configured camera, or the video, image folder or webcam the command line names."""
     if args.video:
-        source = VideoFileSource(args.video)
-        return source, 1.0 / (source.fps or 25.0)
+        return replace(camera, source="video", path=Path(args.video))
     if args.images:
-        return ImageFolderSource(args.images), SCRIPT_PERIOD
-    if cam.source in ("video", "images") and args.camera is None:
-        return cam.open(), 1.0 / cam.fps
+        return replace(camera, source="images", path=Path(args.images), fps=1 / SCRIPT_PERIOD)
     if args.camera is not None:
-        def live() -> FrameSource:
-            return WebcamSource(args.camera, (cam.width, cam.height), cam.read_timeout_s)
-
-        live().close()  # a webcam named on the command line that won't open is bad input
-    else:
-        live = cam.open  # the chair's camera: keep retrying it, safe and alerting meanwhile
-    return (ResilientSource(live, clock, name=cam.source, backoff_s=cam.retry_backoff_s,
-                            max_backoff_s=cam.retry_backoff_max_s), 1.0 / cam.fps)
+        return replace(camera, source="webcam", index=args.camera)
+    return camera
 
 
-def _clock(args: argparse.Namespace, live: bool) -> Clock:
+def _clock(speed: float | None, live: bool, script: Path | None) -> Clock:
     if live:
-        if args.speed is not None:
-            raise RelaxdError("--speed applies to scripts, videos and image folders, not to a live camera")
+        if speed is not None:
+            raise RelaxdError("--speed applies to scripts, videos and image folders, "
+                              "not to a live camera")
         return RealClock()
-    if args.speed is None:
-        return VirtualClock(DEMO_SPEED if args.mood_script == str(DEMO_SCRIPT) else 1.0)
-    return VirtualClock(None if math.isinf(args.speed) else args.speed)
+    if speed is None:
+        return VirtualClock(DEMO_SPEED if script == DEMO_SCRIPT else 1.0)
+    return VirtualClock(None if math.isinf(speed) else speed)
+
+
+@dataclass
+class Sensing:
+    """The sense half, opened before any actuator: a mood script, or frames and the model."""
+
+    name: str
+    period: float
+    script: list[ScriptEntry] | None = None
+    frames: FrameSource | None = None
+    classifier: EmotionClassifier | None = None
+
+    def input(self, config: Config, hands: Callable[[str, str], None]) -> Input:
+        if self.script is not None:
+            return ScriptInput(self.script, hands)
+        from relaxd.faces import FaceDetector
+        from relaxd.mood import MoodSmoother
+
+        return VisionInput(self.frames, FaceDetector(), self.classifier,
+                           MoodSmoother(config.mood))
+
+
+def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
+    if plan.script is not None:
+        return Sensing(f"script {plan.script}", SCRIPT_PERIOD,
+                       script=load_mood_script(plan.script))
+    from relaxd.emotion import EmotionClassifier
+
+    classifier = EmotionClassifier(plan.config.model.path, plan.config.model.threads)
+    frames, period = open_frames(plan.camera, plan.clock, live=plan.live, check_now=named_webcam)
+    stack.callback(frames.close)
+    return Sensing(frames.name, period, frames=frames, classifier=classifier)
+
+
+class SessionRecords:
+    """The events of the run: JSON Lines if asked, and one SQLite record per session."""
+
+    def __init__(self, state_dir: Path, scenario: str, source: str,
+                 jsonl: str | None = None) -> None:
+        self._new_record = lambda: SessionSink(state_dir, scenario=scenario, source=source)
+        self._record = self._new_record()
+        sinks: list[Sink] = [JsonLinesSink(jsonl)] if jsonl else []
+        self.events = EventLog(sinks + [self._record])
+
+    def roll(self) -> None:
+        """The next session gets a record of its own."""
+        old, self._record = self._record, self._new_record()
+        self.events.replace(old, self._record)
+
+    def close(self) -> None:
+        self.events.close()
+
+
+@dataclass
+class Outputs:
+    actuators: Actuators
+    alerter: Alerter
+
+
+def open_outputs(config: Config, hw: ChairHardware, events: EventLog,
+                 stack: ExitStack) -> Outputs:
+    actuators = Actuators(config.actuators, hw.audio_output(), pin_factory=hw.pin_factory)
+    stack.callback(actuators.close)
+    alerter = Alerter(config.alerts, events, pin_factory=hw.pin_factory)
+    stack.callback(alerter.close)
+    return Outputs(actuators, alerter)
+
+
+@dataclass
+class SafetyParts:
+    estop: EmergencyStop
+    latch: FaultLatch
+    marker: RunMarker | None
+    heartbeat: Heartbeat
+    hands: Callable[[str, str], None]
+
+
+def open_safety(plan: Plan, hw: ChairHardware, outputs: Outputs, events: EventLog,
+                stack: ExitStack) -> SafetyParts:
+    """The e-stop (its latch kept where the hardware keeps it), the reset button, the heartbeat,
+    and what a mood script's hands press."""
+    s, factory = plan.config.safety, hw.pin_factory
+    latch, marker = hw.fault_latch()
+    estop = EmergencyStop(outputs.actuators, s, alerter=outputs.alerter, events=events,
+                          latch=latch, now=plan.clock.now, pin_factory=factory)
+    stack.callback(estop.close)
+    stack.callback(ResetButton(estop, s, now=plan.clock.now, pin_factory=factory).close)
+    heartbeat = Heartbeat(s.heartbeat_pin, pin_factory=factory)
+    stack.callback(heartbeat.close)
+    return SafetyParts(estop, latch, marker, heartbeat, hw.hands(estop))
 
 
 def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     """Every part of a session, in the order that checks the user's input first."""
-    config = load_config(args.config) if args.config or not args.simulate else Config()
-    scenario = load_scenario(args.scenario or config.scenario)
-    if args.simulate and not (args.video or args.images or args.camera is not None
-                              or args.mood_script):
-        args.mood_script = str(DEMO_SCRIPT)
-    live = not (args.mood_script or args.video or args.images) and (
-        args.camera is not None or config.camera.source in ("picamera", "webcam"))
-    clock = _clock(args, live)
-    if args.trace and not args.simulate:
-        raise RelaxdError("--trace needs --simulate")
-
-    if args.mood_script:
-        script = load_mood_script(args.mood_script)
-        source_name, period, frames = f"script {args.mood_script}", SCRIPT_PERIOD, None
-    else:
-        from relaxd.emotion import EmotionClassifier
-        from relaxd.faces import FaceDetector
-        from relaxd.mood import MoodSmoother
-
-        classifier = EmotionClassifier(config.model.path, config.model.threads)
-        frames, period = _open_frames(args, config, clock)
-        stack.callback(frames.close)
-        source_name = frames.name
-
-    state_dir = Path(args.out) if args.simulate else config.state_dir
-    sinks: list[Sink] = []
-    if args.events:
-        sinks.append(JsonLinesSink(args.events))
-    record = [SessionSink(state_dir, scenario=scenario.name, source=source_name)]
-    events = EventLog(sinks + record)
-
-    def roll_record() -> None:
-        record.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
-        events.replace(record.pop(0), record[0])
-
-    stack.callback(events.close)
+    plan = plan_run(args)
+    sensing = open_sensing(plan, named_webcam=args.camera is not None, stack=stack)
+    hw = hardware_for(plan.config, simulate=args.simulate, out=Path(args.out),
+                      keep_latch=getattr(args, "keep_latch", False))
+    stack.callback(hw.close)
+    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, args.events)
+    stack.callback(records.close)
     trace = TraceWriter(args.trace) if args.trace else None
     if trace is not None:
         stack.callback(trace.close)
-
-    factory = None
-    if args.simulate:
-        from relaxd.audio import WavFileOutput
-
-        factory = simulated_pins()
-        stack.callback(factory.close)
-        audio = WavFileOutput(state_dir / "audio.wav", config.actuators.sample_rate)
-    else:
-        from relaxd.audio import SoundDeviceOutput
-
-        audio = SoundDeviceOutput(config.actuators.audio_device, config.actuators.sample_rate)
-    actuators = Actuators(config.actuators, audio, pin_factory=factory)
-    stack.callback(actuators.close)
-    alerter = Alerter(config.alerts, events, pin_factory=factory)
-    stack.callback(alerter.close)
-    latch, marker = _latch(args, state_dir)
-    estop = EmergencyStop(actuators, config.safety, alerter=alerter, events=events, now=clock.now,
-                          pin_factory=factory,
-                          on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
-    stack.callback(estop.close)
-    stack.callback(ResetButton(estop, config.safety, now=clock.now, pin_factory=factory).close)
-    heartbeat = Heartbeat(config.safety.heartbeat_pin, pin_factory=factory)
-    stack.callback(heartbeat.close)
-    buttons = SimulatedHands(factory, config.safety) if factory is not None else \
-        _ScriptedStop(estop)
-    if factory is not None:
-        buttons.rest()
-
-    if args.mood_script:
-        inp: Input = ScriptInput(script, buttons)
-    else:
-        inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
-    controller = Controller(scenario, caps=config.actuators.caps())
-    return Session(clock=clock, input=inp, controller=controller, actuators=actuators,
-                   estop=estop, alerter=alerter, events=events, latch=latch, period=period,
-                   notifier=Notifier(), status=None if args.quiet else StatusLine(),
-                   repeat=live, roll_record=roll_record, marker=marker,
-                   remote_reset=config.safety.remote_reset, heartbeat=heartbeat,
-                   camera_grace=config.camera.restart_after_s,
-                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1), trace=trace)
-
-
-def _latch(args: argparse.Namespace, state_dir: Path) -> tuple[FaultLatch, RunMarker | None]:
-    """The chair keeps its latch and run marker in the state directory; a simulation keeps
-    them in memory, or in its --out folder with --keep-latch (to rehearse a crash)."""
-    if args.simulate and not getattr(args, "keep_latch", False):
-        return FaultLatch(None), None
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return FaultLatch.in_state_dir(state_dir), RunMarker.in_state_dir(state_dir)
-
-
-class _ScriptedStop:
-    """A mood script on real pins: it may stop the chair, never reset or release anything."""
-
-    def __init__(self, estop: EmergencyStop) -> None:
-        self.estop = estop
-
-    def __call__(self, action: str, button: str) -> None:
-        if (action, button) == ("press", "estop"):
-            self.estop.trigger("script")
-        else:
-            log.warning("mood script: '%s: %s' ignored on real pins", action, button)
+    outputs = open_outputs(plan.config, hw, records.events, stack)
+    safety = open_safety(plan, hw, outputs, records.events, stack)
+    c = plan.config
+    return Session(
+        clock=plan.clock, input=sensing.input(c, safety.hands),
+        controller=Controller(plan.scenario, caps=c.actuators.caps()),
+        actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
+        events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
+        status=None if args.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
+        marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
+        camera_grace=c.camera.restart_after_s,
+        stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -226,22 +226,6 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-def open_source(spec: str | int | Path, size: tuple[int, int] = CAMERA_SIZE) -> FrameSource:
-    """Open a source from its command-line spelling.
-
-    ``"picamera"`` (or ``"pi"``): the Pi camera; an integer or digit string: that webcam index;
-    a folder: its images; any other path: a video file.
-    """
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        return WebcamSource(int(spec), size)
-    if isinstance(spec, str) and spec.lower() in ("picamera", "pi"):
-        return PiCameraSource(size)
-    path = Path(spec)
-    if path.is_dir():
-        return ImageFolderSource(path)
-    return VideoFileSource(path)
-
-
 class ResilientSource:
     """Keeps a live camera going: on any failure it closes it, returns :class:`NoInput`, and
     reopens it with exponential back-off (``backoff_s``, doubling up to ``max_backoff_s``).

@@ -226,8 +226,6 @@ class Session:
             self.estop.reset("relaxd reset")
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
-        if self.latch.follow(lambda: self.estop.latched, "emergency stop"):
-            self.alerter.clear()
         reading = sensed.reading
         if (sensed.no_input is None) != (self._no_input is None):
             self._no_input = sensed.no_input
@@ -249,8 +247,9 @@ class Session:
         self.actuators.apply(t, step)
         if self.trace is not None:
             self.trace.write(t, self.actuators.levels())
-        self._record_levels(t, step.levels if not self.actuators.inhibited else Levels())
-        self._show(t, sensed, step)
+        shown = step.levels if not self.actuators.inhibited else Levels()
+        self._record_levels(t, shown)
+        self._show(t, sensed, step, shown)
         return step
 
     def _record_step(self, t: float, step: Step) -> None:
@@ -285,10 +284,9 @@ class Session:
         except OSError as exc:
             log.critical("cannot record the fault latch in %s: %s", self.latch.path, exc)
 
-    def _show(self, t: float, sensed: Sensed, step: Step) -> None:
+    def _show(self, t: float, sensed: Sensed, step: Step, lv: Levels) -> None:
         if self.status is None and not self.notifier.enabled:
             return
-        lv = step.levels if not self.actuators.inhibited else Levels()
         if self.input.scripted:
             face = "scripted mood"
         elif sensed.no_input is not None:

@@ -1,12 +1,18 @@
-"""Real or simulated pins, the caregiver's hands on simulated buttons, and ``relaxd safe-off``.
+"""The one place that decides real or simulated hardware, and ``relaxd safe-off``.
 
-On the chair gpiozero picks the Pi's pin factory (lgpio); ``--simulate`` and the tests use
-gpiozero's MockFactory with PWM pins. ``relaxd safe-off`` runs from the systemd unit before every
-start and after every exit (a crash and SIGKILL included)::
+:class:`ChairHardware` gives the chair's parts: gpiozero's default pin factory (lgpio on the
+Pi), the sound card, the latch and run marker in the state directory. :class:`SimulatedHardware`
+gives the same parts for a laptop: gpiozero's MockFactory with PWM pins, a WAV file, an
+in-memory latch (or the ``--out`` folder's with ``--keep-latch``), and a caregiver's hands on
+the simulated buttons::
 
-    relaxd safe-off                     # every actuator pin to its off level; latch if unclean
+    hw = hardware_for(config, simulate=True, out=Path("relaxd-sim"))
+    actuators = Actuators(config.actuators, hw.audio_output(), pin_factory=hw.pin_factory)
 
-It imports no model, camera or audio stack.
+``relaxd safe-off`` runs from the systemd unit before every start and after every exit (a crash
+and SIGKILL included): every actuator pin to its off level, and the stop latched when the run
+before did not end cleanly. Importing this module loads nothing heavy (no OpenCV, TFLite, numpy
+or sounddevice); each part is imported where it is made.
 """
 
 from __future__ import annotations
@@ -14,12 +20,108 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relaxd.latch import latch_if_unclean
-from relaxd.safety import SafetySettings
+from relaxd.latch import FaultLatch, RunMarker, latch_if_unclean
+
+if TYPE_CHECKING:
+    from relaxd.audio import AudioOutput
+    from relaxd.camera import FrameSource
+    from relaxd.clock import Clock
+    from relaxd.config import CameraSettings, Config
+    from relaxd.safety import EmergencyStop, SafetySettings
 
 log = logging.getLogger(__name__)
+
+
+class ChairHardware:
+    """The chair's own parts."""
+
+    simulated = False
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        self.pin_factory: Any = None  # gpiozero's default: lgpio on the Pi
+
+    def audio_output(self) -> AudioOutput:
+        from relaxd.audio import SoundDeviceOutput
+
+        a = self.config.actuators
+        return SoundDeviceOutput(a.audio_device, a.sample_rate)
+
+    def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
+        """The latch and run marker, kept in the state directory across restarts."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
+
+    def hands(self, estop: EmergencyStop) -> Any:
+        """What a mood script's ``press``/``release`` do: on real pins a script may stop the
+        chair, never reset or release anything."""
+        def scripted(action: str, button: str) -> None:
+            if (action, button) == ("press", "estop"):
+                estop.trigger("script")
+            else:
+                log.warning("mood script: '%s: %s' ignored on real pins", action, button)
+        return scripted
+
+    def close(self) -> None:
+        pass
+
+
+class SimulatedHardware(ChairHardware):
+    """A laptop's stand-ins: mock pins, a WAV file, and a latch that is kept in ``out`` only
+    with ``keep_latch`` (to rehearse a crash), else in memory."""
+
+    simulated = True
+
+    def __init__(self, config: Config, out: Path, keep_latch: bool = False) -> None:
+        super().__init__(config)
+        self.state_dir, self.keep_latch = Path(out), keep_latch
+        self.pin_factory = simulated_pins()
+
+    def audio_output(self) -> AudioOutput:
+        from relaxd.audio import WavFileOutput
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return WavFileOutput(self.state_dir / "audio.wav", self.config.actuators.sample_rate)
+
+    def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
+        return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
+
+    def hands(self, estop: EmergencyStop) -> SimulatedHands:
+        hands = SimulatedHands(self.pin_factory, estop.settings)
+        hands.rest()
+        return hands
+
+    def close(self) -> None:
+        self.pin_factory.close()
+
+
+def hardware_for(config: Config, *, simulate: bool, out: Path | None = None,
+                 keep_latch: bool = False) -> ChairHardware:
+    """The chair's hardware, or its simulation (files in ``out``)."""
+    if simulate:
+        return SimulatedHardware(config, out or Path("relaxd-sim"), keep_latch)
+    return ChairHardware(config)
+
+
+def open_frames(camera: CameraSettings, clock: Clock, *, live: bool,
+                check_now: bool = False) -> tuple[FrameSource, float]:
+    """The frame source ``camera`` names, and the tick period it paces. A live camera is kept
+    going by a ResilientSource (safe and alerting while it is down); ``check_now`` opens it
+    once first, so a webcam named on the command line that won't open is bad input."""
+    from relaxd.camera import ResilientSource
+
+    if not live:
+        source = camera.open()
+        fps = getattr(source, "fps", None) if camera.source == "video" else camera.fps
+        return source, 1.0 / (fps or 25.0)
+    if check_now:
+        camera.open().close()
+    return (ResilientSource(camera.open, clock, name=camera.source,
+                            backoff_s=camera.retry_backoff_s,
+                            max_backoff_s=camera.retry_backoff_max_s), 1.0 / camera.fps)
 
 
 def simulated_pins() -> Any:
@@ -98,11 +200,14 @@ def run_safe_off(args: argparse.Namespace) -> int:
     from relaxd.config import Config, load_config
 
     config = load_config(args.config) if args.config or not args.simulate else Config()
-    factory = simulated_pins() if args.simulate else None
-    failed = drive_off(actuator_pins(config), config.actuators.active_high, factory)
+    hw = hardware_for(config, simulate=args.simulate, out=Path(args.out))
+    try:
+        failed = drive_off(actuator_pins(config), config.actuators.active_high, hw.pin_factory)
+    finally:
+        hw.close()
     for problem in failed:
         log.critical("safe-off: could not switch off %s", problem)
-    state_dir = Path(args.out) if args.simulate else config.state_dir
+    state_dir = hw.state_dir
     reason = latch_if_unclean(state_dir) if state_dir.is_dir() else None
     print("relaxd safe-off: actuator pins off"
           + (f"; {len(failed)} failed" if failed else "")

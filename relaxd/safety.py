@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from relaxd.actuators import Actuators
     from relaxd.alerts import Alerter
     from relaxd.events import EventLog
+    from relaxd.latch import FaultLatch
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,12 @@ class EmergencyStop:
 
     def __init__(self, actuators: Actuators, settings: SafetySettings | None = None, *,
                  alerter: Alerter | None = None, events: EventLog | None = None,
-                 now: Callable[[], float] = time.monotonic, pin_factory: Any = None,
+                 latch: FaultLatch | None = None, now: Callable[[], float] = time.monotonic,
+                 pin_factory: Any = None,
                  on_press: Callable[[float], None] | None = None) -> None:
         self.settings = s = settings or SafetySettings()
         self.actuators, self.alerter, self.events, self.now = actuators, alerter, events, now
+        self.latch = latch  # follows the stop, written by the worker (never on a callback)
         self.on_press = on_press
         self.button = open_button(s.estop_pin, active_when_open=s.estop_contact == "nc",
                                   bounce_time=s.bounce_time, pin_factory=pin_factory)
@@ -206,17 +209,22 @@ class EmergencyStop:
                 log.exception("recording or alerting the e-stop %s failed", action)
 
     def _record(self, action: str, t: float, source: str) -> None:
+        """On the worker: alert, record, and make the latch on disk follow the stop."""
         if action == "fault":
             if self.alerter is not None:
                 self.alerter.alert(t, "fault", source)
             return
         if self.events is not None:
             self.events.emit(t, "estop", action=action, source=source)
+        if self.latch is not None:
+            self.latch.follow(lambda: self._latched, "emergency stop")
         if action == "press":
             if self.alerter is not None:
                 self.alerter.alert(t, "estop", f"emergency stop ({source})")
             if self.on_press is not None:
                 self.on_press(t)
+        elif self.alerter is not None:
+            self.alerter.clear()
 
 
 class ResetButton:

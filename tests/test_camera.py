@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from relaxd.camera import (CameraError, Frame, ImageFolderSource, NoInput, PiCameraSource,
-                           ResilientSource, VideoFileSource, WebcamSource, check_image, open_source)
+                           ResilientSource, VideoFileSource, WebcamSource, check_image)
 from relaxd.clock import VirtualClock
+from relaxd.config import CameraSettings
 from relaxd.errors import RelaxdError
+
+
+def open_source(spec) -> object:
+    """The one opener, CameraSettings.open, as a command line would name a source."""
+    spec = str(spec)
+    if spec.isdigit():
+        return CameraSettings(source="webcam", index=int(spec)).open()
+    if spec in ("picamera", "pi"):
+        return CameraSettings(source="picamera").open()
+    source = "images" if Path(spec).is_dir() else "video"
+    return CameraSettings(source=source, path=Path(spec)).open()
 
 
 def write_video(path, n=6, size=(64, 48), fps=10.0):
@@ -96,8 +109,7 @@ def test_image_folder_sorted_gray_and_colour(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.full((10, 12), 100, np.uint8))
     cv2.imwrite(str(tmp_path / "c.png"), np.full((10, 12, 4), 50, np.uint8))
     (tmp_path / "notes.txt").write_text("ignored")
-    source = open_source(str(tmp_path))
-    assert isinstance(source, ImageFolderSource)
+    source = ImageFolderSource(tmp_path)
     a, b, c = source.read(), source.read(), source.read()
     assert a.image.shape == (10, 12) and a.image[0, 0] == 100 and a.t is None
     assert b.image.shape == (10, 12, 3) and c.image.shape == (10, 12, 3)

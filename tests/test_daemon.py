@@ -59,7 +59,7 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     clock = VirtualClock(None)
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
                           now=clock.now, pin_factory=factory,
-                          on_press=lambda t: latch.follow(lambda: estop.latched, "emergency stop"))
+                          latch=latch)
     SimulatedHands(factory, estop.settings).rest()  # the NC contact's line at its released level
     session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
                       actuators=actuators, estop=estop, alerter=alerter, events=events,
