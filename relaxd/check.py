@@ -27,7 +27,7 @@ import numpy as np
 
 from relaxd.config import Config, load_config
 from relaxd.errors import RelaxdError
-from relaxd.hardware import SimulatedHands, simulated_pins
+from relaxd.hardware import ChairHardware, hardware_for
 from relaxd.latch import FaultLatch
 from relaxd.safety import SafetySettings, open_button
 
@@ -163,16 +163,17 @@ def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True
     return attempt(name, run)
 
 
-def check_estop(settings: SafetySettings, factory: Any, simulate: bool = False) -> Check:
+def check_estop(settings: SafetySettings, factory: Any,
+                rest_buttons: Callable[[], None] | None = None) -> Check:
     """The e-stop's sense line is readable and reads released (a broken wire to a normally
-    closed contact reads pressed). Simulation first releases its simulated button."""
+    closed contact reads pressed). ``rest_buttons``: a simulation's hands let go first."""
     def run() -> str:
         contact = f"{settings.estop_contact.upper()} contact"
         button = open_button(settings.estop_pin, active_when_open=settings.estop_contact == "nc",
                              bounce_time=settings.bounce_time, pin_factory=factory)
         try:
-            if simulate:
-                SimulatedHands(factory, settings)("release", "estop")
+            if rest_buttons is not None:
+                rest_buttons()
             pressed = button.is_pressed
         finally:
             button.close()
@@ -281,37 +282,33 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
     yield check_scenario(config.scenario)
     with tempfile.TemporaryDirectory(prefix="relaxd-check-") as tmp:
         scratch = Path(tmp)
-        if simulate:
-            yield check_camera(_synthetic_source(scratch))
-        else:
-            yield check_camera(config.camera.open)
+        hw = hardware_for(config, simulate=simulate, out=scratch / "state")
+        yield check_camera(_synthetic_source(scratch) if simulate else config.camera.open)
         yield check_model(config.model.path, config.model.threads)
-        try:
-            factory = simulated_pins() if simulate else _real_factory(scratch)
-        except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
-            yield Check("gpio", False, f"no GPIO pin factory: {_message(exc)}")
-        else:
-            try:
-                for name, pin in output_pins(config).items():
-                    high = config.actuators.active_high if name in ACTUATOR_CHECKS else True
-                    yield check_output_pin(name, pin, factory, high)
-                yield check_estop(config.safety, factory, simulate)
-                yield check_reset_button(config.safety, factory)
-            finally:
-                factory.close()
+        yield from _pin_checks(config, hw, scratch)
         if simulate:
-            from relaxd.audio import WavFileOutput
-
-            yield check_audio(lambda: WavFileOutput(scratch / "check.wav"))
-            (scratch / "state").mkdir()
-            yield check_state_dir(scratch / "state")
-        else:
-            from relaxd.audio import SoundDeviceOutput
-
-            a = config.actuators
-            yield check_audio(lambda: SoundDeviceOutput(a.audio_device, a.sample_rate))
-            yield check_state_dir(config.state_dir)
+            hw.state_dir.mkdir()
+        yield check_audio(hw.audio_output)
+        yield check_state_dir(hw.state_dir)
+        if not simulate:
             yield check_latch(config.state_dir, config.safety)
+
+
+def _pin_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Check]:
+    """Each output pin, the e-stop's line and the reset button, on the hardware's pins."""
+    try:
+        factory = hw.pin_factory if hw.simulated else _real_factory(scratch)
+    except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
+        yield Check("gpio", False, f"no GPIO pin factory: {_message(exc)}")
+        return
+    try:
+        for name, pin in output_pins(config).items():
+            high = config.actuators.active_high if name in ACTUATOR_CHECKS else True
+            yield check_output_pin(name, pin, factory, high)
+        yield check_estop(config.safety, factory, hw.rest_buttons)
+        yield check_reset_button(config.safety, factory)
+    finally:
+        factory.close()
 
 
 def output_pins(config: Config) -> dict[str, int]:

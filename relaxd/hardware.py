@@ -55,6 +55,9 @@ class ChairHardware:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
 
+    def rest_buttons(self) -> None:
+        """The buttons as nobody touches them (on the chair: as they are)."""
+
     def hands(self, estop: EmergencyStop) -> Any:
         """What a mood script's ``press``/``release`` do: on real pins a script may stop the
         chair, never reset or release anything."""
@@ -89,10 +92,12 @@ class SimulatedHardware(ChairHardware):
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
         return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
 
+    def rest_buttons(self) -> None:
+        SimulatedHands(self.pin_factory, self.config.safety).rest()
+
     def hands(self, estop: EmergencyStop) -> SimulatedHands:
-        hands = SimulatedHands(self.pin_factory, estop.settings)
-        hands.rest()
-        return hands
+        self.rest_buttons()
+        return SimulatedHands(self.pin_factory, estop.settings)
 
     def close(self) -> None:
         self.pin_factory.close()

@@ -17,6 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from relaxd import check
 from relaxd.camera import CameraError, Frame
 from relaxd.errors import RelaxdError
+from relaxd.hardware import SimulatedHands
 from relaxd.safety import SafetySettings
 from relaxd.check import (Check, check_audio, check_camera, check_config, check_estop,
                           check_model, check_output_pin, check_scenario, check_state_dir, report)
@@ -214,7 +215,8 @@ def test_estop_nc_contact_reads_a_broken_wire_as_pressed(factory):
     nc = SafetySettings(estop_pin=13, estop_contact="nc")
     broken = check_estop(nc, factory)  # nothing holds the line low: the pull-up wins
     assert not broken.ok and "a broken wire reads pressed" in broken.detail
-    assert check_estop(nc, factory, simulate=True).ok  # the simulated button rests released
+    rest = lambda: SimulatedHands(factory, nc).rest()  # noqa: E731
+    assert check_estop(nc, factory, rest).ok  # the simulated button rests released
 
 
 def test_reset_button(factory):
