@@ -98,7 +98,7 @@ class Caps:
 
     def fade_time(self, levels: Levels, at_least: float) -> float:
         """Seconds for a linear fade from ``levels`` to 0 that keeps within the ramp caps."""
-        return max(at_least, *astuple(levels.each(lambda v, r: v / r, self.ramp)))
+        return max(at_least, *astuple(levels.each(lambda level, rate: level / rate, self.ramp)))
 
 
 @dataclass(frozen=True)
@@ -219,49 +219,67 @@ class Controller:
         """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
         dt = self._advance_clock(t)
         decisions: list[Decision] = []
-        if self.state is State.IDLE:
-            if Mood(reading.mood) is Mood.NO_FACE or not self._seen_empty:
-                self._seen_empty = self._seen_empty or Mood(reading.mood) is Mood.NO_FACE
-                return self._step(t, ZERO, ())
-            self.state, self._t0, self._colour_t = State.RUNNING, t, t
-            self._forget_mood(t)
-            decisions.append(Decision("start", f"child seated: starting '{self.scenario.name}' "
-                                               f"at intensity {self.intensity:.2f}"))
+        if self.state is State.IDLE and not self._seated(t, reading, decisions):
+            return self._step(t, ZERO, ())
         if self.state is State.ESTOPPED or self.state is State.ENDED:
             return self._step(t, ZERO, ())
-        rules = self.scenario.rules
         if self.state is not State.FADING and t - self._t0 >= self.scenario.duration:
-            self.state, self._fade = State.FADING, (t, self._levels)
-            self._fade_len = self.caps.fade_time(self._levels, rules.fade_out)
-            decisions.append(Decision("fade", f"scenario over: fading out over "
-                                              f"{self._fade_len:.3g} s"))
+            decisions.append(self._begin_fade(t))
         if self.state is State.FADING:
-            self._track_mood(t, reading)
-            if (self._fade_len > rules.halt_fade and self._levels != ZERO
-                    and self._negative_enough(t, reading)):
-                # Even in the last minute a strong or sustained negative reaction halts at once.
-                why = self._negative_enough(t, reading)
-                self._fade, self._fade_len = (t, self._levels), rules.halt_fade
-                decisions.append(self._halt_decision(why))
-            t_fade, start = self._fade
-            left = max(0.0, 1.0 - (t - t_fade) / self._fade_len)
-            self._levels = start.scaled(left)
-            if left == 0.0:
-                self.state = State.ENDED
-                decisions.append(Decision("end", "fade-out finished: session ended"))
-            return self._step(t, ZERO, tuple(decisions))
+            return self._fading(t, reading, decisions)
+        return self._playing(t, dt, reading, decisions)
 
+    def _seated(self, t: float, reading: Reading, decisions: list[Decision]) -> bool:
+        """Idle until a face is seen (after an empty seat, for a session after the first);
+        then start the scenario, its clock from now. True once started."""
+        no_face = Mood(reading.mood) is Mood.NO_FACE
+        if no_face or not self._seen_empty:
+            self._seen_empty = self._seen_empty or no_face
+            return False
+        self.state, self._t0, self._colour_t = State.RUNNING, t, t
+        self._forget_mood(t)
+        decisions.append(Decision("start", f"child seated: starting '{self.scenario.name}' "
+                                           f"at intensity {self.intensity:.2f}"))
+        return True
+
+    def _begin_fade(self, t: float) -> Decision:
+        self.state, self._fade = State.FADING, (t, self._levels)
+        self._fade_len = self.caps.fade_time(self._levels, self.scenario.rules.fade_out)
+        return Decision("fade", f"scenario over: fading out over {self._fade_len:.3g} s")
+
+    def _fading(self, t: float, reading: Reading, decisions: list[Decision]) -> Step:
+        """Levels fade to 0 over the fade-out, then the session ends; a strong or sustained
+        negative reaction still halts at once."""
+        rules = self.scenario.rules
+        self._track_mood(t, reading)
+        why = self._negative_enough(t, reading)
+        if why and self._fade_len > rules.halt_fade and self._levels != ZERO:
+            self._fade, self._fade_len = (t, self._levels), rules.halt_fade
+            decisions.append(self._halt_decision(why))
+        t_fade, start = self._fade
+        left = max(0.0, 1.0 - (t - t_fade) / self._fade_len)
+        self._levels = start.scaled(left)
+        if left == 0.0:
+            self.state = State.ENDED
+            decisions.append(Decision("end", "fade-out finished: session ended"))
+        return self._step(t, ZERO, tuple(decisions))
+
+    def _playing(self, t: float, dt: float, reading: Reading,
+                 decisions: list[Decision]) -> Step:
+        """Apply the mood rules, then ramp the levels towards the phase's targets (down to 0
+        within ``halt_fade`` while halted or paused)."""
+        rules = self.scenario.rules
         self._track_mood(t, reading)
         decisions.extend(self._rules(t, reading))
         phase = self.scenario.phases[self._phase_at(t)]
+        target = ZERO
         if self.state in _PLAYING:
             target = Levels(phase.light.brightness, phase.audio.volume, phase.vibration.intensity
                             ).scaled(self.intensity).each(min, self.caps.level)
-        else:
-            target = ZERO
-        r, dt = rules.ramp, min(dt, MAX_RAMP_DT)
-        ramp = Levels(r.light, r.audio, r.vibration).each(min, self.caps.ramp)
+        ramp = Levels(rules.ramp.light, rules.ramp.audio, rules.ramp.vibration
+                      ).each(min, self.caps.ramp)
         down = 1.0 / rules.halt_fade if self.state in (State.HALTED, State.PAUSED) else 0.0
+        dt = min(dt, MAX_RAMP_DT)
         self._levels = self._levels.each(
             lambda level, to, rate: approach(level, to, max(rate, down) * dt), target, ramp)
         return self._step(t, target, tuple(decisions))
@@ -296,48 +314,59 @@ class Controller:
             self._absent_since, self._held_absent = None, False
 
     def _rules(self, t: float, reading: Reading) -> list[Decision]:
-        r, rng = self.scenario.rules, self.scenario.intensity
-        mood, lasted = self._mood, t - self._mood_since
+        """The mood rules of the docstring's table, for the state the controller is in."""
+        rules = self.scenario.rules
         calm_for = None if self._calm_since is None else t - self._calm_since
+        recovered = calm_for is not None and calm_for >= rules.recover_after
         if self.state in _PLAYING or self.state is State.PAUSED:
             why = self._negative_enough(t, reading)
             if why:
                 self.state = State.HALTED
                 return [self._halt_decision(why)]
         if self.state in _PLAYING:
-            if mood is Mood.NEGATIVE and t - self._anchor >= r.reduce_after:
-                self._anchor, old = t, self.intensity
-                self.intensity = max(rng.min, round(old - rng.step, 6))
-                self.state = State.REDUCED
-                return [Decision("reduce", f"negative for {lasted:.0f} s: intensity "
-                                 + self._change(old, "minimum"))]
-            if mood is Mood.NO_FACE:
-                absent = t - self._absent_since
-                if absent >= r.absent_pause:
-                    self.state = State.PAUSED
-                    return [Decision("pause", f"no face for {absent:.0f} s: stimuli paused",
-                                     alert=f"no face for {absent:.0f} s: the child may have left")]
-                if absent >= r.absent_hold and not self._held_absent:
-                    self._held_absent = True
-                    return [Decision("hold", f"no face for {absent:.0f} s: holding at "
-                                             f"{self.intensity:.2f}")]
-                return []
-            if self.state is State.REDUCED and calm_for is not None and calm_for >= r.recover_after:
+            if self.state is State.REDUCED and recovered:
                 return [self._restart(t, f"calm for {calm_for:.0f} s after a reduction",
                                       "restart")]
-            if (mood is Mood.POSITIVE and self.state is State.RUNNING
-                    and t - self._anchor >= r.raise_after):
-                self._anchor, old = t, self.intensity
-                self.intensity = min(rng.max, round(old + rng.step, 6))
-                return [Decision("raise", f"positive for {lasted:.0f} s: intensity "
-                                 + self._change(old, "maximum"))]
-            if mood is Mood.NEUTRAL and lasted == 0:
-                return [Decision("hold", f"mood neutral: holding at {self.intensity:.2f}")]
-            return []
-        if self.state is State.HALTED and calm_for is not None and calm_for >= r.recover_after:
+            return self._playing_rules(t)
+        if self.state is State.HALTED and recovered:
             return [self._restart(t, f"calm for {calm_for:.0f} s after a halt", "restart")]
-        if self.state is State.PAUSED and mood in _CALM:
-            return [self._restart(t, f"face back ({mood.value})", "resume")]
+        if self.state is State.PAUSED and self._mood in _CALM:
+            return [self._restart(t, f"face back ({self._mood.value})", "resume")]
+        return []
+
+    def _playing_rules(self, t: float) -> list[Decision]:
+        """Running or reduced: reduce on negative, hold then pause when the face is gone,
+        raise on positive, note a neutral mood."""
+        rules, limits = self.scenario.rules, self.scenario.intensity
+        mood, lasted = self._mood, t - self._mood_since
+        if mood is Mood.NEGATIVE and t - self._anchor >= rules.reduce_after:
+            self._anchor, old = t, self.intensity
+            self.intensity = max(limits.min, round(old - limits.step, 6))
+            self.state = State.REDUCED
+            return [Decision("reduce", f"negative for {lasted:.0f} s: intensity "
+                             + self._change(old, "minimum"))]
+        if mood is Mood.NO_FACE:
+            return self._absent_rules(t)
+        if (mood is Mood.POSITIVE and self.state is State.RUNNING
+                and t - self._anchor >= rules.raise_after):
+            self._anchor, old = t, self.intensity
+            self.intensity = min(limits.max, round(old + limits.step, 6))
+            return [Decision("raise", f"positive for {lasted:.0f} s: intensity "
+                             + self._change(old, "maximum"))]
+        if mood is Mood.NEUTRAL and lasted == 0:
+            return [Decision("hold", f"mood neutral: holding at {self.intensity:.2f}")]
+        return []
+
+    def _absent_rules(self, t: float) -> list[Decision]:
+        rules, absent = self.scenario.rules, t - self._absent_since
+        if absent >= rules.absent_pause:
+            self.state = State.PAUSED
+            return [Decision("pause", f"no face for {absent:.0f} s: stimuli paused",
+                             alert=f"no face for {absent:.0f} s: the child may have left")]
+        if absent >= rules.absent_hold and not self._held_absent:
+            self._held_absent = True
+            return [Decision("hold", f"no face for {absent:.0f} s: holding at "
+                                     f"{self.intensity:.2f}")]
         return []
 
     def _change(self, old: float, bound: str) -> str:
@@ -349,11 +378,11 @@ class Controller:
         """Why the mood calls for a halt (strong or sustained negative), or ""."""
         if self._mood is not Mood.NEGATIVE:
             return ""
-        r = self.scenario.rules
+        rules = self.scenario.rules
         confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
-        if confidence >= r.strong_negative:
+        if confidence >= rules.strong_negative:
             return f"strong negative reaction (confidence {confidence:.2f})"
-        if t - self._mood_since >= r.halt_after:
+        if t - self._mood_since >= rules.halt_after:
             return f"negative mood for {t - self._mood_since:.0f} s"
         return ""
 
