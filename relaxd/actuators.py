@@ -201,7 +201,7 @@ class Actuators:
 
     def __init__(self, settings: ActuatorSettings | None = None,
                  audio_output: AudioOutput | None = None, pin_factory: Any = None) -> None:
-        from gpiozero import GPIOZeroError, PWMLED, PWMOutputDevice
+        from gpiozero import PWMLED, GPIOZeroError, PWMOutputDevice
 
         self.settings = s = settings or ActuatorSettings()
         self.audio: AudioOutput = audio_output or NullOutput()

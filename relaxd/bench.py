@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Iterator, TextIO
 
 import cv2
@@ -29,27 +28,15 @@ from relaxd.errors import RelaxdError
 from relaxd.faces import Detection, FaceDetector, crop_face, to_gray
 from relaxd.labels import mood_probs
 from relaxd.mood import MoodSmoother
-from relaxd.paths import default_model
-
-#: The astronaut's Haar face box in skimage.data.astronaut() (x, y, w, h).
-_ASTRONAUT_FACE = (177, 66, 95, 95)
-
-
-def _skimage_data() -> ModuleType:
-    try:
-        from skimage import data
-    except ImportError:
-        raise RelaxdError("built-in frames need scikit-image (pip install scikit-image); "
-                          "or pass --video FILE") from None
-    return data
+from relaxd.paths import ASTRONAUT_FACE_PX, ASTRONAUT_HEAD, default_model
 
 
 def cluttered_background(rng: np.random.Generator, size: tuple[int, int] = CAMERA_SIZE) -> np.ndarray:
-    """A BGR scene full of edges: skimage's coffee photo under random shapes and text."""
-    data = _skimage_data()
+    """A BGR scene full of edges for the face detector to wade through: blotchy noise under
+    random shapes and text (a busy room, drawn)."""
     width, height = size
-    bg = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height),
-                    interpolation=cv2.INTER_AREA)
+    blotches = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
+    bg = cv2.GaussianBlur(cv2.resize(blotches, (width, height)), (0, 0), 3)
     for _ in range(40):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
@@ -67,11 +54,12 @@ def cluttered_background(rng: np.random.Generator, size: tuple[int, int] = CAMER
 
 
 def astronaut_head() -> tuple[np.ndarray, int]:
-    """The astronaut's head and shoulders (BGR) and her face's width in it."""
-    data = _skimage_data()
-    x, y, w, h = _ASTRONAUT_FACE
-    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    return img[max(0, y - h // 2):y + 2 * h, max(0, x - w // 2):x + w + w // 2], w
+    """Eileen Collins's head and shoulders (NASA, public domain; as in scikit-image's
+    astronaut photo), BGR, shipped with relaxd, and her face's width in it."""
+    img = cv2.imread(str(ASTRONAUT_HEAD))
+    if img is None:
+        raise RelaxdError("the bundled face frame is missing or unreadable", ASTRONAUT_HEAD)
+    return img, ASTRONAUT_FACE_PX
 
 
 def builtin_frames(n: int, seed: int = 0, face_px: int = 120) -> Iterator[np.ndarray]:

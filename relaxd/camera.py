@@ -194,7 +194,7 @@ class PiCameraSource:
                 main={"size": size, "format": "YUV420"}, buffer_count=4)
             self._cam.configure(config)
             self._cam.start()
-        except Exception as e:  # libcamera reports a missing or busy camera in many ways
+        except Exception as e:  # noqa: BLE001 - libcamera reports a missing or busy camera in many ways
             self.close()
             raise CameraError(f"{self.name}: cannot open ({_one_line(e)})") from None
 
@@ -204,7 +204,7 @@ class PiCameraSource:
             yuv = self._cam.wait(job, timeout=self._timeout_s)
         except TimeoutError:
             raise CameraError(f"{self.name}: no frame within {self._timeout_s:g} s") from None
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any capture failure is a camera fault
             raise CameraError(f"{self.name}: capture failed ({_one_line(e)})") from None
         width, height = self._size
         yuv = check_image(yuv, self.name)
@@ -259,12 +259,12 @@ class ResilientSource:
                 return self._down
             try:
                 self._source = self._open_fn()
-            except Exception as e:  # any failure to open is retried later
+            except Exception as e:  # noqa: BLE001 - any failure to open is retried later
                 return self._fail(now, e)
             self.opens += 1
         try:
             frame = self._source.read()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any read failure: camera down, retried
             return self._fail(now, e)
         if frame is None:
             self._ended = True
@@ -286,7 +286,7 @@ class ResilientSource:
         if source is not None:
             try:
                 source.close()
-            except Exception:  # closing a dead device may fail too; it is gone either way
+            except Exception:  # noqa: BLE001 - closing a dead device may fail too; it is gone anyway
                 pass
 
     def close(self) -> None:

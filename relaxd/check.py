@@ -1,9 +1,10 @@
 """``relaxd check``: is this chair ready? One ``ok``/``FAIL`` line per part, exit 1 on any failure.
 
 Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
-(loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line (readable,
-released: a broken wire to an NC contact reads pressed), the reset button (not stuck), the audio output (opens), the state directory (writable, SQLite opens)
-and the daemon's fault latch (nothing latched from before). ``--simulate`` checks the simulated
+(loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line
+(readable, released: a broken wire to an NC contact reads pressed), the reset button (not
+stuck), the audio output (opens), the state directory (writable, SQLite opens) and the daemon's
+fault latch (nothing latched from before). ``--simulate`` checks the simulated
 parts instead: mock GPIO pins, a WAV file output, a synthetic frame source and a temporary state
 directory.
 
@@ -100,20 +101,19 @@ def check_camera(open_source: Callable[[], Any]) -> Check:
 
 
 def sample_face() -> tuple[np.ndarray, str]:
-    """A 48x48 gray face and where it came from: skimage's astronaut photo when installed
-    (found and cropped like a camera frame), else a drawn one."""
-    from relaxd.faces import FaceDetector, crop_face, to_gray
+    """A 48x48 gray face and where it came from: the bundled astronaut photo (found and
+    cropped like a camera frame), else a drawn one."""
+    import cv2
 
-    try:
-        from skimage import data
-    except ImportError:
-        pass
-    else:
-        gray = to_gray(data.astronaut()[:, :, ::-1].copy())
+    from relaxd.faces import FaceDetector, crop_face, to_gray
+    from relaxd.paths import ASTRONAUT_HEAD
+
+    photo = cv2.imread(str(ASTRONAUT_HEAD))
+    if photo is not None:
+        gray = to_gray(photo)
         boxes = FaceDetector().find_all(gray)   # one still: the whole search at once
         if boxes:
             return crop_face(gray, boxes[0]), "astronaut photo"
-    import cv2
 
     face = np.full((48, 48), 90, np.uint8)
     cv2.ellipse(face, (24, 25), (17, 21), 0, 0, 360, 190, -1)

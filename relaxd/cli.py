@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import logging
+import math
 import sys
 from typing import Callable
 
@@ -92,7 +92,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     leaves: dict[str, argparse.ArgumentParser] = {}
-    for words, (module, configure, _, help_text) in _COMMANDS.items():
+    for words, (*_, help_text) in _COMMANDS.items():
         where = subs
         if len(words) == 2:
             if words[0] not in groups:

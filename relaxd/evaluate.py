@@ -113,7 +113,8 @@ def evaluation_report(y_true7: np.ndarray, probs7: np.ndarray) -> dict:
         "n": m7["n"],
         "accuracy7": m7["accuracy"],
         "accuracy3": m3["accuracy"],
-        "accuracy3_from7": float((MOOD_INDEX[y_pred7] == MOOD_INDEX[y_true7]).mean()) if len(y_true7) else 0.0,
+        "accuracy3_from7": (float((MOOD_INDEX[y_pred7] == MOOD_INDEX[y_true7]).mean())
+                            if len(y_true7) else 0.0),
         "macro_f1_7": m7["macro_f1"],
         "macro_f1_3": m3["macro_f1"],
         "per_class_recall7": dict(zip(EMOTIONS, m7["recall"])),

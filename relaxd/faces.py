@@ -36,9 +36,21 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from relaxd.facesearch import (FRONTAL, HAAR_WINDOW, PROFILE, Box, Cascades, Region, SweepPart,
-                               flow_box, group, load_cascade, plan_sweep, region_around,
-                               region_work)
+from relaxd.facesearch import (
+    FRONTAL,
+    HAAR_WINDOW,
+    PROFILE,
+    Box,
+    Cascades,
+    Region,
+    SweepPart,
+    flow_box,
+    group,
+    load_cascade,
+    plan_sweep,
+    region_around,
+    region_work,
+)
 
 __all__ = ["Box", "Detection", "FaceDetector", "crop_face", "to_gray"]
 

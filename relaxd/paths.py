@@ -22,3 +22,10 @@ def default_model() -> Path:
 
 def default_scenario() -> Path:
     return resource_dir("scenarios") / "calm-blue-waves.yaml"
+
+
+#: Eileen Collins's head and shoulders (NASA, public domain; scikit-image's astronaut photo,
+#: cropped), shipped for the built-in benchmark frames and ``relaxd check``.
+ASTRONAUT_HEAD = Path(__file__).resolve().parent / "data" / "astronaut_head.png"
+#: The width of her face in it, as the Haar cascade finds it (pixels).
+ASTRONAUT_FACE_PX = 95

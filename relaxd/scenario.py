@@ -11,7 +11,6 @@ and ``relaxd scenario show`` commands.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass

@@ -18,7 +18,6 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from relaxd.errors import RelaxdError
 from relaxd.events import Event

@@ -7,10 +7,9 @@ import threading
 import pytest
 
 from relaxd import yamlspec
-from relaxd.actuators import (ActuatorSettings, Actuators, MaxRamp, pattern_level,
-                              pulse_level)
+from relaxd.actuators import Actuators, ActuatorSettings, MaxRamp, pattern_level, pulse_level
 from relaxd.audio import NullOutput
-from relaxd.controller import Levels, Step, Stimulus, State
+from relaxd.controller import Levels, State, Step, Stimulus
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Audio, Generator, Pattern
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 from conftest import failing_pin
+
 from relaxd.alerts import BEEPS, Alerter, AlertSettings
 from relaxd.events import EventLog, MemorySink
 

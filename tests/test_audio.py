@@ -9,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relaxd.audio import (LOUDNESS_RMS, MAX_GAIN, PEAK, SoundDeviceOutput, Synth, WavFileOutput,
-                          limit_peaks, make_source)
+from relaxd.audio import (
+    LOUDNESS_RMS,
+    MAX_GAIN,
+    PEAK,
+    SoundDeviceOutput,
+    Synth,
+    WavFileOutput,
+    limit_peaks,
+    make_source,
+)
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Audio, Generator
 from relaxd.wav import read_wav

@@ -111,8 +111,10 @@ def test_problems_are_one_line_errors(fake_model, tmp_path, monkeypatch):
         bench.run(bench_args("--frames", "0"))
     with pytest.raises(CameraError, match="no such file"):
         bench.run(bench_args("--video", str(tmp_path / "none.mp4")))
-    monkeypatch.setitem(sys.modules, "skimage", None)
-    with pytest.raises(RelaxdError, match="^built-in frames need scikit-image"):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # the built-in frames need no skimage
+    assert bench.run(bench_args("--frames", "2")) == 0
+    monkeypatch.setattr(bench, "ASTRONAUT_HEAD", tmp_path / "gone.png")
+    with pytest.raises(RelaxdError, match="bundled face frame is missing"):
         bench.run(bench_args("--frames", "2"))
 
 

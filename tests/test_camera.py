@@ -10,8 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd.camera import (CameraError, Frame, ImageFolderSource, NoInput, PiCameraSource,
-                           ResilientSource, VideoFileSource, WebcamSource, check_image)
+from relaxd.camera import (
+    CameraError,
+    Frame,
+    ImageFolderSource,
+    NoInput,
+    PiCameraSource,
+    ResilientSource,
+    VideoFileSource,
+    WebcamSource,
+    check_image,
+)
 from relaxd.clock import VirtualClock
 from relaxd.config import CameraSettings
 from relaxd.errors import RelaxdError

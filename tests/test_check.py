@@ -16,11 +16,21 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from relaxd import check
 from relaxd.camera import CameraError, Frame
+from relaxd.check import (
+    Check,
+    check_audio,
+    check_camera,
+    check_config,
+    check_estop,
+    check_model,
+    check_output_pin,
+    check_scenario,
+    check_state_dir,
+    report,
+)
 from relaxd.errors import RelaxdError
 from relaxd.hardware import SimulatedHands
 from relaxd.safety import SafetySettings
-from relaxd.check import (Check, check_audio, check_camera, check_config, check_estop,
-                          check_model, check_output_pin, check_scenario, check_state_dir, report)
 
 # A 2.7 kB int8 TFLite model with the classifier's shapes, (1, 48, 48, 1) -> (1, 7): one conv,
 # pooling, dense softmax, untrained; made with tf.lite.TFLiteConverter (full int8).

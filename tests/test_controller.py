@@ -15,8 +15,17 @@ import pytest
 from relaxd.controller import Caps, Controller, Levels, MoodSample, State
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.scenario import (Colour, IntensityRange, Light, Phase, Ramp, Rules, Scenario,
-                             Vibration, load_scenario)
+from relaxd.scenario import (
+    Colour,
+    IntensityRange,
+    Light,
+    Phase,
+    Ramp,
+    Rules,
+    Scenario,
+    Vibration,
+    load_scenario,
+)
 
 NEG, NEU, POS, NONE = Mood.NEGATIVE, Mood.NEUTRAL, Mood.POSITIVE, Mood.NO_FACE
 

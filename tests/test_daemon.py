@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from relaxd.actuators import Actuators, ActuatorSettings
 from relaxd.alerts import Alerter, AlertSettings
 from relaxd.audio import NullOutput

@@ -8,18 +8,18 @@ import threading
 import time
 
 import pytest
+from conftest import failing_pin
 
 from relaxd import yamlspec
-from conftest import failing_pin
-from relaxd.actuators import ActuatorSettings, Actuators
+from relaxd.actuators import Actuators, ActuatorSettings
 from relaxd.alerts import Alerter, AlertSettings
 from relaxd.audio import NullOutput
+from relaxd.bench import estop_latency
 from relaxd.controller import Controller, MoodSample, State
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, MemorySink
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.bench import estop_latency
 from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
 from relaxd.scenario import load_scenario
 

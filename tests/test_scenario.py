@@ -10,11 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from relaxd.commands.scenario import configure_validate, run_validate
 from relaxd.labels import Mood
 from relaxd.paths import default_scenario
-from relaxd.commands.scenario import configure_validate, run_validate
-from relaxd.scenario import (SCHEMA_PATH, Colour, Generator, ScenarioError, load_mood_script,
-                             load_scenario, scenario_schema)
+from relaxd.scenario import (
+    SCHEMA_PATH,
+    Colour,
+    Generator,
+    ScenarioError,
+    load_mood_script,
+    load_scenario,
+    scenario_schema,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -97,11 +104,11 @@ phases:
         (12, "expected a number, got 'high'"),
     ]
     for line, message in expected:
-        assert any(f":{line}:" in l and message in l for l in lines), (line, message, text)
+        assert any(f":{line}:" in ln and message in ln for ln in lines), (line, message, text)
     # halt_after <= reduce_after is a cross-field rule of a mapping that also has an unknown
     # key: reported once the unknown key is fixed (yamlspec checks a mapping only when it built)
     fixed = write(tmp_path, bad.read_text().replace("raise_afer", "raise_after"), "b.yaml")
-    assert any(":5:" in l and "must be longer than reduce_after" in l for l in problems(fixed))
+    assert any(":5:" in ln and "must be longer than reduce_after" in ln for ln in problems(fixed))
 
 
 def test_yaml_syntax_error_is_one_located_problem(tmp_path):
@@ -124,10 +131,10 @@ def test_list_colour_and_missing_required_keys(tmp_path):
     s = load_scenario(write(tmp_path, GOOD.replace('"#3060ff"', "[10, 20, 30]")))
     assert s.phases[0].light.colour == (10, 20, 30)
     lines = problems(write(tmp_path, "name: x\nphases:\n  - name: a\n"))
-    assert any("missing required key 'duration'" in l for l in lines)
-    assert any("missing required key 'light'" in l for l in lines)
+    assert any("missing required key 'duration'" in ln for ln in lines)
+    assert any("missing required key 'light'" in ln for ln in lines)
     empty = write(tmp_path, "name: x\nphases: []\n")
-    assert any("at least one phase" in l for l in problems(empty))
+    assert any("at least one phase" in ln for ln in problems(empty))
 
 
 def _wav(path: Path, rate: int = 8000, seconds: float = 0.5) -> Path:
@@ -190,11 +197,11 @@ def test_mood_script_problems_all_at_once(tmp_path):
     with pytest.raises(ScenarioError) as err:
         load_mood_script(p)
     lines = str(err.value).splitlines()
-    assert any(":2:3:" in l and "before the previous entry" in l for l in lines)
-    assert any(":3:3:" in l and "press: reset without a later release: reset" in l
-               for l in lines)
-    assert any(":4:3:" in l and "release: estop without a press before it" in l for l in lines)
-    assert any(":6:3:" in l and "press: estop while it is still down" in l for l in lines)
+    assert any(":2:3:" in ln and "before the previous entry" in ln for ln in lines)
+    assert any(":3:3:" in ln and "press: reset without a later release: reset" in ln
+               for ln in lines)
+    assert any(":4:3:" in ln and "release: estop without a press before it" in ln for ln in lines)
+    assert any(":6:3:" in ln and "press: estop while it is still down" in ln for ln in lines)
     p = write(tmp_path, "- {at: 0, mood: happy}\n- {at: 1, mood: neutral, press: estop}\n",
               "m.yaml")
     with pytest.raises(ScenarioError) as err:

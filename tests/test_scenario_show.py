@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from relaxd.commands.scenario import configure_show as configure
+from relaxd.commands.scenario import run_show as run
 from relaxd.errors import RelaxdError
 from relaxd.paths import default_scenario
-from relaxd.commands.scenario import configure_show as configure, run_show as run
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

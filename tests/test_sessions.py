@@ -14,8 +14,7 @@ import pytest
 
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog
-from relaxd.sessions import (DB_NAME, SessionSink, configure, list_sessions,
-                             load_events, run)
+from relaxd.sessions import DB_NAME, SessionSink, configure, list_sessions, load_events, run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,13 +7,10 @@ after a warm-up, with the given number of threads (default 1, as on the chair).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relaxd.emotion import EmotionClassifier  # noqa: E402
 from relaxd.paths import default_model  # noqa: E402

@@ -23,10 +23,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from bench_emotion import latency_ms  # noqa: E402
 from fer_data import load_split  # noqa: E402
 from train import SWA_BN_IMAGES  # noqa: E402

@@ -23,10 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from export import float_probs  # noqa: E402
 from fer_data import load_split  # noqa: E402
 from train import write_state  # noqa: E402

@@ -27,10 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fer_data import load_split  # noqa: E402
 
 from relaxd.labels import EMOTIONS  # noqa: E402
@@ -65,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", type=Path, default=None,
                    help="start from the weights of an earlier run folder (its best.keras), "
                         "with a fresh optimizer and LR schedule (a warm restart)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.keras (same --data/--epochs; the LR schedule is saved)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.keras (same --data/--epochs; the LR schedule is saved)")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     return p.parse_args(argv)
 

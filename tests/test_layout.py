@@ -1,0 +1,97 @@
+"""The layout the next engineer relies on: no import cycles, short functions, ruff-clean code,
+and light modules that stay light."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "relaxd"
+MAX_FUNCTION_LINES = 50
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports_of(path: Path, known: dict[str, Path]) -> set[str]:
+    """Every relaxd module ``path`` imports: at module level, under TYPE_CHECKING, in functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} & known.keys()
+            found |= {f"{node.module}.{a.name}" for a in node.names} & known.keys()
+    return found
+
+
+def test_no_import_cycles():
+    known = modules()
+    graph = {name: imports_of(path, known) - {name} for name, path in known.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start] - seen:
+            seen.add(nxt)
+            if nxt == goal or reaches(nxt, goal, seen):
+                return True
+        return False
+
+    cycles = sorted(name for name in graph if reaches(name, name, set()))
+    assert cycles == [], f"modules on an import cycle: {cycles}"
+
+
+def test_no_function_longer_than_fifty_lines():
+    long = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                           and isinstance(body[0].value.value, str))
+                first = body[1].lineno if has_doc and len(body) > 1 else body[0].lineno
+                lines = node.end_lineno - first + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+RUFF = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff not installed (pip install -e '.[test]')")
+def test_ruff_is_clean():
+    done = subprocess.run([RUFF, "check", "relaxd", "tools", "tests"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+HEAVY = ("cv2", "numpy", "tflite_runtime", "ai_edge_litert", "sounddevice", "picamera2")
+
+
+def loaded_by(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(*sys.modules)"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_hardware_module_loads_nothing_heavy():
+    assert [m for m in HEAVY if m in loaded_by("import relaxd.hardware")] == []
+
+
+def test_safe_off_loads_no_model_camera_or_audio_stack(tmp_path):
+    heavy = ("cv2", "tflite_runtime", "ai_edge_litert", "sounddevice", "picamera2")
+    code = ("from relaxd.cli import main\n"
+            f"assert main(['safe-off', '--simulate', '--out', {str(tmp_path)!r}]) == 0")
+    assert [m for m in heavy if m in loaded_by(code)] == []
