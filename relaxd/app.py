@@ -130,7 +130,8 @@ def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
                        script=load_mood_script(plan.script))
     from relaxd.emotion import EmotionClassifier
 
-    classifier = EmotionClassifier(plan.config.model.path, plan.config.model.threads)
+    model = plan.config.model
+    classifier = EmotionClassifier(model.path, model.threads, delegate=model.delegate)
     frames, period = open_frames(plan.camera, plan.clock, live=plan.live, check_now=named_webcam)
     stack.callback(frames.close)
     return Sensing(frames.name, period, frames=frames, classifier=classifier)

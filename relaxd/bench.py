@@ -25,6 +25,7 @@ import numpy as np
 from relaxd.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.emotion import EmotionClassifier
 from relaxd.errors import RelaxdError
+from relaxd.evaluate import add_delegate_argument
 from relaxd.faces import Detection, FaceDetector, crop_face, to_gray
 from relaxd.labels import mood_probs
 from relaxd.mood import MoodSmoother
@@ -190,6 +191,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--faces", metavar="OUT.jsonl", help="also write each frame's face as "
                         "a JSON line: frame, size, box (or null), tracked, how, frontal, ms")
+    add_delegate_argument(parser, default="auto")
     parser.add_argument("--estop", type=int, metavar="N",
                         help="instead: time N e-stop presses (button -> every actuator pin at 0) "
                         "on gpiozero mock pins while the main loop is stalled")
@@ -221,17 +223,19 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise RelaxdError("--frames must be at least 1")
     cv2.setNumThreads(1)
-    classifier = EmotionClassifier(args.model or default_model(), num_threads=1)
+    classifier = EmotionClassifier(args.model or default_model(), num_threads=1,
+                                   delegate=args.delegate)
     detector = FaceDetector()
     if args.video:
         frames, source = video_frames(args.video, args.frames), f"video {args.video}"
     else:
         frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
-    result = {"source": source, **_measure_to(args.faces, frames, detector, classifier)}
+    result = {"source": source, "runtime": classifier.runtime,
+              **_measure_to(args.faces, frames, detector, classifier)}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{source}: {result['frames']} frames at 640x480, 1 thread")
+    print(f"{source}: {result['frames']} frames at 640x480, 1 thread, {classifier.runtime}")
     for stage in ("gray", "detect", "crop", "classify", "mood"):
         print(f"  {stage:<9}{result[f'{stage}_ms_median']:8.3f} ms median")
     print(f"  {'frame':<9}{result['frame_ms_median']:8.3f} ms median, "

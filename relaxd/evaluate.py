@@ -146,7 +146,8 @@ def format_report(report: dict) -> str:
     lines = [
         f"images: {report['n']}" + (f"  (unreadable, skipped: {report['unreadable']})"
                                     if report.get("unreadable") else "")
-        + ("  (each averaged with its mirror image)" if report.get("mirror") else ""),
+        + ("  (each averaged with its mirror image)" if report.get("mirror") else "")
+        + (f"  [{report['runtime']}]" if report.get("runtime") else ""),
         f"accuracy (7 emotions): {report['accuracy7']:.2%}   macro-F1: {report['macro_f1_7']:.3f}",
         f"accuracy (3 moods):    {report['accuracy3']:.2%}   macro-F1: {report['macro_f1_3']:.3f}"
         f"   (mood of the top emotion: {report['accuracy3_from7']:.2%})",
@@ -198,23 +199,35 @@ def save_plots(report: dict, folder: str | Path) -> list[Path]:
 
 
 def evaluate_folder(folder: str | Path, model: str | Path, num_threads: int = 1,
-                    mirror: bool = False) -> dict:
+                    mirror: bool = False, delegate: str = "none") -> dict:
     """Run the model on every image of a FER-layout folder; the report of :func:`evaluation_report`
-    plus ``unreadable`` (count), ``model`` and ``mirror``.
+    plus ``unreadable`` (count), ``model``, ``mirror`` and ``runtime`` (which kernels produced the
+    figures; by default the built-in ones, as tflite-runtime 2.14 on the Pi).
 
     With ``mirror`` each face's probabilities are averaged with its mirror image's, as the live
     loop's mood smoothing averages them (:class:`relaxd.inputs.VisionInput` mirrors every other face).
     """
     from relaxd.emotion import EmotionClassifier
 
-    classifier = EmotionClassifier(model, num_threads=num_threads)
+    classifier = EmotionClassifier(model, num_threads=num_threads, delegate=delegate)
     data = load_folder(folder, size=classifier.input_size)
     report = evaluation_report(data.labels, classifier.classify_batch(data.images, mirror=mirror))
     report["mirror"] = mirror
     report["unreadable"] = len(data.unreadable)
     report["unreadable_files"] = [str(p) for p in data.unreadable]
     report["model"] = str(model)
+    report["runtime"] = classifier.runtime
     return report
+
+
+def add_delegate_argument(parser: argparse.ArgumentParser, default: str = "none") -> None:
+    """``--delegate``: which kernels run the model (see ``relaxd.emotion.DELEGATES``)."""
+    from relaxd.emotion import DELEGATES
+
+    parser.add_argument("--delegate", choices=DELEGATES, default=default,
+                        help="none: the built-in kernels, as tflite-runtime 2.14 on the Pi "
+                             "(default for figures); xnnpack; auto: XNNPACK where the runtime "
+                             "has int8 XNNPACK")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -230,11 +243,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
     parser.add_argument("--mirror", action="store_true",
                         help="average each face with its mirror image, as the live loop's smoothing does")
+    add_delegate_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; 0 on success (errors raise RelaxdError)."""
-    report = evaluate_folder(args.dir, args.model, num_threads=args.threads, mirror=args.mirror)
+    report = evaluate_folder(args.dir, args.model, num_threads=args.threads, mirror=args.mirror,
+                             delegate=args.delegate)
     if args.plots:
         report["plots"] = [str(p) for p in save_plots(report, args.plots)]
     if args.json:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fer2013_dir
 
-from relaxd.emotion import EmotionClassifier, load_interpreter
+from relaxd.emotion import ACCURACY_TOLERANCE, AGREEMENT_MIN, EmotionClassifier, load_interpreter, runtime
 from relaxd.errors import RelaxdError
 from relaxd.labels import EMOTIONS, MOOD_INDEX, MOODS, Mood
 from relaxd.paths import default_model
@@ -18,10 +22,7 @@ from relaxd.paths import default_model
 REPO = Path(__file__).resolve().parent.parent
 
 
-def fer2013_dir() -> Path | None:
-    """The real FER2013 folder: $RELAXD_FER2013, else ../shared/fer2013 next to the repo."""
-    candidates = [os.environ.get("RELAXD_FER2013"), REPO.parent / "shared" / "fer2013"]
-    return next((Path(c) for c in candidates if c and Path(c, "val").is_dir()), None)
+REFERENCE = json.loads((REPO / "tests" / "data" / "val_reference_top1.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,48 @@ def test_shipped_model_on_real_happy_faces(clf):
     probs = clf.classify_batch(data.images[pick])
     positive = MOODS.index(Mood.POSITIVE)
     assert (MOOD_INDEX[probs.argmax(axis=1)] == positive).mean() > 0.6
+
+
+@pytest.fixture(scope="module")
+def val_faces():
+    from relaxd.evaluate import load_folder
+
+    root = fer2013_dir()
+    if root is None:
+        pytest.skip("FER2013 not found ($RELAXD_FER2013 or ../shared/fer2013)")
+    return load_folder(root / "val", size=48)
+
+
+@pytest.mark.parametrize("delegate", ["none", "xnnpack"])
+def test_this_runtime_gives_the_reference_answers_within_the_tolerance(val_faces, delegate):
+    """The shipped model's top-1 on val under this runtime and delegate against tflite-runtime
+    2.14's built-in kernels (tests/data/val_reference_top1.json): XNNPACK's int8 kernels round
+    some ties differently, so agreement is held to AGREEMENT_MIN, accuracy to
+    ACCURACY_TOLERANCE points."""
+    assert hashlib.sha256(default_model().read_bytes()).hexdigest() == REFERENCE["model_sha256"], \
+        "the shipped model changed: regenerate tests/data/val_reference_top1.json"
+    clf = EmotionClassifier(default_model(), num_threads=2, delegate=delegate)
+    top1 = clf.classify_batch(val_faces.images).argmax(-1)
+    reference = np.array([int(c) for c in REFERENCE["top1"]])
+    assert len(top1) == REFERENCE["n"]
+    agreement = float((top1 == reference).mean())
+    accuracy = float((top1 == val_faces.labels).mean())
+    assert agreement >= AGREEMENT_MIN, (clf.runtime, agreement)
+    assert abs(accuracy - REFERENCE["accuracy7"]) * 100 <= ACCURACY_TOLERANCE, (clf.runtime, accuracy)
+
+
+def test_the_delegate_is_explicit_and_named():
+    rt = runtime()
+    none = EmotionClassifier(default_model(), delegate="none")
+    assert none.runtime == f"{rt.name} {rt.version}, built-in kernels"
+    auto = EmotionClassifier(default_model(), delegate="auto")
+    assert auto.runtime.endswith("XNNPACK" if rt.has_int8_xnnpack else "built-in kernels")
+    with pytest.raises(RelaxdError, match="unknown delegate 'fast'"):
+        EmotionClassifier(default_model(), delegate="fast")
+
+
+def test_the_runtimes_info_line_stays_off_stderr():
+    code = ("from relaxd.emotion import EmotionClassifier; from relaxd.paths import default_model; "
+            "EmotionClassifier(default_model(), delegate='xnnpack')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "INFO: Created" not in done.stderr, done.stderr

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         conv = pool.submit(_convert_and_predict, args.run / args.checkpoint, args.data,
                            args.calib, args.out).result()
     float_rep = evaluation_report(y_val, conv["float_probs"])
-    classifier = EmotionClassifier(args.out, num_threads=2)
+    classifier = EmotionClassifier(args.out, num_threads=2, delegate="none")
     int8_rep = evaluation_report(y_val, classifier.classify_batch(x_val))
     mirror_rep = evaluation_report(y_val, classifier.classify_batch(x_val, mirror=True))
     latency = latency_ms(args.out, runs=1000, num_threads=1)
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 "int8_mirror": {k: mirror_rep[k] for k in KEYS}},
         "median_ms_1_thread": round(latency["median_ms"], 3),
     }
-    write_spec(args.out, EmotionClassifier(args.out), figures)
+    write_spec(args.out, EmotionClassifier(args.out, delegate="none"), figures)
     print(json.dumps(figures, indent=1))
     if not args.no_card:
         info = {
