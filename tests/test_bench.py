@@ -27,8 +27,10 @@ class FakeClassifier:
 
     made: list[FakeClassifier] = []
 
-    def __init__(self, model_path, num_threads=1):
-        self.num_threads, self.faces = num_threads, []
+    runtime = "fake runtime, no kernels"
+
+    def __init__(self, model_path, num_threads=1, delegate="auto"):
+        self.num_threads, self.delegate, self.faces = num_threads, delegate, []
         FakeClassifier.made.append(self)
 
     def classify(self, face):
