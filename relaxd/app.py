@@ -111,8 +111,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     record = [SessionSink(state_dir, scenario=scenario.name, source=source_name)]
     events = EventLog(sinks + record)
 
-    def roll_record() -> None:
-        record.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
+    def roll_record(name: str = scenario.name) -> None:
+        record.append(SessionSink(state_dir, scenario=name, source=source_name))
         events.replace(record.pop(0), record[0])
 
     stack.callback(events.close)
@@ -153,13 +153,47 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     else:
         inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
     controller = Controller(scenario, caps=config.actuators.caps())
-    return Session(clock=clock, input=inp, controller=controller, actuators=actuators,
+    session = Session(clock=clock, input=inp, controller=controller, actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
                    repeat=live, roll_record=roll_record, marker=marker,
                    remote_reset=config.safety.remote_reset, heartbeat=heartbeat,
                    camera_grace=config.camera.restart_after_s,
                    stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1), trace=trace)
+    _attach_station(args, config, session, stack, state_dir)
+    return session
+
+
+def _attach_station(args: argparse.Namespace, config: Config, session: Session, stack: ExitStack,
+                    state_dir: Path) -> None:
+    """The caregiver station's control socket: on the chair with ``ui.enabled`` (then no
+    session starts by itself), in simulation with ``--ui`` (the script plays the first
+    session; the chair then stays up, idle, for the station's Start)."""
+    simulated = args.simulate and getattr(args, "ui", False)
+    if not (simulated or (config.ui.enabled and not args.simulate)):
+        if getattr(args, "ui", False):
+            raise RelaxdError("--ui needs --simulate (on the chair: ui.enabled in the configuration)")
+        return
+    if simulated and args.speed is not None and math.isinf(args.speed):
+        raise RelaxdError("--ui keeps the chair up between sessions: give --speed N, not max")
+    import tempfile
+
+    from relaxd.commands import ControlLink
+    from relaxd.control import StayUp
+
+    ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
+    socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
+                   if args.simulate else config.ui.socket)
+    link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
+                                     resource_dir("scenarios")],
+                       estop=session.estop, latch=session.latch)
+    stack.callback(link.close)
+    session.events.sinks.append(link.board)
+    session.control = link
+    if simulated:
+        session.input, session.repeat = StayUp(session.input), True
+    else:
+        session.controller.start_on = "station"
 
 
 def _latch(args: argparse.Namespace, state_dir: Path) -> tuple[FaultLatch, RunMarker | None]:
@@ -188,6 +222,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     handler = setup_logging(args.verbose)
     with ExitStack() as stack:
         session = build_session(args, stack)
+        if session.control is not None and args.simulate:
+            _spawn_station(args, session, stack)
         if session.status is not None and isinstance(handler, logging.StreamHandler):
             root = logging.getLogger()
             root.removeHandler(handler)
@@ -200,6 +236,23 @@ def run_from_args(args: argparse.Namespace) -> int:
               f"{Path(args.out) / 'audio.wav'}, record in {Path(args.out) / 'sessions.sqlite'}"
               + (f", events in {args.events}" if args.events else ""), file=sys.stderr)
     return code
+
+
+def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
+    """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
+    from relaxd.station.cli import new_token, spawn
+
+    station = spawn(session.control.server.path, Path(args.out).resolve(), args.ui_port,
+                    new_token())
+
+    def end_station() -> None:
+        station.terminate()
+        try:
+            station.wait(5)
+        except Exception:  # noqa: BLE001 - a hung station is killed
+            station.kill()
+
+    stack.callback(end_station)
 
 
 def configure_reset(parser: argparse.ArgumentParser) -> None:

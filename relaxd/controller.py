@@ -139,6 +139,7 @@ class Step:
 MAX_RAMP_DT = 1.0
 
 _CALM = (Mood.NEUTRAL, Mood.POSITIVE)
+_MANUAL = MoodSample(Mood.NEUTRAL, 0.0)  # manual mode: no camera, no mood; nothing to react to
 _PLAYING = (State.RUNNING, State.REDUCED)
 
 
@@ -157,9 +158,14 @@ class Controller:
     """
 
     def __init__(self, scenario: Scenario, after_previous: bool = False,
-                 caps: Caps | None = None) -> None:
+                 caps: Caps | None = None, start_on: Literal["face", "station"] = "face") -> None:
         self.scenario = scenario
         self.caps = caps or Caps()
+        # The caregiver's hands (the station): see "the caregiver's controls" below.
+        self.start_on = start_on
+        self.go = False  # start_on "station": set by begin(); the session starts at the next step
+        self.held = False  # no raises while held
+        self.manual = False  # no mood: the caregiver sets the intensity (nudge)
         self._breath = BreathClock(scenario)
         self.state = State.IDLE
         self._seen_empty = not after_previous
@@ -213,12 +219,73 @@ class Controller:
             self._fade = (self._fade[0], ZERO)
         return self._step(t, ZERO, decisions)
 
+    # --- the caregiver's controls (the station) -------------------------------------------
+    # Each returns the decision it made (None: nothing to do); the next step() plays it, within
+    # the same limits and ramps as the mood's decisions.
+
+    def begin(self) -> None:
+        """A caregiver's Start: with ``start_on="station"`` the scenario starts at the next step."""
+        self.go = True
+
+    @property
+    def playing(self) -> bool:
+        return self.state in _PLAYING or self.state in (State.HALTED, State.PAUSED, State.FADING)
+
+    def calmer(self, t: float) -> Decision | None:
+        """One intensity step down now (never below the minimum)."""
+        if self.state not in _PLAYING:
+            return None
+        old, self._anchor = self.intensity, t
+        self.intensity = max(self.scenario.intensity.min,
+                             round(old - self.scenario.intensity.step, 6))
+        return Decision("reduce", "calmer, asked by the caregiver: intensity "
+                        + self._change(old, "minimum"))
+
+    def nudge(self, t: float, steps: int) -> Decision | None:
+        """Manual mode: the intensity ``steps`` steps up (+) or down (-), within the range."""
+        if not self.manual or self.state not in _PLAYING or steps == 0:
+            return None
+        rng, old = self.scenario.intensity, self.intensity
+        self.intensity = min(rng.max, max(rng.min, round(old + steps * rng.step, 6)))
+        action: Action = "raise" if steps > 0 else "reduce"
+        return Decision(action, "set by the caregiver (manual): intensity "
+                        + self._change(old, "maximum" if steps > 0 else "minimum"))
+
+    def end_gently(self, t: float) -> Decision | None:
+        """The scenario's fade-out, now."""
+        if self.state not in _PLAYING and self.state not in (State.HALTED, State.PAUSED):
+            return None
+        self.state, self._fade = State.FADING, (t, self._levels)
+        self._fade_len = self.caps.fade_time(self._levels, self.scenario.rules.fade_out)
+        return Decision("fade", f"ended gently by the caregiver: fading out over "
+                                f"{self._fade_len:.3g} s")
+
+    def phase_left(self, t: float) -> float | None:
+        """Seconds left in the current phase (None before the start and after the end)."""
+        if self.state in (State.IDLE, State.ENDED, State.FADING, State.ESTOPPED):
+            return None
+        elapsed, end = t - self._t0, 0.0
+        for p in self.scenario.phases:
+            end += p.duration
+            if elapsed < end:
+                return end - elapsed
+        return 0.0
+
     # --- the loop ---------------------------------------------------------------------------
 
     def step(self, t: float, reading: Reading) -> Step:
         """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
         dt = self._advance_clock(t)
         decisions: list[Decision] = []
+        if self.manual:
+            reading = _MANUAL
+        if self.state is State.IDLE and self.start_on == "station":
+            if not self.go:
+                return self._step(t, ZERO, ())
+            self.state, self._t0, self._colour_t = State.RUNNING, t, t
+            self._forget_mood(t)
+            decisions.append(Decision("start", f"started at the station: '{self.scenario.name}' "
+                                               f"at intensity {self.intensity:.2f}"))
         if self.state is State.IDLE:
             if Mood(reading.mood) is Mood.NO_FACE or not self._seen_empty:
                 self._seen_empty = self._seen_empty or Mood(reading.mood) is Mood.NO_FACE
@@ -325,7 +392,7 @@ class Controller:
             if self.state is State.REDUCED and calm_for is not None and calm_for >= r.recover_after:
                 return [self._restart(t, f"calm for {calm_for:.0f} s after a reduction",
                                       "restart")]
-            if (mood is Mood.POSITIVE and self.state is State.RUNNING
+            if (mood is Mood.POSITIVE and self.state is State.RUNNING and not self.held
                     and t - self._anchor >= r.raise_after):
                 self._anchor, old = t, self.intensity
                 self.intensity = min(rng.max, round(old + rng.step, 6))
