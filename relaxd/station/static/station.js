@@ -1,5 +1,5 @@
 // relaxd caregiver station. Plain JavaScript, no build step. Everything a user typed is shown
-// with textContent (never innerHTML); every change is a POST with the page's CSRF token.
+// with textContent (never as HTML); every change is a POST with the page's CSRF token.
 "use strict";
 
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
