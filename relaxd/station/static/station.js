@@ -128,6 +128,9 @@ function renderAlerts(alerts) {
   const open = alerts.filter((a) => !a.acknowledged);
   $("alert-count").textContent = open.length ? String(open.length) : "";
   const list = $("alerts");
+  const key = JSON.stringify(alerts.map((a) => [a.id, a.acknowledged]));
+  if (list.dataset.key === key) return;  // unchanged: keep the buttons under the finger
+  list.dataset.key = key;
   const items = alerts.slice().reverse().map((a) => {
     const li = el("li", undefined, a.acknowledged ? "acknowledged" : "open");
     const when = new Date(a.at * 1000).toLocaleTimeString();
