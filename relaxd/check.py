@@ -312,6 +312,14 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
             yield check_audio(lambda: SoundDeviceOutput(a.audio_device, a.sample_rate))
             yield check_state_dir(config.state_dir)
             yield check_latch(config.state_dir, config.safety)
+        yield check_station(config, simulate)
+
+
+def check_station(config: Config, simulate: bool) -> Check:
+    """The caregiver station (relaxd.station.health)."""
+    from relaxd.station.health import station_report
+
+    return Check("station", *station_report(config.ui, simulate))
 
 
 def output_pins(config: Config) -> dict[str, int]:

@@ -24,8 +24,9 @@ class UISettings:
     """The caregiver station."""
 
     enabled: bool = spec(
-        False, help="the chair has a caregiver station: the daemon opens the control socket and "
-        "a session starts only when a caregiver starts it (never because a face appeared)")
+        default_factory=lambda: os.environ.get("RELAXD_STATION") == "1", help="the chair has a caregiver station: the daemon opens the control socket and "
+        "a session starts only when a caregiver starts it (never because a face appeared); default: "
+        "on where deploy/install.sh installed the station (RELAXD_STATION=1 in the unit)")
     socket: Path = spec(DEFAULT_SOCKET, help="the daemon's control socket (at most 107 bytes)")
     listen: str = spec("127.0.0.1", help="address the station listens on; anything but "
                        "127.0.0.1 needs certificate and key (TLS)")
