@@ -43,6 +43,8 @@ VENV=$PREFIX/venv
 ETC=$ROOT/etc/relaxd
 STATE=$ROOT/var/lib/relaxd
 UNIT=$ROOT/etc/systemd/system/relaxd.service
+UI_UNIT=$ROOT/etc/systemd/system/relaxd-ui.service
+KIOSK=$ROOT/etc/xdg/autostart/relaxd-kiosk.desktop
 BOOT_CONFIG=$ROOT/boot/firmware/config.txt
 
 step() { printf '==> %s\n' "$*"; }
@@ -206,8 +208,63 @@ install_unit() {
     system systemctl enable --now relaxd
 }
 
+# The caregiver station: its user, unit, kiosk (desktop image only) and ui.enabled.
+install_station() {
+    step "caregiver station: user relaxd-ui, $UI_UNIT, $UNIT.d/station.conf (ui.enabled)"
+    if ! real_system || ! getent passwd relaxd-ui >/dev/null; then
+        system useradd --system --user-group --home-dir /var/lib/relaxd-ui --no-create-home \
+            --shell /usr/sbin/nologin relaxd-ui
+    fi
+    system usermod --append --groups relaxd relaxd-ui
+    system usermod --append --groups relaxd-ui relaxd
+    # ui.enabled defaults to on where this drop-in sets RELAXD_STATION=1 (config.yaml kept).
+    run install -d -m 0755 "$UNIT.d"
+    if ((!DRY_RUN)); then
+        printf '[Service]\nEnvironment=RELAXD_STATION=1\n' >"$UNIT.d/station.conf"
+    fi
+    run install -m 0644 "$REPO/deploy/relaxd-ui.service" "$UI_UNIT"
+    system systemctl daemon-reload
+    system systemctl enable relaxd-ui
+    system systemctl restart relaxd-ui
+    # A self-signed certificate for tablets on the clinic network (used once ui.listen names an
+    # address; replace it with the clinic's own, same file names).
+    if ! real_system || [[ ! -f $ETC/ui.crt ]]; then
+        system openssl req -x509 -newkey rsa:3072 -days 3650 -nodes -subj /CN=relaxd-station \
+            -keyout "$ETC/ui.key" -out "$ETC/ui.crt"
+        system chown root:relaxd-ui "$ETC/ui.key" "$ETC/ui.crt"
+        system chmod 0640 "$ETC/ui.key"
+    fi
+    install_kiosk
+    echo "  accounts: sudo -u relaxd-ui /opt/relaxd/venv/bin/relaxd ui set-pin (the kiosk) and"
+    echo "  ... relaxd ui add-user NAME --role caregiver|therapist (tablets, over TLS only)"
+}
+
+# Raspberry Pi OS with desktop (Wayland, labwc or wayfire): Chromium full-screen on the touch
+# display for the user who logs in automatically. The Lite image has no desktop: station only.
+install_kiosk() {
+    if real_system && [[ ! -d /usr/share/wayland-sessions && ! -d /usr/share/xsessions ]]; then
+        echo "  no desktop (Lite image): the station alone, for tablets"
+        return
+    fi
+    step "kiosk: $KIOSK (Chromium on the touch display at login)"
+    run install -d -m 0755 "${KIOSK%/*}"
+    if ((!DRY_RUN)); then
+        cat >"$KIOSK" <<'DESKTOP'
+[Desktop Entry]
+Type=Application
+Name=relaxd caregiver station
+Exec=chromium-browser --kiosk --noerrdialogs --disable-infobars --ozone-platform=wayland --app=http://127.0.0.1:8080/
+X-GNOME-Autostart-enabled=true
+DESKTOP
+    fi
+}
+
 uninstall() {
     step "stop and remove the service"
+    if ! real_system || [[ -e $UI_UNIT ]]; then
+        system systemctl disable --now relaxd-ui
+    fi
+    run rm -f "$UI_UNIT" "$KIOSK" "$UNIT.d/station.conf"
     if ! real_system || [[ -e $UNIT ]]; then
         system systemctl disable --now relaxd
     fi
@@ -231,5 +288,6 @@ else
     install_state
     install_boot_pins
     install_unit
-    step "done: systemctl status relaxd; journalctl -u relaxd -f"
+    install_station
+    step "done: systemctl status relaxd relaxd-ui; journalctl -u relaxd -f"
 fi

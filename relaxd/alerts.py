@@ -98,7 +98,7 @@ class Alerter:
         self._jobs.put(lambda: self._signal(t, reason, detail))
 
     def clear(self) -> None:
-        """The caregiver has seen it: stop the LED."""
+        """The caregiver has seen it: stop the LED and the buzzer."""
         self._jobs.put(self._clear)
 
     def wait(self, timeout: float | None = None) -> None:
@@ -180,6 +180,7 @@ class Alerter:
 
     def _clear(self) -> None:
         self._blink_since = None
+        self._beeps = None  # acknowledged: the buzzer stops too
 
     def _run(self, t: float, reason: str, detail: str) -> None:
         cmd = [*self.settings.command, reason, detail]

@@ -142,13 +142,16 @@ class SessionRecords:
 
     def __init__(self, state_dir: Path, scenario: str, source: str,
                  jsonl: str | None = None) -> None:
-        self._new_record = lambda: SessionSink(state_dir, scenario=scenario, source=source)
+        self._scenario = scenario
+        self._new_record = lambda: SessionSink(state_dir, scenario=self._scenario, source=source)
         self._record = self._new_record()
         sinks: list[Sink] = [JsonLinesSink(jsonl)] if jsonl else []
         self.events = EventLog(sinks + [self._record])
 
-    def roll(self) -> None:
-        """The next session gets a record of its own."""
+    def roll(self, scenario: str | None = None) -> None:
+        """The next session gets a record of its own (of ``scenario``, if it changes)."""
+        if scenario is not None:
+            self._scenario = scenario
         old, self._record = self._record, self._new_record()
         self.events.replace(old, self._record)
 
@@ -210,7 +213,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     outputs = open_outputs(plan.config, hw, records.events, stack)
     safety = open_safety(plan, hw, outputs, records.events, stack)
     c = plan.config
-    return Session(
+    session = Session(
         clock=plan.clock, input=sensing.input(c, safety.hands),
         controller=Controller(plan.scenario, caps=c.actuators.caps()),
         actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
@@ -219,12 +222,48 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace)
+    _attach_station(args, c, session, stack, hw.state_dir)
+    return session
+
+
+def _attach_station(args: argparse.Namespace, config: Config, session: Session, stack: ExitStack,
+                    state_dir: Path) -> None:
+    """The caregiver station's control socket: on the chair with ``ui.enabled`` (then no
+    session starts by itself), in simulation with ``--ui`` (the script plays the first
+    session; the chair then stays up, idle, for the station's Start)."""
+    simulated = args.simulate and getattr(args, "ui", False)
+    if not (simulated or (config.ui.enabled and not args.simulate)):
+        if getattr(args, "ui", False):
+            raise RelaxdError("--ui needs --simulate (on the chair: ui.enabled in the configuration)")
+        return
+    if simulated and args.speed is not None and math.isinf(args.speed):
+        raise RelaxdError("--ui keeps the chair up between sessions: give --speed N, not max")
+    import tempfile
+
+    from relaxd.control import StayUp
+    from relaxd.control_link import ControlLink
+
+    ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
+    socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
+                   if args.simulate else config.ui.socket)
+    link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
+                                     resource_dir("scenarios")],
+                       estop=session.estop, latch=session.latch)
+    stack.callback(link.close)
+    session.events.sinks.append(link.board)
+    session.control = link
+    if simulated:
+        session.input, session.repeat = StayUp(session.input), True
+    else:
+        session.controller.start_on = "station"
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     handler = setup_logging(args.verbose)
     with ExitStack() as stack:
         session = build_session(args, stack)
+        if session.control is not None and args.simulate:
+            _spawn_station(args, session, stack)
         if session.status is not None and isinstance(handler, logging.StreamHandler):
             root = logging.getLogger()
             root.removeHandler(handler)
@@ -237,6 +276,23 @@ def run_from_args(args: argparse.Namespace) -> int:
               f"{Path(args.out) / 'audio.wav'}, record in {Path(args.out) / 'sessions.sqlite'}"
               + (f", events in {args.events}" if args.events else ""), file=sys.stderr)
     return code
+
+
+def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
+    """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
+    from relaxd.station.cli import new_token, spawn
+
+    station = spawn(session.control.server.path, Path(args.out).resolve(), args.ui_port,
+                    new_token())
+
+    def end_station() -> None:
+        station.terminate()
+        try:
+            station.wait(5)
+        except Exception:  # noqa: BLE001 - a hung station is killed
+            station.kill()
+
+    stack.callback(end_station)
 
 
 def configure_reset(parser: argparse.ArgumentParser) -> None:

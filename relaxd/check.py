@@ -292,6 +292,14 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
         yield check_state_dir(hw.state_dir)
         if not simulate:
             yield check_latch(config.state_dir, config.safety)
+        yield check_station(config, simulate)
+
+
+def check_station(config: Config, simulate: bool) -> Check:
+    """The caregiver station (relaxd.station.health)."""
+    from relaxd.station.health import station_report
+
+    return Check("station", *station_report(config.ui, simulate))
 
 
 def _pin_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Check]:

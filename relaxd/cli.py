@@ -35,6 +35,15 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                  "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
     ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
+    # The caregiver station (issue 15).
+    ("ui", "serve"): ("relaxd.station.cli", "configure_serve", "run_serve",
+                      "run the caregiver station (web application) beside the daemon"),
+    ("ui", "add-user"): ("relaxd.station.cli", "configure_add_user", "run_add_user",
+                         "add a station account (caregiver or therapist)"),
+    ("ui", "passwd"): ("relaxd.station.cli", "configure_passwd", "run_passwd",
+                       "change a station account's password"),
+    ("ui", "set-pin"): ("relaxd.station.cli", "configure_users", "run_set_pin",
+                        "set the caregiver PIN for signing in at the chair's own screen"),
 }
 
 
@@ -79,6 +88,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-latch", action="store_true",
                    help="--simulate: keep the stop latch and run marker in --out DIR as the "
                         "chair keeps them in its state directory (to rehearse a crash)")
+    p.add_argument("--ui", action="store_true",
+                   help="--simulate: run the caregiver station beside the simulated chair, which "
+                        "stays up, idle, after a session ends (Ctrl-C ends it)")
+    p.add_argument("--ui-port", type=int, default=0, metavar="N",
+                   help="--ui: the station's port (default 0: any free port)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

@@ -22,6 +22,7 @@ from relaxd.alerts import AlertSettings
 from relaxd.mood import MoodSettings
 from relaxd.paths import default_model, default_scenario
 from relaxd.safety import SafetySettings
+from relaxd.station.settings import UISettings
 from relaxd.yamlspec import spec
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Config:
                           help="scenario to play (default: the bundled calm-blue-waves.yaml)")
     state_dir: Path = spec(default_factory=default_state_dir,
                            help="session records (default: $STATE_DIRECTORY or /var/lib/relaxd)")
+    ui: UISettings = spec(default_factory=UISettings, help="the caregiver station")
     #: The file this was read from (None: all defaults).
     path: Path | None = field(default=None, init=False, compare=False)
 

@@ -139,6 +139,7 @@ class Step:
 MAX_RAMP_DT = 1.0
 
 _CALM = (Mood.NEUTRAL, Mood.POSITIVE)
+_MANUAL = MoodSample(Mood.NEUTRAL, 0.0)  # manual mode: no camera, no mood; nothing to react to
 _PLAYING = (State.RUNNING, State.REDUCED)
 
 
@@ -157,9 +158,14 @@ class Controller:
     """
 
     def __init__(self, scenario: Scenario, after_previous: bool = False,
-                 caps: Caps | None = None) -> None:
+                 caps: Caps | None = None, start_on: Literal["face", "station"] = "face") -> None:
         self.scenario = scenario
         self.caps = caps or Caps()
+        # The caregiver's hands (the station): see "the caregiver's controls" below.
+        self.start_on = start_on
+        self.go = False  # start_on "station": set by begin(); the session starts at the next step
+        self.held = False  # no raises while held
+        self.manual = False  # no mood: the caregiver sets the intensity (nudge)
         self._breath = BreathClock(scenario)
         self.state = State.IDLE
         self._seen_empty = not after_previous
@@ -213,12 +219,66 @@ class Controller:
             self._fade = (self._fade[0], ZERO)
         return self._step(t, ZERO, decisions)
 
+    # --- the caregiver's controls (the station) -------------------------------------------
+    # Each returns the decision it made (None: nothing to do); the next step() plays it, within
+    # the same limits and ramps as the mood's decisions.
+
+    def begin(self) -> None:
+        """A caregiver's Start: with ``start_on="station"`` the scenario starts at the next step."""
+        self.go = True
+
+    @property
+    def playing(self) -> bool:
+        return self.state in _PLAYING or self.state in (State.HALTED, State.PAUSED, State.FADING)
+
+    def calmer(self, t: float) -> Decision | None:
+        """One intensity step down now (never below the minimum)."""
+        if self.state not in _PLAYING:
+            return None
+        old, self._anchor = self.intensity, t
+        self.intensity = max(self.scenario.intensity.min,
+                             round(old - self.scenario.intensity.step, 6))
+        return Decision("reduce", "calmer, asked by the caregiver: intensity "
+                        + self._change(old, "minimum"))
+
+    def nudge(self, t: float, steps: int) -> Decision | None:
+        """Manual mode: the intensity ``steps`` steps up (+) or down (-), within the range."""
+        if not self.manual or self.state not in _PLAYING or steps == 0:
+            return None
+        rng, old = self.scenario.intensity, self.intensity
+        self.intensity = min(rng.max, max(rng.min, round(old + steps * rng.step, 6)))
+        action: Action = "raise" if steps > 0 else "reduce"
+        return Decision(action, "set by the caregiver (manual): intensity "
+                        + self._change(old, "maximum" if steps > 0 else "minimum"))
+
+    def end_gently(self, t: float) -> Decision | None:
+        """The scenario's fade-out, now."""
+        if self.state not in _PLAYING and self.state not in (State.HALTED, State.PAUSED):
+            return None
+        self.state, self._fade = State.FADING, (t, self._levels)
+        self._fade_len = self.caps.fade_time(self._levels, self.scenario.rules.fade_out)
+        return Decision("fade", f"ended gently by the caregiver: fading out over "
+                                f"{self._fade_len:.3g} s")
+
+    def phase_left(self, t: float) -> float | None:
+        """Seconds left in the current phase (None before the start and after the end)."""
+        if self.state in (State.IDLE, State.ENDED, State.FADING, State.ESTOPPED):
+            return None
+        elapsed, end = t - self._t0, 0.0
+        for p in self.scenario.phases:
+            end += p.duration
+            if elapsed < end:
+                return end - elapsed
+        return 0.0
+
     # --- the loop ---------------------------------------------------------------------------
 
     def step(self, t: float, reading: Reading) -> Step:
         """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
         dt = self._advance_clock(t)
         decisions: list[Decision] = []
+        if self.manual:
+            reading = _MANUAL
         if self.state is State.IDLE and not self._seated(t, reading, decisions):
             return self._step(t, ZERO, ())
         if self.state is State.ESTOPPED or self.state is State.ENDED:
@@ -230,16 +290,22 @@ class Controller:
         return self._playing(t, dt, reading, decisions)
 
     def _seated(self, t: float, reading: Reading, decisions: list[Decision]) -> bool:
-        """Idle until a face is seen (after an empty seat, for a session after the first);
-        then start the scenario, its clock from now. True once started."""
-        no_face = Mood(reading.mood) is Mood.NO_FACE
-        if no_face or not self._seen_empty:
-            self._seen_empty = self._seen_empty or no_face
-            return False
+        """Idle until started: by a caregiver's Start at the station (``start_on="station"``),
+        or else by a face seen (after an empty seat, for a session after the first). Then the
+        scenario starts, its clock from now. True once started."""
+        if self.start_on == "station":
+            if not self.go:
+                return False
+            why = f"started at the station: '{self.scenario.name}'"
+        else:
+            no_face = Mood(reading.mood) is Mood.NO_FACE
+            if no_face or not self._seen_empty:
+                self._seen_empty = self._seen_empty or no_face
+                return False
+            why = f"child seated: starting '{self.scenario.name}'"
         self.state, self._t0, self._colour_t = State.RUNNING, t, t
         self._forget_mood(t)
-        decisions.append(Decision("start", f"child seated: starting '{self.scenario.name}' "
-                                           f"at intensity {self.intensity:.2f}"))
+        decisions.append(Decision("start", f"{why} at intensity {self.intensity:.2f}"))
         return True
 
     def _begin_fade(self, t: float) -> Decision:
@@ -347,7 +413,7 @@ class Controller:
                              + self._change(old, "minimum"))]
         if mood is Mood.NO_FACE:
             return self._absent_rules(t)
-        if (mood is Mood.POSITIVE and self.state is State.RUNNING
+        if (mood is Mood.POSITIVE and self.state is State.RUNNING and not self.held
                 and t - self._anchor >= rules.raise_after):
             self._anchor, old = t, self.intensity
             self.intensity = min(limits.max, round(old + limits.step, 6))

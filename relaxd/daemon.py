@@ -93,13 +93,16 @@ class Session:
     notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
     status: StatusLine | None = None
     repeat: bool = False  # the chair: after a session, wait for the next child
-    roll_record: Callable[[], None] | None = None  # start a new session record
+    roll_record: Callable[[str], None] | None = None  # a new session record (scenario name)
     marker: RunMarker | None = None  # None: no crash detection (simulation without a state)
     remote_reset: bool = False  # honour `relaxd reset` requests (safety.remote_reset)
     heartbeat: Heartbeat | None = None  # toggled every healthy tick, for a hardware watchdog
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     trace: TraceWriter | None = None  # --trace: each output as driven, every tick
+    # The caregiver station's link (relaxd.control.ControlLink): once a tick it carries out
+    # the queued commands (obey) and publishes the state (publish). None: no station.
+    control: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -210,21 +213,32 @@ class Session:
 
     def _next_session(self, t: float) -> None:
         """The scenario is over: record the session, then idle until the seat has been empty
-        and a child sits down again."""
-        self.events.emit(t, "session", state="end", reason="scenario ended")
+        and a child sits down again (with a station: until a caregiver starts the next one)."""
+        self.begin_session(t, self.controller.scenario, "scenario ended")
+
+    def begin_session(self, t: float, scenario: Any, why: str, *, go: bool = False) -> None:
+        """End this session's record (``why``) and begin a new one for ``scenario``, clock at 0.
+        Without a station it starts when a face is seen on an empty seat; with one, when a
+        caregiver starts it (``go``: now, at the next tick)."""
+        self.events.emit(t, "session", state="end", reason=why)
         if self.roll_record is not None:
-            self.roll_record()
+            self.roll_record(scenario.name)
         self.clock.restart()
         self._down_since = 0.0
-        self.controller = Controller(self.controller.scenario, after_previous=True,
-                                     caps=self.controller.caps)
-        self.events.emit(0.0, "session", state="start", scenario=self.controller.scenario.name)
+        self.controller = Controller(scenario, after_previous=True, caps=self.controller.caps,
+                                     start_on="station" if self.control is not None else "face")
+        if go:
+            self.controller.begin()
+        self.events.emit(0.0, "session", state="start", scenario=scenario.name)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
         if self.remote_reset and self.estop.latched and self.latch.take_reset_request():
             self.estop.reset("relaxd reset")
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
+        if self.control is not None:
+            self.control.obey(t, self)
+            t = self.clock.now()  # a Start restarts the clock
         reading = sensed.reading
         if (sensed.no_input is None) != (self._no_input is None):
             self._no_input = sensed.no_input
@@ -249,6 +263,8 @@ class Session:
         shown = step.levels if not self.actuators.inhibited else Levels()
         self._record_levels(t, shown)
         self._show(t, sensed, step, shown)
+        if self.control is not None:
+            self.control.publish(t, self, sensed, step)
         return step
 
     def _record_step(self, t: float, step: Step) -> None:

@@ -18,6 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from relaxd.errors import RelaxdError
 from relaxd.events import Event
@@ -170,17 +171,41 @@ def load_events(state_dir: str | Path, session_id: int) -> list[Event]:
 
 def export_csv(events: list[Event], out: str | Path) -> None:
     """One row an event: t, type, then every field any event has (lists and dicts as JSON)."""
-    fields = sorted({k for e in events for k in e} - {"t", "type"})
     try:
         with open(out, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["t", "type", *fields])
-            for e in events:
-                w.writerow([e["t"], e["type"], *(
-                    json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, "")
-                    for k in fields)])
+            write_csv(events, f)
     except OSError as exc:
         raise RelaxdError(f"cannot write CSV: {exc.strerror}", out) from None
+
+
+def write_csv(events: list[Event], f: Any) -> None:
+    """:func:`export_csv`'s rows to an open text file (the station's download)."""
+    fields = sorted({k for e in events for k in e} - {"t", "type"})
+    w = csv.writer(f)
+    w.writerow(["t", "type", *fields])
+    for e in events:
+        w.writerow([e["t"], e["type"], *(
+            json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, "")
+            for k in fields)])
+
+
+def events_of_type(state_dir: str | Path, type: str, limit: int = 200) -> list[Event]:
+    """The latest ``limit`` events of one ``type`` over every session, newest first, each with
+    its ``session`` and the session's ``started`` (the station's audit log)."""
+    db = _open_existing(Path(state_dir))
+    if db is None:
+        return []
+    try:
+        rows = db.execute(
+            "SELECT e.session, s.started, e.t, e.data FROM events e JOIN sessions s "
+            "ON s.id = e.session WHERE e.type = ? ORDER BY e.rowid DESC LIMIT ?",
+            (type, limit)).fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
+    finally:
+        db.close()
+    return [{"session": sid, "started": started, "t": t, "type": type, **json.loads(data)}
+            for sid, started, t, data in rows]
 
 
 _MOOD_Y = {"no_face": 0, "negative": 1, "neutral": 2, "positive": 3}

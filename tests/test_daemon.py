@@ -328,7 +328,7 @@ def test_the_chair_runs_session_after_session(mock_factory):
         return Sensed(MoodSample(Mood.NEUTRAL, 0.8))
 
     session, sink, _ = _session(mock_factory, ScriptedInput(1, children))
-    session.repeat, session.roll_record = True, lambda: rolled.append(1)
+    session.repeat, session.roll_record = True, lambda *_: rolled.append(1)
     assert session.run() == 0
     starts = [e for e in sink.events if e["type"] == "decision" and e["action"] == "start"]
     ends = [e for e in sink.events if e["type"] == "decision" and e["action"] == "end"]

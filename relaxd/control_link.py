@@ -1,0 +1,219 @@
+"""The loop's side of the caregiver station: carry out its commands, publish the chair's state.
+
+:class:`ControlLink` is the ``Session.control`` part. Each tick the session calls
+``obey(t, session)`` (the queued commands, at most a few a tick) and ``publish(t, session,
+sensed, step)`` (a snapshot for the socket). STOP does not wait for a tick: the socket's thread
+calls :meth:`ControlLink.stop`, the e-stop's software path.
+
+Rules (deploy/SAFETY.md, H9):
+- STOP = ``EmergencyStop.trigger``: every output 0 at once, latched in memory and in the latch
+  file (reason ``station stop by NAME``), recorded, alerted; it survives a daemon restart.
+- Start clears a latch only when the station's STOP alone made it and the e-stop is not
+  pressed down; any other stop (the button, a fault, a crash) needs the reset button at the
+  chair. Start is refused while a session runs.
+- With a station, no session starts by itself: each waits for a caregiver's Start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from relaxd.control import (
+    OBSERVATIONS,
+    STATION_STOP,
+    AlertBoard,
+    Command,
+    CommandRefused,
+    ControlServer,
+    ManualInput,
+    find_scenario,
+    is_station_source,
+    scenario_files,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ControlLink:
+    """Commands in, state out, for one daemon run; see the module docstring."""
+
+    def __init__(self, socket_path: str | Path, scenario_dirs: list[Path], *, estop: Any,
+                 latch: Any, mode: int = 0o660) -> None:
+        self.scenario_dirs = scenario_dirs
+        self.estop, self.latch = estop, latch
+        self._done: list[tuple[Any, dict[str, Any]]] = []  # answered once the state is out
+        self.board = AlertBoard(station_latched=latch.reason is not None
+                                and is_station_source(latch.reason))
+        self.server = ControlServer(socket_path, self.stop, mode)
+        self._handlers: dict[str, Callable[[float, Any, dict[str, Any], str], dict[str, Any]]] = {
+            "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
+            "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,
+            "audit": self._audit}
+
+    # --- on the socket's thread ----------------------------------------------------------------
+
+    def stop(self, by: str) -> None:
+        """The station's STOP: the e-stop's software path first, then the latch's reason."""
+        reason = f"{STATION_STOP} by {by}"
+        first = not self.estop.latched
+        self.estop.trigger(reason)
+        if first or self.board.station_only:
+            self.board.station_only = True
+            try:
+                self.latch.set(reason)
+            except OSError as exc:
+                log.critical("cannot record the station's stop in the latch: %s", exc)
+
+    # --- on the loop's thread ------------------------------------------------------------------
+
+    def obey(self, t: float, session: Any) -> None:
+        """Carry out the queued commands (never raising into the loop). Each is answered once
+        this tick's state is published, so whoever sent it then reads its effect."""
+        self._answer()  # any left by a tick that never published
+        if not self.board.station_only and self.latch.reason is not None \
+                and is_station_source(self.latch.reason):
+            self.latch.set("emergency stop")  # another stop came on top of the station's
+        self._done = [(command, self._run(t, session, command)) for command in self.server.take()]
+
+    def _answer(self) -> None:
+        done, self._done = self._done, []
+        for command, answer in done:
+            command.finish(answer)
+
+    def _run(self, t: float, session: Any, command: Command) -> dict[str, Any]:
+        handler = self._handlers.get(command.name)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command.name!r}"}
+        by = str(command.args.get("by") or "station")[:64]
+        try:
+            answer = handler(t, session, command.args, by)
+        except CommandRefused as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bad command never stops the loop
+            log.exception("station command %s failed", command.name)
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if command.name != "audit":
+            session.events.emit(t, "audit", action=command.name, by=by,
+                                detail=answer.pop("detail", ""))
+        return {"ok": True, **answer}
+
+    def _start(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        from relaxd.errors import RelaxdError
+        from relaxd.scenario import load_scenario
+
+        if session.controller.playing:
+            raise CommandRefused("a session is running: end it gently or STOP first")
+        if self.estop.pressed:
+            raise CommandRefused("the e-stop is pressed down: twist it free, then hold the "
+                                 "reset button at the chair")
+        if self.estop.latched and not self.board.station_only:
+            raise CommandRefused(f"stopped ({self.latch.reason or 'emergency stop'}): a "
+                                 "caregiver at the chair holds the reset button to clear it")
+        name = str(args.get("scenario") or session.controller.scenario.name)
+        try:
+            scenario = load_scenario(find_scenario(name, self.scenario_dirs))
+        except RelaxdError as exc:
+            raise CommandRefused(f"scenario {name}: {exc}") from None
+        if self.estop.latched and not self.estop.reset(f"station start by {by}"):
+            raise CommandRefused("the e-stop is pressed down: twist it free first")
+        self._choose_input(session, bool(args.get("manual")))
+        session.begin_session(t, scenario, f"new session started by {by}", go=True)
+        session.controller.manual = bool(args.get("manual"))
+        if not self.estop.latched:
+            session.actuators.enable()
+            if self.estop.latched:  # pressed meanwhile
+                session.actuators.off()
+        return {"detail": scenario.name + (" (manual)" if args.get("manual") else "")}
+
+    @staticmethod
+    def _choose_input(session: Any, manual: bool) -> None:
+        current = session.input
+        if manual and not isinstance(current, ManualInput):
+            session.input = ManualInput(current)
+        elif not manual and isinstance(current, ManualInput):
+            session.input = current.camera
+
+    def _ack(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        try:
+            alert_id = int(args.get("alert"))
+        except (TypeError, ValueError):
+            raise CommandRefused("give the alert's number") from None
+        if self.board.ack(alert_id):
+            session.alerter.clear()  # the buzzer and LED stop
+        return {"detail": f"alert {alert_id}"}
+
+    def _calmer(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        return self._decide(t, session, session.controller.calmer(t), "calmer")
+
+    def _end_gently(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        return self._decide(t, session, session.controller.end_gently(t), "end gently")
+
+    def _nudge(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        steps = args.get("steps")
+        if steps not in (-1, 1):
+            raise CommandRefused("steps must be 1 or -1")
+        return self._decide(t, session, session.controller.nudge(t, steps), "manual intensity")
+
+    def _hold(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        session.controller.held = bool(args.get("on", True))
+        return {"detail": "hold on" if session.controller.held else "hold released"}
+
+    @staticmethod
+    def _decide(t: float, session: Any, decision: Any, what: str) -> dict[str, Any]:
+        if decision is None:
+            raise CommandRefused(f"{what}: not while the chair is "
+                                 f"{session.controller.state.value}")
+        session.events.emit(t, "decision", action=decision.action, reason=decision.reason,
+                            state=session.controller.state.value,
+                            intensity=round(session.controller.intensity, 3))
+        return {"detail": decision.reason}
+
+    def _observe(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        what = args.get("what")
+        if what not in OBSERVATIONS:
+            raise CommandRefused(f"an observation is one of {', '.join(OBSERVATIONS)}")
+        session.events.emit(t, "observation", what=what, by=by)
+        return {"detail": what}
+
+    def _audit(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+        session.events.emit(t, "audit", action=str(args.get("action", ""))[:64], by=by,
+                            detail=str(args.get("detail", ""))[:500])
+        return {}
+
+    def publish(self, t: float, session: Any, sensed: Any, step: Any) -> None:
+        try:
+            self.server.publish(self.snapshot(t, session, sensed, step))
+        finally:
+            self._answer()
+
+    def snapshot(self, t: float, session: Any, sensed: Any, step: Any) -> dict[str, Any]:
+        """The chair's state for the station (and a broker): plain JSON values only."""
+        c = session.controller
+        lv = step.levels if not session.actuators.inhibited else None
+        reading = sensed.reading
+        return {
+            "t": round(t, 2), "at": time.time(), "state": step.state.value,
+            "scenario": c.scenario.name, "phase": step.phase_name if c.playing else None,
+            "phase_left": _rounded(c.phase_left(t)), "intensity": round(step.intensity, 3),
+            "mood": {"mood": getattr(reading.mood, "value", str(reading.mood)),
+                     "confidence": round(float(reading.confidence), 3)},
+            "levels": {k: round(getattr(lv, k), 3) if lv else 0.0
+                       for k in ("light", "audio", "vibration")},
+            "colour": "#%02x%02x%02x" % tuple(step.stimulus.colour),
+            "estop": bool(self.estop.latched or self.estop.pressed),
+            "estop_pressed": bool(self.estop.pressed),
+            "latch": self.latch.reason, "station_stop": self.board.station_only,
+            "hold": c.held, "manual": c.manual, "waiting": c.start_on == "station" and not c.go,
+            "alerts": self.board.listing(),
+            "scenarios": sorted(scenario_files(self.scenario_dirs)),
+        }
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

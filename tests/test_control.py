@@ -1,0 +1,294 @@
+"""The control socket and the loop's side of the caregiver station (relaxd.control, .commands).
+
+A real Session on mock pins runs in a thread; the tests talk to it over the real unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from relaxd.actuators import Actuators, ActuatorSettings
+from relaxd.alerts import Alerter, AlertSettings
+from relaxd.audio import NullOutput
+from relaxd.clock import VirtualClock
+from relaxd.control import ControlServer, StayUp
+from relaxd.control_link import ControlLink
+from relaxd.controller import Controller, MoodSample, State
+from relaxd.daemon import Session
+from relaxd.errors import RelaxdError
+from relaxd.events import EventLog, MemorySink
+from relaxd.hardware import SimulatedHands
+from relaxd.inputs import Sensed
+from relaxd.labels import Mood
+from relaxd.latch import FaultLatch
+from relaxd.paths import default_scenario, resource_dir
+from relaxd.safety import EmergencyStop, SafetySettings
+
+PINS = ActuatorSettings()
+SAFETY = SafetySettings()
+
+
+class Child:
+    """A child whose mood the test sets; ``block`` stalls the loop inside read()."""
+
+    scripted = exhausted = False
+
+    def __init__(self, mood: Mood = Mood.POSITIVE) -> None:
+        self.mood, self.block = mood, threading.Event()
+        self.block.set()
+        self.ticks = 0
+
+    def read(self, t: float) -> Sensed:
+        self.block.wait()
+        self.ticks += 1
+        return Sensed(MoodSample(self.mood, 0.8))
+
+    def close(self) -> None:
+        pass
+
+
+def ask(path: Path, message: dict, timeout: float = 10.0) -> dict:
+    """One command over the socket, as the station sends it; the daemon's answer."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall((json.dumps(message) + "\n").encode())
+        return json.loads(s.makefile().readline())
+
+
+def wait_for(cond, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Chair:
+    """A session with a station link, running in a thread."""
+
+    def __init__(self, factory, folder: Path, latch_path: Path | None = None,
+                 start_on: str = "face", child: Child | None = None) -> None:
+        self.factory, self.sink = factory, MemorySink()
+        self.events = EventLog([self.sink])
+        self.actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
+        self.alerter = Alerter(AlertSettings(), self.events, pin_factory=factory)
+        self.latch = FaultLatch(latch_path)
+        clock = VirtualClock(10.0)
+        self.estop = EmergencyStop(
+            self.actuators, SAFETY, alerter=self.alerter, events=self.events, now=clock.now,
+            latch=self.latch, pin_factory=factory)
+        self.hands = SimulatedHands(factory, SAFETY)
+        self.hands.rest()
+        self.socket = folder / "ctl.sock"
+        self.link = ControlLink(self.socket, [resource_dir("scenarios")], estop=self.estop,
+                                latch=self.latch)
+        self.events.sinks.append(self.link.board)
+        self.child = child or Child()
+        controller = Controller(_scenario(), start_on=start_on)
+        self.session = Session(clock=clock, input=StayUp(self.child), controller=controller,
+                               actuators=self.actuators, estop=self.estop, alerter=self.alerter,
+                               events=self.events, latch=self.latch, period=0.1, repeat=True,
+                               control=self.link, stall_timeout=60)
+        self.thread = threading.Thread(target=self.session.run, daemon=True)
+
+    def __enter__(self) -> Chair:
+        self.thread.start()
+        wait_for(self.socket.exists, "the control socket")
+        wait_for(self.state, "the first state published")  # {} until the first tick is out
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.child.block.set()
+        self.session.request_stop("test over")
+        self.thread.join(10)
+        self.link.close()
+        self.alerter.close()
+
+    def pins(self) -> list[float]:
+        return [self.factory.pin(p).state for p in (PINS.red_pin, PINS.green_pin, PINS.blue_pin,
+                                                    PINS.vibration_pin)]
+
+    def state(self) -> dict:
+        return ask(self.socket, {"cmd": "state"})["state"]
+
+    def lit(self) -> bool:
+        return max(self.pins()) > 0
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [e for e in list(self.sink.events) if e["type"] == kind]
+
+
+def _scenario():
+    from relaxd.scenario import load_scenario
+
+    return load_scenario(default_scenario())
+
+
+@pytest.fixture
+def folder():
+    path = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))  # short: unix sockets <= 107 bytes
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_stop_zeroes_every_output_at_once_latches_and_records(mock_factory, folder):
+    with Chair(mock_factory, folder, latch_path=folder / "latch.json") as chair:
+        wait_for(chair.lit, "the chair to light up")
+        assert ask(chair.socket, {"id": 7, "cmd": "stop", "by": "ana"}) == {"id": 7, "ok": True}
+        assert chair.pins() == [0, 0, 0, 0]  # when the answer comes, everything is already off
+        assert chair.estop.latched
+        assert json.loads((folder / "latch.json").read_text())["reason"] == "station stop by ana"
+        wait_for(lambda: chair.state()["state"] == "estopped", "the loop to see the stop")
+        state = chair.state()
+        assert state["estop"] and state["station_stop"] and state["levels"] == {
+            "light": 0.0, "audio": 0.0, "vibration": 0.0}
+        wait_for(lambda: chair.of_type("alert"), "the alert")
+        assert [e["source"] for e in chair.of_type("estop")] == ["station stop by ana"]
+        assert any(a["reason"] == "estop" for a in state["alerts"] + chair.state()["alerts"])
+        time.sleep(0.3)
+        assert chair.pins() == [0, 0, 0, 0]  # and it stays off: nothing restarts by itself
+
+
+def test_stop_works_while_the_loop_is_stalled(mock_factory, folder):
+    with Chair(mock_factory, folder) as chair:
+        wait_for(chair.lit, "the chair to light up")
+        chair.child.block.clear()  # the loop now hangs inside read()
+        ticks = chair.child.ticks
+        time.sleep(0.2)
+        assert ask(chair.socket, {"cmd": "stop"})["ok"]
+        assert chair.pins() == [0, 0, 0, 0] and chair.child.ticks == ticks
+
+
+def test_start_clears_only_a_station_stop_and_never_while_pressed(mock_factory, folder):
+    with Chair(mock_factory, folder) as chair:
+        wait_for(chair.lit, "the chair to light up")
+        ask(chair.socket, {"cmd": "stop", "by": "ana"})
+        answer = ask(chair.socket, {"cmd": "start", "scenario": "gentle-start", "by": "ana"})
+        assert answer["ok"], answer
+        wait_for(lambda: chair.state()["scenario"] == "Gentle start" and chair.lit(),
+                 "the new session to light up")
+        assert not chair.estop.latched and chair.latch.reason is None
+        # The e-stop button: a Start never clears that, only the reset button at the chair.
+        chair.hands("press", "estop")
+        wait_for(lambda: chair.state()["estop_pressed"], "the press")
+        refused = ask(chair.socket, {"cmd": "start", "scenario": "gentle-start"})
+        assert not refused["ok"] and "pressed down" in refused["error"]
+        chair.hands("release", "estop")
+        wait_for(lambda: not chair.state()["estop_pressed"], "the release")
+        refused = ask(chair.socket, {"cmd": "start", "scenario": "gentle-start"})
+        assert not refused["ok"] and "reset button" in refused["error"]
+        assert chair.pins() == [0, 0, 0, 0]
+
+
+def test_a_station_stop_survives_a_daemon_restart(mock_factory, folder):
+    latch = folder / "latch.json"
+    with Chair(mock_factory, folder, latch_path=latch) as chair:
+        wait_for(chair.lit, "the chair to light up")
+        ask(chair.socket, {"cmd": "stop", "by": "ana"})
+        wait_for(lambda: chair.state()["state"] == "estopped", "the stop")
+    mock_factory.reset()
+    with Chair(mock_factory, folder, latch_path=latch) as chair:
+        wait_for(lambda: chair.state().get("estop"), "the restarted chair to come up stopped")
+        time.sleep(0.3)
+        assert chair.pins() == [0, 0, 0, 0] and chair.state()["station_stop"]
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves"})["ok"]
+        wait_for(chair.lit, "the started session")
+
+
+def test_with_a_station_no_session_starts_because_a_face_appeared(mock_factory, folder):
+    with Chair(mock_factory, folder, start_on="station") as chair:
+        time.sleep(0.5)
+        state = chair.state()
+        assert state["state"] == "idle" and state["waiting"] and not chair.lit()
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves"})["ok"]
+        wait_for(chair.lit, "the session the caregiver started")
+        refused = ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves"})
+        assert not refused["ok"] and "running" in refused["error"]
+
+
+def test_acknowledging_every_alert_stops_the_buzzer_and_led(mock_factory, folder):
+    with Chair(mock_factory, folder) as chair:
+        chair.alerter.alert(1.0, "halt", "negative mood for 30 s: <b>stimuli halted</b>")
+        wait_for(lambda: chair.state()["alerts"], "the alert on the board")
+        alert = chair.state()["alerts"][0]
+        assert alert["reason"] == "halt" and not alert["acknowledged"] and alert["id"] >= 1
+        wait_for(lambda: chair.alerter.led.value, "the LED to blink")
+        assert ask(chair.socket, {"cmd": "ack", "alert": alert["id"], "by": "ana"})["ok"]
+        assert chair.state()["alerts"][0]["acknowledged"]
+        chair.alerter.wait(2)
+        time.sleep(0.1)
+        assert not chair.alerter.buzzer.value and not chair.alerter.led.value
+        assert not ask(chair.socket, {"cmd": "ack", "alert": 999})["ok"]
+        audit = chair.of_type("audit")
+        assert audit[-1]["action"] == "ack" and audit[-1]["by"] == "ana"
+
+
+def test_gentle_controls_and_manual_mode(mock_factory, folder):
+    with Chair(mock_factory, folder, child=Child(Mood.NEUTRAL)) as chair:
+        wait_for(lambda: chair.state()["state"] == "running", "the session")
+        before = chair.state()["intensity"]
+        assert ask(chair.socket, {"cmd": "calmer"})["ok"]
+        assert chair.session.controller.intensity < before
+        assert ask(chair.socket, {"cmd": "hold", "on": True})["ok"]
+        assert chair.state()["hold"]
+        assert ask(chair.socket, {"cmd": "observe", "what": "calm", "by": "ana"})["ok"]
+        assert chair.of_type("observation")[-1]["what"] == "calm"
+        assert not ask(chair.socket, {"cmd": "observe", "what": "bored"})["ok"]
+        assert ask(chair.socket, {"cmd": "end_gently"})["ok"]
+        assert chair.session.controller.state is State.FADING
+        wait_for(lambda: chair.state()["state"] in ("idle", "ended"), "the fade-out", 120)
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves",
+                                  "manual": True})["ok"]
+        wait_for(lambda: chair.state()["manual"] and chair.state()["state"] == "running",
+                 "the manual session")
+        ticks = chair.child.ticks
+        time.sleep(0.3)
+        assert chair.child.ticks == ticks  # manual: the camera's input is not read
+        start = chair.session.controller.intensity
+        assert ask(chair.socket, {"cmd": "nudge", "steps": 1})["ok"]
+        assert chair.session.controller.intensity > start
+        assert not ask(chair.socket, {"cmd": "nudge", "steps": 5})["ok"]
+
+
+def test_bad_messages_get_a_one_line_error_and_the_server_lives_on(mock_factory, folder):
+    with Chair(mock_factory, folder) as chair:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(chair.socket))
+            f = s.makefile("rwb")
+            for line in (b"not json\n", b"[1, 2]\n", b'{"cmd": "fly"}\n'):
+                f.write(line)
+                f.flush()
+                answer = json.loads(f.readline())
+                assert answer["ok"] is False and "\n" not in answer["error"]
+        assert ask(chair.socket, {"cmd": "state"})["ok"]
+
+
+def test_a_subscriber_that_never_reads_never_blocks_publishing(folder):
+    server = ControlServer(folder / "ctl.sock", stop=lambda by: None)
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(folder / "ctl.sock"))
+            s.sendall(b'{"cmd": "subscribe"}\n')
+            big = {"alerts": ["x" * 1000] * 50}
+            for i in range(2000):  # far more than the socket buffers hold
+                server.publish({**big, "n": i})
+        assert stat.S_IMODE(os.stat(folder / "ctl.sock").st_mode) == 0o660
+    finally:
+        server.close()
+
+
+def test_socket_paths_longer_than_unix_allows_are_refused(folder):
+    with pytest.raises(RelaxdError, match="107 bytes"):
+        ControlServer(folder / ("x" * 120), stop=lambda by: None)

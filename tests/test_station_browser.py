@@ -1,0 +1,120 @@
+"""The caregiver station in a real browser: headless Chromium (Debian's chromium and
+chromium-driver) driven by Selenium against a real ``relaxd --simulate --ui``, at the touch
+display's 800x480. Screenshots go to the test's tmp folder and to out/station/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from station_process import ROOT, SimulatedChair, wait_for
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
+                                "(pip install -e '.[test]')")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="headless Chromium is absent: apt-get install -y chromium chromium-driver")
+
+#: At 20x: settles, enjoys it (levels rise), a strong negative reaction (halt + alert), calm.
+SCRIPT = """
+- {at: 0, mood: neutral}
+- {at: 10, mood: positive}
+- {at: 60, mood: negative, confidence: 0.95}
+- {at: 75, mood: neutral}
+- {at: 110, mood: positive}
+"""
+
+
+@pytest.fixture
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=800,480", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_window_size(800, 480)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, tmp_path: Path, name: str) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 800, "height": 480, "deviceScaleFactor": 1, "mobile": False})
+    driver.save_screenshot(str(tmp_path / f"{name}.png"))
+    keep = ROOT / "out" / "station"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / f"{name}.png", keep / f"{name}.png")
+
+
+def text(driver, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser, tmp_path):
+    chair = SimulatedChair(tmp_path / "chair", SCRIPT)
+    try:
+        browser.get(chair.link)  # the printed link signs this browser in
+        wait_for(lambda: text(browser, "state") not in ("", "…"), "the live state")
+        assert "token" not in browser.current_url
+
+        moods, lights = set(), set()
+
+        def changing():
+            moods.add(text(browser, "mood"))
+            lights.add(text(browser, "level-light"))
+            return len(moods) >= 2 and len(lights) >= 3
+
+        wait_for(changing, "the mood and the levels to change as the script plays", 60, 0.1)
+        shot(browser, tmp_path, "now")
+
+        wait_for(lambda: browser.find_elements("css selector", "button.ack"),
+                 "the halt alert", 60)
+        browser.find_element("css selector", '[data-tab="alerts"]').click()
+        shot(browser, tmp_path, "alerts")
+        browser.find_element("css selector", "button.ack").click()
+        wait_for(lambda: not browser.find_elements("css selector", "button.ack")
+                 and "acknowledged" in text(browser, "alerts"), "the acknowledgement")
+
+        browser.find_element("css selector", '[data-tab="now"]').click()
+        wait_for(lambda: float(text(browser, "level-light")) > 0, "light on again", 60)
+        browser.find_element("id", "stop").click()
+        wait_for(lambda: all(text(browser, f"level-{k}") == "0.00"
+                             for k in ("light", "audio", "vibration")), "every level at 0")
+        wait_for(lambda: text(browser, "state") == "STOPPED", "the stopped state")
+        assert "STOPPED from the station" in text(browser, "estop-banner")
+        shot(browser, tmp_path, "stopped")
+
+        browser.find_element("id", "start").click()  # a deliberate Start clears the stop
+        wait_for(lambda: text(browser, "state") == "running", "the new session")
+
+        bad = (ROOT / "scenarios" / "gentle-start.yaml").read_text().replace(
+            "brightness: 0.", "brightness: 7.", 1)
+        (tmp_path / "bad.yaml").write_text(bad)
+        browser.find_element("css selector", '[data-tab="scenarios"]').click()
+        browser.find_element("css selector", "button.preview").click()
+        wait_for(lambda: text(browser, "timeline"), "the scenario's timeline")
+        browser.find_element("id", "upload-file").send_keys(str(tmp_path / "bad.yaml"))
+        browser.find_element("id", "upload-check").click()
+        wait_for(lambda: re.search(r"bad\.yaml:\d+:\d+: ", text(browser, "upload-result")),
+                 "the FILE:LINE:COL message")
+        shot(browser, tmp_path, "scenarios")
+
+        browser.find_element("css selector", '[data-tab="history"]').click()
+        wait_for(lambda: browser.find_elements("css selector", "#sessions button"), "sessions")
+        browser.find_elements("css selector", "#sessions button")[-1].click()
+        wait_for(lambda: browser.find_element("id", "csv").is_displayed(), "the plot and CSV")
+        shot(browser, tmp_path, "history")
+        for button in browser.find_elements("css selector", "button"):
+            if button.is_displayed():
+                size = button.size
+                assert size["height"] >= 48 and size["width"] >= 48, button.text
+    finally:
+        chair.close()

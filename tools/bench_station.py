@@ -1,0 +1,127 @@
+"""Benchmark the caregiver station beside a simulated chair (not a unit test; figures printed).
+
+    python tools/bench_station.py [--seconds 60] [--rate 200]
+
+Runs ``relaxd --simulate --ui`` at real-time speed and reports: the station's resident memory
+(after sign-in and live updates), the page load (the page, its script and stylesheet, and the
+first state), the update latency (the daemon's publish -> the browser's server-sent event), and
+the loop's tick interval p99 (every state the daemon publishes, straight off the control
+socket) quiet and under ``--rate`` requests a second to the station for ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from station_process import SimulatedChair  # noqa: E402
+
+SCRIPT = "- {at: 0, mood: neutral}\n- {at: 20, mood: positive}\n"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def tick_intervals(sock_path: str, seconds: float) -> list[float]:
+    """Seconds between the daemon's consecutive publishes (one a tick)."""
+    ats = []
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock_path)
+        s.sendall(b'{"cmd": "subscribe"}\n')
+        f = s.makefile()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ats.append(json.loads(f.readline())["state"]["at"])
+    return [b - a for a, b in zip(ats, ats[1:])]
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(0.99 * (len(values) - 1))]
+
+
+def flood(opener, url: str, rate: float, seconds: float, counts: list[int]) -> None:
+    end, n = time.monotonic() + seconds, 0
+    start = time.monotonic()
+    while time.monotonic() < end:
+        try:
+            opener.open(url, timeout=5).read()
+            counts[0] += 1
+        except OSError:
+            counts[1] += 1
+        n += 1
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=200.0)
+    args = parser.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    chair = SimulatedChair(out, SCRIPT, speed=1.0)
+    try:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(chair.link, timeout=10).read()
+        base = f"http://127.0.0.1:{chair.port}"
+        loads = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            for path in ("/", "/static/station.js", "/static/station.css", "/api/state"):
+                opener.open(base + path, timeout=10).read()
+            loads.append(time.perf_counter() - t0)
+        latencies = []
+        with opener.open(f"{base}/api/events", timeout=10) as stream:
+            for line in stream:
+                if line.startswith(b"data: "):
+                    latencies.append(time.time() - json.loads(line[6:])["at"])
+                if len(latencies) >= 50:
+                    break
+        sock = _socket_of(chair)
+        quiet = tick_intervals(sock, min(20.0, args.seconds))
+        counts = [0, 0]
+        workers = [threading.Thread(target=flood, args=(opener, f"{base}/api/state",
+                                                        args.rate / 4, args.seconds, counts))
+                   for _ in range(4)]
+        for w in workers:
+            w.start()
+        loaded = tick_intervals(sock, args.seconds - 1)
+        for w in workers:
+            w.join()
+        station_rss = rss_mb(chair.station_pid())
+        print(f"station resident memory: {station_rss:.1f} MB")
+        print(f"page load (page + script + stylesheet + state, 20 times): median "
+              f"{1000 * statistics.median(loads):.1f} ms, max {1000 * max(loads):.1f} ms")
+        print(f"update latency (daemon publish -> SSE event, {len(latencies)}): median "
+              f"{1000 * statistics.median(latencies):.1f} ms, max {1000 * max(latencies):.1f} ms")
+        print(f"tick interval p99: quiet {1000 * p99(quiet):.1f} ms ({len(quiet)} ticks), "
+              f"under {counts[0] / args.seconds:.0f} req/s ({counts[1]} failed) "
+              f"{1000 * p99(loaded):.1f} ms ({len(loaded)} ticks); "
+              f"change {100 * (p99(loaded) / p99(quiet) - 1):+.1f} %")
+    finally:
+        chair.close()
+    return 0
+
+
+def _socket_of(chair: SimulatedChair) -> str:
+    """The control socket the simulated chair passed to its station (on its command line)."""
+    argv = Path(f"/proc/{chair.station_pid()}/cmdline").read_bytes().split(b"\0")
+    return argv[argv.index(b"--socket") + 1].decode()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
