@@ -151,7 +151,10 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     if args.mood_script:
         inp: Input = ScriptInput(script, buttons)
     else:
-        inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood))
+        from relaxd.calibration import load_calibration  # issue 16: the calibrated decision
+
+        inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood),
+                          calibration=load_calibration(config.model.path))
     controller = Controller(scenario, caps=config.actuators.caps())
     return Session(clock=clock, input=inp, controller=controller, actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,

@@ -26,6 +26,8 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("bench",): ("relaxd.bench", "configure", "run", "time the vision pipeline on 640x480 frames"),
     ("model", "evaluate"): ("relaxd.evaluate", "configure", "run",
                             "evaluate an emotion model on a folder in FER2013 layout"),
+    ("model", "calibrate"): ("relaxd.calibration", "configure", "run",
+                             "fit the 3-mood decision's calibration on half of a folder"),
     ("scenario", "validate"): ("relaxd.scenario", "configure_validate", "run_validate",
                                "check scenario files, reporting every problem"),
     ("scenario", "show"): ("relaxd.rehearse", "configure", "run",

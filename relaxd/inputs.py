@@ -12,6 +12,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from relaxd.calibration import MoodCalibration
 from relaxd.camera import Frame, FrameSource, NoInput
 from relaxd.controller import MoodSample, Reading
 from relaxd.emotion import EmotionClassifier
@@ -59,9 +60,11 @@ class VisionInput:
     """
 
     def __init__(self, source: FrameSource, detector: FaceDetector,
-                 classifier: EmotionClassifier, smoother: MoodSmoother) -> None:
+                 classifier: EmotionClassifier, smoother: MoodSmoother,
+                 calibration: MoodCalibration | None = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
+        self.calibration = calibration or MoodCalibration()  # relaxd.calibration (issue 16)
         self._mirror = False
 
     scripted = False
@@ -81,7 +84,8 @@ class VisionInput:
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
         best = int(np.argmax(probs7))
-        return Sensed(self.smoother.update(t, mood_probs(probs7)), face=found.box,
+        probs3 = self.calibration.apply(mood_probs(probs7))
+        return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
                       emotion_confidence=float(probs7[best]))
 
