@@ -24,6 +24,7 @@ from relaxd.daemon import Session, install_signal_handlers
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, JsonLinesSink, Sink, TraceWriter
 from relaxd.hardware import SimulatedHands, simulated_pins
+from relaxd.individual import child_session, virtual_input
 from relaxd.inputs import Input, ScriptInput, VisionInput
 from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
@@ -81,11 +82,13 @@ def _clock(args: argparse.Namespace, live: bool) -> Clock:
 def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     """Every part of a session, in the order that checks the user's input first."""
     config = load_config(args.config) if args.config or not args.simulate else Config()
-    scenario = load_scenario(args.scenario or config.scenario)
+    virtual = getattr(args, "virtual_child", None)  # issue 16
+    child = child_session(args, config, camera=not args.mood_script)  # issue 16
+    scenario = child.scenario if child else load_scenario(args.scenario or config.scenario)
     if args.simulate and not (args.video or args.images or args.camera is not None
-                              or args.mood_script):
+                              or args.mood_script or virtual):
         args.mood_script = str(DEMO_SCRIPT)
-    live = not (args.mood_script or args.video or args.images) and (
+    live = not (args.mood_script or args.video or args.images or virtual) and (
         args.camera is not None or config.camera.source in ("picamera", "webcam"))
     clock = _clock(args, live)
     if args.trace and not args.simulate:
@@ -94,6 +97,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     if args.mood_script:
         script = load_mood_script(args.mood_script)
         source_name, period, frames = f"script {args.mood_script}", SCRIPT_PERIOD, None
+    elif virtual:
+        source_name, period, frames = f"virtual child {child.child.id}", SCRIPT_PERIOD, None
     else:
         from relaxd.emotion import EmotionClassifier
         from relaxd.faces import FaceDetector
@@ -110,10 +115,15 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         sinks.append(JsonLinesSink(args.events))
     record = [SessionSink(state_dir, scenario=scenario.name, source=source_name)]
     events = EventLog(sinks + record)
+    if child is not None:  # issue 16: the session belongs to the child
+        child.link(record[0].session_id)
+        stack.callback(child.finish)
 
     def roll_record() -> None:
         record.append(SessionSink(state_dir, scenario=scenario.name, source=source_name))
         events.replace(record.pop(0), record[0])
+        if child is not None:
+            child.link(record[0].session_id)
 
     stack.callback(events.close)
     trace = TraceWriter(args.trace) if args.trace else None
@@ -132,6 +142,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
 
         audio = SoundDeviceOutput(config.actuators.audio_device, config.actuators.sample_rate)
     actuators = Actuators(config.actuators, audio, pin_factory=factory)
+    actuators.steady_light = bool(child and child.child.limits.no_pulse)  # issue 16
     stack.callback(actuators.close)
     alerter = Alerter(config.safety, events, pin_factory=factory)
     stack.callback(alerter.close)
@@ -150,19 +161,23 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
 
     if args.mood_script:
         inp: Input = ScriptInput(script, buttons)
+    elif virtual:
+        inp = virtual_input(child, actuators, config)  # issue 16
     else:
         from relaxd.calibration import load_calibration  # issue 16: the calibrated decision
 
         inp = VisionInput(frames, FaceDetector(), classifier, MoodSmoother(config.mood),
-                          calibration=load_calibration(config.model.path))
-    controller = Controller(scenario, caps=config.actuators.caps())
+                          calibration=load_calibration(config.model.path),
+                          baseline=child.baseline if child else None)
+    controller = Controller(scenario, caps=child.caps if child else config.actuators.caps())
     return Session(clock=clock, input=inp, controller=controller, actuators=actuators,
                    estop=estop, alerter=alerter, events=events, latch=latch, period=period,
                    notifier=Notifier(), status=None if args.quiet else StatusLine(),
                    repeat=live, roll_record=roll_record, marker=marker,
                    remote_reset=config.safety.remote_reset, heartbeat=heartbeat,
                    camera_grace=config.camera.restart_after_s,
-                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1), trace=trace)
+                   stall_timeout=max(5.0, 2 * config.camera.read_timeout_s + 1), trace=trace,
+                   start_info=child.start_info if child else {})
 
 
 def _latch(args: argparse.Namespace, state_dir: Path) -> tuple[FaultLatch, RunMarker | None]:

@@ -101,6 +101,7 @@ class Session:
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     trace: TraceWriter | None = None  # --trace: each output as driven, every tick
+    start_info: dict[str, Any] = field(default_factory=dict)  # issue 16: child id, scenario's why
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -138,7 +139,8 @@ class Session:
     def _start(self) -> None:
         """Record the start; come up latched after an unclean exit or a latch kept on disk."""
         t = self.clock.now()
-        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
+        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name,
+                         **self.start_info)
         self.latch.take_reset_request()  # a request left from before this start is stale
         if self.marker is not None and self.marker.begin():
             self.alerter.alert(t, "fault", f"{UNCLEAN_REASON}: every output stays off until "

@@ -8,7 +8,7 @@ e-stop where the script says so. Both return a :class:`Sensed` per tick, or None
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -61,10 +61,11 @@ class VisionInput:
 
     def __init__(self, source: FrameSource, detector: FaceDetector,
                  classifier: EmotionClassifier, smoother: MoodSmoother,
-                 calibration: MoodCalibration | None = None) -> None:
+                 calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
         self.calibration = calibration or MoodCalibration()  # relaxd.calibration (issue 16)
+        self.baseline = baseline  # relaxd.baseline.Baseline: the child's resting face (issue 16)
         self._mirror = False
 
     scripted = False
@@ -85,6 +86,8 @@ class VisionInput:
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
         best = int(np.argmax(probs7))
         probs3 = self.calibration.apply(mood_probs(probs7))
+        if self.baseline is not None:
+            probs3 = self.baseline.correct(t, probs3)
         return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
                       emotion_confidence=float(probs7[best]))
