@@ -32,8 +32,11 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retention-days", type=int, help="delete sessions older than this")
     for out in ("light", "audio", "vibration"):
         p.add_argument(f"--max-{out}", type=float, metavar="0..1", help=f"highest {out} level")
-    p.add_argument("--no-pulse", action=argparse.BooleanOptionalAction, default=None,
-                   help="photosensitivity: steady light, never pulsing or breathing")
+    pulse = p.add_mutually_exclusive_group()
+    pulse.add_argument("--no-pulse", dest="no_pulse", action="store_const", const=True,
+                       help="photosensitivity: steady light, never pulsing or breathing")
+    pulse.add_argument("--pulse-ok", dest="no_pulse", action="store_const", const=False,
+                       help="the light may pulse again")
     p.add_argument("--session-min", type=float, help="longest session, minutes")
     p.add_argument("--daily-min", type=float, help="most minutes in the chair a day")
     p.add_argument("--pin", metavar="SCENARIO", help="always this scenario ('' to unpin)")
