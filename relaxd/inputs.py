@@ -14,6 +14,7 @@ import numpy as np
 
 from relaxd.calibration import MoodCalibration
 from relaxd.camera import Frame, FrameSource, NoInput
+from relaxd.consensus import TalkFilter
 from relaxd.controller import MoodSample, Reading
 from relaxd.emotion import EmotionClassifier
 from relaxd.faces import Box, FaceDetector, crop_face, to_gray
@@ -66,6 +67,7 @@ class VisionInput:
             source, detector, classifier, smoother)
         self.calibration = calibration or MoodCalibration()  # relaxd.calibration (issue 16)
         self.baseline = baseline  # relaxd.baseline.Baseline: the child's resting face (issue 16)
+        self.talk = TalkFilter()  # relaxd.consensus: speech and fleeting expressions (issue 16)
         self._mirror = False
 
     scripted = False
@@ -80,6 +82,7 @@ class VisionInput:
         gray = to_gray(frame.image)
         found = self.detector.track(gray)
         if found.box is None:
+            self.talk.lost()
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
         face = crop_face(gray, found.box)
         self._mirror = not self._mirror
@@ -88,6 +91,7 @@ class VisionInput:
         probs3 = self.calibration.apply(mood_probs(probs7))
         if self.baseline is not None:
             probs3 = self.baseline.correct(t, probs3)
+        probs3 = self.talk.update(t, face, probs3)
         return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
                       emotion_confidence=float(probs7[best]))
