@@ -1,10 +1,10 @@
 """Which scenario calms this child: each session scored, the next one chosen by Thompson sampling.
 
 A session's **reward** (0..1) puts calm first: the share of face time read calm (neutral or
-positive), a little for positive time and for calming quickly, less for each reduction, much
-less for a halt or an e-stop; the caregiver's observations (``observation`` events: ``calm``,
-``upset``) count like ten seconds of the mood they name. A session is **calm** when its reward
-is at least 0.7. Each installed scenario keeps a Beta belief per child whose prior is the
+positive), of which up to 30 % more for positive time, a little for calming quickly, less for
+each reduction, much less for a halt or an e-stop; the caregiver's observations (``observation`` events: ``calm``,
+``upset``) add or take 0.05 each. A session is **calm** when the child read calm 70 % of it
+with no halt or e-stop. Each installed scenario keeps a Beta belief per child whose prior is the
 pooled record of all children (worth :data:`PRIOR_WEIGHT` sessions); the next session plays the
 scenario with the highest draw. Cautious: a scenario that halted this child in each of their
 last two sessions with it is left out unless a therapist allowed it again or the child's
@@ -19,8 +19,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-CALM_REWARD = 0.7
+CALM_SHARE = 0.7
 PRIOR_WEIGHT = 2.0
+#: One session counts as this many Bernoulli trials of its reward (sharper beliefs).
+SESSION_WEIGHT = 3.0
 BASELINE_CHANGED = 0.05
 
 
@@ -41,7 +43,7 @@ class SessionScore:
 
     @property
     def reward(self) -> float:
-        r = (self.calm + 0.1 * self.positive - 0.05 * self.reductions - 0.3 * self.halts
+        r = (self.calm * (0.7 + 0.3 * self.positive) - 0.05 * self.reductions - 0.3 * self.halts
              - 0.5 * self.estops + 0.05 * (self.observed_calm - self.observed_upset))
         if self.time_to_calm is not None:
             r += 0.05 * max(0.0, 1 - self.time_to_calm / 300)
@@ -49,7 +51,8 @@ class SessionScore:
 
     @property
     def calmed(self) -> bool:
-        return self.reward >= CALM_REWARD
+        """Calm for most of the session, never halted or stopped."""
+        return self.calm >= CALM_SHARE and not (self.halts or self.estops)
 
 
 def _mood_spans(events: Sequence[dict[str, Any]], end: float) -> list[tuple[str, float, float]]:
@@ -110,7 +113,8 @@ def beliefs(names: Sequence[str], mine: Sequence[SessionScore],
     for s in mine:
         if s.scenario in out:
             b = out[s.scenario]
-            b.alpha, b.beta = b.alpha + s.reward, b.beta + 1 - s.reward
+            b.alpha += SESSION_WEIGHT * s.reward
+            b.beta += SESSION_WEIGHT * (1 - s.reward)
             b.played, b.calmed = b.played + 1, b.calmed + s.calmed
             b.history.append(s)
     return out

@@ -36,6 +36,7 @@ class Played:
     score: SessionScore
     true_calm: float
     baseline_after: float
+    false_halts: int = 0  # halts while the child's true mood was not negative
 
 
 def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Baseline | None,
@@ -47,7 +48,7 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
     events: list[dict[str, Any]] = [{"t": 0.0, "type": "session", "state": "start",
                                      "scenario": scenario.name,
                                      "baseline": baseline.learned if baseline else 0.0}]
-    playing, last_mood, calm_ticks, ticks, t = Playing(), None, 0, 0, 0.0
+    playing, last_mood, calm_ticks, ticks, t, false_halts = Playing(), None, 0, 0, 0.0, 0
     end = scenario.duration + scenario.rules.fade_out + 120
     while t <= end:
         mood = child.feel(t, playing)
@@ -59,12 +60,13 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
             events.append({"t": t, "type": "mood", "mood": reading.mood.value})
         step = controller.step(t, reading)
         events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
+        false_halts += sum(d.action == "halt" and mood.value != "negative" for d in step.decisions)
         if step.state is State.ENDED:
             break
         playing = Playing.of(step.levels, step.stimulus)
         t += TICK_S
     return Played(score_session(events, scenario.name), calm_ticks / max(ticks, 1),
-                  baseline.updated() if baseline else 0.0)
+                  baseline.updated() if baseline else 0.0, false_halts)
 
 
 def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:
@@ -162,16 +164,18 @@ def summarise(arm: Arm, best: Sequence[set[str]], children: Sequence[ChildModel]
     later = [[c in best[i] for c in arm.chosen[i][from_session - 1:]] for i in range(n)]
     on_best = [np.mean(row) > 0.5 for row in later if row]
     biased = [i for i, m in enumerate(children) if m.face_bias[0] >= STRONG_BIAS]
-    biased_halts = [p.score.halts for i in biased for k, p in enumerate(arm.played[i])
-                    if k >= 2 and arm.chosen[i][k] in best[i]]
+    on_best_later = [p for i in biased for k, p in enumerate(arm.played[i])
+                     if k >= 2 and arm.chosen[i][k] in best[i]]
     flat = [p for row in arm.played for p in row]
     return {"calm_share": float(np.mean([p.true_calm for p in flat])),
             "read_calm_share": float(np.mean([p.score.calm for p in flat])),
             "halts_per_session": float(np.mean([p.score.halts for p in flat])),
             "children_on_best": float(np.mean(on_best)) if on_best else 0.0,
             "biased_children": len(biased),
-            "biased_halts_on_best_after_2": int(np.sum(biased_halts)),
-            "biased_sessions_on_best_after_2": len(biased_halts)}
+            "false_halts_per_session": float(np.mean([p.false_halts for p in flat])),
+            "biased_halts_on_best_after_2": int(sum(p.score.halts for p in on_best_later)),
+            "biased_false_halts_on_best_after_2": int(sum(p.false_halts for p in on_best_later)),
+            "biased_sessions_on_best_after_2": len(on_best_later)}
 
 
 def run_study(n_children: int, n_sessions: int, seed: int,
@@ -193,9 +197,11 @@ def format_table(summary: dict[str, dict[str, float]], n_children: int, n_sessio
     rows = [("true calm share (child's own mood)", "calm_share", "{:.1%}"),
             ("calm share as the chair read it", "read_calm_share", "{:.1%}"),
             ("halts per session", "halts_per_session", "{:.2f}"),
+            ("  of which the child was not upset", "false_halts_per_session", "{:.2f}"),
             ("children on their best scenario, sessions 5+", "children_on_best", "{:.0%}"),
             ("halts of strongly biased children on best, sessions 3+",
-             "biased_halts_on_best_after_2", "{}")]
+             "biased_halts_on_best_after_2", "{}"),
+            ("  of which the child was not upset", "biased_false_halts_on_best_after_2", "{}")]
     arms = list(summary)
     lines = [f"{n_children} virtual children x {n_sessions} sessions",
              f"{'':<56}" + "".join(f"{a:>10}" for a in arms)]
