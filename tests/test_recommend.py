@@ -76,3 +76,12 @@ def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
     assert all(0 <= s["calm_share"] <= 1 for s in summary.values())
     plot_study(result, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_full_size_study_halves_halts_and_spares_biased_faces():
+    from relaxd.study import installed_scenarios, run_study
+
+    s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
+    assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2
+    assert s["learner"]["biased_false_halts_on_best_after_2"] == 0
