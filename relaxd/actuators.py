@@ -241,8 +241,12 @@ class Actuators:
                 self._zero()
             self.audio.advance(t)
 
+    #: The last stimulus driven (what a virtual child perceives, with ``levels()``; issue 16).
+    stimulus = None
+
     def _drive(self, t: float, step: Step) -> None:
         st, lv, s = step.stimulus, step.levels, self.settings
+        self.stimulus = st
         out = self._slew(t, lv.each(lambda level, k: level * k, self._patterns(t, step)), lv)
         duty = out.light ** s.light_gamma
         for led, c in zip(self._leds, st.colour):
@@ -251,7 +255,15 @@ class Actuators:
         self._light = out.light
         self.audio.play(st.sound, out.audio * s.volume_cap, paced=step.breath is not None)
 
+    #: A photosensitive child (issue 16, ChildLimits.no_pulse): the light never pulses or breathes.
+    steady_light = False
+
     def _patterns(self, t: float, step: Step) -> Levels:
+        """Each output's pattern multiplier now (the light's held at 1 with ``steady_light``)."""
+        shaped = self._shaped(t, step)
+        return Levels(1.0, shaped.audio, shaped.vibration) if self.steady_light else shaped
+
+    def _shaped(self, t: float, step: Step) -> Levels:
         """Each output's pattern multiplier now: the phase's own periods, or under a tempo the
         breath's, all three peaking together (blended over 2 s when they change)."""
         st, breath = step.stimulus, step.breath

@@ -27,6 +27,7 @@ from relaxd.daemon import Session, install_signal_handlers
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog, JsonLinesSink, Sink, TraceWriter
 from relaxd.hardware import ChairHardware, hardware_for, open_frames
+from relaxd.individual import ChildSession, child_session, virtual_input
 from relaxd.inputs import Input, ScriptInput, VisionInput
 from relaxd.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
 from relaxd.logsetup import setup_logging
@@ -61,24 +62,29 @@ class Plan:
     camera: CameraSettings  # otherwise, where frames come from
     live: bool  # a live camera (the chair's, or a webcam): real time, session after session
     clock: Clock
+    child: ChildSession | None = None  # --child / --virtual-child: whose session, and limits
+    virtual: bool = False  # a virtual child stands in for the camera
 
 
 def plan_run(args: argparse.Namespace) -> Plan:
     """Resolve the arguments against the configuration; bad input raises RelaxdError."""
     config = load_config(args.config) if args.config or not args.simulate else Config()
-    scenario = load_scenario(args.scenario or config.scenario)
+    child = child_session(args, config, camera=not args.mood_script)
+    scenario = child.scenario if child else load_scenario(args.scenario or config.scenario)
     if args.trace and not args.simulate:
         raise RelaxdError("--trace needs --simulate")
-    script = _mood_script(args)
+    virtual = bool(getattr(args, "virtual_child", None))
+    script = _mood_script(args, virtual)
     camera = _camera(args, config.camera)
-    live = script is None and camera.source in ("picamera", "webcam")
-    return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script))
+    live = script is None and not virtual and camera.source in ("picamera", "webcam")
+    return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script),
+                child, virtual)
 
 
-def _mood_script(args: argparse.Namespace) -> Path | None:
+def _mood_script(args: argparse.Namespace, virtual: bool) -> Path | None:
     if args.mood_script:
         return Path(args.mood_script)
-    named = args.video or args.images or args.camera is not None
+    named = args.video or args.images or args.camera is not None or virtual
     return DEMO_SCRIPT if args.simulate and not named else None
 
 
@@ -113,21 +119,31 @@ class Sensing:
     script: list[ScriptEntry] | None = None
     frames: FrameSource | None = None
     classifier: EmotionClassifier | None = None
+    virtual: bool = False
 
-    def input(self, config: Config, hands: Callable[[str, str], None]) -> Input:
+    def input(self, plan: Plan, hands: Callable[[str, str], None], actuators: Actuators) -> Input:
+        """The input of the session: the script, the virtual child (who sees what the chair
+        plays), or the camera read through the calibrated decision and the child's baseline."""
         if self.script is not None:
             return ScriptInput(self.script, hands)
+        if self.virtual:
+            return virtual_input(plan.child, actuators, plan.config)
+        from relaxd.calibration import load_calibration
         from relaxd.faces import FaceDetector
         from relaxd.mood import MoodSmoother
 
         return VisionInput(self.frames, FaceDetector(), self.classifier,
-                           MoodSmoother(config.mood))
+                           MoodSmoother(plan.config.mood),
+                           calibration=load_calibration(plan.config.model.path),
+                           baseline=plan.child.baseline if plan.child else None)
 
 
 def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
     if plan.script is not None:
         return Sensing(f"script {plan.script}", SCRIPT_PERIOD,
                        script=load_mood_script(plan.script))
+    if plan.virtual:
+        return Sensing(f"virtual child {plan.child.child.id}", SCRIPT_PERIOD, virtual=True)
     from relaxd.emotion import EmotionClassifier
 
     model = plan.config.model
@@ -141,12 +157,17 @@ class SessionRecords:
     """The events of the run: JSON Lines if asked, and one SQLite record per session."""
 
     def __init__(self, state_dir: Path, scenario: str, source: str,
-                 jsonl: str | None = None) -> None:
-        self._scenario = scenario
+                 jsonl: str | None = None, child: ChildSession | None = None) -> None:
+        self._scenario, self._child = scenario, child
         self._new_record = lambda: SessionSink(state_dir, scenario=self._scenario, source=source)
         self._record = self._new_record()
         sinks: list[Sink] = [JsonLinesSink(jsonl)] if jsonl else []
         self.events = EventLog(sinks + [self._record])
+        self._link_child()
+
+    def _link_child(self) -> None:
+        if self._child is not None:  # the session belongs to the child
+            self._child.link(self._record.session_id)
 
     def roll(self, scenario: str | None = None) -> None:
         """The next session gets a record of its own (of ``scenario``, if it changes)."""
@@ -154,8 +175,11 @@ class SessionRecords:
             self._scenario = scenario
         old, self._record = self._record, self._new_record()
         self.events.replace(old, self._record)
+        self._link_child()
 
     def close(self) -> None:
+        if self._child is not None:
+            self._child.finish()
         self.events.close()
 
 
@@ -165,9 +189,10 @@ class Outputs:
     alerter: Alerter
 
 
-def open_outputs(config: Config, hw: ChairHardware, events: EventLog,
-                 stack: ExitStack) -> Outputs:
+def open_outputs(config: Config, hw: ChairHardware, events: EventLog, stack: ExitStack,
+                 child: ChildSession | None = None) -> Outputs:
     actuators = Actuators(config.actuators, hw.audio_output(), pin_factory=hw.pin_factory)
+    actuators.steady_light = bool(child and child.child.limits.no_pulse)
     stack.callback(actuators.close)
     alerter = Alerter(config.alerts, events, pin_factory=hw.pin_factory)
     stack.callback(alerter.close)
@@ -205,23 +230,26 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     hw = hardware_for(plan.config, simulate=args.simulate, out=Path(args.out),
                       keep_latch=getattr(args, "keep_latch", False))
     stack.callback(hw.close)
-    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, args.events)
+    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, args.events,
+                             plan.child)
     stack.callback(records.close)
     trace = TraceWriter(args.trace) if args.trace else None
     if trace is not None:
         stack.callback(trace.close)
-    outputs = open_outputs(plan.config, hw, records.events, stack)
+    outputs = open_outputs(plan.config, hw, records.events, stack, plan.child)
     safety = open_safety(plan, hw, outputs, records.events, stack)
     c = plan.config
     session = Session(
-        clock=plan.clock, input=sensing.input(c, safety.hands),
-        controller=Controller(plan.scenario, caps=c.actuators.caps()),
+        clock=plan.clock, input=sensing.input(plan, safety.hands, outputs.actuators),
+        controller=Controller(plan.scenario,
+                              caps=plan.child.caps if plan.child else c.actuators.caps()),
         actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
         events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
         status=None if args.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
         marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
-        stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace)
+        stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
+        start_info=plan.child.start_info if plan.child else {})
     _attach_station(args, c, session, stack, hw.state_dir)
     return session
 

@@ -26,11 +26,29 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("bench",): ("relaxd.bench", "configure", "run", "time the vision pipeline on 640x480 frames"),
     ("model", "evaluate"): ("relaxd.evaluate", "configure", "run",
                             "evaluate an emotion model on a folder in FER2013 layout"),
+    ("model", "calibrate"): ("relaxd.commands.calibrate", "configure", "run",
+                             "fit the 3-mood decision's calibration on half of a folder"),
     ("scenario", "validate"): ("relaxd.commands.scenario", "configure_validate", "run_validate",
                                "check scenario files, reporting every problem"),
     ("scenario", "show"): ("relaxd.commands.scenario", "configure_show", "run_show",
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
+    # issue 16: child profiles, and the study of the scenario learner
+    ("children", "add"): ("relaxd.children_cli", "configure_add", "run_add",
+                          "add a child (a pseudonym unless a name is given)"),
+    ("children", "list"): ("relaxd.children_cli", "configure_list", "run_list", "list the children"),
+    ("children", "show"): ("relaxd.children_cli", "configure_one", "run_show",
+                           "a child's profile, consent, limits, baseline and scenario record"),
+    ("children", "set"): ("relaxd.children_cli", "configure_set", "run_set",
+                          "change a child's consent, limits, pinned or forbidden scenarios"),
+    ("children", "rename"): ("relaxd.children_cli", "configure_rename", "run_rename",
+                             "rename a child"),
+    ("children", "export"): ("relaxd.children_cli", "configure_export", "run_export",
+                             "write a child's profile and sessions as JSON"),
+    ("children", "delete"): ("relaxd.children_cli", "configure_delete", "run_delete",
+                             "erase a child and every session linked to them"),
+    ("children", "study"): ("relaxd.study", "configure", "run",
+                            "virtual children: the learner against the default and random"),
     ("reset",): ("relaxd.app", "configure_reset", "run_reset",
                  "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
     ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
@@ -77,7 +95,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                      help="read frames from webcam number N")
     src.add_argument("--mood-script", metavar="FILE",
                      help="skip vision: feed moods (and e-stop presses) from a YAML script")
-    p.add_argument("--scenario", metavar="FILE", help="scenario to play (default: from config)")
+    src.add_argument("--virtual-child", metavar="FILE",
+                     help="--simulate: a virtual child whose face answers what the chair plays")
+    p.add_argument("--scenario", metavar="FILE|NAME|auto",
+                   help="scenario to play (default: from config); with --child, an installed "
+                        "scenario's name or 'auto' (the recommendation)")
+    p.add_argument("--child", metavar="ID", help="the session's child (simulation: created on "
+                   "first use)")
+    p.add_argument("--scenarios", metavar="DIR",
+                   help="installed scenarios for --scenario auto (default: the configured "
+                        "scenario's folder)")
     p.add_argument("--speed", type=_speed, metavar="N|max",
                    help="scripted input only: run N times faster than real time, or 'max'")
     p.add_argument("--events", metavar="FILE", help="write every event as JSON Lines to FILE")

@@ -103,6 +103,7 @@ class Session:
     # The caregiver station's link (relaxd.control.ControlLink): once a tick it carries out
     # the queued commands (obey) and publishes the state (publish). None: no station.
     control: Any = None
+    start_info: dict[str, Any] = field(default_factory=dict)  # the child's id, why this scenario
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -140,7 +141,8 @@ class Session:
     def _start(self) -> None:
         """Record the start; come up latched after an unclean exit or a latch kept on disk."""
         t = self.clock.now()
-        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name)
+        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name,
+                         **self.start_info)
         self.latch.take_reset_request()  # a request left from before this start is stale
         if self.marker is not None and self.marker.begin():
             self.alerter.alert(t, "fault", f"{UNCLEAN_REASON}: every output stays off until "

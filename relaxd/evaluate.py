@@ -128,6 +128,22 @@ def evaluation_report(y_true7: np.ndarray, probs7: np.ndarray) -> dict:
     }
 
 
+def decided_report(y_true7: np.ndarray, views: list[np.ndarray], model: str | Path) -> dict:
+    """``confusion3_decided``: the chair's per-face decision (each view, the face and its mirror,
+    calibrated, then averaged, as live; :mod:`relaxd.calibration`), rows true and columns
+    decided, order ``labels3``; with its share of neutral faces read negative and its negative
+    recall."""
+    from relaxd.calibration import decision_rates, load_calibration
+
+    y3 = MOOD_INDEX[np.asarray(y_true7, dtype=np.int64)]
+    decided = load_calibration(model).decide(views)
+    m3 = classification_metrics(y3, decided, len(MOODS))
+    rates = decision_rates(decided, y3)
+    return {"confusion3_decided": m3["confusion"], "accuracy3_decided": m3["accuracy"],
+            "neutral_read_negative_decided": rates["neutral_read_negative"],
+            "negative_recall_decided": rates["negative_recall"]}
+
+
 def format_confusion(confusion: list[list[int]], labels: list[str]) -> str:
     """A confusion matrix as a text table, rows = true class, columns = predicted, plus recall."""
     width = max(8, *(len(label) + 1 for label in labels))
@@ -156,6 +172,11 @@ def format_report(report: dict) -> str:
         "",
         format_confusion(report["confusion3"], report["labels3"]),
     ]
+    if "confusion3_decided" in report:
+        lines += ["", f"as the chair decides (calibrated): neutral read negative "
+                      f"{report['neutral_read_negative_decided']:.1%}, negative recall "
+                      f"{report['negative_recall_decided']:.1%}",
+                  format_confusion(report["confusion3_decided"], report["labels3"])]
     return "\n".join(lines)
 
 
@@ -211,7 +232,10 @@ def evaluate_folder(folder: str | Path, model: str | Path, num_threads: int = 1,
 
     classifier = EmotionClassifier(model, num_threads=num_threads, delegate=delegate)
     data = load_folder(folder, size=classifier.input_size)
-    report = evaluation_report(data.labels, classifier.classify_batch(data.images, mirror=mirror))
+    views = [classifier.classify_batch(data.images),
+             classifier.classify_batch(data.images[:, :, ::-1])]
+    report = evaluation_report(data.labels, np.mean(views, axis=0) if mirror else views[0])
+    report.update(decided_report(data.labels, views, model))
     report["mirror"] = mirror
     report["unreadable"] = len(data.unreadable)
     report["unreadable_files"] = [str(p) for p in data.unreadable]

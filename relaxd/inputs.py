@@ -8,11 +8,13 @@ e-stop where the script says so. Both return a :class:`Sensed` per tick, or None
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from relaxd.calibration import MoodCalibration
 from relaxd.camera import Frame, FrameSource, NoInput
+from relaxd.consensus import TalkFilter
 from relaxd.controller import MoodSample, Reading
 from relaxd.emotion import EmotionClassifier
 from relaxd.faces import Box, FaceDetector, crop_face, to_gray
@@ -61,9 +63,13 @@ class VisionInput:
     """
 
     def __init__(self, source: FrameSource, detector: FaceDetector,
-                 classifier: EmotionClassifier, smoother: MoodSmoother) -> None:
+                 classifier: EmotionClassifier, smoother: MoodSmoother,
+                 calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
+        self.calibration = calibration or MoodCalibration()  # relaxd.calibration (issue 16)
+        self.baseline = baseline  # relaxd.baseline.Baseline: the child's resting face (issue 16)
+        self.talk = TalkFilter()  # relaxd.consensus: speech and fleeting expressions (issue 16)
         self._mirror = False
 
     scripted = False
@@ -78,6 +84,7 @@ class VisionInput:
         gray = to_gray(frame.image)
         found = self.detector.track(gray)
         if found.box is None:
+            self.talk.lost()
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
         if not found.frontal:
             return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
@@ -86,7 +93,11 @@ class VisionInput:
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
         best = int(np.argmax(probs7))
-        return Sensed(self.smoother.update(t, mood_probs(probs7)), face=found.box,
+        probs3 = self.calibration.apply(mood_probs(probs7))
+        if self.baseline is not None:
+            probs3 = self.baseline.correct(t, probs3)
+        probs3 = self.talk.update(t, face, probs3)
+        return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
                       emotion_confidence=float(probs7[best]))
 

@@ -1,0 +1,78 @@
+"""The child's baseline: their resting face judged against itself, with a bounded correction.
+
+Some faces read sad or angry at rest. A :class:`Baseline` estimates how much more negative this
+child's calm face reads than a typical neutral face (:data:`REFERENCE_NEGATIVE`) and subtracts
+that from each frame's p(negative), moving it to neutral. The estimate is the 25th percentile of
+10-second means of p(negative) (an upset spell raises the upper means, not the low quantile),
+from the calm stretches of earlier sessions (``learned``) and, from a minute into a session,
+from this session too (a first session needs no history). Safety, as for every correction
+(:func:`relaxd.calibration.bounded_negative`): at most :data:`MAX_NEGATIVE_SHIFT`, and a frame
+that reads strongly negative keeps its p(negative) whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from relaxd.calibration import MAX_NEGATIVE_SHIFT, NEG, NEU, bounded_negative
+
+#: p(negative) of a typical calm, neutral face after calibration.
+REFERENCE_NEGATIVE = 0.2
+WINDOW_S = 10.0
+QUANTILE = 25
+#: Seconds into a session before its own frames count (a first session's estimate).
+WARMUP_S = 60.0
+
+
+class Baseline:
+    """``correct(t, probs3)`` each frame; ``learned`` is the correction before this session."""
+
+    def __init__(self, learned: float = 0.0, max_shift: float = MAX_NEGATIVE_SHIFT) -> None:
+        self.learned = float(min(max(learned, 0.0), max_shift))
+        self.max_shift = max_shift
+        self._windows: list[float] = []
+        self._sum, self._n, self._start, self._t0 = 0.0, 0, None, None
+
+    def observe(self, t: float, p_negative: float) -> None:
+        if self._t0 is None:
+            self._t0 = self._start = t
+        if t - self._start >= WINDOW_S:
+            self._windows.append(self._sum / max(self._n, 1))
+            self._sum, self._n, self._start = 0.0, 0, t
+        self._sum, self._n = self._sum + p_negative, self._n + 1
+
+    @property
+    def session_estimate(self) -> float | None:
+        """This session's own correction, once it has a minute of windows."""
+        if len(self._windows) * WINDOW_S < WARMUP_S:
+            return None
+        low = float(np.percentile(self._windows, QUANTILE))
+        return float(min(max(low - REFERENCE_NEGATIVE, 0.0), self.max_shift))
+
+    @property
+    def shift(self) -> float:
+        """The correction now: the learned one, moved towards this session's as it grows."""
+        own = self.session_estimate
+        if own is None:
+            return self.learned
+        return own if self.learned == 0.0 else 0.5 * (own + self.learned)
+
+    def correct(self, t: float, probs3: np.ndarray) -> np.ndarray:
+        raw = np.asarray(probs3, dtype=np.float64)
+        raw = raw / raw.sum()
+        self.observe(t, float(raw[NEG]))
+        shift = self.shift
+        if shift <= 0:
+            return raw
+        out = raw.copy()
+        moved = min(shift, raw[NEG])
+        out[NEG] -= moved
+        out[NEU] += moved
+        return bounded_negative(raw, out, max_shift=self.max_shift)
+
+    def updated(self) -> float:
+        """The correction to remember after this session (its own estimate, else the old)."""
+        own = self.session_estimate
+        if own is None:
+            return self.learned
+        return own if self.learned == 0.0 else 0.5 * (own + self.learned)

@@ -1,0 +1,62 @@
+"""``relaxd model calibrate DIR``: fit the 3-mood decision's calibration on one half of a
+FER-layout folder (FER2013 val) and report it on the other half, with the model's built-in
+kernels (as the model card's figures); ``--write`` stores it next to the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from relaxd.calibration import (
+    MoodCalibration,
+    calibration_path,
+    decision_rates,
+    fit_calibration,
+    split_halves,
+)
+from relaxd.labels import MOOD_INDEX
+
+
+def calibrate_folder(folder: str | Path, model: str | Path, seed: int = 0,
+                     min_recall: float = 0.81, num_threads: int = 2) -> dict:
+    """Fit on one half of a FER-layout folder, report before/after on the other half."""
+    from relaxd.emotion import EmotionClassifier
+    from relaxd.evaluate import load_folder
+
+    classifier = EmotionClassifier(model, num_threads=num_threads, delegate="none")
+    data = load_folder(folder, size=classifier.input_size)
+    views = [classifier.classify_batch(data.images),
+             classifier.classify_batch(data.images[:, :, ::-1])]
+    labels3 = MOOD_INDEX[data.labels]
+    fit = split_halves(labels3, seed)
+    calibration = fit_calibration([v[fit] for v in views], labels3[fit], min_recall)
+    held = [v[~fit] for v in views]
+    return {"calibration": asdict(calibration), "seed": seed, "min_recall_on_fit": min_recall,
+            "fit": decision_rates(calibration.decide([v[fit] for v in views]), labels3[fit]),
+            "holdout_before": decision_rates(MoodCalibration().decide(held), labels3[~fit]),
+            "holdout_after": decision_rates(calibration.decide(held), labels3[~fit]),
+            "holdout_before_one_view": decision_rates(MoodCalibration().decide(held[:1]),
+                                                      labels3[~fit])}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``relaxd model calibrate DIR``."""
+    from relaxd.paths import default_model
+
+    parser.add_argument("dir", type=Path, metavar="DIR", help="FER-layout folder (FER2013 val)")
+    parser.add_argument("--model", type=Path, default=default_model(), help="int8 TFLite model")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fit / held-out split")
+    parser.add_argument("--write", action="store_true",
+                        help="write <model>.calibration.json next to the model")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = calibrate_folder(args.dir, args.model, seed=args.seed)
+    print(json.dumps(report, indent=1))
+    if args.write:
+        path = calibration_path(args.model)
+        path.write_text(json.dumps({**report["calibration"], "fitted": report}, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,151 @@
+"""Which scenario calms this child: each session scored, the next one chosen by Thompson sampling.
+
+A session's **reward** (0..1) puts calm first: the share of face time read calm (neutral or
+positive), of which up to 30 % more for positive time, a little for calming quickly, less for
+each reduction, much less for a halt or an e-stop; the caregiver's observations (``observation``
+events: ``calm``, ``upset``) add or take 0.05 each. A session is **calm** when the child read
+calm 70 % of it with no halt or e-stop. Each installed scenario keeps a Beta belief per child
+whose prior is the pooled record of all children (worth :data:`PRIOR_WEIGHT` sessions); the next
+session plays the scenario with the highest draw. Cautious: a scenario that halted this child in
+each of their last two sessions with it is left out unless a therapist allowed it again or the
+child's baseline correction changed since; a pinned scenario is always chosen, forbidden ones
+never. Pure: the caller hands in the random generator. """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+CALM_SHARE = 0.7
+PRIOR_WEIGHT = 2.0
+#: One session counts as this many Bernoulli trials of its reward (sharper beliefs).
+SESSION_WEIGHT = 3.0
+BASELINE_CHANGED = 0.05
+
+
+@dataclass(frozen=True)
+class SessionScore:
+    """What one session did for the child."""
+
+    scenario: str
+    calm: float = 0.0          # share of face time read neutral or positive
+    positive: float = 0.0      # share read positive
+    time_to_calm: float | None = None  # s until the first 20 s calm stretch
+    reductions: int = 0
+    halts: int = 0
+    estops: int = 0
+    observed_calm: int = 0
+    observed_upset: int = 0
+    baseline: float = 0.0      # the child's baseline correction when it was played
+
+    @property
+    def reward(self) -> float:
+        r = (self.calm * (0.7 + 0.3 * self.positive) - 0.05 * self.reductions - 0.3 * self.halts
+             - 0.5 * self.estops + 0.05 * (self.observed_calm - self.observed_upset))
+        if self.time_to_calm is not None:
+            r += 0.05 * max(0.0, 1 - self.time_to_calm / 300)
+        return float(min(1.0, max(0.0, r)))
+
+    @property
+    def calmed(self) -> bool:
+        """Calm for most of the session, never halted or stopped."""
+        return self.calm >= CALM_SHARE and not (self.halts or self.estops)
+
+
+def _mood_spans(events: Sequence[dict[str, Any]], end: float) -> list[tuple[str, float, float]]:
+    moods = [(e["t"], e["mood"]) for e in events if e["type"] == "mood"]
+    return [(m, t, (moods[i + 1][0] if i + 1 < len(moods) else end))
+            for i, (t, m) in enumerate(moods)]
+
+
+def score_session(events: Sequence[dict[str, Any]], scenario: str = "") -> SessionScore:
+    """Score one session from its recorded events (``mood``, ``decision``, ``estop``,
+    ``observation`` and the ``session`` start event's ``scenario`` and ``baseline``)."""
+    end = max((e["t"] for e in events), default=0.0)
+    start = next((e for e in events if e["type"] == "session" and e.get("state") == "start"), {})
+    spans = [s for s in _mood_spans(events, end) if s[0] != "no_face"]
+    face = sum(b - a for _, a, b in spans) or 1.0
+    calm = sum(b - a for m, a, b in spans if m in ("neutral", "positive"))
+    first_calm = next((a for m, a, b in spans if m in ("neutral", "positive") and b - a >= 20), None)
+    actions = [e.get("action") for e in events if e["type"] == "decision"]
+    observed = [e.get("observed") for e in events if e["type"] == "observation"]
+    return SessionScore(
+        scenario or start.get("scenario", ""), calm / face,
+        sum(b - a for m, a, b in spans if m == "positive") / face, first_calm,
+        actions.count("reduce"), actions.count("halt"),
+        sum(1 for e in events if e["type"] == "estop" and e.get("action") == "press"),
+        observed.count("calm"), observed.count("upset"), float(start.get("baseline", 0.0)))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The recommendation, and why, in words for the caregiver."""
+
+    scenario: str
+    why: str
+    left_out: tuple[str, ...] = ()
+
+
+@dataclass
+class Belief:
+    alpha: float
+    beta: float
+    played: int = 0
+    calmed: int = 0
+    history: list[SessionScore] = field(default_factory=list)
+
+
+def pooled_prior(everyone: Iterable[SessionScore]) -> dict[str, tuple[float, float]]:
+    """Per scenario, the Beta prior from all children's sessions (worth PRIOR_WEIGHT sessions)."""
+    rewards: dict[str, list[float]] = {}
+    for s in everyone:
+        rewards.setdefault(s.scenario, []).append(s.reward)
+    return {name: (1 + PRIOR_WEIGHT * float(np.mean(r)), 1 + PRIOR_WEIGHT * (1 - float(np.mean(r))))
+            for name, r in rewards.items()}
+
+
+def beliefs(names: Sequence[str], mine: Sequence[SessionScore],
+            prior: dict[str, tuple[float, float]]) -> dict[str, Belief]:
+    out = {n: Belief(*prior.get(n, (1.0, 1.0))) for n in names}
+    for s in mine:
+        if s.scenario in out:
+            b = out[s.scenario]
+            b.alpha += SESSION_WEIGHT * s.reward
+            b.beta += SESSION_WEIGHT * (1 - s.reward)
+            b.played, b.calmed = b.played + 1, b.calmed + s.calmed
+            b.history.append(s)
+    return out
+
+
+def banned(belief: Belief, baseline_now: float, allowed: bool) -> bool:
+    """Halted the child in each of their last two sessions with it, nothing changed since."""
+    last = belief.history[-2:]
+    if allowed or len(last) < 2 or not all(s.halts for s in last):
+        return False
+    return abs(baseline_now - last[-1].baseline) < BASELINE_CHANGED
+
+
+def recommend(names: Sequence[str], mine: Sequence[SessionScore],
+              everyone: Iterable[SessionScore], rng: np.random.Generator, *,
+              baseline_now: float = 0.0, pinned: str | None = None,
+              forbidden: Sequence[str] = (), allowed_again: Sequence[str] = ()) -> Choice:
+    """The next session's scenario among ``names`` (the installed ones, in a fixed order)."""
+    if pinned is not None:
+        return Choice(pinned, f"{pinned}: pinned by the therapist")
+    b = beliefs(names, mine, pooled_prior(everyone))
+    left_out = tuple(n for n in names if n in forbidden
+                     or banned(b[n], baseline_now, n in allowed_again))
+    open_ = [n for n in names if n not in left_out] or [n for n in names if n not in forbidden]
+    if not open_:
+        raise ValueError("every installed scenario is forbidden for this child")
+    draws = {n: rng.beta(b[n].alpha, b[n].beta) for n in open_}
+    best = max(open_, key=lambda n: draws[n])
+    return Choice(best, explain(best, b[best]), left_out)
+
+
+def explain(name: str, belief: Belief) -> str:
+    if belief.played == 0:
+        return f"{name}: not tried yet with this child (trying it)"
+    return f"{name}: calm in {belief.calmed} of {belief.played} session(s)"

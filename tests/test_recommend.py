@@ -1,0 +1,87 @@
+"""Session scores, the Thompson-sampling recommender and its caution, the baseline's bound,
+and a small study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from relaxd.baseline import Baseline
+from relaxd.calibration import MAX_NEGATIVE_SHIFT, STRONG_NEGATIVE
+from relaxd.recommend import SessionScore, recommend, score_session
+
+NAMES = ["A", "B", "C"]
+
+
+def test_score_puts_calm_first():
+    events = [{"t": 0, "type": "session", "state": "start", "scenario": "A", "baseline": 0.1},
+              {"t": 0, "type": "mood", "mood": "negative"},
+              {"t": 30, "type": "mood", "mood": "neutral"},
+              {"t": 60, "type": "decision", "action": "halt"},
+              {"t": 90, "type": "mood", "mood": "positive"},
+              {"t": 120, "type": "observation", "observed": "calm"}]
+    s = score_session(events)
+    assert s.scenario == "A" and s.halts == 1 and s.baseline == 0.1
+    assert s.calm == pytest.approx(0.75) and s.positive == pytest.approx(0.25)
+    assert s.time_to_calm == 30 and s.observed_calm == 1
+    assert SessionScore("A", calm=1.0).reward > SessionScore("A", calm=1.0, halts=1).reward
+
+
+def _good(name, **kw):
+    return SessionScore(name, calm=0.95, **kw)
+
+
+def test_learner_settles_on_what_calms_and_explains_it():
+    mine = [_good("B")] * 4 + [SessionScore("A", calm=0.3)] * 2 + [SessionScore("C", calm=0.4)] * 2
+    picks = [recommend(NAMES, mine, [], np.random.default_rng(i)) for i in range(50)]
+    assert sum(p.scenario == "B" for p in picks) >= 40
+    assert "calm in 4 of 4" in next(p.why for p in picks if p.scenario == "B")
+
+
+def test_two_halts_in_a_row_ban_unless_allowed_or_baseline_changed():
+    mine = [_good("A", halts=1, baseline=0.1)] * 2 + [SessionScore("B", calm=0.2)] * 3
+    for i in range(20):
+        choice = recommend(NAMES, mine, [], np.random.default_rng(i), baseline_now=0.1)
+        assert choice.scenario != "A" and "A" in choice.left_out
+    assert "A" not in recommend(NAMES, mine, [], np.random.default_rng(0), baseline_now=0.25).left_out
+    assert "A" not in recommend(NAMES, mine, [], np.random.default_rng(0), baseline_now=0.1,
+                                allowed_again=["A"]).left_out
+
+
+def test_pinned_and_forbidden():
+    assert recommend(NAMES, [], [], np.random.default_rng(0), pinned="C").scenario == "C"
+    for i in range(20):
+        assert recommend(NAMES, [], [], np.random.default_rng(i), forbidden=["A", "B"]).scenario == "C"
+
+
+def test_baseline_moves_a_resting_negative_face_but_never_hides_a_strong_reaction():
+    base = Baseline()
+    resting = np.array([0.45, 0.45, 0.1])
+    for t in np.arange(0, 90, 0.5):
+        out = base.correct(float(t), resting)
+    assert 0.2 < base.shift <= MAX_NEGATIVE_SHIFT and out[0] < out[1]
+    strong = np.array([STRONG_NEGATIVE, 0.15, 0.05])
+    assert base.correct(90.0, strong)[0] == pytest.approx(STRONG_NEGATIVE)
+    assert Baseline(learned=5.0).learned == MAX_NEGATIVE_SHIFT
+    upset = np.array([0.75, 0.2, 0.05])
+    assert base.correct(91.0, upset)[0] >= 0.75 - MAX_NEGATIVE_SHIFT - 1e-9
+
+
+def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
+    from relaxd.study import installed_scenarios, plot_study, run_study
+
+    result = run_study(3, 6, seed=2, scenarios=installed_scenarios(None))
+    summary = result["summary"]
+    assert set(summary) == {"learner", "default", "random"}
+    assert all(0 <= s["calm_share"] <= 1 for s in summary.values())
+    plot_study(result, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_full_size_study_halves_halts_and_spares_biased_faces():
+    from relaxd.study import installed_scenarios, run_study
+
+    s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
+    assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2
+    assert s["learner"]["biased_false_halts_on_best_after_2"] == 0
