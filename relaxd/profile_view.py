@@ -17,9 +17,9 @@ def agreement(events: list[dict[str, Any]]) -> tuple[int, int]:
     for e in events:
         if e["type"] == "mood":
             mood = e.get("mood")
-        elif e["type"] == "observation" and e.get("observed") in ("calm", "upset", "misread"):
+        elif e["type"] == "observation" and e.get("what") in ("calm", "upset", "misread"):
             seen += 1
-            want = {"calm": _CALM, "upset": _UPSET}.get(e["observed"], ())
+            want = {"calm": _CALM, "upset": _UPSET}.get(e["what"], ())
             agreed += mood in want
     return agreed, seen
 

@@ -9,7 +9,7 @@ whose prior is the pooled record of all children (worth :data:`PRIOR_WEIGHT` ses
 session plays the scenario with the highest draw. Cautious: a scenario that halted this child in
 each of their last two sessions with it is left out unless a therapist allowed it again or the
 child's baseline correction changed since; a pinned scenario is always chosen, forbidden ones
-never. Pure: the caller hands in the random generator. """
+never. Pure: the caller hands in the random generator."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def score_session(events: Sequence[dict[str, Any]], scenario: str = "") -> Sessi
     calm = sum(b - a for m, a, b in spans if m in ("neutral", "positive"))
     first_calm = next((a for m, a, b in spans if m in ("neutral", "positive") and b - a >= 20), None)
     actions = [e.get("action") for e in events if e["type"] == "decision"]
-    observed = [e.get("observed") for e in events if e["type"] == "observation"]
+    observed = [e.get("what") for e in events if e["type"] == "observation"]
     return SessionScore(
         scenario or start.get("scenario", ""), calm / face,
         sum(b - a for m, a, b in spans if m == "positive") / face, first_calm,

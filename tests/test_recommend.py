@@ -19,7 +19,7 @@ def test_score_puts_calm_first():
               {"t": 30, "type": "mood", "mood": "neutral"},
               {"t": 60, "type": "decision", "action": "halt"},
               {"t": 90, "type": "mood", "mood": "positive"},
-              {"t": 120, "type": "observation", "observed": "calm"}]
+              {"t": 120, "type": "observation", "what": "calm"}]
     s = score_session(events)
     assert s.scenario == "A" and s.halts == 1 and s.baseline == 0.1
     assert s.calm == pytest.approx(0.75) and s.positive == pytest.approx(0.25)
