@@ -207,6 +207,7 @@ class ControlLink:
             "estop_pressed": bool(self.estop.pressed),
             "latch": self.latch.reason, "station_stop": self.board.station_only,
             "hold": c.held, "manual": c.manual, "waiting": c.start_on == "station" and not c.go,
+            "breath": _breath(step.breath if c.playing and lv else None),
             "alerts": self.board.listing(),
             "scenarios": sorted(scenario_files(self.scenario_dirs)),
         }
@@ -217,3 +218,11 @@ class ControlLink:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def _breath(breath: Any) -> dict[str, Any] | None:
+    """The tempo the outputs breathe on, for the station's breathing indicator: breaths a
+    minute and where in the breath it is (0 starts breathing in, 0.5 is the peak) at ``at``."""
+    if breath is None:
+        return None
+    return {"bpm": round(breath.bpm, 2), "phase": round(breath.phase, 3)}

@@ -261,6 +261,19 @@ def test_gentle_controls_and_manual_mode(mock_factory, folder):
         assert not ask(chair.socket, {"cmd": "nudge", "steps": 5})["ok"]
 
 
+def test_the_state_carries_the_breath_the_outputs_follow(mock_factory, folder):
+    """The station's breathing indicator: the default scenario breathes from 12 to 6 a minute;
+    no breath is shown while nothing plays (idle, stopped)."""
+    with Chair(mock_factory, folder, start_on="station", child=Child(Mood.NEUTRAL)) as chair:
+        assert chair.state()["waiting"] and chair.state()["breath"] is None
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves"})["ok"]
+        wait_for(lambda: chair.state()["breath"] is not None, "the breathing to begin")
+        breath = chair.state()["breath"]
+        assert 6 <= breath["bpm"] <= 12 and 0 <= breath["phase"] < 1
+        assert ask(chair.socket, {"cmd": "stop", "by": "ana"})["ok"]
+        wait_for(lambda: chair.state()["breath"] is None, "the breathing to stop with the outputs")
+
+
 def test_bad_messages_get_a_one_line_error_and_the_server_lives_on(mock_factory, folder):
     with Chair(mock_factory, folder) as chair:
         with socket.socket(socket.AF_UNIX) as s:

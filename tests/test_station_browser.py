@@ -73,6 +73,7 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
             return len(moods) >= 2 and len(lights) >= 3
 
         wait_for(changing, "the mood and the levels to change as the script plays", 60, 0.1)
+        wait_for(lambda: "a minute" in text(browser, "breath-words"), "the breathing indicator")
         shot(browser, tmp_path, "now")
 
         wait_for(lambda: browser.find_elements("css selector", "button.ack"),

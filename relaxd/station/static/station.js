@@ -69,10 +69,32 @@ function render(s) {
   $("mood").textContent = (MOOD_MARK[mood] || "") + " " + mood.replace("_", " ");
   $("confidence").textContent = s.mood ? Math.round(100 * s.mood.confidence) + " %" : "";
   drawStrip(s.mood_strip || []);
+  renderBreath(s);
   renderEstop(s);
   renderControls(s);
   renderAlerts(s.alerts || []);
   fillScenarios(s.scenarios || []);
+}
+
+// The breathing indicator: light, sound and vibration swell together on the scenario's tempo;
+// the dot grows as they do, so a caregiver can breathe along. Animated here between updates
+// from the breath's phase and rate at the time of the state.
+let breath = null;
+
+function renderBreath(s) {
+  breath = s.breath ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
+  $("breath-row").classList.toggle("hidden", !breath);
+  if (breath) requestAnimationFrame(animateBreath);
+}
+
+function animateBreath(now) {
+  if (!breath) return;
+  const phase = (breath.phase + (now - breath.at) / 1000 * breath.bpm / 60) % 1;
+  const swell = 0.5 - 0.5 * Math.cos(2 * Math.PI * phase);
+  $("breath-dot").style.transform = "scale(" + (0.5 + 0.5 * swell).toFixed(3) + ")";
+  $("breath-words").textContent = (phase < 0.5 ? "breathe in" : "breathe out") + " · "
+    + breath.bpm.toFixed(1) + " a minute";
+  requestAnimationFrame(animateBreath);
 }
 
 function renderEstop(s) {
