@@ -54,11 +54,22 @@ def shot(driver, tmp_path: Path, name: str) -> None:
     shutil.copy(tmp_path / f"{name}.png", keep / f"{name}.png")
 
 
+def Select(element):  # noqa: N802 - selenium's name
+    from selenium.webdriver.support.ui import Select as Chosen
+
+    return Chosen(element)
+
+
 def text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
 def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser, tmp_path):
+    from relaxd.children import ChildStore
+
+    store = ChildStore(tmp_path / "chair")  # a child for the Start screen
+    store.consent(store.add("ada", "Ada", real_name=True), "Ada's mother", "camera")
+    store.close()
     chair = SimulatedChair(tmp_path / "chair", SCRIPT)
     try:
         browser.get(chair.link)  # the printed link signs this browser in
@@ -93,8 +104,17 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
         assert "STOPPED from the station" in text(browser, "estop-banner")
         shot(browser, tmp_path, "stopped")
 
-        browser.find_element("id", "start").click()  # a deliberate Start clears the stop
+        # A deliberate Start clears the stop: the caregiver chooses the child; auto says why.
+        browser.find_element("id", "start").click()
+        wait_for(lambda: "Choose the child" in text(browser, "message"), "the child asked for")
+        Select(browser.find_element("id", "start-child")).select_by_value("ada")
+        Select(browser.find_element("id", "start-scenario")).select_by_value("auto")
+        wait_for(lambda: text(browser, "start-why").startswith("auto: "), "auto's reason")
+        browser.find_element("id", "start").click()
         wait_for(lambda: text(browser, "state") == "running", "the new session")
+        wait_for(lambda: text(browser, "child") == "Ada (ada)", "whose session it is")
+        assert text(browser, "message").startswith("Started: ")
+        shot(browser, tmp_path, "child")
 
         bad = (ROOT / "scenarios" / "gentle-start.yaml").read_text().replace(
             "brightness: 0.", "brightness: 7.", 1)
