@@ -288,8 +288,18 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
     session.control = link
     if simulated:
         session.input, session.repeat = StayUp(session.input), True
+        _tell_socket(state_dir, socket_path, stack)
     else:
         session.controller.start_on = "station"
+
+
+def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
+    """``relaxd start --simulate --out DIR`` finds the simulated chair's socket here."""
+    from relaxd.commands.start import SOCKET_FILE
+
+    named = out / SOCKET_FILE
+    named.write_text(f"{socket_path}\n")
+    stack.callback(named.unlink, missing_ok=True)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
