@@ -314,3 +314,26 @@ def test_no_password_or_pin_in_plain_text_anywhere_on_disk(place, capsys):
     assert store.check_password("cara", secret) == "caregiver" and store.check_pin(pin)
     assert "scrypt$" in users.read_text()
     assert not verify_secret("x", "md5$abc") and not verify_secret("x", None)
+
+
+def test_account_changes_from_a_shell_are_in_the_audit_log(station, place, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("SUDO_USER", "tech")
+    ui = str(place / "ui")
+    for argv, secret in ((["ui", "add-user", "cara", "--role", "caregiver"], "a long password"),
+                         (["ui", "passwd", "cara"], "another long password"),
+                         (["ui", "set-pin"], "8642")):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(secret + "\n"))
+        assert main([*argv, "--state-dir", ui, "--password-stdin"]) == 0
+    written = (place / "ui" / "audit.jsonl").read_text()
+    assert "long password" not in written and "8642" not in written
+    assert oct(os.stat(place / "ui" / "audit.jsonl").st_mode & 0o777) == "0o600"
+    c, _ = signed_in(station)
+    with c:
+        audit = c.get("/api/audit").json()
+    assert [(e["action"], e["detail"], e["by"]) for e in audit if e["session"] is None] == [
+        ("set PIN", "the kiosk's caregiver PIN", "tech (shell)"),
+        ("change password", "cara", "tech (shell)"),
+        ("add user", "cara (caregiver)", "tech (shell)")]  # newest first
+    assert [e["action"] for e in audit if e["session"]] == ["stop"]  # with the daemon's

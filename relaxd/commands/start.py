@@ -17,13 +17,12 @@ Imports nothing heavy (the protocol is :mod:`relaxd.control`'s plain JSON lines)
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import socket
 from pathlib import Path
 from typing import Any
 
 from relaxd.errors import RelaxdError
+from relaxd.station.audit import shell_user
 
 #: ``relaxd --simulate --ui --out DIR`` writes its control socket's path to DIR/SOCKET_FILE
 #: (the socket itself lives under /tmp: unix socket paths are at most 107 bytes).
@@ -81,16 +80,10 @@ def ask(path: Path, message: dict[str, Any], timeout: float = TIMEOUT_S) -> dict
         raise RelaxdError(f"the daemon on {path} gave no answer") from None
 
 
-def who() -> str:
-    """The shell user (the one behind sudo, if any), for the audit log."""
-    user = os.environ.get("SUDO_USER") or getpass.getuser()
-    return f"{user} (shell)"
-
-
 def run(args: argparse.Namespace) -> int:
     path = socket_path(args)
     answer = ask(path, {"cmd": "start", "child": args.child, "scenario": args.scenario,
-                        "manual": args.manual, "by": who()})
+                        "manual": args.manual, "by": shell_user()})
     if not answer.get("ok"):
         raise RelaxdError(f"start refused: {answer.get('error', 'no reason given')}")
     print(f"started {answer.get('scenario')} for child {answer.get('child')}"

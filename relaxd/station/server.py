@@ -347,10 +347,15 @@ async def api_session_csv(request: Request) -> Response:
 
 @guarded(role="therapist")
 async def api_audit(request: Request) -> Response:
+    """The daemon's audit events (session records) and the account changes made from a shell
+    (the station's own file), newest first."""
     from relaxd.sessions import events_of_type
+    from relaxd.station import audit
 
     station: Station = request.app.state.station
-    return JSONResponse(await _off_loop(events_of_type, station.records, "audit"))
+    daemon = await _off_loop(events_of_type, station.records, "audit")
+    accounts = await _off_loop(audit.entries, station.users.path.parent)
+    return JSONResponse(audit.merged(daemon, accounts))
 
 
 # --- scenarios -------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ function renderEstop(s) {
   if (s.estop_pressed) {
     banner.textContent = "⚠ E-STOP PRESSED: every output is off. Twist the e-stop free, then hold the reset button at the chair.";
   } else if (s.station_stop) {
-    banner.textContent = "⚠ STOPPED from the station: every output is off. Start a new session below, or hold the reset button at the chair.";
+    banner.textContent = "⚠ STOPPED from the station: every output is off. Press Start for a new session, or hold the reset button at the chair.";
   } else {
     banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to restart.";
   }
@@ -148,7 +148,7 @@ function fillScenarios(names) {
   if (select.dataset.names === names.join("\n")) return;
   select.dataset.names = names.join("\n");
   const chosen = select.value || "auto";
-  select.replaceChildren(option("auto", "auto: recommended"), ...names.map((n) => option(n, n)));
+  select.replaceChildren(option("auto", "auto"), ...names.map((n) => option(n, n)));
   if (chosen === "auto" || names.includes(chosen)) select.value = chosen;
   showAuto();
 }
@@ -172,7 +172,7 @@ async function loadChildren() {
   if (status !== 200 || !Array.isArray(data)) return;
   children = data;
   const select = $("start-child"), chosen = select.value;
-  select.replaceChildren(option("", "— choose the child —"),
+  select.replaceChildren(option("", "— child? —"),
     ...data.map((c) => option(c.id, c.name + " · " + (CONSENT_WORDS[c.consent] || "NO consent"))),
     option(NO_PROFILE, "no profile (chair's limits)"));
   const values = [...select.options].map((o) => o.value);
@@ -334,7 +334,7 @@ async function loadAudit() {
   const body = document.querySelector("#audit tbody");
   body.replaceChildren(...(Array.isArray(data) ? data : []).map((e) => {
     const tr = el("tr");
-    for (const v of [e.session, e.started, clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
+    for (const v of [e.session, e.started, e.t == null ? "" : clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
     return tr;
   }));
 }
