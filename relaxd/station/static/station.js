@@ -200,8 +200,8 @@ async function start() {
   const {status, data} = await api("POST", "/api/start", {
     scenario: $("start-scenario").value, manual: $("start-manual").checked,
     child: child === NO_PROFILE ? null : child});
-  say(status === 200 ? "Started: " + data.scenario + " (" + data.why + ")"
-    : (data.error || ("failed: " + status)));
+  say(status === 200 ? "Started: " + data.scenario + (data.child ? " for " + childName(data.child) : "")
+    : (data.error || ("failed: " + status)));  // why: beside the scenario, above
   if (status === 200) showAuto();
 }
 
