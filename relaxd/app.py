@@ -169,10 +169,15 @@ class SessionRecords:
         if self._child is not None:  # the session belongs to the child
             self._child.link(self._record.session_id)
 
-    def roll(self, scenario: str | None = None) -> None:
-        """The next session gets a record of its own (of ``scenario``, if it changes)."""
+    def roll(self, scenario: str | None = None, child: ChildSession | None = None) -> None:
+        """The next session gets a record of its own (of ``scenario``, if it changes), linked
+        to ``child`` (None: nobody's, e.g. a chair waiting for the station's Start). A child
+        whose sessions end here remembers what was learned (their baseline)."""
         if scenario is not None:
             self._scenario = scenario
+        if self._child is not None and self._child is not child:
+            self._child.finish()
+        self._child = child
         old, self._record = self._record, self._new_record()
         self.events.replace(old, self._record)
         self._link_child()
@@ -249,7 +254,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
-        start_info=plan.child.start_info if plan.child else {})
+        start_info=plan.child.start_info if plan.child else {}, child=plan.child)
     _attach_station(args, c, session, stack, hw.state_dir)
     return session
 
@@ -276,14 +281,25 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
                    if args.simulate else config.ui.socket)
     link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
                                      resource_dir("scenarios")],
-                       estop=session.estop, latch=session.latch)
+                       estop=session.estop, latch=session.latch, state_dir=state_dir,
+                       caps=config.actuators.caps())
     stack.callback(link.close)
     session.events.sinks.append(link.board)
     session.control = link
     if simulated:
         session.input, session.repeat = StayUp(session.input), True
+        _tell_socket(state_dir, socket_path, stack)
     else:
         session.controller.start_on = "station"
+
+
+def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
+    """``relaxd start --simulate --out DIR`` finds the simulated chair's socket here."""
+    from relaxd.commands.start import SOCKET_FILE
+
+    named = out / SOCKET_FILE
+    named.write_text(f"{socket_path}\n")
+    stack.callback(named.unlink, missing_ok=True)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                             "virtual children: the learner against the default and random"),
     ("reset",): ("relaxd.app", "configure_reset", "run_reset",
                  "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
+    ("start",): ("relaxd.commands.start", "configure", "run",
+                 "start a child's session from a shell (the daemon runs with the station)"),
     ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
     # The caregiver station (issue 15).

@@ -14,10 +14,12 @@ the same ``state`` messages on a topic and carry the same commands::
     -> {"id": 4, "cmd": "start", "scenario": "calm-blue-waves", "by": "ana"}
     <- {"id": 4, "ok": false, "error": "the e-stop is pressed down: ..."}
 
-Commands: ``stop``, ``start`` (``scenario``, ``manual``), ``ack`` (``alert``), ``calmer``,
+Commands: ``stop``, ``start`` (``scenario``: a name or ``auto``, ``child``: an id, ``manual``;
+answered with the ``scenario`` chosen, ``why`` and the ``child``), ``ack`` (``alert``), ``calmer``,
 ``hold`` (``on``), ``end_gently``, ``nudge`` (``steps``: manual mode), ``observe`` (``what``:
 calm, upset, misread), ``audit`` (``action``, ``detail``: recorded for the station). Each may
-carry ``by`` (who), recorded with it.
+carry ``by`` (who), recorded with it. Queries answered on the connection's thread: ``children``
+(the profiles for the Start screen) and ``recommend`` (``child``: what ``auto`` would play).
 
 Safety: the loop never waits on the socket. ``stop`` runs on the connection's own thread and
 calls :meth:`EmergencyStop.trigger` directly (every output 0 at once, latched, recorded), so it
@@ -92,8 +94,15 @@ class Command:
 class ControlServer:
     """The unix socket: one thread a connection; ``stop`` handled on it, the rest queued."""
 
-    def __init__(self, path: str | Path, stop: Callable[[str], None], mode: int = 0o660) -> None:
+    def __init__(self, path: str | Path, stop: Callable[[str], None], mode: int = 0o660, *,
+                 direct: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+                 prepare: Callable[[Command], None] | None = None) -> None:
         self.path = Path(path)
+        #: Queries answered on the connection's thread (they never touch the loop's parts).
+        self._direct = direct or {}
+        #: Called on the connection's thread before a command is queued (slow lookups there,
+        #: not in the loop); raises CommandRefused to answer at once.
+        self._prepare = prepare
         if len(os.fsencode(self.path)) > 107:
             from relaxd.errors import RelaxdError
             raise RelaxdError("control socket path longer than 107 bytes", self.path)
@@ -182,15 +191,24 @@ class ControlServer:
         elif name == "stop":
             self._stop_chair(str(message.get("by") or "station"))
             reply.update(ok=True)
+        elif name in self._direct:
+            reply.update(self._direct[name](message))
         else:
-            command = Command(name, message)
-            self._commands.put(command)
-            if command.done.wait(ANSWER_TIMEOUT_S):
-                reply.update(command.answer)
-            else:
-                reply.update(ok=False, error="the chair did not answer in time")
+            reply.update(self._queue(Command(name, message)))
         conn.sendall(encode(reply))
         return True
+
+    def _queue(self, command: Command) -> dict[str, Any]:
+        """Prepare the command here, then hand it to the loop and wait for its answer."""
+        try:
+            if self._prepare is not None:
+                self._prepare(command)
+        except CommandRefused as exc:
+            return {"ok": False, "error": str(exc)}
+        self._commands.put(command)
+        if command.done.wait(ANSWER_TIMEOUT_S):
+            return command.answer
+        return {"ok": False, "error": "the chair did not answer in time"}
 
     def _push(self, conn: socket.socket) -> None:
         """Send the state on every change until the client goes (or stops reading)."""

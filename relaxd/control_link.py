@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from relaxd import child_start
 from relaxd.control import (
     OBSERVATIONS,
     STATION_STOP,
@@ -33,6 +34,9 @@ from relaxd.control import (
     is_station_source,
     scenario_files,
 )
+from relaxd.controller import Caps
+from relaxd.errors import RelaxdError
+from relaxd.individual import ChildSession
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +45,18 @@ class ControlLink:
     """Commands in, state out, for one daemon run; see the module docstring."""
 
     def __init__(self, socket_path: str | Path, scenario_dirs: list[Path], *, estop: Any,
-                 latch: Any, mode: int = 0o660) -> None:
+                 latch: Any, mode: int = 0o660, state_dir: Path | None = None,
+                 caps: Caps | None = None) -> None:
         self.scenario_dirs = scenario_dirs
         self.estop, self.latch = estop, latch
+        #: Where the child profiles are (None: no children on this chair), and the
+        #: installation's caps (a session without a child, or before the child's own).
+        self.state_dir, self.caps = state_dir, caps or Caps()
         self._done: list[tuple[Any, dict[str, Any]]] = []  # answered once the state is out
         self.board = AlertBoard(station_latched=latch.reason is not None
                                 and is_station_source(latch.reason))
-        self.server = ControlServer(socket_path, self.stop, mode)
+        self.server = ControlServer(socket_path, self.stop, mode, prepare=self._prepare, direct={
+            "children": self._children, "recommend": self._recommend})
         self._handlers: dict[str, Callable[[float, Any, dict[str, Any], str], dict[str, Any]]] = {
             "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
             "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,
@@ -66,6 +75,48 @@ class ControlLink:
                 self.latch.set(reason)
             except OSError as exc:
                 log.critical("cannot record the station's stop in the latch: %s", exc)
+
+    def _children(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The profiles for the Start screen."""
+        if self.state_dir is None:
+            return {"ok": True, "children": []}
+        try:
+            return {"ok": True, "children": child_start.child_listing(self.state_dir)}
+        except RelaxdError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def _recommend(self, message: dict[str, Any]) -> dict[str, Any]:
+        """What ``auto`` would play for the child now, and why."""
+        if self.state_dir is None:
+            return {"ok": False, "error": "no child profiles on this chair"}
+        try:
+            return {"ok": True, **child_start.recommendation(
+                self.state_dir, str(message.get("child") or ""), self._installed())}
+        except RelaxdError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def _prepare(self, command: Command) -> None:
+        """A Start for a child: the profile, the scenario (``auto``: the recommendation) and the
+        checks of ``--child`` (consent, longest session, minutes today), here, not in the loop."""
+        args = command.args
+        if command.name != "start":
+            return
+        child_id, wanted = args.get("child"), str(args.get("scenario") or "")
+        if not child_id:
+            if wanted == child_start.AUTO:
+                raise CommandRefused("'auto' chooses for a child: choose the child too")
+            return
+        if self.state_dir is None:
+            raise CommandRefused("no child profiles on this chair")
+        try:
+            args["_child"] = child_start.prepare(
+                self.state_dir, str(child_id), wanted or child_start.AUTO, self._installed(),
+                self.caps, camera=not args.get("manual"))
+        except RelaxdError as exc:
+            raise CommandRefused(str(exc)) from None
+
+    def _installed(self) -> dict[str, Path]:
+        return scenario_files(self.scenario_dirs)
 
     # --- on the loop's thread ------------------------------------------------------------------
 
@@ -101,9 +152,16 @@ class ControlLink:
         return {"ok": True, **answer}
 
     def _start(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
-        from relaxd.errors import RelaxdError
-        from relaxd.scenario import load_scenario
+        child = args.pop("_child", None)
+        try:
+            return self._start_checked(t, session, args, by, child)
+        except BaseException:
+            if child is not None:
+                child.store.close()
+            raise
 
+    def _start_checked(self, t: float, session: Any, args: dict[str, Any], by: str,
+                       child: ChildSession | None) -> dict[str, Any]:
         if session.controller.playing:
             raise CommandRefused("a session is running: end it gently or STOP first")
         if self.estop.pressed:
@@ -112,29 +170,49 @@ class ControlLink:
         if self.estop.latched and not self.board.station_only:
             raise CommandRefused(f"stopped ({self.latch.reason or 'emergency stop'}): a "
                                  "caregiver at the chair holds the reset button to clear it")
-        name = str(args.get("scenario") or session.controller.scenario.name)
-        try:
-            scenario = load_scenario(find_scenario(name, self.scenario_dirs))
-        except RelaxdError as exc:
-            raise CommandRefused(f"scenario {name}: {exc}") from None
+        scenario = child.scenario if child else self._scenario(args, session)
+        why = child.why if child else "chosen by the caregiver"
         if self.estop.latched and not self.estop.reset(f"station start by {by}"):
             raise CommandRefused("the e-stop is pressed down: twist it free first")
-        self._choose_input(session, bool(args.get("manual")))
-        session.begin_session(t, scenario, f"new session started by {by}", go=True)
-        session.controller.manual = bool(args.get("manual"))
+        manual = bool(args.get("manual"))
+        self._choose_input(session, manual, child)
+        session.actuators.steady_light = bool(child and child.child.limits.no_pulse)
+        session.begin_session(t, scenario, f"new session started by {by}", go=True,
+                              caps=child.caps if child else self.caps, child=child)
+        session.controller.manual = manual
         if not self.estop.latched:
             session.actuators.enable()
             if self.estop.latched:  # pressed meanwhile
                 session.actuators.off()
-        return {"detail": scenario.name + (" (manual)" if args.get("manual") else "")}
+        whose = f" for child {child.child.id}" if child else ""
+        return {"detail": scenario.name + whose + (" (manual)" if manual else ""),
+                "scenario": scenario.name, "why": why, "child": child.child.id if child else None}
+
+    def _scenario(self, args: dict[str, Any], session: Any) -> Any:
+        """A session without a child: the named scenario (the current one if none is named)."""
+        from relaxd.scenario import load_scenario
+
+        name = str(args.get("scenario") or session.controller.scenario.name)
+        try:
+            return load_scenario(find_scenario(name, self.scenario_dirs))
+        except RelaxdError as exc:
+            raise CommandRefused(f"scenario {name}: {exc}") from None
 
     @staticmethod
-    def _choose_input(session: Any, manual: bool) -> None:
+    def _choose_input(session: Any, manual: bool, child: ChildSession | None) -> None:
+        """Manual mode (the camera kept, unread) or the camera, read against the child's
+        resting face (their baseline; none without a child)."""
         current = session.input
         if manual and not isinstance(current, ManualInput):
             session.input = ManualInput(current)
         elif not manual and isinstance(current, ManualInput):
             session.input = current.camera
+        source = session.input
+        while source is not None:  # through StayUp and ManualInput to the camera's input
+            if hasattr(source, "baseline"):
+                source.baseline = child.baseline if child else None
+                break
+            source = getattr(source, "inner", None) or getattr(source, "camera", None)
 
     def _ack(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
         try:
@@ -207,6 +285,8 @@ class ControlLink:
             "estop_pressed": bool(self.estop.pressed),
             "latch": self.latch.reason, "station_stop": self.board.station_only,
             "hold": c.held, "manual": c.manual, "waiting": c.start_on == "station" and not c.go,
+            "child": session.child.child.id if session.child else None,  # the id only
+            "why": session.child.why if session.child else None,
             "breath": _breath(step.breath if c.playing and lv else None),
             "alerts": self.board.listing(),
             "scenarios": sorted(scenario_files(self.scenario_dirs)),

@@ -93,7 +93,8 @@ class Session:
     notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
     status: StatusLine | None = None
     repeat: bool = False  # the chair: after a session, wait for the next child
-    roll_record: Callable[[str], None] | None = None  # a new session record (scenario name)
+    # A new session record (the scenario's name, the session's ChildSession or None).
+    roll_record: Callable[[str, Any], None] | None = None
     marker: RunMarker | None = None  # None: no crash detection (simulation without a state)
     remote_reset: bool = False  # honour `relaxd reset` requests (safety.remote_reset)
     heartbeat: Heartbeat | None = None  # toggled every healthy tick, for a hardware watchdog
@@ -104,6 +105,8 @@ class Session:
     # the queued commands (obey) and publishes the state (publish). None: no station.
     control: Any = None
     start_info: dict[str, Any] = field(default_factory=dict)  # the child's id, why this scenario
+    # The session's child (relaxd.individual.ChildSession: profile, caps, baseline), or None.
+    child: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -216,22 +219,30 @@ class Session:
     def _next_session(self, t: float) -> None:
         """The scenario is over: record the session, then idle until the seat has been empty
         and a child sits down again (with a station: until a caregiver starts the next one)."""
-        self.begin_session(t, self.controller.scenario, "scenario ended")
+        # With a station the next session is whoever the caregiver starts it for.
+        self.begin_session(t, self.controller.scenario, "scenario ended",
+                           child=self.child if self.control is None else None)
 
-    def begin_session(self, t: float, scenario: Any, why: str, *, go: bool = False) -> None:
-        """End this session's record (``why``) and begin a new one for ``scenario``, clock at 0.
+    def begin_session(self, t: float, scenario: Any, why: str, *, go: bool = False,
+                      caps: Any = None, child: Any = None) -> None:
+        """End this session's record (``why``) and begin a new one for ``scenario``, clock at 0,
+        for ``child`` (a ChildSession: its record is linked to the child, its start event names
+        the child's id and why this scenario) within ``caps`` (default: the current ones).
         Without a station it starts when a face is seen on an empty seat; with one, when a
         caregiver starts it (``go``: now, at the next tick)."""
         self.events.emit(t, "session", state="end", reason=why)
+        self.child = child
         if self.roll_record is not None:
-            self.roll_record(scenario.name)
+            self.roll_record(scenario.name, child)
         self.clock.restart()
         self._down_since = 0.0
-        self.controller = Controller(scenario, after_previous=True, caps=self.controller.caps,
+        self.controller = Controller(scenario, after_previous=True,
+                                     caps=caps or self.controller.caps,
                                      start_on="station" if self.control is not None else "face")
         if go:
             self.controller.begin()
-        self.events.emit(0.0, "session", state="start", scenario=scenario.name)
+        self.events.emit(0.0, "session", state="start", scenario=scenario.name,
+                         **(child.start_info if child is not None else {}))
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
         if self.remote_reset and self.estop.latched and self.latch.take_reset_request():

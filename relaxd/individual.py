@@ -83,7 +83,13 @@ def choose_scenario(store: ChildStore, child: Child, wanted: str | None,
         raise RelaxdError(f"no scenario '{wanted}' in {folder}")
     if wanted is None:
         return load_scenario(default), "the chair's default scenario"
-    installed = [s for s in installed_scenarios(folder) if fits(child, s)]
+    return recommend_for(store, child, installed_scenarios(folder))
+
+
+def recommend_for(store: ChildStore, child: Child,
+                  installed: list[Scenario]) -> tuple[Scenario, str]:
+    """The recommendation among ``installed`` (those that fit the child's limits), and why."""
+    installed = [s for s in installed if fits(child, s)]
     if not installed:
         raise RelaxdError(f"child {child.id}: no installed scenario fits their limits")
     mine = [score_session(s["events"], s["scenario"]) for s in store.sessions(child.id)]

@@ -19,7 +19,9 @@ import pytest
 
 from relaxd.actuators import Actuators, ActuatorSettings
 from relaxd.alerts import Alerter, AlertSettings
+from relaxd.app import SessionRecords
 from relaxd.audio import NullOutput
+from relaxd.children import ChildLimits, ChildStore
 from relaxd.clock import VirtualClock
 from relaxd.control import ControlServer, StayUp
 from relaxd.control_link import ControlLink
@@ -78,9 +80,13 @@ class Chair:
     """A session with a station link, running in a thread."""
 
     def __init__(self, factory, folder: Path, latch_path: Path | None = None,
-                 start_on: str = "face", child: Child | None = None) -> None:
+                 start_on: str = "face", child: Child | None = None,
+                 records: bool = False) -> None:
+        """``records``: session records and child profiles in ``folder``, as on the chair."""
         self.factory, self.sink = factory, MemorySink()
-        self.events = EventLog([self.sink])
+        self.records = SessionRecords(folder, "Calm blue waves", "test") if records else None
+        self.events = self.records.events if records else EventLog([])
+        self.events.sinks.append(self.sink)
         self.actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
         self.alerter = Alerter(AlertSettings(), self.events, pin_factory=factory)
         self.latch = FaultLatch(latch_path)
@@ -92,14 +98,15 @@ class Chair:
         self.hands.rest()
         self.socket = folder / "ctl.sock"
         self.link = ControlLink(self.socket, [resource_dir("scenarios")], estop=self.estop,
-                                latch=self.latch)
+                                latch=self.latch, state_dir=folder if records else None)
         self.events.sinks.append(self.link.board)
         self.child = child or Child()
         controller = Controller(_scenario(), start_on=start_on)
         self.session = Session(clock=clock, input=StayUp(self.child), controller=controller,
                                actuators=self.actuators, estop=self.estop, alerter=self.alerter,
                                events=self.events, latch=self.latch, period=0.1, repeat=True,
-                               control=self.link, stall_timeout=60)
+                               control=self.link, stall_timeout=60,
+                               roll_record=self.records.roll if records else None)
         self.thread = threading.Thread(target=self.session.run, daemon=True)
 
     def __enter__(self) -> Chair:
@@ -305,3 +312,72 @@ def test_a_subscriber_that_never_reads_never_blocks_publishing(folder):
 def test_socket_paths_longer_than_unix_allows_are_refused(folder):
     with pytest.raises(RelaxdError, match="107 bytes"):
         ControlServer(folder / ("x" * 120), stop=lambda by: None)
+
+
+def _children(folder: Path) -> None:
+    """Ada (camera consent, vibration <= 0.3, no pulsing light), Bo (no consent), Cy (manual
+    mode only), Di (sessions of at most 5 minutes)."""
+    store = ChildStore(folder)
+    ada = store.add("ada", "Ada", real_name=True)
+    ada.limits = ChildLimits(vibration=0.3, no_pulse=True)
+    store.save(ada)
+    store.consent(ada, "Ada's mother", "camera")
+    store.add("bo")
+    store.consent(store.add("cy"), "Cy's father", "manual")
+    di = store.add("di")
+    di.limits = ChildLimits(session_min=5)
+    store.save(di)
+    store.consent(di, "Di's mother", "camera")
+    store.close()
+
+
+def test_start_for_a_child_checks_as_child_does_and_the_session_is_theirs(mock_factory, folder):
+    _children(folder)
+    with Chair(mock_factory, folder, start_on="station", records=True,
+               child=Child(Mood.NEUTRAL)) as chair:
+        listed = ask(chair.socket, {"cmd": "children"})["children"]
+        assert [(c["id"], c["consent"]) for c in listed] == [
+            ("ada", "camera"), ("bo", None), ("cy", "manual"), ("di", "camera")]
+        auto = ask(chair.socket, {"cmd": "recommend", "child": "ada"})
+        assert auto["ok"] and auto["why"].startswith(auto["scenario"] + ": ")
+
+        def start(**args) -> dict:
+            return ask(chair.socket, {"cmd": "start", "by": "ana", **args})
+
+        refusals = {
+            "no guardian consent": start(child="bo", scenario="calm-blue-waves"),
+            "manual mode only": start(child="cy", scenario="calm-blue-waves"),
+            "longer than their longest session": start(child="di", scenario="calm-blue-waves"),
+            "choose the child": start(scenario="auto"),
+            "no child 'zed'": start(child="zed", scenario="auto"),
+        }
+        for reason, answer in refusals.items():
+            assert not answer["ok"] and reason in answer["error"] and "\n" not in answer["error"]
+        assert not chair.lit() and chair.state()["child"] is None
+
+        answer = start(child="ada", scenario="auto")
+        assert answer["ok"] and answer["child"] == "ada" and answer["scenario"] == auto["scenario"]
+        assert answer["why"] == auto["why"]
+        wait_for(lambda: chair.state()["state"] == "running", "Ada's session")
+        state = chair.state()
+        assert (state["child"], state["why"]) == ("ada", auto["why"])
+        assert chair.session.controller.caps.level.vibration == 0.3
+        assert chair.actuators.steady_light
+        assert ask(chair.socket, {"cmd": "observe", "what": "calm", "by": "ana"})["ok"]
+        assert ask(chair.socket, {"cmd": "stop", "by": "ana"})["ok"]
+        wait_for(lambda: chair.state()["state"] == "estopped", "the stop")
+        start_event = [e for e in chair.of_type("session") if e.get("child")][-1]
+        assert (start_event["child"], start_event["why"]) == ("ada", auto["why"])
+        assert "Ada" not in json.dumps(list(chair.sink.events))  # the id only, never the name
+
+        # manual mode with consent for manual only; the installation's caps again
+        assert start(child="cy", scenario="gentle-start", manual=True)["ok"]
+        wait_for(lambda: chair.state()["child"] == "cy", "Cy's session")
+        assert chair.session.controller.caps.level.vibration == 1.0
+        assert not chair.actuators.steady_light
+    store = ChildStore(folder)
+    (ada_session,) = store.sessions("ada")
+    assert ada_session["scenario"] == auto["scenario"] and ada_session["why"] == auto["why"]
+    assert [e["what"] for e in ada_session["events"] if e["type"] == "observation"] == ["calm"]
+    assert len(store.sessions("cy")) == 1 and not store.sessions("bo")
+    store.close()

@@ -22,9 +22,12 @@ needs_analyze = pytest.mark.skipif(ANALYZE is None,
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
-def settings() -> dict[str, list[str]]:
+UI_UNIT = UNIT.parent / "relaxd-ui.service"
+
+
+def settings(unit: Path = UNIT) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
             out.setdefault(key, []).append(value)
@@ -50,17 +53,20 @@ def test_unit_has_the_required_settings():
 
 
 @needs_analyze
-def test_systemd_analyze_verify_is_silent(tmp_path):
-    """Any output (even a warning, which exits 0) fails."""
+@pytest.mark.parametrize("unit", ["relaxd.service", "relaxd-ui.service"])
+def test_systemd_analyze_verify_is_silent(tmp_path, unit):
+    """Any output (even a warning, which exits 0) fails. Both units installed, as install.sh
+    installs them (the station's unit wants the daemon's)."""
     root = tmp_path / "root"
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
-    shutil.copy(UNIT, root / "etc/systemd/system/relaxd.service")
+    for installed in (UNIT, UI_UNIT):
+        shutil.copy(installed, root / "etc/systemd/system" / installed.name)
     exe = root / "opt/relaxd/venv/bin/relaxd"
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
-    result = subprocess.run([ANALYZE, "verify", f"--root={root}", "relaxd.service"],
+    result = subprocess.run([ANALYZE, "verify", f"--root={root}", unit],
                             capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
@@ -75,6 +81,42 @@ def test_systemd_analyze_security_exposure_at_most_4(tmp_path):
     # the figure the technician's guide states
     readme = (UNIT.parent / "README.md").read_text()
     assert f"exposure {found.group(1)}" in readme
+
+
+def test_station_unit_has_its_own_user_the_socket_group_and_no_devices():
+    s = settings(UI_UNIT)
+    assert s["ExecStart"] == ["/opt/relaxd/venv/bin/relaxd ui serve --config /etc/relaxd/config.yaml"]
+    assert s["User"] == ["relaxd-ui"] and s["SupplementaryGroups"] == ["relaxd"]
+    assert s["ReadOnlyPaths"] == ["/var/lib/relaxd"] and s["StateDirectory"] == ["relaxd-ui"]
+    assert s["ProtectSystem"] == ["strict"] and s["CapabilityBoundingSet"] == [""]
+    assert s["PrivateDevices"] == ["yes"] and "DeviceAllow" not in s
+    assert s["MemoryDenyWriteExecute"] == ["yes"] and s["NoNewPrivileges"] == ["yes"]
+    # the network it serves, and no more: TCP and the unix socket; IP from local ranges only
+    assert s["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
+    assert s["IPAddressDeny"] == ["any"] and "PrivateNetwork" not in s
+    assert "MemoryMax" in s and "CPUQuota" in s
+
+
+#: What the station's unit leaves exposed: the network it needs to serve browsers (0.9 of it:
+#: a host network, internet address families, an IP allow list with the clinic's ranges), its
+#: group for the control socket, users it cannot hide, the default group-readable umask.
+STATION_EXPOSED = {"RootDirectory=/RootImage=", "SupplementaryGroups=",
+                   "RestrictAddressFamilies=~AF_UNIX", "RestrictAddressFamilies=~AF_(INET|INET6)",
+                   "PrivateNetwork=", "PrivateUsers=", "DeviceAllow=", "IPAddressDeny=", "UMask="}
+
+
+@needs_analyze
+def test_systemd_analyze_security_of_the_station_exposure_at_most_1_5(tmp_path):
+    result = subprocess.run([ANALYZE, "security", "--offline=true", "--no-pager", str(UI_UNIT)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    found = re.search(r"Overall exposure level for relaxd-ui\.service: (\d+\.\d)", result.stdout)
+    assert found, result.stdout + result.stderr
+    print(f"relaxd-ui.service exposure {found.group(1)}")
+    assert float(found.group(1)) <= 1.5
+    flagged = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("✗")}
+    assert flagged <= STATION_EXPOSED, flagged - STATION_EXPOSED
+    readme = (UNIT.parent / "README.md").read_text()
+    assert f"relaxd-ui` rates it **exposure {found.group(1)}" in readme
 
 
 SANDBOX = """

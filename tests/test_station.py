@@ -38,7 +38,11 @@ class StandInDaemon:
     def __init__(self, path: Path) -> None:
         self.stops: list[str] = []
         self.commands: list[dict] = []
-        self.server = ControlServer(path, stop=self.stops.append)
+        self.server = ControlServer(path, stop=self.stops.append, direct={
+            "children": lambda m: {"ok": True, "children": [
+                {"id": "ada", "name": "Ada", "consent": "camera"}]},
+            "recommend": lambda m: {"ok": True, "child": m["child"], "scenario": "Calm blue waves",
+                                    "why": "Calm blue waves: calm in 4 of 5 session(s)"}})
         self.server.publish({"state": "running", "scenario": EVIL, "alerts": [
             {"id": 1, "t": 3.0, "at": 0, "reason": "halt", "detail": EVIL, "acknowledged": False}]})
         self._done = threading.Event()
@@ -51,6 +55,9 @@ class StandInDaemon:
                 self.commands.append(command.args)
                 if command.name == "start" and command.args.get("scenario") == "locked":
                     command.finish({"ok": False, "error": "the e-stop is pressed down"})
+                elif command.name == "start" and command.args.get("child"):
+                    command.finish({"ok": True, "child": command.args["child"],
+                                    "scenario": "Calm blue waves", "why": "chosen by the caregiver"})
                 else:
                     command.finish({"ok": True})
 
@@ -160,6 +167,20 @@ def test_start_refused_by_the_chair_is_409_with_its_reason(station, daemon):
         assert post(c, "/api/observe", token, {"what": "upset"}).status_code == 200
         assert [m["cmd"] for m in daemon.commands] == ["start", "start", "ack", "observe"]
         assert all(m["by"] == "bob" for m in daemon.commands)
+
+
+def test_start_for_a_child_and_the_start_screens_children_and_auto(station, daemon):
+    c, token = signed_in(station, "bob")
+    with c:
+        assert c.get("/api/children").json() == [{"id": "ada", "name": "Ada", "consent": "camera"}]
+        auto = c.get("/api/children/ada/auto").json()
+        assert auto == {"child": "ada", "scenario": "Calm blue waves",
+                        "why": "Calm blue waves: calm in 4 of 5 session(s)"}
+        r = post(c, "/api/start", token, {"scenario": "auto", "child": "ada"})
+        assert r.status_code == 200 and r.json() == {
+            "ok": True, "child": "ada", "scenario": "Calm blue waves",
+            "why": "chosen by the caregiver"}
+        assert daemon.commands[-1]["child"] == "ada" and daemon.commands[-1]["scenario"] == "auto"
 
 
 def test_caregivers_may_not_touch_scenarios_or_read_the_audit_log(station):
@@ -293,3 +314,26 @@ def test_no_password_or_pin_in_plain_text_anywhere_on_disk(place, capsys):
     assert store.check_password("cara", secret) == "caregiver" and store.check_pin(pin)
     assert "scrypt$" in users.read_text()
     assert not verify_secret("x", "md5$abc") and not verify_secret("x", None)
+
+
+def test_account_changes_from_a_shell_are_in_the_audit_log(station, place, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("SUDO_USER", "tech")
+    ui = str(place / "ui")
+    for argv, secret in ((["ui", "add-user", "cara", "--role", "caregiver"], "a long password"),
+                         (["ui", "passwd", "cara"], "another long password"),
+                         (["ui", "set-pin"], "8642")):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(secret + "\n"))
+        assert main([*argv, "--state-dir", ui, "--password-stdin"]) == 0
+    written = (place / "ui" / "audit.jsonl").read_text()
+    assert "long password" not in written and "8642" not in written
+    assert oct(os.stat(place / "ui" / "audit.jsonl").st_mode & 0o777) == "0o600"
+    c, _ = signed_in(station)
+    with c:
+        audit = c.get("/api/audit").json()
+    assert [(e["action"], e["detail"], e["by"]) for e in audit if e["session"] is None] == [
+        ("set PIN", "the kiosk's caregiver PIN", "tech (shell)"),
+        ("change password", "cara", "tech (shell)"),
+        ("add user", "cara (caregiver)", "tech (shell)")]  # newest first
+    assert [e["action"] for e in audit if e["session"]] == ["stop"]  # with the daemon's

@@ -54,11 +54,43 @@ def shot(driver, tmp_path: Path, name: str) -> None:
     shutil.copy(tmp_path / f"{name}.png", keep / f"{name}.png")
 
 
+def Select(element):  # noqa: N802 - selenium's name
+    from selenium.webdriver.support.ui import Select as Chosen
+
+    return Chosen(element)
+
+
+OUT_OF_VIEW = """
+const out = [];
+for (const e of document.querySelectorAll(
+    "header button, #tab-now button, #tab-now select, #tab-now input, #tab-now label.check")) {
+  if (!e.offsetParent) continue;  // not shown
+  const r = e.getBoundingClientRect();
+  if (r.top < 0 || r.left < 0 || r.bottom > innerHeight || r.right > innerWidth)
+    out.push((e.id || e.textContent.trim()) + " " + JSON.stringify([r.left, r.top, r.right, r.bottom]));
+}
+if (document.scrollingElement.scrollHeight > innerHeight) out.push("the page scrolls");
+return out;
+"""
+
+
+def out_of_view(driver) -> list[str]:
+    """Every control of the Now page (and the header) not wholly inside the 800x480 screen."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 800, "height": 480, "deviceScaleFactor": 1, "mobile": False})
+    return driver.execute_script(OUT_OF_VIEW)
+
+
 def text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
 def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser, tmp_path):
+    from relaxd.children import ChildStore
+
+    store = ChildStore(tmp_path / "chair")  # a child for the Start screen
+    store.consent(store.add("ada", "Ada", real_name=True), "Ada's mother", "camera")
+    store.close()
     chair = SimulatedChair(tmp_path / "chair", SCRIPT)
     try:
         browser.get(chair.link)  # the printed link signs this browser in
@@ -75,6 +107,7 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
         wait_for(changing, "the mood and the levels to change as the script plays", 60, 0.1)
         wait_for(lambda: "a minute" in text(browser, "breath-words"), "the breathing indicator")
         shot(browser, tmp_path, "now")
+        assert out_of_view(browser) == []
 
         wait_for(lambda: browser.find_elements("css selector", "button.ack"),
                  "the halt alert", 60)
@@ -92,9 +125,20 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
         wait_for(lambda: text(browser, "state") == "STOPPED", "the stopped state")
         assert "STOPPED from the station" in text(browser, "estop-banner")
         shot(browser, tmp_path, "stopped")
+        assert out_of_view(browser) == []  # the banner pushes no control off the screen
 
-        browser.find_element("id", "start").click()  # a deliberate Start clears the stop
+        # A deliberate Start clears the stop: the caregiver chooses the child; auto says why.
+        browser.find_element("id", "start").click()
+        wait_for(lambda: "Choose the child" in text(browser, "message"), "the child asked for")
+        Select(browser.find_element("id", "start-child")).select_by_value("ada")
+        Select(browser.find_element("id", "start-scenario")).select_by_value("auto")
+        wait_for(lambda: text(browser, "start-why").startswith("auto: "), "auto's reason")
+        browser.find_element("id", "start").click()
         wait_for(lambda: text(browser, "state") == "running", "the new session")
+        wait_for(lambda: text(browser, "child") == "Ada (ada)", "whose session it is")
+        assert text(browser, "message").startswith("Started: ")
+        shot(browser, tmp_path, "child")
+        assert out_of_view(browser) == []
 
         bad = (ROOT / "scenarios" / "gentle-start.yaml").read_text().replace(
             "brightness: 0.", "brightness: 7.", 1)

@@ -1,12 +1,19 @@
 """Benchmark the caregiver station beside a simulated chair (not a unit test; figures printed).
 
     python tools/bench_station.py [--seconds 60] [--rate 200]
+    python tools/bench_station.py --minutes 60      # memory over time, two browsers connected
 
 Runs ``relaxd --simulate --ui`` at real-time speed and reports: the station's resident memory
 (after sign-in and live updates), the page load (the page, its script and stylesheet, and the
 first state), the update latency (the daemon's publish -> the browser's server-sent event), and
 the loop's tick interval p99 (every state the daemon publishes, straight off the control
 socket) quiet and under ``--rate`` requests a second to the station for ``--seconds``.
+
+With ``--minutes N``: two browsers (each signed in with the link, each with its own cookie)
+follow the live updates (server-sent events) for N minutes while the simulated chair plays, a
+caregiver starting the next session whenever the chair waits; the station's resident memory is
+printed every minute, then at the start and the end, with the growth and its rate per hour
+(fitted from the third minute on, after the warm-up).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.cookiejar
 import json
+import re
 import socket
 import statistics
 import sys
@@ -66,12 +74,96 @@ def flood(opener, url: str, rate: float, seconds: float, counts: list[int]) -> N
         time.sleep(max(0.0, start + n / rate - time.monotonic()))
 
 
+# --- memory over time --------------------------------------------------------------------------
+
+class Browser:
+    """One browser: its own sign-in (cookie), following /api/events on a thread."""
+
+    def __init__(self, link: str, base: str) -> None:
+        jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = self.opener.open(link, timeout=10).read().decode()
+        self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        self.base, self.events, self.errors = base, 0, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        while not self.done.is_set():
+            try:
+                with self.opener.open(self.base + "/api/events", timeout=30) as stream:
+                    for line in stream:
+                        self.events += line.startswith(b"data: ")
+                        if self.done.is_set():
+                            return
+            except OSError:
+                self.errors += 1
+                time.sleep(1)
+
+    def start_if_waiting(self) -> None:
+        """A caregiver's Start whenever the chair waits (so the chair keeps playing)."""
+        state = json.loads(self.opener.open(self.base + "/api/state", timeout=10).read())
+        if state.get("waiting") or state.get("state") in ("ended", "estopped"):
+            request = urllib.request.Request(
+                self.base + "/api/start", method="POST", data=b'{"scenario": "gentle-start"}',
+                headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf,
+                         "Origin": self.base})
+            try:
+                self.opener.open(request, timeout=10).read()
+            except OSError:
+                pass
+
+
+def memory_over_time(chair: SimulatedChair, minutes: float) -> None:
+    base = f"http://127.0.0.1:{chair.port}"
+    browsers = [Browser(chair.link, base) for _ in range(2)]
+    pid = chair.station_pid()
+    samples = [(0.0, rss_mb(pid))]
+    print(f"two browsers connected; station RSS {samples[0][1]:.1f} MB", flush=True)
+    began = time.monotonic()
+    while (elapsed := time.monotonic() - began) < minutes * 60:
+        time.sleep(min(60.0, minutes * 60 - elapsed))
+        browsers[0].start_if_waiting()
+        samples.append(((time.monotonic() - began) / 60, rss_mb(pid)))
+        print(f"  {samples[-1][0]:5.1f} min  {samples[-1][1]:6.1f} MB  "
+              f"({sum(b.events for b in browsers)} events)", flush=True)
+    for b in browsers:
+        b.done.set()
+    settled = [(m, r) for m, r in samples if m >= 2] or samples
+    slope = _slope(settled) * 60
+    print(f"station RSS over {minutes:g} min with two browsers: start {samples[0][1]:.1f} MB, "
+          f"end {samples[-1][1]:.1f} MB, growth {samples[-1][1] - samples[0][1]:+.2f} MB; "
+          f"from minute 2: {settled[0][1]:.1f} -> {settled[-1][1]:.1f} MB, "
+          f"{slope:+.2f} MB/hour fitted; {sum(b.events for b in browsers)} events, "
+          f"{sum(b.errors for b in browsers)} reconnects")
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares MB per minute."""
+    if len(points) < 2:
+        return 0.0
+    mx = statistics.fmean(m for m, _ in points)
+    my = statistics.fmean(r for _, r in points)
+    den = sum((m - mx) ** 2 for m, _ in points)
+    return sum((m - mx) * (r - my) for m, r in points) / den if den else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="memory over time: two browsers connected this long")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    if args.minutes is not None:
+        chair = SimulatedChair(out, SCRIPT, speed=1.0)
+        try:
+            memory_over_time(chair, args.minutes)
+        finally:
+            chair.close()
+        return 0
     chair = SimulatedChair(out, SCRIPT, speed=1.0)
     try:
         jar = http.cookiejar.CookieJar()

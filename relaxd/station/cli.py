@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from relaxd.errors import RelaxdError
+from relaxd.station import audit
 from relaxd.station.auth import ROLES, UserStore
 from relaxd.station.settings import UISettings
 
@@ -153,6 +154,7 @@ def run_add_user(args: argparse.Namespace) -> int:
     if args.name in store.names():
         raise RelaxdError(f"user {args.name!r} exists (change the password with `relaxd ui passwd`)")
     store.set_user(args.name, _secret(args, "password"), args.role)
+    audit.record(store.path.parent, "add user", f"{args.name} ({args.role})")
     print(f"user {args.name} ({args.role}) added to {store.path}")
     return 0
 
@@ -160,6 +162,7 @@ def run_add_user(args: argparse.Namespace) -> int:
 def run_passwd(args: argparse.Namespace) -> int:
     store = _store(args)
     store.set_user(args.name, _secret(args, "password"))
+    audit.record(store.path.parent, "change password", args.name)
     print(f"password of {args.name} changed")
     return 0
 
@@ -167,5 +170,6 @@ def run_passwd(args: argparse.Namespace) -> int:
 def run_set_pin(args: argparse.Namespace) -> int:
     store = _store(args)
     store.set_pin(_secret(args, "PIN"))
+    audit.record(store.path.parent, "set PIN", "the kiosk's caregiver PIN")
     print(f"caregiver PIN set in {store.path} (it signs in only from the chair itself)")
     return 0

@@ -243,7 +243,7 @@ async def _command(request: Request, cmd: str, **args: Any) -> Response:
         return _error(503, str(exc))
     if not answer.get("ok"):
         return _error(409, str(answer.get("error", "refused")))
-    return JSONResponse({"ok": True})
+    return JSONResponse({k: v for k, v in answer.items() if k != "id"})
 
 
 def chair_command(cmd: str, role: str | None = None,
@@ -261,7 +261,39 @@ def chair_command(cmd: str, role: str | None = None,
 
 
 def _start_args(body: dict[str, Any], _: Request) -> dict[str, Any]:
-    return {"scenario": str(body.get("scenario") or ""), "manual": bool(body.get("manual"))}
+    """``{"scenario": NAME | "auto", "child": ID | null, "manual": bool}``."""
+    child = body.get("child")
+    return {"scenario": str(body.get("scenario") or ""), "manual": bool(body.get("manual")),
+            "child": str(child) if child else None}
+
+
+# --- children --------------------------------------------------------------------------------
+
+@guarded()
+async def api_children(request: Request) -> Response:
+    """The chair's children for the Start screen (id, name, consent), from the daemon: the
+    profiles are readable by the daemon's user alone."""
+    station: Station = request.app.state.station
+    try:
+        answer = await station.link.command("children")
+    except ChairUnreachable as exc:
+        return _error(503, str(exc))
+    if not answer.get("ok"):
+        return _error(409, str(answer.get("error", "refused")))
+    return JSONResponse(answer.get("children", []))
+
+
+@guarded()
+async def api_recommend(request: Request) -> Response:
+    """What ``auto`` would play for the child now, and why in plain words."""
+    station: Station = request.app.state.station
+    try:
+        answer = await station.link.command("recommend", child=request.path_params["child"])
+    except ChairUnreachable as exc:
+        return _error(503, str(exc))
+    if not answer.get("ok"):
+        return _error(409, str(answer.get("error", "refused")))
+    return JSONResponse({k: answer.get(k) for k in ("child", "scenario", "why")})
 
 
 def _ack_args(_: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -315,10 +347,15 @@ async def api_session_csv(request: Request) -> Response:
 
 @guarded(role="therapist")
 async def api_audit(request: Request) -> Response:
+    """The daemon's audit events (session records) and the account changes made from a shell
+    (the station's own file), newest first."""
     from relaxd.sessions import events_of_type
+    from relaxd.station import audit
 
     station: Station = request.app.state.station
-    return JSONResponse(await _off_loop(events_of_type, station.records, "audit"))
+    daemon = await _off_loop(events_of_type, station.records, "audit")
+    accounts = await _off_loop(audit.entries, station.users.path.parent)
+    return JSONResponse(audit.merged(daemon, accounts))
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -461,6 +498,8 @@ def create_app(station: Station) -> Starlette:
               methods=post),
         Route("/api/observe", chair_command(
             "observe", args=lambda b, _: {"what": str(b.get("what") or "")}), methods=post),
+        Route("/api/children", api_children),
+        Route("/api/children/{child}/auto", api_recommend),
         Route("/api/sessions", api_sessions),
         Route("/api/sessions/{id:int}", api_session),
         Route("/api/sessions/{id:int}.csv", api_session_csv),

@@ -53,6 +53,8 @@ function render(s) {
   $("state").textContent = STATE_WORDS[s.state] || s.state;
   $("state").dataset.state = s.state;
   $("scenario").textContent = s.scenario || "";
+  $("why").textContent = s.why ? "(" + s.why + ")" : "";
+  $("child").textContent = childName(s.child);
   $("phase").textContent = s.phase || "—";
   $("phase-left").textContent = s.phase_left == null ? "" : clock(s.phase_left) + " left";
   const intensity = s.intensity || 0;
@@ -104,7 +106,7 @@ function renderEstop(s) {
   if (s.estop_pressed) {
     banner.textContent = "⚠ E-STOP PRESSED: every output is off. Twist the e-stop free, then hold the reset button at the chair.";
   } else if (s.station_stop) {
-    banner.textContent = "⚠ STOPPED from the station: every output is off. Start a new session below, or hold the reset button at the chair.";
+    banner.textContent = "⚠ STOPPED from the station: every output is off. Press Start for a new session, or hold the reset button at the chair.";
   } else {
     banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to restart.";
   }
@@ -135,13 +137,72 @@ function drawStrip(strip) {
   }
 }
 
+function option(value, text) {
+  const o = el("option", text);
+  o.value = value;
+  return o;
+}
+
 function fillScenarios(names) {
   const select = $("start-scenario");
   if (select.dataset.names === names.join("\n")) return;
   select.dataset.names = names.join("\n");
-  const chosen = select.value;
-  select.replaceChildren(...names.map((n) => { const o = el("option", n); o.value = n; return o; }));
-  if (names.includes(chosen)) select.value = chosen;
+  const chosen = select.value || "auto";
+  select.replaceChildren(option("auto", "auto"), ...names.map((n) => option(n, n)));
+  if (chosen === "auto" || names.includes(chosen)) select.value = chosen;
+  showAuto();
+}
+
+// --- the child at Start ----------------------------------------------------------------------
+
+let children = [];
+const askedFor = new Set();  // unknown ids the list was reloaded for (once each)
+const NO_PROFILE = "-";
+const CONSENT_WORDS = {camera: "consent", manual: "consent: manual only"};
+
+function childName(id) {
+  if (!id) return "—";
+  const child = children.find((c) => c.id === id);
+  if (!child && !askedFor.has(id)) { askedFor.add(id); loadChildren(); }  // a new profile
+  return child ? child.name + " (" + id + ")" : id;
+}
+
+async function loadChildren() {
+  const {status, data} = await api("GET", "/api/children");
+  if (status !== 200 || !Array.isArray(data)) return;
+  children = data;
+  const select = $("start-child"), chosen = select.value;
+  select.replaceChildren(option("", "— child? —"),
+    ...data.map((c) => option(c.id, c.name + " · " + (CONSENT_WORDS[c.consent] || "NO consent"))),
+    option(NO_PROFILE, "no profile (chair's limits)"));
+  const values = [...select.options].map((o) => o.value);
+  select.value = values.includes(chosen) && chosen ? chosen : (data.length ? "" : NO_PROFILE);
+  if (last) $("child").textContent = childName(last.child);
+  showAuto();
+}
+
+// What "auto" would play for the chosen child, and why ("Calm blue waves: calm in 4 of 5").
+async function showAuto() {
+  const child = $("start-child").value, out = $("start-why");
+  if ($("start-scenario").value !== "auto") { out.textContent = ""; return; }
+  if (!child || child === NO_PROFILE) {
+    out.textContent = child ? "auto chooses for a child: choose one" : "";
+    return;
+  }
+  const {status, data} = await api("GET", "/api/children/" + encodeURIComponent(child) + "/auto");
+  if ($("start-child").value !== child) return;  // changed meanwhile
+  out.textContent = status === 200 ? "auto: " + data.why : (data.error || "");
+}
+
+async function start() {
+  const child = $("start-child").value;
+  if (!child) { say("Choose the child first."); return; }
+  const {status, data} = await api("POST", "/api/start", {
+    scenario: $("start-scenario").value, manual: $("start-manual").checked,
+    child: child === NO_PROFILE ? null : child});
+  say(status === 200 ? "Started: " + data.scenario + (data.child ? " for " + childName(data.child) : "")
+    : (data.error || ("failed: " + status)));  // why: beside the scenario, above
+  if (status === 200) showAuto();
 }
 
 // --- Alerts ------------------------------------------------------------------------------------
@@ -273,7 +334,7 @@ async function loadAudit() {
   const body = document.querySelector("#audit tbody");
   body.replaceChildren(...(Array.isArray(data) ? data : []).map((e) => {
     const tr = el("tr");
-    for (const v of [e.session, e.started, clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
+    for (const v of [e.session, e.started, e.t == null ? "" : clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
     return tr;
   }));
 }
@@ -304,16 +365,16 @@ function wire() {
   for (const b of document.querySelectorAll(".observe")) {
     b.addEventListener("click", () => command("/api/observe", {what: b.dataset.what}, "Noted: " + b.textContent));
   }
-  $("start-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    command("/api/start", {scenario: $("start-scenario").value, manual: $("start-manual").checked}, "Started.");
-  });
+  $("start-form").addEventListener("submit", (ev) => { ev.preventDefault(); start(); });
+  $("start-child").addEventListener("change", showAuto);
+  $("start-scenario").addEventListener("change", showAuto);
   if (role === "therapist") {
     for (const b of document.querySelectorAll(".preview")) b.addEventListener("click", () => preview(b.dataset.id));
     $("upload-check").addEventListener("click", () => upload(false));
     $("upload-install").addEventListener("click", () => upload(true));
   }
   api("GET", "/api/state").then(({data}) => render(data));
+  loadChildren();
   connect();
 }
 
