@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.baseline import Baseline
-from relaxd.children import Child, ChildStore, check_before_session, check_id, steady_light
+from relaxd.children import CHILDREN_DB, Child, ChildStore, check_before_session, check_id, steady_light
 from relaxd.controller import Caps
 from relaxd.errors import RelaxdError
 from relaxd.individual import ChildSession, recommend_for
@@ -34,7 +34,7 @@ def _consent(child: Child) -> str | None:
 def child_listing(state_dir: Path) -> list[dict[str, Any]]:
     """The chair's children for the Start screen: id, name (the station is on the chair; logs
     and alerts carry only the id), consent (camera | manual | None) and its line."""
-    if not (Path(state_dir) / "sessions.sqlite").exists():
+    if not (Path(state_dir) / CHILDREN_DB).exists():
         return []
     store = ChildStore(state_dir)
     try:

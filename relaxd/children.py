@@ -1,12 +1,12 @@
 """Child profiles on the chair: pseudonym, guardian consent, retention, a therapist's limits,
 and what relaxd learned about the child. Stored only in the state directory's
-``sessions.sqlite`` (mode 0600), beside the session records they link to; never an image.
-
-Tables (added to an existing record without touching its sessions)::
+``children.sqlite``, readable by relaxd's user alone (mode 0600), apart from the session
+records (``sessions.sqlite``, which the caregiver station's group reads and which names a
+child by id only); never an image. The session records are attached as ``rec``::
 
     children(id, name, real_name, birth_year, notes, created, consent_by, consent_at,
              consent_scope, retention_days, limits JSON, learned JSON)
-    session_children(session -> sessions.id, child -> children.id, scenario, why)
+    session_children(session -> rec.sessions.id, child -> children.id, scenario, why)
 
 ``delete`` erases a child with every linked session and its events (the right to erasure);
 sessions older than the child's retention period are deleted whenever the store is opened.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,13 +44,30 @@ CREATE TABLE IF NOT EXISTS children (
     learned TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS session_children (
-    session INTEGER PRIMARY KEY REFERENCES sessions(id),
+    session INTEGER PRIMARY KEY,              -- rec.sessions(id), in the session records
     child TEXT NOT NULL REFERENCES children(id),
     scenario TEXT NOT NULL DEFAULT '',
     why TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_by_child ON session_children(child);
 """
+
+#: The profiles' file in the state directory, apart from the session records.
+CHILDREN_DB = "children.sqlite"
+
+
+def _open_private(path: Path) -> sqlite3.Connection:
+    """The profiles' database, created readable and writable by relaxd's user alone."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
+        db = sqlite3.connect(path, check_same_thread=False, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        raise RelaxdError(f"cannot open the child profiles: {exc}", path) from None
+    return db
+
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _ANIMALS = ("Otter", "Fox", "Heron", "Badger", "Wren", "Seal", "Lynx", "Robin", "Hare", "Owl",
@@ -126,10 +144,11 @@ class ChildStore:
         except OSError as exc:
             raise RelaxdError(f"cannot create the state directory: {exc.strerror}",
                               self.state_dir) from None
-        self.path = self.state_dir / DB_NAME
-        self.db = _connect(self.path)
-        self.db.executescript(_SCHEMA)
-        os.chmod(self.path, 0o600)  # readable by relaxd's user alone
+        self.path = self.state_dir / CHILDREN_DB
+        self.db = _open_private(self.path)
+        records = self.state_dir / DB_NAME
+        _connect(records).close()  # the session records exist, with their tables
+        self.db.execute("ATTACH DATABASE ? AS rec", (str(records),))
         self.purge_expired(now or _now())
 
     def close(self) -> None:
@@ -215,10 +234,10 @@ class ChildStore:
         out = []
         for sid, started, scenario, why in self.db.execute(
                 "SELECT s.id, s.started, c.scenario, c.why FROM session_children c "
-                "JOIN sessions s ON s.id = c.session WHERE c.child = ? ORDER BY s.id",
+                "JOIN rec.sessions s ON s.id = c.session WHERE c.child = ? ORDER BY s.id",
                 (child_id,)).fetchall():
             events = [{"t": t, "type": ty, **json.loads(d)} for t, ty, d in self.db.execute(
-                "SELECT t, type, data FROM events WHERE session = ? ORDER BY t, rowid", (sid,))]
+                "SELECT t, type, data FROM rec.events WHERE session = ? ORDER BY t, rowid", (sid,))]
             out.append({"id": sid, "started": started, "scenario": scenario, "why": why,
                         "events": events})
         return out
@@ -226,7 +245,7 @@ class ChildStore:
     def minutes_today(self, child_id: str, now: datetime | None = None) -> float:
         day = (now or _now()).date().isoformat()
         row = self.db.execute(
-            "SELECT COALESCE(SUM(s.last_t), 0) FROM sessions s JOIN session_children c "
+            "SELECT COALESCE(SUM(s.last_t), 0) FROM rec.sessions s JOIN session_children c "
             "ON c.session = s.id WHERE c.child = ? AND substr(s.started, 1, 10) = ?",
             (child_id, day)).fetchone()
         return row[0] / 60.0
@@ -237,16 +256,16 @@ class ChildStore:
         for child_id, days in self.db.execute("SELECT id, retention_days FROM children").fetchall():
             cutoff = (now - timedelta(days=days)).isoformat(timespec="seconds")
             old += [r[0] for r in self.db.execute(
-                "SELECT s.id FROM sessions s JOIN session_children c ON c.session = s.id "
+                "SELECT s.id FROM rec.sessions s JOIN session_children c ON c.session = s.id "
                 "WHERE c.child = ? AND s.started < ?", (child_id, cutoff))]
         self._delete_sessions(old)
         return len(old)
 
     def _delete_sessions(self, ids: list[int]) -> None:
         for sid in ids:
-            self.db.execute("DELETE FROM events WHERE session = ?", (sid,))
+            self.db.execute("DELETE FROM rec.events WHERE session = ?", (sid,))
             self.db.execute("DELETE FROM session_children WHERE session = ?", (sid,))
-            self.db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+            self.db.execute("DELETE FROM rec.sessions WHERE id = ?", (sid,))
         self.db.commit()
 
     def export(self, child_id: str) -> dict[str, Any]:

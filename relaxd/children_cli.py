@@ -13,7 +13,8 @@ from relaxd.errors import RelaxdError
 
 def _state_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path, default=None,
-                   help="where sessions.sqlite lives (default: the configuration's state_dir)")
+                   help="where the profiles and session records live "
+                        "(default: the configuration's state_dir)")
     p.add_argument("--config", metavar="FILE", help="configuration file")
 
 

@@ -24,7 +24,9 @@ def test_pseudonym_by_default_and_db_private(tmp_path):
     store = ChildStore(tmp_path)
     child = store.add()
     assert child.id == "c1" and not child.real_name and child.name
-    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600  # children.sqlite: relaxd alone
+    records = tmp_path / "sessions.sqlite"  # the station's group reads the session records
+    assert store.path != records and records.exists()
     with pytest.raises(RelaxdError, match="exists"):
         store.add("c1")
     with pytest.raises(RelaxdError, match="child id"):
