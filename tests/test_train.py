@@ -215,6 +215,10 @@ def test_rebuild_float_from_int8_and_warm_restart(tiny_fer, tmp_path):
           "--epochs", "1", "--batch-size", "8", "--mood-loss", "0.5", "--nn-loss", "1",
           "--keep-epochs")
     assert (run2 / "epoch_1.keras").is_file()
+    scored = [json.loads(line) for line in _tool("select_mood.py", str(run2), "--data",
+                                                 str(tiny_fer)).stdout.splitlines()]
+    assert [Path(s["checkpoint"]).name for s in scored] == ["epoch_1.keras", "best.keras"]
+    assert 0 <= scored[0]["fit_neutral_read_negative"] <= 1
     state2 = json.loads((run2 / "state.json").read_text())
     assert [r["command"] for r in state2["init"]] == [original, state["command"]]
     assert state2["params"] == json.loads((run / "state.json").read_text())["params"]
