@@ -2,8 +2,9 @@
 
 Some faces read sad or angry at rest. A :class:`Baseline` estimates how much more negative this
 child's calm face reads than a typical neutral face (:data:`REFERENCE_NEGATIVE`) and subtracts
-that from each frame's p(negative), moving it to neutral. The estimate is the 25th percentile of
-10-second means of p(negative) (an upset spell raises the upper means, not the low quantile),
+that from each frame's p(negative), sharing it between neutral and positive in their proportion
+(so a happy face that reads a little sad still reads happy). The estimate is the 25th percentile
+of 10-second means of p(negative) (an upset spell raises the upper means, not the low quantile),
 from the calm stretches of earlier sessions (``learned``) and, from a minute into a session,
 from this session too (a first session needs no history). Safety, as for every correction
 (:func:`relaxd.calibration.bounded_negative`): at most :data:`MAX_NEGATIVE_SHIFT`, and a frame
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relaxd.calibration import MAX_NEGATIVE_SHIFT, NEG, NEU, bounded_negative
+from relaxd.calibration import MAX_NEGATIVE_SHIFT, NEG, NEU, POS, bounded_negative
 
 #: p(negative) of a typical calm, neutral face after calibration.
 REFERENCE_NEGATIVE = 0.2
@@ -67,7 +68,10 @@ class Baseline:
         out = raw.copy()
         moved = min(shift, raw[NEG])
         out[NEG] -= moved
-        out[NEU] += moved
+        rest = raw[NEU] + raw[POS]
+        # Shared in proportion: a happy face that reads a little sad stays happy.
+        share = raw[[NEU, POS]] / rest if rest > 0 else np.array([1.0, 0.0])
+        out[[NEU, POS]] += moved * share
         return bounded_negative(raw, out, max_shift=self.max_shift)
 
     def updated(self) -> float:

@@ -1,15 +1,20 @@
 """Which scenario calms this child: each session scored, the next one chosen by Thompson sampling.
 
 A session's **reward** (0..1) puts calm first: the share of face time read calm (neutral or
-positive), of which up to 30 % more for positive time, a little for calming quickly, less for
-each reduction, much less for a halt or an e-stop; the caregiver's observations (``observation``
-events: ``calm``, ``upset``) add or take 0.05 each. A session is **calm** when the child read
-calm 70 % of it with no halt or e-stop. Each installed scenario keeps a Beta belief per child
-whose prior is the pooled record of all children (worth :data:`PRIOR_WEIGHT` sessions); the next
-session plays the scenario with the highest draw. Cautious: a scenario that halted this child in
-each of their last two sessions with it is left out unless a therapist allowed it again or the
-child's baseline correction changed since; a pinned scenario is always chosen, forbidden ones
-never. Pure: the caller hands in the random generator."""
+positive), raised to the 4th power (:data:`CALM_POWER`: a scenario that leaves the child upset a
+fifth of the time earns less than a calm one with no positive time at all), scales a half, up to
+0.45 more for positive time (among scenarios that calm a child alike, the one that also makes
+them happy must stand out) and 0.05 for calming quickly; less for each reduction, much less for
+a halt or an e-stop; the caregiver's observations (``observation`` events: ``calm``, ``upset``)
+add or take 0.05 each. A session is **calm** when the child read calm 70 % of it with no halt or
+e-stop. Each installed scenario keeps a Beta belief per child whose prior is the pooled record
+of all children (worth :data:`PRIOR_WEIGHT` sessions), and each of the child's own sessions
+counts as :data:`SESSION_WEIGHT` trials (a virtual child's sessions with one scenario score
+alike, so a few of them make a clearly better record win most draws); the next session plays the
+scenario with the highest draw. Cautious: a scenario that halted this child in each of their
+last two sessions with it is left out unless a therapist allowed it again or the child's
+baseline correction changed since; a pinned scenario is always chosen, forbidden ones never.
+Pure: the caller hands in the random generator."""
 
 from __future__ import annotations
 
@@ -20,8 +25,11 @@ import numpy as np
 
 CALM_SHARE = 0.7
 PRIOR_WEIGHT = 2.0
-#: One session counts as this many Bernoulli trials of its reward (sharper beliefs).
-SESSION_WEIGHT = 3.0
+#: One session counts as this many Bernoulli trials of its reward (sharp beliefs: exploit a
+#: record that is clearly best after a few sessions).
+SESSION_WEIGHT = 8.0
+#: Calm comes first: a session's calm share raised to this power scales all else it earns.
+CALM_POWER = 4
 BASELINE_CHANGED = 0.05
 
 
@@ -42,10 +50,10 @@ class SessionScore:
 
     @property
     def reward(self) -> float:
-        r = (self.calm * (0.7 + 0.3 * self.positive) - 0.05 * self.reductions - 0.3 * self.halts
-             - 0.5 * self.estops + 0.05 * (self.observed_calm - self.observed_upset))
-        if self.time_to_calm is not None:
-            r += 0.05 * max(0.0, 1 - self.time_to_calm / 300)
+        quick = 0.0 if self.time_to_calm is None else max(0.0, 1 - self.time_to_calm / 300)
+        r = (self.calm ** CALM_POWER * (0.5 + 0.45 * self.positive + 0.05 * quick)
+             - 0.05 * self.reductions - 0.3 * self.halts - 0.5 * self.estops
+             + 0.05 * (self.observed_calm - self.observed_upset))
         return float(min(1.0, max(0.0, r)))
 
     @property

@@ -27,6 +27,19 @@ def test_score_puts_calm_first():
     assert SessionScore("A", calm=1.0).reward > SessionScore("A", calm=1.0, halts=1).reward
 
 
+def test_reward_separates_positive_time_but_calm_comes_first():
+    calm, happy = SessionScore("A", calm=1.0), SessionScore("A", calm=1.0, positive=0.5)
+    assert happy.reward - calm.reward >= 0.2
+    assert SessionScore("A", calm=0.8, positive=1.0).reward < calm.reward
+
+
+def test_learner_exploits_a_clearly_better_record():
+    mine = ([SessionScore("B", calm=1.0, positive=0.5)] * 3
+            + [SessionScore("A", calm=1.0)] * 3 + [SessionScore("C", calm=1.0)] * 3)
+    picks = [recommend(NAMES, mine, [], np.random.default_rng(i)).scenario for i in range(100)]
+    assert picks.count("B") >= 80
+
+
 def _good(name, **kw):
     return SessionScore(name, calm=0.95, **kw)
 
@@ -67,6 +80,14 @@ def test_baseline_moves_a_resting_negative_face_but_never_hides_a_strong_reactio
     assert base.correct(91.0, upset)[0] >= 0.75 - MAX_NEGATIVE_SHIFT - 1e-9
 
 
+def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happy():
+    base = Baseline(learned=0.2)
+    happy_on_a_sad_looking_face = np.array([0.39, 0.11, 0.5])
+    out = base.correct(0.0, happy_on_a_sad_looking_face)
+    assert out[0] == pytest.approx(0.19) and out.sum() == pytest.approx(1.0)
+    assert out[2] / out[1] == pytest.approx(0.5 / 0.11) and out[2] > 0.6
+
+
 def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
     from relaxd.study import installed_scenarios, plot_study, run_study
 
@@ -85,3 +106,4 @@ def test_full_size_study_halves_halts_and_spares_biased_faces():
     s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
     assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2
     assert s["learner"]["biased_false_halts_on_best_after_2"] == 0
+    assert s["learner"]["children_on_best"] >= 0.8

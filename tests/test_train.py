@@ -20,7 +20,7 @@ import pytest
 from relaxd.emotion import EmotionClassifier
 from relaxd.errors import RelaxdError
 from relaxd.evaluate import evaluate_folder
-from relaxd.labels import EMOTIONS
+from relaxd.labels import EMOTIONS, MOOD_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "tools"
@@ -28,7 +28,7 @@ sys.path.insert(0, str(TOOLS))
 
 from export import calibration_sample  # noqa: E402
 from fer_data import CSV_EMOTIONS, load_csv, load_split  # noqa: E402
-from train import class_weights  # noqa: E402
+from train import class_weights, mood_terms  # noqa: E402
 
 # find_spec, not import: TensorFlow must stay out of this process.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
@@ -126,6 +126,17 @@ def test_class_weights_favour_rare_classes():
     assert class_weights(labels, "none")[:2].tolist() == [1.0, 1.0]
 
 
+def test_mood_terms_sum_moods_and_balance_neutral_against_negative():
+    labels = np.repeat(np.arange(7), [30, 0, 30, 50, 20, 40, 10])  # negative 100, neutral 20
+    matrix, mood, nn = mood_terms(labels)
+    probs = np.eye(7)[[0, 3, 4, 6]]
+    assert (probs @ matrix).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]]
+    assert mood.tolist() == MOOD_INDEX.tolist()
+    assert nn[MOOD_INDEX == 2].tolist() == [0.0, 0.0]  # positive faces take no part
+    neg, neu = (nn[labels] * (MOOD_INDEX[labels] == 0)).sum(), (nn[labels] * (labels == 4)).sum()
+    assert neg == pytest.approx(neu) == pytest.approx(60)
+
+
 def test_calibration_sample_is_stratified():
     labels = np.repeat(np.arange(7), [100, 5, 100, 300, 100, 100, 100])
     images = np.arange(len(labels), dtype=np.uint8)[:, None, None] * np.ones((1, 48, 48), np.uint8)
@@ -201,7 +212,13 @@ def test_rebuild_float_from_int8_and_warm_restart(tiny_fer, tmp_path):
 
     run2 = tmp_path / "run2"
     _tool("train.py", "--data", str(tiny_fer), "--out", str(run2), "--init", str(rebuilt),
-          "--epochs", "1", "--batch-size", "8")
+          "--epochs", "1", "--batch-size", "8", "--mood-loss", "0.5", "--nn-loss", "1",
+          "--keep-epochs")
+    assert (run2 / "epoch_1.keras").is_file()
+    scored = [json.loads(line) for line in _tool("select_mood.py", str(run2), "--data",
+                                                 str(tiny_fer)).stdout.splitlines()]
+    assert [Path(s["checkpoint"]).name for s in scored] == ["epoch_1.keras", "best.keras"]
+    assert 0 <= scored[0]["fit_neutral_read_negative"] <= 1
     state2 = json.loads((run2 / "state.json").read_text())
     assert [r["command"] for r in state2["init"]] == [original, state["command"]]
     assert state2["params"] == json.loads((run / "state.json").read_text())["params"]

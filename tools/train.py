@@ -8,6 +8,14 @@ random erasing) uses stateless random ops seeded by (seed, step), and the data o
 (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
 Class imbalance is met with per-class loss weights (``--class-weights``) and label smoothing.
 
+``--mood-loss W`` adds a 3-mood term (the chair decides on moods, not emotions): the seven
+probabilities are summed per mood (``relaxd.labels``) and the mood cross-entropy is added with
+weight W; ``--nn-loss W`` adds the neutral-versus-negative confusion the chair suffers most
+from: for neutral and negative faces, the binary cross-entropy of
+p(negative) / (p(negative) + p(neutral)), the two moods weighted equally in total (neutral faces
+are the fewer). ``--keep-epochs`` keeps every epoch's weights (``OUT/epoch_N.keras``), to pick
+one by the calibrated decision afterwards.
+
 ``--swa-start N`` adds stochastic weight averaging (Izmailov et al., 2018): the learning rate
 decays to ``--swa-lr`` by epoch N and stays there, and from epoch N on the weights at the end
 of each epoch are averaged (``OUT/swa.npz``). The average, with its batch-norm statistics
@@ -29,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from fer_data import load_split  # noqa: E402
 
-from relaxd.labels import EMOTIONS  # noqa: E402
+from relaxd.labels import EMOTIONS, MOOD_INDEX  # noqa: E402
 
 SWA_BN_IMAGES = 8192  # training images on which a weight average's batch norms are measured
 
@@ -56,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="average the weights of this epoch and every later one (0 = off)")
     p.add_argument("--swa-lr", type=float, default=2e-4,
                    help="the constant learning rate from --swa-start on")
+    p.add_argument("--mood-loss", type=float, default=0.0,
+                   help="weight of the 3-mood cross-entropy (summed probabilities) added")
+    p.add_argument("--nn-loss", type=float, default=0.0,
+                   help="weight of the neutral-vs-negative binary term added")
+    p.add_argument("--keep-epochs", action="store_true", help="keep OUT/epoch_N.keras")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0 = all cores)")
     p.add_argument("--init", type=Path, default=None,
@@ -74,6 +87,21 @@ def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
     safe = np.maximum(counts, 1) / counts.sum()
     w = {"none": np.ones_like(freq), "sqrt": safe ** -0.5, "balanced": 1.0 / safe}[mode]
     return (w / (w * freq).sum()).astype(np.float32)
+
+
+def mood_terms(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mood matrix 7x3, each class's mood, neutral-vs-negative sample weight per class)``:
+    the matrix sums emotion probabilities per mood; the weights give the negative and the
+    neutral faces of training the same total weight in the binary term (other moods 0)."""
+    mood = MOOD_INDEX
+    matrix = np.eye(3, dtype=np.float32)[mood]
+    counts = np.bincount(mood[labels], minlength=3).astype(np.float64)
+    nn = np.zeros(len(EMOTIONS), np.float32)
+    pair = counts[0] + counts[1]
+    for c, m in enumerate(mood):
+        if m in (0, 1) and counts[m]:
+            nn[c] = pair / (2 * counts[m])
+    return matrix, mood.astype(np.int64), nn
 
 
 def make_augment(erase_prob: float):
@@ -241,6 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing,
                                                    reduction=None)
     class_w = tf.constant(weights)
+    mood_matrix, class_mood, nn_w = (tf.constant(a) for a in mood_terms(y_train))
+
+    def mood_loss(probs, y):
+        """The added 3-mood terms (0 unless --mood-loss / --nn-loss)."""
+        p3 = tf.clip_by_value(tf.matmul(probs, mood_matrix), 1e-7, 1.0)
+        y3 = tf.gather(class_mood, y)
+        ce3 = -tf.math.log(tf.gather(p3, y3, batch_dims=1))
+        share_neg = p3[:, 0] / (p3[:, 0] + p3[:, 1])
+        is_neg = tf.cast(tf.equal(y3, 0), tf.float32)
+        bce = -(is_neg * tf.math.log(share_neg) + (1 - is_neg) * tf.math.log(1 - share_neg + 1e-7))
+        return (args.mood_loss * tf.reduce_mean(ce3)
+                + args.nn_loss * tf.reduce_mean(bce * tf.gather(nn_w, y)))
 
     @tf.function
     def train_step(x_u8, y, seed):
@@ -249,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             probs = model(x, training=True)
             per_sample = loss_fn(tf.one_hot(y, len(EMOTIONS)), probs)
             loss = tf.reduce_mean(per_sample * tf.gather(class_w, y))
+            if args.mood_loss or args.nn_loss:
+                loss += mood_loss(probs, y)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, tf.reduce_mean(tf.cast(tf.argmax(probs, -1) == y, tf.float32))
@@ -313,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         state["epoch"] = epoch
         model.save(out / "last.keras.tmp.keras")
         os.replace(out / "last.keras.tmp.keras", out / "last.keras")
+        if args.keep_epochs:
+            model.save(out / f"epoch_{epoch}.keras")
         best = val_acc > state["best_val_acc"]
         if best:
             state["best_val_acc"], state["best_epoch"] = val_acc, epoch
