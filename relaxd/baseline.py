@@ -5,10 +5,18 @@ child's calm face reads than a typical neutral face (:data:`REFERENCE_NEGATIVE`)
 that from each frame's p(negative), sharing it between neutral and positive in their proportion
 (so a happy face that reads a little sad still reads happy). The estimate is the 25th percentile
 of 10-second means of p(negative) (an upset spell raises the upper means, not the low quantile),
-from the calm stretches of earlier sessions (``learned``) and, from a minute into a session,
-from this session too (a first session needs no history). Safety, as for every correction
+from earlier sessions (``learned``) and, from a minute into a session, from this session too
+(a first session needs no history). Safety, as for every correction
 (:func:`relaxd.calibration.bounded_negative`): at most :data:`MAX_NEGATIVE_SHIFT`, and a frame
 that reads strongly negative keeps its p(negative) whole.
+
+A face that reads sad all session may be a sad resting face or a child who is upset all session,
+and the frames alone cannot tell them apart. So the correction grows slowly and only on
+evidence of calm: within a session it rises at most :data:`STEP` above what earlier sessions
+taught (it may always fall), and a session teaches a larger one only when it was calm (no halt,
+no e-stop, no caregiver's "upset"), again by at most :data:`STEP`. A child upset through a whole
+session is therefore still read negative (the chair reduces and halts), and that session teaches
+nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ WINDOW_S = 10.0
 QUANTILE = 25
 #: Seconds into a session before its own frames count (a first session's estimate).
 WARMUP_S = 60.0
+#: The most the correction grows within a session, and from one calm session to the next.
+STEP = 0.1
 
 
 class Baseline:
@@ -52,11 +62,12 @@ class Baseline:
 
     @property
     def shift(self) -> float:
-        """The correction now: the learned one, moved towards this session's as it grows."""
+        """The correction now: the learned one, moved towards this session's (up by at most
+        :data:`STEP`)."""
         own = self.session_estimate
         if own is None:
             return self.learned
-        return own if self.learned == 0.0 else 0.5 * (own + self.learned)
+        return min(own, self.learned + STEP)
 
     def correct(self, t: float, probs3: np.ndarray) -> np.ndarray:
         raw = np.asarray(probs3, dtype=np.float64)
@@ -74,9 +85,12 @@ class Baseline:
         out[[NEU, POS]] += moved * share
         return bounded_negative(raw, out, max_shift=self.max_shift)
 
-    def updated(self) -> float:
-        """The correction to remember after this session (its own estimate, else the old)."""
+    def updated(self, calm: bool) -> float:
+        """The correction to remember after this session: towards its own estimate, up by at
+        most :data:`STEP` and only after a ``calm`` session (no halt, e-stop or "upset")."""
         own = self.session_estimate
         if own is None:
             return self.learned
-        return own if self.learned == 0.0 else 0.5 * (own + self.learned)
+        if own <= self.learned or not calm:
+            return min(own, self.learned)
+        return min(own, self.learned + STEP)

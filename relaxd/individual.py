@@ -49,11 +49,20 @@ class ChildSession:
         self.linked.append(session_id)
 
     def finish(self) -> None:
-        """After the session: remember the child's baseline correction."""
+        """After the session: remember the child's baseline correction, which grows only
+        after a calm session."""
         learned = self.child.learned
-        learned["baseline"] = round(self.baseline.updated(), 3)
+        learned["baseline"] = round(self.baseline.updated(self._was_calm()), 3)
         self.store.save(self.child)
         self.store.close()
+
+
+    def _was_calm(self) -> bool:
+        """No halt, no e-stop and no caregiver's "upset" in this run's sessions."""
+        mine = [s for s in self.store.sessions(self.child.id) if s["id"] in self.linked]
+        scores = [score_session(s["events"]) for s in mine]
+        return bool(scores) and all(
+            not (sc.halts or sc.estops or sc.observed_upset) for sc in scores)
 
 
 def _slug(name: str) -> str:

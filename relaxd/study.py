@@ -65,8 +65,10 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
             break
         playing = Playing.of(step.levels, step.stimulus)
         t += TICK_S
-    return Played(score_session(events, scenario.name), calm_ticks / max(ticks, 1),
-                  baseline.updated() if baseline else 0.0, false_halts)
+    score = score_session(events, scenario.name)
+    calm = not (score.halts or score.estops)
+    return Played(score, calm_ticks / max(ticks, 1),
+                  baseline.updated(calm) if baseline else 0.0, false_halts)
 
 
 def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:

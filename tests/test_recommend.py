@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relaxd.baseline import Baseline
+from relaxd.baseline import STEP, Baseline
 from relaxd.calibration import MAX_NEGATIVE_SHIFT, STRONG_NEGATIVE
 from relaxd.recommend import SessionScore, recommend, score_session
 
@@ -72,12 +72,33 @@ def test_baseline_moves_a_resting_negative_face_but_never_hides_a_strong_reactio
     resting = np.array([0.45, 0.45, 0.1])
     for t in np.arange(0, 90, 0.5):
         out = base.correct(float(t), resting)
-    assert 0.2 < base.shift <= MAX_NEGATIVE_SHIFT and out[0] < out[1]
+    assert base.shift == pytest.approx(STEP) and out[0] < out[1]  # a first session: one step
     strong = np.array([STRONG_NEGATIVE, 0.15, 0.05])
     assert base.correct(90.0, strong)[0] == pytest.approx(STRONG_NEGATIVE)
     assert Baseline(learned=5.0).learned == MAX_NEGATIVE_SHIFT
     upset = np.array([0.75, 0.2, 0.05])
     assert base.correct(91.0, upset)[0] >= 0.75 - MAX_NEGATIVE_SHIFT - 1e-9
+
+
+def test_a_child_upset_all_session_is_still_read_negative_and_teaches_nothing():
+    """A face that reads 0.7 negative all session may be a sad resting face or an upset child:
+    the correction grows by one step at most, so the chair still reads (and halts on) it, and
+    only calm sessions teach a larger correction, one step at a time."""
+    base = Baseline()
+    upset = np.array([0.7, 0.2, 0.1])
+    for t in np.arange(0, 600, 0.5):
+        out = base.correct(float(t), upset)
+    assert out[0] > out[1] and out[0] > out[2]  # still read negative
+    assert base.updated(calm=False) == 0.0  # a session with halts teaches nothing
+    learned = 0.0
+    for _ in range(5):  # calm sessions of a sad-looking resting face
+        resting = Baseline(learned)
+        for t in np.arange(0, 120, 0.5):
+            resting.correct(float(t), np.array([0.5, 0.42, 0.08]))
+        new = resting.updated(calm=True)
+        assert new - learned <= STEP + 1e-9
+        learned = new
+    assert learned == pytest.approx(0.3)  # reached the resting excess, in steps
 
 
 def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happy():
