@@ -13,8 +13,9 @@ that reads strongly negative keeps its p(negative) whole.
 A face that reads sad all session may be a sad resting face or a child who is upset all session,
 and the frames alone cannot tell them apart. So the correction grows slowly and only on
 evidence of calm: within a session it rises at most :data:`STEP` above what earlier sessions
-taught (it may always fall), and a session teaches a larger one only when it was calm (no halt,
-no e-stop, no caregiver's "upset"), again by at most :data:`STEP`. A child upset through a whole
+taught (it may always fall), and a session teaches a larger one only when it was calm (no
+e-stop, no caregiver's "upset", and every halt marked "misread" by the caregiver, who saw a calm
+child), again by at most :data:`STEP`. A child upset through a whole
 session is therefore still read negative (the chair reduces and halts), and that session teaches
 nothing.
 """
@@ -87,7 +88,7 @@ class Baseline:
 
     def updated(self, calm: bool) -> float:
         """The correction to remember after this session: towards its own estimate, up by at
-        most :data:`STEP` and only after a ``calm`` session (no halt, e-stop or "upset")."""
+        most :data:`STEP` and only after a ``calm`` one (``SessionScore.calm_evidence``)."""
         own = self.session_estimate
         if own is None:
             return self.learned

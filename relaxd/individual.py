@@ -58,11 +58,10 @@ class ChildSession:
 
 
     def _was_calm(self) -> bool:
-        """No halt, no e-stop and no caregiver's "upset" in this run's sessions."""
+        """Every session of this run is calm evidence (``SessionScore.calm_evidence``)."""
         mine = [s for s in self.store.sessions(self.child.id) if s["id"] in self.linked]
         scores = [score_session(s["events"]) for s in mine]
-        return bool(scores) and all(
-            not (sc.halts or sc.estops or sc.observed_upset) for sc in scores)
+        return bool(scores) and all(sc.calm_evidence for sc in scores)
 
 
 def _slug(name: str) -> str:

@@ -47,6 +47,14 @@ class SessionScore:
     observed_calm: int = 0
     observed_upset: int = 0
     baseline: float = 0.0      # the child's baseline correction when it was played
+    observed_misread: int = 0  # the caregiver saw a calm child the chair read otherwise
+
+    @property
+    def calm_evidence(self) -> bool:
+        """The session may teach the child's baseline: no e-stop, no "upset" from the
+        caregiver, and every halt marked "misread" by them (a calm child read as upset)."""
+        return (not self.estops and not self.observed_upset
+                and self.halts <= self.observed_misread)
 
     @property
     def reward(self) -> float:
@@ -84,7 +92,8 @@ def score_session(events: Sequence[dict[str, Any]], scenario: str = "") -> Sessi
         sum(b - a for m, a, b in spans if m == "positive") / face, first_calm,
         actions.count("reduce"), actions.count("halt"),
         sum(1 for e in events if e["type"] == "estop" and e.get("action") == "press"),
-        observed.count("calm"), observed.count("upset"), float(start.get("baseline", 0.0)))
+        observed.count("calm"), observed.count("upset"), float(start.get("baseline", 0.0)),
+        observed.count("misread"))
 
 
 @dataclass(frozen=True)

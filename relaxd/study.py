@@ -44,7 +44,7 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
     """One whole session, closed loop; pure and deterministic per seed."""
     controller = Controller(scenario, caps=caps or ActuatorSettings().caps())
     smoother, child = MoodSmoother(), VirtualChild(model)
-    rng = np.random.default_rng(seed)
+    rng, caregiver = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     events: list[dict[str, Any]] = [{"t": 0.0, "type": "session", "state": "start",
                                      "scenario": scenario.name,
                                      "baseline": baseline.learned if baseline else 0.0}]
@@ -60,15 +60,28 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
             events.append({"t": t, "type": "mood", "mood": reading.mood.value})
         step = controller.step(t, reading)
         events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
-        false_halts += sum(d.action == "halt" and mood.value != "negative" for d in step.decisions)
+        halted = any(d.action == "halt" for d in step.decisions)
+        false_halts += halted and mood.value != "negative"
+        events += _caregiver_sees(t, halted, mood.value, caregiver)
         if step.state is State.ENDED:
             break
         playing = Playing.of(step.levels, step.stimulus)
         t += TICK_S
     score = score_session(events, scenario.name)
-    calm = not (score.halts or score.estops)
     return Played(score, calm_ticks / max(ticks, 1),
-                  baseline.updated(calm) if baseline else 0.0, false_halts)
+                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts)
+
+
+#: How often the caregiver beside the chair records what they saw when it halts.
+CAREGIVER_NOTICES = 0.8
+
+
+def _caregiver_sees(t: float, halted: bool, mood: str, rng: np.random.Generator) -> list[dict]:
+    """On a halt, the caregiver present (intended use) taps what they saw at the station, most
+    of the time: "misread" for a calm child, "upset" for an upset one."""
+    if not halted or rng.random() >= CAREGIVER_NOTICES:
+        return []
+    return [{"t": t, "type": "observation", "what": "upset" if mood == "negative" else "misread"}]
 
 
 def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:
