@@ -16,6 +16,7 @@ import numpy as np
 
 from relaxd.errors import RelaxdError
 from relaxd.labels import EMOTIONS, MOOD_INDEX, MOODS, mood_probs
+from relaxd.plotting import pyplot, save_figure
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
@@ -182,13 +183,7 @@ def format_report(report: dict) -> str:
 
 def save_plots(report: dict, folder: str | Path) -> list[Path]:
     """Confusion-matrix PNGs (7 emotions, 3 moods) in ``folder``; needs matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RelaxdError("--plots needs matplotlib: pip install 'relaxd[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -211,10 +206,8 @@ def save_plots(report: dict, folder: str | Path) -> list[Path]:
             for j in range(len(labels)):
                 ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
                         fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
-        fig.tight_layout()
         path = folder / f"{key}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path, dpi=120)
         paths.append(path)
     return paths
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from relaxd.errors import RelaxdError
 from relaxd.events import Event
+from relaxd.plotting import pyplot, save_figure
 from relaxd.scenario import mmss
 
 DB_NAME = "sessions.sqlite"
@@ -220,13 +221,7 @@ def plot_events(events: list[Event], out: str | Path, title: str = "",
     ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it. With
     ``driven`` (a ``--trace``'s rows) each output as driven is drawn too, thin: breathing,
     pulses and waves, and under a tempo the three in phase."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RelaxdError("plotting needs matplotlib: pip install 'relaxd[plots]'") from None
+    plt = pyplot()
     moods = [(e["t"], _MOOD_Y[e["mood"]]) for e in events
              if e["type"] == "mood" and e.get("mood") in _MOOD_Y]
     levels = [e for e in events if e["type"] == "levels"]
@@ -260,13 +255,7 @@ def plot_events(events: list[Event], out: str | Path, title: str = "",
     bottom.set_xlabel("seconds since session start")
     bottom.set_ylabel("level")
     bottom.legend(loc="upper right")
-    fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise RelaxdError(f"cannot write plot: {exc.strerror}", out) from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out, dpi=100)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

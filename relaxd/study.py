@@ -21,6 +21,7 @@ from relaxd.baseline import Baseline
 from relaxd.controller import Controller, State
 from relaxd.errors import RelaxdError
 from relaxd.mood import MoodSmoother
+from relaxd.plotting import pyplot, save_figure
 from relaxd.recommend import SessionScore, recommend, score_session
 from relaxd.scenario import Scenario, load_scenario
 from relaxd.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
@@ -230,13 +231,7 @@ def format_table(summary: dict[str, dict[str, float]], n_children: int, n_sessio
 
 def plot_study(result: dict[str, Any], out: str | Path) -> None:
     """Per session number: share of children on their best scenario, halts, true calm share."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RelaxdError("plotting needs matplotlib: pip install 'relaxd[plots]'") from None
+    plt = pyplot()
     best = result["best"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for arm in result["arms"]:
@@ -254,13 +249,7 @@ def plot_study(result: dict[str, Any], out: str | Path) -> None:
     axes[0].set_ylim(0, 1.02)
     axes[2].set_ylim(0, 1.02)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=80)
-    except OSError as exc:
-        raise RelaxdError(f"cannot write plot: {exc.strerror}", out) from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, out, dpi=80)
 
 
 def installed_scenarios(folder: str | Path | None) -> list[Scenario]:
