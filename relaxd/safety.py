@@ -138,7 +138,9 @@ class EmergencyStop:
     def reset(self, source: str = "command") -> bool:
         """Clear the latch (never while the e-stop reads pressed); True if it was cleared.
 
-        Only the reset button, or ``relaxd reset`` where the configuration allows it, calls this.
+        Only deliberate acts call this: the reset button at the chair, a caregiver's Start at the
+        station (for a stop the station's own STOP made), or ``relaxd reset`` where the
+        configuration allows it.
         """
         if self.pressed:
             return False
