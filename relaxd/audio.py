@@ -111,7 +111,25 @@ def make_source(sound: Audio | None, rate: int, paced: bool = False) -> Source:
         return lambda start, n: _looped(buf, start, n)
     raw = _generator(sound.generator.value, sound.tone_hz, rate, paced)
     gain = _generator_gain(sound.generator.value, sound.tone_hz, rate, paced)
-    return lambda start, n: (raw(start, n) * gain).astype(np.float32)
+    return lambda start, n: soft_limit(raw(start, n) * gain)
+
+
+#: Where :func:`soft_limit` starts to bend a generator's rare peaks down towards :data:`PEAK`.
+KNEE = 0.9
+
+
+def soft_limit(x: np.ndarray) -> np.ndarray:
+    """Samples above :data:`KNEE` bent smoothly (tanh) to stay under :data:`PEAK`: a generated
+    sound's rare peaks (the soundscape's surf) never reach the output's hard ceiling."""
+    x = np.asarray(x, dtype=np.float32)
+    over = np.abs(x) > KNEE
+    if not over.any():
+        return x
+    room = PEAK - KNEE
+    bent = KNEE + room * np.tanh((np.abs(x[over]) - KNEE) / room)
+    out = x.copy()
+    out[over] = np.sign(x[over]) * bent
+    return out
 
 
 @functools.lru_cache(maxsize=16)

@@ -243,3 +243,14 @@ def test_under_a_tempo_the_soundscape_has_no_swell_of_its_own():
     assert own.max() / own.min() > 2  # its 10 s waves
     assert paced.max() / paced.min() < 1.5  # the tempo swells the volume instead
     assert rms(paced) == pytest.approx(LOUDNESS_RMS, rel=0.05)
+
+
+def test_built_in_sounds_peak_under_full_scale_at_one_loudness():
+    """The soundscape's surf peaked at about 1.07 and was clipped by the output's ceiling: the
+    generators' rare peaks are now bent smoothly under PEAK, their loudness unchanged."""
+    from relaxd.audio import _LOOP
+
+    for generator in Generator:
+        x = make_source(Audio(generator=generator), RATE)(0, _LOOP).astype(np.float64)
+        assert np.abs(x).max() <= PEAK, generator
+        assert np.sqrt(np.mean(x * x)) == pytest.approx(LOUDNESS_RMS, rel=0.02), generator
