@@ -180,10 +180,7 @@ class ControlLink:
         session.begin_session(t, scenario, f"new session started by {by}", go=True,
                               caps=child.caps if child else self.caps, child=child)
         session.controller.manual = manual
-        if not self.estop.latched:
-            session.actuators.enable()
-            if self.estop.latched:  # pressed meanwhile
-                session.actuators.off()
+        self.estop.enable_outputs()
         whose = f" for child {child.child.id}" if child else ""
         return {"detail": scenario.name + whose + (" (manual)" if manual else ""),
                 "scenario": scenario.name, "why": why, "child": child.child.id if child else None}

@@ -156,8 +156,7 @@ class Session:
             self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
         elif self.estop.pressed:
             self.estop.trigger("e-stop reads pressed at start-up")
-        if not self.estop.latched:
-            self.actuators.enable()
+        self.estop.enable_outputs()
         self.notifier.ready("running")
 
     def _loop(self, guard: StallGuard) -> int:

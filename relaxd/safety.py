@@ -165,11 +165,20 @@ class EmergencyStop:
                 steps.append(controller.estop(t))
         if not latched and controller.state is State.ESTOPPED:
             steps.append(controller.reset(t))
-            self.actuators.enable()
-            with self._lock:
-                if self._latched:  # pressed again meanwhile
-                    self.actuators.off()
+            self.enable_outputs()
         return steps
+
+    def enable_outputs(self) -> bool:
+        """Let the actuators play again unless the stop is latched; True if they may. The latch
+        is read again after enabling, so a press racing this always wins."""
+        if self._latched:
+            return False
+        self.actuators.enable()
+        with self._lock:
+            if self._latched:  # pressed meanwhile
+                self.actuators.off()
+                return False
+        return True
 
     def close(self) -> None:
         self._jobs.put(None)
