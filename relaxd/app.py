@@ -254,7 +254,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
-        start_info=plan.child.start_info if plan.child else {}, child=plan.child)
+        child=plan.child)
     _attach_station(args, c, session, stack, hw.state_dir)
     return session
 

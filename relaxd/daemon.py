@@ -104,7 +104,6 @@ class Session:
     # The caregiver station's link (relaxd.control.ControlLink): once a tick it carries out
     # the queued commands (obey) and publishes the state (publish). None: no station.
     control: Any = None
-    start_info: dict[str, Any] = field(default_factory=dict)  # the child's id, why this scenario
     # The session's child (relaxd.individual.ChildSession: profile, caps, baseline), or None.
     child: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -144,8 +143,7 @@ class Session:
     def _start(self) -> None:
         """Record the start; come up latched after an unclean exit or a latch kept on disk."""
         t = self.clock.now()
-        self.events.emit(t, "session", state="start", scenario=self.controller.scenario.name,
-                         **self.start_info)
+        self._record_start(t, self.controller.scenario.name)
         self.latch.take_reset_request()  # a request left from before this start is stale
         if self.marker is not None and self.marker.begin():
             self.alerter.alert(t, "fault", f"{UNCLEAN_REASON}: every output stays off until "
@@ -240,8 +238,12 @@ class Session:
                                      start_on="station" if self.control is not None else "face")
         if go:
             self.controller.begin()
-        self.events.emit(0.0, "session", state="start", scenario=scenario.name,
-                         **(child.start_info if child is not None else {}))
+        self._record_start(0.0, scenario.name)
+
+    def _record_start(self, t: float, scenario: str) -> None:
+        """The ``session`` start event, with the child's id and why this scenario, if any."""
+        info = self.child.start_info if self.child is not None else {}
+        self.events.emit(t, "session", state="start", scenario=scenario, **info)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
         if self.remote_reset and self.estop.latched and self.latch.take_reset_request():
