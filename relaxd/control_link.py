@@ -48,6 +48,7 @@ class ControlLink:
                  latch: Any, mode: int = 0o660, state_dir: Path | None = None,
                  caps: Caps | None = None) -> None:
         self.scenario_dirs = scenario_dirs
+        self._listed: tuple[tuple[float, ...], list[str]] = ((), [])  # folders' mtimes, names
         self.estop, self.latch = estop, latch
         #: Where the child profiles are (None: no children on this chair), and the
         #: installation's caps (a session without a child, or before the child's own).
@@ -117,6 +118,14 @@ class ControlLink:
 
     def _installed(self) -> dict[str, Path]:
         return scenario_files(self.scenario_dirs)
+
+    def _scenario_names(self) -> list[str]:
+        """The installed scenarios' names for every published state: the folders are listed
+        again only when one changed (an upload), not on every tick of the loop."""
+        stamps = tuple(_mtime(Path(folder)) for folder in self.scenario_dirs)
+        if stamps != self._listed[0]:
+            self._listed = (stamps, sorted(self._installed()))
+        return self._listed[1]
 
     # --- on the loop's thread ------------------------------------------------------------------
 
@@ -268,7 +277,7 @@ class ControlLink:
         """The chair's state for the station (and a broker): plain JSON values only."""
         c = session.controller
         lv = step.levels if not session.actuators.inhibited else None
-        reading = sensed.reading
+        reading, pressed = sensed.reading, self.estop.pressed
         return {
             "t": round(t, 2), "at": time.time(), "state": step.state.value,
             "scenario": c.scenario.name, "phase": step.phase_name if c.playing else None,
@@ -278,15 +287,15 @@ class ControlLink:
             "levels": {k: round(getattr(lv, k), 3) if lv else 0.0
                        for k in ("light", "audio", "vibration")},
             "colour": "#%02x%02x%02x" % tuple(step.stimulus.colour),
-            "estop": bool(self.estop.latched or self.estop.pressed),
-            "estop_pressed": bool(self.estop.pressed),
+            "estop": bool(self.estop.latched or pressed),
+            "estop_pressed": bool(pressed),
             "latch": self.latch.reason, "station_stop": self.board.station_only,
             "hold": c.held, "manual": c.manual, "waiting": c.start_on == "station" and not c.go,
             "child": session.child.child.id if session.child else None,  # the id only
             "why": session.child.why if session.child else None,
             "breath": _breath(step.breath if c.playing and lv else None),
             "alerts": self.board.listing(),
-            "scenarios": sorted(scenario_files(self.scenario_dirs)),
+            "scenarios": self._scenario_names(),
         }
 
     def close(self) -> None:
@@ -303,3 +312,11 @@ def _breath(breath: Any) -> dict[str, Any] | None:
     if breath is None:
         return None
     return {"bpm": round(breath.bpm, 2), "phase": round(breath.phase, 3)}
+
+
+def _mtime(folder: Path) -> float:
+    """When ``folder``'s listing last changed (-1: no such folder)."""
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return -1.0

@@ -381,3 +381,15 @@ def test_start_for_a_child_checks_as_child_does_and_the_session_is_theirs(mock_f
     assert [e["what"] for e in ada_session["events"] if e["type"] == "observation"] == ["calm"]
     assert len(store.sessions("cy")) == 1 and not store.sessions("bo")
     store.close()
+
+
+def test_a_newly_installed_scenario_appears_in_the_published_state(mock_factory, folder):
+    """The installed scenarios are listed again when a folder changes (not every tick)."""
+    extra = folder / "installed"
+    with Chair(mock_factory, folder) as chair:
+        chair.link.scenario_dirs = [extra, resource_dir("scenarios")]
+        wait_for(lambda: "calm-blue-waves" in chair.state()["scenarios"], "the bundled ones")
+        assert "my-own" not in chair.state()["scenarios"]
+        extra.mkdir()
+        shutil.copy(resource_dir("scenarios") / "gentle-start.yaml", extra / "my-own.yaml")
+        wait_for(lambda: "my-own" in chair.state()["scenarios"], "the new scenario listed")
