@@ -69,6 +69,20 @@ def _open_private(path: Path) -> sqlite3.Connection:
     return db
 
 
+def child_names(state_dir: str | Path) -> dict[str, str]:
+    """Every child's name by id, read-only; {} where there are no profiles or this user may
+    not read them (the records then show ids)."""
+    path = Path(state_dir) / CHILDREN_DB
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            return dict(db.execute("SELECT id, name FROM children").fetchall())
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        return {}
+
+
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _ANIMALS = ("Otter", "Fox", "Heron", "Badger", "Wren", "Seal", "Lynx", "Robin", "Hare", "Owl",
             "Finch", "Marten")

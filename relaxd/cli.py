@@ -32,7 +32,7 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                                "check scenario files, reporting every problem"),
     ("scenario", "show"): ("relaxd.commands.scenario", "configure_show", "run_show",
                            "print a scenario's timeline (and plot it against a mood script)"),
-    ("sessions",): ("relaxd.sessions", "configure", "run", "list and export recorded sessions"),
+    ("sessions",): ("relaxd.commands.sessions", "configure", "run", "list and export recorded sessions"),
     # issue 16: child profiles, and the study of the scenario learner
     ("children", "add"): ("relaxd.children_cli", "configure_add", "run_add",
                           "add a child (a pseudonym unless a name is given)"),

@@ -10,8 +10,10 @@ add or take 0.05 each. A session is **calm** when the child read calm 70 % of it
 e-stop. Each installed scenario keeps a Beta belief per child whose prior is the pooled record
 of all children (worth :data:`PRIOR_WEIGHT` sessions), and each of the child's own sessions
 counts as :data:`SESSION_WEIGHT` trials (a virtual child's sessions with one scenario score
-alike, so a few of them make a clearly better record win most draws); the next session plays the
-scenario with the highest draw. Cautious: a scenario that halted this child in each of their
+alike, so a few of them make a clearly better record win most draws), a quarter of that once the
+child's baseline correction has changed since it was played (their face was read differently
+then, so a scenario tried before the chair knew the face is soon tried again); the next session
+plays the scenario with the highest draw. Cautious: a scenario that halted this child in each of their
 last two sessions with it is left out unless a therapist allowed it again or the child's
 baseline correction changed since; a pinned scenario is always chosen, forbidden ones never.
 Pure: the caller hands in the random generator."""
@@ -31,6 +33,9 @@ SESSION_WEIGHT = 8.0
 #: Calm comes first: a session's calm share raised to this power scales all else it earns.
 CALM_POWER = 4
 BASELINE_CHANGED = 0.05
+#: A session played under a baseline correction that has changed since read this child's face
+#: differently (a calm face read upset), so it counts this share of a session.
+STALE_WEIGHT = 0.25
 
 
 @dataclass(frozen=True)
@@ -123,14 +128,20 @@ def pooled_prior(everyone: Iterable[SessionScore]) -> dict[str, tuple[float, flo
             for name, r in rewards.items()}
 
 
+def session_weight(score: SessionScore, baseline_now: float) -> float:
+    """How many trials a session counts: fewer once the baseline has changed since."""
+    stale = abs(baseline_now - score.baseline) >= BASELINE_CHANGED
+    return SESSION_WEIGHT * (STALE_WEIGHT if stale else 1.0)
+
+
 def beliefs(names: Sequence[str], mine: Sequence[SessionScore],
-            prior: dict[str, tuple[float, float]]) -> dict[str, Belief]:
+            prior: dict[str, tuple[float, float]], baseline_now: float = 0.0) -> dict[str, Belief]:
     out = {n: Belief(*prior.get(n, (1.0, 1.0))) for n in names}
     for s in mine:
         if s.scenario in out:
-            b = out[s.scenario]
-            b.alpha += SESSION_WEIGHT * s.reward
-            b.beta += SESSION_WEIGHT * (1 - s.reward)
+            b, weight = out[s.scenario], session_weight(s, baseline_now)
+            b.alpha += weight * s.reward
+            b.beta += weight * (1 - s.reward)
             b.played, b.calmed = b.played + 1, b.calmed + s.calmed
             b.history.append(s)
     return out
@@ -151,7 +162,7 @@ def recommend(names: Sequence[str], mine: Sequence[SessionScore],
     """The next session's scenario among ``names`` (the installed ones, in a fixed order)."""
     if pinned is not None:
         return Choice(pinned, f"{pinned}: pinned by the therapist")
-    b = beliefs(names, mine, pooled_prior(everyone))
+    b = beliefs(names, mine, pooled_prior(everyone), baseline_now)
     left_out = tuple(n for n in names if n in forbidden
                      or banned(b[n], baseline_now, n in allowed_again))
     open_ = [n for n in names if n not in left_out] or [n for n in names if n not in forbidden]

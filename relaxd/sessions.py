@@ -5,13 +5,11 @@ with ``synchronous=NORMAL`` and is committed whenever an event is at least ``com
 (1 s) of session time after the last commit, and at once for alerts, e-stops and session
 events: a writer killed with SIGKILL loses at most the last second.
 
-``relaxd sessions`` lists the sessions; ``relaxd sessions export ID --csv OUT [--plot OUT.png]``
-writes one as CSV (one row an event) and plots mood and levels over time.
+``relaxd sessions`` (:mod:`relaxd.commands.sessions`) lists them and exports one as CSV or a plot.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sqlite3
@@ -23,7 +21,6 @@ from typing import Any
 from relaxd.errors import RelaxdError
 from relaxd.events import Event
 from relaxd.plotting import pyplot, save_figure
-from relaxd.scenario import mmss
 
 DB_NAME = "sessions.sqlite"
 _URGENT = ("alert", "estop", "session")
@@ -121,6 +118,7 @@ class SessionInfo:
     events: int
     alerts: int
     estops: int
+    child: str | None = None  # the child's id, from the session's start event (names live apart)
 
 
 def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
@@ -144,7 +142,8 @@ def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
             "SELECT s.id, s.started, s.ended, s.scenario, s.source, COALESCE(MAX(e.t), 0), "
             "COUNT(e.t), COUNT(CASE WHEN e.type = 'alert' THEN 1 END), "
             "COUNT(CASE WHEN e.type = 'estop' AND json_extract(e.data, '$.action') = 'press' "
-            "THEN 1 END) FROM sessions s LEFT JOIN events e ON e.session = s.id "
+            "THEN 1 END), MAX(CASE WHEN e.type = 'session' THEN json_extract(e.data, '$.child') "
+            "END) FROM sessions s LEFT JOIN events e ON e.session = s.id "
             "GROUP BY s.id ORDER BY s.id").fetchall()
     except sqlite3.Error as exc:
         raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
@@ -256,51 +255,3 @@ def plot_events(events: list[Event], out: str | Path, title: str = "",
     bottom.set_ylabel("level")
     bottom.legend(loc="upper right")
     save_figure(fig, out, dpi=100)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """``relaxd sessions [--state-dir D]`` and ``... export ID [--csv OUT] [--plot OUT.png]``"""
-    def add_state_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
-                       help="where sessions.sqlite lives (default: the configuration's "
-                            "state_dir: $RELAXD_STATE_DIR, $STATE_DIRECTORY or /var/lib/relaxd)")
-
-    add_state_dir(parser)
-    sub = parser.add_subparsers(dest="sessions_command")
-    export = sub.add_parser("export", help="write one session as CSV and/or a PNG plot")
-    add_state_dir(export)
-    export.add_argument("id", type=int, help="session id (from the list)")
-    export.add_argument("--csv", metavar="OUT", help="CSV file to write")
-    export.add_argument("--plot", metavar="OUT.png", help="PNG of mood and levels over time")
-
-
-def run(args: argparse.Namespace) -> int:
-    from relaxd.config import load_config
-
-    state_dir = Path(getattr(args, "state_dir", None)
-                     or load_config(getattr(args, "config", None)).state_dir)
-    if not state_dir.is_dir():
-        raise RelaxdError("no such state directory (give the folder of the records, e.g. "
-                          "relaxd-sim after `relaxd --simulate`)", state_dir)
-    if getattr(args, "sessions_command", None) == "export":
-        if not (args.csv or args.plot):
-            raise RelaxdError("give --csv OUT and/or --plot OUT.png")
-        events = load_events(state_dir, args.id)
-        if args.csv:
-            export_csv(events, args.csv)
-            print(f"session {args.id}: {len(events)} events written to {args.csv}")
-        if args.plot:
-            plot_events(events, args.plot, title=f"session {args.id}")
-            print(f"session {args.id}: plot written to {args.plot}")
-        return 0
-    sessions = list_sessions(state_dir)
-    if not sessions:
-        print(f"no sessions recorded in {state_dir}")
-        return 0
-    print(f"{'id':>4}  {'started (UTC)':<25} {'length':>7} {'events':>7} {'alerts':>6} "
-          f"{'e-stops':>7}  {'scenario':<20} status")
-    for s in sessions:
-        status = "ended" if s.ended else "running or interrupted"
-        print(f"{s.id:>4}  {s.started:<25} {mmss(s.duration):>7} {s.events:>7} {s.alerts:>6} "
-              f"{s.estops:>7}  {s.scenario:<20} {status}")
-    return 0

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from relaxd.children import ChildLimits, ChildStore, check_before_session, steady_light
+from relaxd.children import ChildLimits, ChildStore, check_before_session, child_names, steady_light
 from relaxd.cli import main
 from relaxd.controller import Caps, Levels
 from relaxd.errors import RelaxdError
@@ -120,6 +120,20 @@ def test_simulated_child_session_is_linked_and_names_only_the_id(tmp_path):
     store = ChildStore(out)
     assert store.get("ada").name == "Ada" and len(store.session_ids("ada")) == 1
     assert "consent" not in (store.get("ada").consent_by or "consent")
+    # The records name the child by id; what relaxd shows people names them.
+    assert [s.child for s in list_sessions(out)] == ["ada"]
+    listing = subprocess.run([sys.executable, "-m", "relaxd", "sessions", "--state-dir", str(out)],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert listing.returncode == 0 and "Ada" in listing.stdout.splitlines()[1], listing.stdout
+
+
+def test_child_names_are_read_only_and_empty_without_profiles(tmp_path):
+    assert child_names(tmp_path) == {}
+    ChildStore(tmp_path).add("bo", "Bo")
+    assert child_names(tmp_path) == {"bo": "Bo"}
+    os.chmod(tmp_path / "children.sqlite", 0)
+    if os.geteuid() != 0:  # root reads any file
+        assert child_names(tmp_path) == {}
 
 
 def test_unknown_child_on_the_chair_and_virtual_child_without_simulate(tmp_path):

@@ -61,6 +61,18 @@ def test_two_halts_in_a_row_ban_unless_allowed_or_baseline_changed():
                                 allowed_again=["A"]).left_out
 
 
+def test_sessions_played_before_the_baseline_changed_count_less():
+    # Tried B once before the chair knew this face (read upset); A has since been calm with the
+    # learned baseline. B's old record must not keep it from being tried again.
+    mine = [SessionScore("B", calm=0.1, baseline=0.0)] + [_good("A", baseline=0.2)] * 3
+    def share_b(baseline_now):
+        picks = [recommend(["A", "B"], mine, [], np.random.default_rng(i),
+                           baseline_now=baseline_now).scenario for i in range(200)]
+        return picks.count("B") / len(picks)
+    assert share_b(0.0) < 0.05      # same baseline: B's poor session stands
+    assert share_b(0.2) > 0.15      # baseline changed: B is worth another try
+
+
 def test_pinned_and_forbidden():
     assert recommend(NAMES, [], [], np.random.default_rng(0), pinned="C").scenario == "C"
     for i in range(20):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from relaxd.commands.sessions import configure, run
 from relaxd.errors import RelaxdError
 from relaxd.events import EventLog
-from relaxd.sessions import DB_NAME, SessionSink, configure, list_sessions, load_events, run
+from relaxd.sessions import DB_NAME, SessionSink, list_sessions, load_events
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -154,6 +154,8 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
 
         browser.find_element("css selector", '[data-tab="history"]').click()
         wait_for(lambda: browser.find_elements("css selector", "#sessions button"), "sessions")
+        newest = browser.find_elements("css selector", "#sessions button")[0]
+        assert newest.text.endswith("Ada (ada)"), newest.text  # the child's session, by name
         browser.find_elements("css selector", "#sessions button")[-1].click()
         wait_for(lambda: browser.find_element("id", "csv").is_displayed(), "the plot and CSV")
         shot(browser, tmp_path, "history")

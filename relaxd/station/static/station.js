@@ -238,7 +238,8 @@ async function loadSessions() {
   const {data} = await api("GET", "/api/sessions");
   $("sessions").replaceChildren(...(Array.isArray(data) ? data : []).map((s) => {
     const li = el("li");
-    const b = el("button", "#" + s.id + " " + s.started.replace("T", " ").slice(0, 16) + " " + s.scenario);
+    const b = el("button", "#" + s.id + " " + s.started.replace("T", " ").slice(0, 16) + " " + s.scenario
+                 + (s.child ? " · " + childName(s.child) : ""));
     b.addEventListener("click", () => showSession(s.id));
     li.append(b);
     return li;
