@@ -243,15 +243,18 @@ class ChildStore:
         return [r[0] for r in self.db.execute(
             "SELECT session FROM session_children WHERE child = ? ORDER BY session", (child_id,))]
 
-    def sessions(self, child_id: str) -> list[dict[str, Any]]:
-        """The child's sessions, oldest first: id, started, scenario, why, events."""
+    def sessions(self, child_id: str, types: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The child's sessions, oldest first: id, started, scenario, why, events (only those of
+        ``types`` if given: scoring needs a few, not the levels that make up most)."""
+        only = f" AND type IN ({','.join('?' * len(types))})" if types else ""
         out = []
         for sid, started, scenario, why in self.db.execute(
                 "SELECT s.id, s.started, c.scenario, c.why FROM session_children c "
                 "JOIN rec.sessions s ON s.id = c.session WHERE c.child = ? ORDER BY s.id",
                 (child_id,)).fetchall():
             events = [{"t": t, "type": ty, **json.loads(d)} for t, ty, d in self.db.execute(
-                "SELECT t, type, data FROM rec.events WHERE session = ? ORDER BY t, rowid", (sid,))]
+                f"SELECT t, type, data FROM rec.events WHERE session = ?{only} ORDER BY t, rowid",
+                (sid, *(types or ())))]
             out.append({"id": sid, "started": started, "scenario": scenario, "why": why,
                         "events": events})
         return out

@@ -18,7 +18,7 @@ from relaxd.baseline import Baseline
 from relaxd.children import Child, ChildStore, check_before_session, check_id, steady_light
 from relaxd.controller import Caps
 from relaxd.errors import RelaxdError
-from relaxd.recommend import recommend, score_session
+from relaxd.recommend import SCORED_EVENTS, recommend, score_session
 from relaxd.scenario import Scenario, load_scenario
 from relaxd.study import installed_scenarios
 
@@ -59,7 +59,8 @@ class ChildSession:
 
     def _was_calm(self) -> bool:
         """Every session of this run is calm evidence (``SessionScore.calm_evidence``)."""
-        mine = [s for s in self.store.sessions(self.child.id) if s["id"] in self.linked]
+        mine = [s for s in self.store.sessions(self.child.id, SCORED_EVENTS)
+                if s["id"] in self.linked]
         scores = [score_session(s["events"]) for s in mine]
         return bool(scores) and all(sc.calm_evidence for sc in scores)
 
@@ -100,9 +101,10 @@ def recommend_for(store: ChildStore, child: Child,
     installed = [s for s in installed if fits(child, s)]
     if not installed:
         raise RelaxdError(f"child {child.id}: no installed scenario fits their limits")
-    mine = [score_session(s["events"], s["scenario"]) for s in store.sessions(child.id)]
+    mine = [score_session(s["events"], s["scenario"])
+            for s in store.sessions(child.id, SCORED_EVENTS)]
     everyone = [score_session(s["events"], s["scenario"]) for c in store.all() if c.id != child.id
-                for s in store.sessions(c.id)]
+                for s in store.sessions(c.id, SCORED_EVENTS)]
     rng = np.random.default_rng(len(mine) * 7919 + sum(map(ord, child.id)))
     lim = child.limits
     choice = recommend([s.name for s in installed], mine, everyone, rng,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relaxd.children import Child, ChildStore
-from relaxd.recommend import SessionScore, score_session
+from relaxd.recommend import SCORED_EVENTS, SessionScore, score_session
 
 _CALM, _UPSET = ("neutral", "positive"), ("negative",)
 
@@ -48,7 +48,7 @@ def scenario_lines(scores: list[SessionScore]) -> list[str]:
 
 
 def describe(store: ChildStore, child: Child) -> str:
-    sessions = store.sessions(child.id)
+    sessions = store.sessions(child.id, SCORED_EVENTS)
     scores = [score_session(s["events"], s["scenario"]) for s in sessions]
     agreed = [agreement(s["events"]) for s in sessions]
     ok, seen = sum(a for a, _ in agreed), sum(n for _, n in agreed)

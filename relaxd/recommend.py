@@ -75,6 +75,10 @@ class SessionScore:
         return self.calm >= CALM_SHARE and not (self.halts or self.estops)
 
 
+#: The event types a session's score reads.
+SCORED_EVENTS = ("session", "mood", "decision", "estop", "observation")
+
+
 def _mood_spans(events: Sequence[dict[str, Any]], end: float) -> list[tuple[str, float, float]]:
     moods = [(e["t"], e["mood"]) for e in events if e["type"] == "mood"]
     return [(m, t, (moods[i + 1][0] if i + 1 < len(moods) else end))
