@@ -17,7 +17,9 @@ taught (it may always fall), and a session teaches a larger one only when it was
 e-stop, no caregiver's "upset", and every halt marked "misread" by the caregiver, who saw a calm
 child), again by at most :data:`STEP`. A child upset through a whole
 session is therefore still read negative (the chair reduces and halts), and that session teaches
-nothing.
+nothing. The caregiver beside the chair can tell the two apart: once they mark a reading
+"misread" at the station (:meth:`Baseline.confirm_calm`), this session's own estimate applies in
+full from its first 10 s window, still within the bound.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Baseline:
         self.max_shift = max_shift
         self._windows: list[float] = []
         self._sum, self._n, self._start, self._t0 = 0.0, 0, None, None
+        self.confirmed = False  # the caregiver saw this calm face read upset, this session
 
     def observe(self, t: float, p_negative: float) -> None:
         if self._t0 is None:
@@ -53,10 +56,16 @@ class Baseline:
             self._sum, self._n, self._start = 0.0, 0, t
         self._sum, self._n = self._sum + p_negative, self._n + 1
 
+    def confirm_calm(self) -> None:
+        """The caregiver marked a reading "misread" (a calm child read upset): from now on this
+        session's own estimate applies in full (still bounded), from its first window."""
+        self.confirmed = True
+
     @property
     def session_estimate(self) -> float | None:
-        """This session's own correction, once it has a minute of windows."""
-        if len(self._windows) * WINDOW_S < WARMUP_S:
+        """This session's own correction, once it has a minute of windows (one window once the
+        caregiver confirmed a misread)."""
+        if len(self._windows) * WINDOW_S < (WINDOW_S if self.confirmed else WARMUP_S):
             return None
         low = float(np.percentile(self._windows, QUANTILE))
         return float(min(max(low - REFERENCE_NEGATIVE, 0.0), self.max_shift))
@@ -68,7 +77,7 @@ class Baseline:
         own = self.session_estimate
         if own is None:
             return self.learned
-        return min(own, self.learned + STEP)
+        return own if self.confirmed else min(own, self.learned + STEP)
 
     def correct(self, t: float, probs3: np.ndarray) -> np.ndarray:
         raw = np.asarray(probs3, dtype=np.float64)

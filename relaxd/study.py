@@ -27,6 +27,7 @@ from relaxd.scenario import Scenario, load_scenario
 from relaxd.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
 
 TICK_S = 0.5
+CONFIRM = False
 STRONG_BIAS = 0.7
 
 
@@ -63,7 +64,10 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
         halted = any(d.action == "halt" for d in step.decisions)
         false_halts += halted and mood.value != "negative"
-        events += _caregiver_sees(t, halted, mood.value, caregiver)
+        seen = _caregiver_sees(t, halted, mood.value, caregiver)
+        if CONFIRM and baseline and any(e["what"] == "misread" for e in seen):
+            baseline.confirm_calm()
+        events += seen
         if step.state is State.ENDED:
             break
         playing = Playing.of(step.levels, step.stimulus)

@@ -113,3 +113,6 @@ def test_on_val_fewer_neutral_faces_read_negative_on_the_held_out_half():
     before, after = report["holdout_before"], report["holdout_after"]
     assert after["neutral_read_negative"] < before["neutral_read_negative"] - 0.1
     assert after["negative_recall"] >= 0.79
+    crossfit = report["crossfit"]  # every face held out from the calibration that decides it
+    assert crossfit["n"] == before["n"] + report["fit"]["n"]
+    assert crossfit["neutral_read_negative"] < before["neutral_read_negative"] - 0.1

@@ -364,6 +364,9 @@ def test_start_for_a_child_checks_as_child_does_and_the_session_is_theirs(mock_f
         assert chair.session.controller.caps.level.vibration == 0.3
         assert chair.actuators.steady_light
         assert ask(chair.socket, {"cmd": "observe", "what": "calm", "by": "ana"})["ok"]
+        assert not chair.session.child.baseline.confirmed
+        assert ask(chair.socket, {"cmd": "observe", "what": "misread", "by": "ana"})["ok"]
+        assert chair.session.child.baseline.confirmed  # the live baseline trusts this face now
         assert ask(chair.socket, {"cmd": "stop", "by": "ana"})["ok"]
         wait_for(lambda: chair.state()["state"] == "estopped", "the stop")
         start_event = [e for e in chair.of_type("session") if e.get("child")][-1]
@@ -378,7 +381,8 @@ def test_start_for_a_child_checks_as_child_does_and_the_session_is_theirs(mock_f
     store = ChildStore(folder)
     (ada_session,) = store.sessions("ada")
     assert ada_session["scenario"] == auto["scenario"] and ada_session["why"] == auto["why"]
-    assert [e["what"] for e in ada_session["events"] if e["type"] == "observation"] == ["calm"]
+    assert [e["what"] for e in ada_session["events"]
+            if e["type"] == "observation"] == ["calm", "misread"]
     assert len(store.sessions("cy")) == 1 and not store.sessions("bo")
     store.close()
 

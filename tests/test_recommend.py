@@ -113,6 +113,19 @@ def test_a_child_upset_all_session_is_still_read_negative_and_teaches_nothing():
     assert learned == pytest.approx(0.3)  # reached the resting excess, in steps
 
 
+def test_a_misread_confirmed_by_the_caregiver_applies_the_sessions_own_estimate_at_once():
+    resting = np.array([0.58, 0.35, 0.07])  # a calm face that reads negative
+    cautious, confirmed = Baseline(), Baseline()
+    confirmed.confirm_calm()  # the caregiver tapped "misread" at the station
+    for t in np.arange(0, 30, 0.5):
+        slow, fast = cautious.correct(float(t), resting), confirmed.correct(float(t), resting)
+    assert cautious.shift == 0.0 and slow[0] > slow[1]  # no estimate before a minute
+    assert confirmed.shift == pytest.approx(MAX_NEGATIVE_SHIFT) and fast[0] < fast[1]
+    strong = np.array([0.85, 0.1, 0.05])
+    assert confirmed.correct(30.0, strong)[0] == pytest.approx(0.85)  # never hides a reaction
+    assert confirmed.updated(calm=True) == pytest.approx(STEP)  # sessions still teach a step
+
+
 def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happy():
     base = Baseline(learned=0.2)
     happy_on_a_sad_looking_face = np.array([0.39, 0.11, 0.5])

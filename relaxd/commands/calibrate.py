@@ -1,6 +1,7 @@
 """``relaxd model calibrate DIR``: fit the 3-mood decision's calibration on one half of a
 FER-layout folder (FER2013 val) and report it on the other half, with the model's built-in
-kernels (as the model card's figures); ``--write`` stores it next to the model."""
+kernels (as the model card's figures), and cross-fitted (each half decided by a calibration
+fitted on the other); ``--write`` stores it next to the model."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from relaxd.calibration import (
     MoodCalibration,
@@ -34,11 +37,24 @@ def calibrate_folder(folder: str | Path, model: str | Path, seed: int = 0,
     calibration = fit_calibration([v[fit] for v in views], labels3[fit], min_recall)
     held = [v[~fit] for v in views]
     return {"calibration": asdict(calibration), "seed": seed, "min_recall_on_fit": min_recall,
+            "crossfit": crossfit_rates(views, labels3, fit, calibration, min_recall),
             "fit": decision_rates(calibration.decide([v[fit] for v in views]), labels3[fit]),
             "holdout_before": decision_rates(MoodCalibration().decide(held), labels3[~fit]),
             "holdout_after": decision_rates(calibration.decide(held), labels3[~fit]),
             "holdout_before_one_view": decision_rates(MoodCalibration().decide(held[:1]),
                                                       labels3[~fit])}
+
+
+def crossfit_rates(views: list[np.ndarray], labels3: np.ndarray, fit: np.ndarray,
+                   calibration: MoodCalibration, min_recall: float) -> dict:
+    """Every face decided by a calibration fitted on the other half (the held-out half by the
+    one fitted on the fitting half, and the fitting half by one fitted on the held-out half):
+    the method's figure on all faces, each held out, steadier than one half's."""
+    swapped = fit_calibration([v[~fit] for v in views], labels3[~fit], min_recall)
+    decided = np.empty(len(labels3), dtype=np.int64)
+    decided[~fit] = calibration.decide([v[~fit] for v in views])
+    decided[fit] = swapped.decide([v[fit] for v in views])
+    return {**decision_rates(decided, labels3), "swapped_calibration": asdict(swapped)}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
