@@ -13,13 +13,13 @@ that reads strongly negative keeps its p(negative) whole.
 A face that reads sad all session may be a sad resting face or a child who is upset all session,
 and the frames alone cannot tell them apart. So the correction grows slowly and only on
 evidence of calm: within a session it rises at most :data:`STEP` above what earlier sessions
-taught (it may always fall), and a session teaches a larger one only when it was calm (no
-e-stop, no caregiver's "upset", and every halt marked "misread" by the caregiver, who saw a calm
-child), again by at most :data:`STEP`. A child upset through a whole
-session is therefore still read negative (the chair reduces and halts), and that session teaches
-nothing. The caregiver beside the chair can tell the two apart: once they mark a reading
-"misread" at the station (:meth:`Baseline.confirm_calm`), this session's own estimate applies in
-full from its first 10 s window, still within the bound.
+taught (it may always fall), and a session teaches a larger one, again by at most :data:`STEP`,
+only when it was calm (no e-stop, no halt and no caregiver's "upset"). A child upset through a
+whole session is therefore still read negative (the chair reduces and halts), and that session
+teaches nothing. The caregiver beside the chair can tell the two apart: once they mark a reading
+"misread" at the station (a calm child read upset; :meth:`Baseline.confirm_calm`), this
+session's own estimate applies in full from its first 10 s window, and the session teaches it in
+full (unless an e-stop), always within the bound.
 """
 
 from __future__ import annotations
@@ -96,11 +96,12 @@ class Baseline:
         return bounded_negative(raw, out, max_shift=self.max_shift)
 
     def updated(self, calm: bool) -> float:
-        """The correction to remember after this session: towards its own estimate, up by at
-        most :data:`STEP` and only after a ``calm`` one (``SessionScore.calm_evidence``)."""
+        """The correction to remember after this session: towards its own estimate, up only
+        after a ``calm`` one (``SessionScore.calm_evidence``), by at most :data:`STEP` unless
+        the caregiver confirmed a misread in it."""
         own = self.session_estimate
         if own is None:
             return self.learned
         if own <= self.learned or not calm:
             return min(own, self.learned)
-        return min(own, self.learned + STEP)
+        return own if self.confirmed else min(own, self.learned + STEP)

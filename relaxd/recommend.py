@@ -56,10 +56,11 @@ class SessionScore:
 
     @property
     def calm_evidence(self) -> bool:
-        """The session may teach the child's baseline: no e-stop, no "upset" from the
-        caregiver, and every halt marked "misread" by them (a calm child read as upset)."""
-        return (not self.estops and not self.observed_upset
-                and self.halts <= self.observed_misread)
+        """The session may teach the child's baseline: no e-stop, and either the caregiver
+        marked a reading "misread" (they saw this calm face read upset) or it had no halt and
+        no "upset" from them."""
+        return not self.estops and (self.observed_misread > 0
+                                    or not (self.halts or self.observed_upset))
 
     @property
     def reward(self) -> float:

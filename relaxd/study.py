@@ -27,7 +27,6 @@ from relaxd.scenario import Scenario, load_scenario
 from relaxd.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
 
 TICK_S = 0.5
-CONFIRM = False
 STRONG_BIAS = 0.7
 
 
@@ -65,8 +64,8 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         halted = any(d.action == "halt" for d in step.decisions)
         false_halts += halted and mood.value != "negative"
         seen = _caregiver_sees(t, halted, mood.value, caregiver)
-        if CONFIRM and baseline and any(e["what"] == "misread" for e in seen):
-            baseline.confirm_calm()
+        if baseline and any(e["what"] == "misread" for e in seen):
+            baseline.confirm_calm()  # as the station's "misread" does on the chair
         events += seen
         if step.state is State.ENDED:
             break

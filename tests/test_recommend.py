@@ -113,6 +113,15 @@ def test_a_child_upset_all_session_is_still_read_negative_and_teaches_nothing():
     assert learned == pytest.approx(0.3)  # reached the resting excess, in steps
 
 
+def test_what_counts_as_calm_evidence_for_the_baseline():
+    assert SessionScore("A", calm=1.0).calm_evidence
+    assert not SessionScore("A", halts=1).calm_evidence  # upset or misread: nobody said
+    assert not SessionScore("A", observed_upset=1).calm_evidence
+    # the caregiver saw this calm face read upset, even if the child was upset at another time
+    assert SessionScore("A", halts=2, observed_misread=1, observed_upset=1).calm_evidence
+    assert not SessionScore("A", estops=1, observed_misread=1).calm_evidence
+
+
 def test_a_misread_confirmed_by_the_caregiver_applies_the_sessions_own_estimate_at_once():
     resting = np.array([0.58, 0.35, 0.07])  # a calm face that reads negative
     cautious, confirmed = Baseline(), Baseline()
@@ -123,7 +132,8 @@ def test_a_misread_confirmed_by_the_caregiver_applies_the_sessions_own_estimate_
     assert confirmed.shift == pytest.approx(MAX_NEGATIVE_SHIFT) and fast[0] < fast[1]
     strong = np.array([0.85, 0.1, 0.05])
     assert confirmed.correct(30.0, strong)[0] == pytest.approx(0.85)  # never hides a reaction
-    assert confirmed.updated(calm=True) == pytest.approx(STEP)  # sessions still teach a step
+    assert confirmed.updated(calm=True) == pytest.approx(MAX_NEGATIVE_SHIFT)  # taught in full
+    assert confirmed.updated(calm=False) == 0.0  # an e-stop: nothing
 
 
 def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happy():
