@@ -162,5 +162,4 @@ def test_full_size_study_halves_halts_and_spares_biased_faces():
     s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
     assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2
     assert s["learner"]["biased_false_halts_on_best_after_2"] == 0
-    # The goal is 80 %; the cautious baseline reaches 77 % on this seed (README).
-    assert s["learner"]["children_on_best"] >= 0.75
+    assert s["learner"]["children_on_best"] >= 0.8  # 90 % on this seed (README)
