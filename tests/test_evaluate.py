@@ -106,7 +106,7 @@ def test_mirror_averages_each_face_with_its_mirror_image(tmp_path, capsys):
     assert evaluate.run(_args(str(root), "--json", "--mirror")) == 0
     report = json.loads(capsys.readouterr().out)
     data = evaluate.load_folder(root)
-    clf = EmotionClassifier(default_model(), num_threads=2)
+    clf = EmotionClassifier(default_model(), num_threads=2, delegate="none")  # as evaluate runs
     probs = (clf.classify_batch(data.images) + clf.classify_batch(data.images[:, :, ::-1].copy())) / 2
     assert not np.allclose(probs, clf.classify_batch(data.images))  # mirroring changes them
     assert report["mirror"] is True
