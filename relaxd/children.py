@@ -27,6 +27,7 @@ from relaxd.controller import Caps, Levels
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Scenario, mmss
 from relaxd.sessions import DB_NAME, _connect
+from relaxd.yamlspec import spec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS children (
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS session_children (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_child ON session_children(child);
 """
+
+@dataclass(kw_only=True)
+class ChildrenSettings:
+    """The clinic's policy for new child profiles."""
+
+    retention_days: int = spec(
+        365, min=1, max=36500,
+        help="a new child's sessions are deleted after this many days (one child's: relaxd "
+             "children set ID --retention-days N)")
+
 
 #: The profiles' file in the state directory, apart from the session records.
 CHILDREN_DB = "children.sqlite"

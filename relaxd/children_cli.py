@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from relaxd.children import SCOPES, Child, ChildStore
 from relaxd.errors import RelaxdError
@@ -15,13 +16,18 @@ def _state_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path, default=None,
                    help="where the profiles and session records live "
                         "(default: the configuration's state_dir)")
-    p.add_argument("--config", metavar="FILE", help="configuration file")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,  # or before the verb
+                   help="configuration file")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from relaxd.config import load_config
+
+    return load_config(getattr(args, "config", None))
 
 
 def _store(args: argparse.Namespace) -> ChildStore:
-    from relaxd.config import load_config
-
-    return ChildStore(args.state_dir or load_config(args.config).state_dir)
+    return ChildStore(args.state_dir or _config(args).state_dir)
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
@@ -115,8 +121,10 @@ def apply_profile_args(store: ChildStore, child: Child, args: argparse.Namespace
 
 
 def run_add(args: argparse.Namespace) -> int:
-    store = _store(args)
-    child = store.add(args.id, args.name, args.real_name)
+    config = _config(args)
+    store = ChildStore(args.state_dir or config.state_dir)
+    child = store.add(args.id, args.name, args.real_name,
+                      retention_days=config.children.retention_days)
     apply_profile_args(store, child, args)
     print(f"added child {child.id} ({child.name})")
     return 0

@@ -19,6 +19,7 @@ import yaml
 from relaxd import yamlspec
 from relaxd.actuators import ActuatorSettings
 from relaxd.alerts import AlertSettings
+from relaxd.children import ChildrenSettings
 from relaxd.mood import MoodSettings
 from relaxd.paths import default_model, default_scenario
 from relaxd.safety import SafetySettings
@@ -113,6 +114,8 @@ class Config:
                                   help="the emergency stop, the reset button, the heartbeat")
     alerts: AlertSettings = spec(default_factory=AlertSettings,
                                  help="the caregiver's alert buzzer, LED and command")
+    children: ChildrenSettings = spec(default_factory=ChildrenSettings,
+                                      help="the clinic's policy for new child profiles")
     scenario: Path = spec(default_factory=default_scenario,
                           help="scenario to play (default: the bundled calm-blue-waves.yaml)")
     state_dir: Path = spec(default_factory=default_state_dir,

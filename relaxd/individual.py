@@ -69,13 +69,14 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:32] or "virtual"
 
 
-def _profile(store: ChildStore, child_id: str, simulate: bool, name: str | None) -> Child:
+def _profile(store: ChildStore, child_id: str, simulate: bool, name: str | None,
+             retention_days: int) -> Child:
     child = store.find(check_id(child_id))
     if child is not None:
         return child
     if not simulate:
         raise RelaxdError(f"no child '{child_id}' on this chair (relaxd children add)")
-    child = store.add(child_id, name)
+    child = store.add(child_id, name, retention_days=retention_days)
     store.consent(child, "simulation (virtual child)", "camera")
     return store.get(child_id)
 
@@ -137,7 +138,8 @@ def child_session(args: argparse.Namespace, config: Any, camera: bool) -> ChildS
         return None
     state_dir = Path(args.out) if args.simulate else config.state_dir
     store = ChildStore(state_dir)
-    child = _profile(store, child_id, args.simulate, virtual.name if virtual else None)
+    child = _profile(store, child_id, args.simulate, virtual.name if virtual else None,
+                     config.children.retention_days)
     folder = Path(args.scenarios) if getattr(args, "scenarios", None) else \
         Path(config.scenario).parent
     scenario, why = choose_scenario(store, child, args.scenario, folder, config.scenario)

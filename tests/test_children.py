@@ -105,6 +105,20 @@ def test_cli_add_show_rename_export_delete(tmp_path, capsys):
     assert main(["children", "add", "x", "--max-audio", "3", "--state-dir", d]) == 2
 
 
+def test_the_clinics_retention_policy_applies_to_new_children(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("children:\n  retention_days: 90\n")
+    d = str(tmp_path)
+    assert main(["--config", str(config), "children", "add", "bo", "--state-dir", d]) == 0
+    assert main(["--config", str(config), "children", "add", "cy", "--retention-days", "30",
+                 "--state-dir", d]) == 0
+    store = ChildStore(tmp_path)
+    assert (store.get("bo").retention_days, store.get("cy").retention_days) == (90, 30)
+    config.write_text("children:\n  retention_days: 0\n")
+    assert main(["--config", str(config), "children", "add", "di", "--state-dir", d]) == 2
+    assert "retention_days" in capsys.readouterr().err
+
+
 def test_simulated_child_session_is_linked_and_names_only_the_id(tmp_path):
     vc = tmp_path / "ada.yaml"
     vc.write_text("name: Ada\nresting: neutral\nlikes: {colour: blue}\nseed: 3\n")
