@@ -42,18 +42,26 @@ def run(args: argparse.Namespace) -> int:
         raise RelaxdError("no such state directory (give the folder of the records, e.g. "
                           "relaxd-sim after `relaxd --simulate`)", state_dir)
     if getattr(args, "sessions_command", None) == "export":
-        if not (args.csv or args.plot):
-            raise RelaxdError("give --csv OUT and/or --plot OUT.png")
-        events = load_events(state_dir, args.id)
-        if args.csv:
-            export_csv(events, args.csv)
-            print(f"session {args.id}: {len(events)} events written to {args.csv}")
-        if args.plot:
-            child = next((e.get("child") for e in events if e["type"] == "session"), None)
-            name = child_names(state_dir).get(child, child) if child else None
-            plot_events(events, args.plot, title=f"session {args.id}" + (f": {name}" if name else ""))
-            print(f"session {args.id}: plot written to {args.plot}")
-        return 0
+        return _export(state_dir, args)
+    return _list(state_dir)
+
+
+def _export(state_dir: Path, args: argparse.Namespace) -> int:
+    if not (args.csv or args.plot):
+        raise RelaxdError("give --csv OUT and/or --plot OUT.png")
+    events = load_events(state_dir, args.id)
+    if args.csv:
+        export_csv(events, args.csv)
+        print(f"session {args.id}: {len(events)} events written to {args.csv}")
+    if args.plot:
+        child = next((e.get("child") for e in events if e["type"] == "session"), None)
+        name = child_names(state_dir).get(child, child) if child else None
+        plot_events(events, args.plot, title=f"session {args.id}" + (f": {name}" if name else ""))
+        print(f"session {args.id}: plot written to {args.plot}")
+    return 0
+
+
+def _list(state_dir: Path) -> int:
     sessions = list_sessions(state_dir)
     if not sessions:
         print(f"no sessions recorded in {state_dir}")
