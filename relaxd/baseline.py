@@ -75,8 +75,11 @@ class Baseline:
         """The correction now: the learned one, moved towards this session's (up by at most
         :data:`STEP`)."""
         own = self.session_estimate
-        if own is None:
-            return self.learned
+        return self.learned if own is None else self._grown(own)
+
+    def _grown(self, own: float) -> float:
+        """``own``, up to one :data:`STEP` above the learned correction unless the caregiver
+        confirmed a misread."""
         return own if self.confirmed else min(own, self.learned + STEP)
 
     def correct(self, t: float, probs3: np.ndarray) -> np.ndarray:
@@ -104,4 +107,4 @@ class Baseline:
             return self.learned
         if own <= self.learned or not calm:
             return min(own, self.learned)
-        return own if self.confirmed else min(own, self.learned + STEP)
+        return self._grown(own)

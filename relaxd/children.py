@@ -26,7 +26,7 @@ from typing import Any
 from relaxd.controller import Caps, Levels
 from relaxd.errors import RelaxdError
 from relaxd.scenario import Scenario, mmss
-from relaxd.sessions import DB_NAME, _connect
+from relaxd.sessions import DB_NAME, _connect, connect_read_only
 from relaxd.yamlspec import spec
 
 _SCHEMA = """
@@ -85,7 +85,7 @@ def child_names(state_dir: str | Path) -> dict[str, str]:
     not read them (the records then show ids)."""
     path = Path(state_dir) / CHILDREN_DB
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        db = connect_read_only(path)
         try:
             return dict(db.execute("SELECT id, name FROM children").fetchall())
         finally:

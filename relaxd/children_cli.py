@@ -26,8 +26,8 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(getattr(args, "config", None))
 
 
-def _store(args: argparse.Namespace) -> ChildStore:
-    return ChildStore(args.state_dir or _config(args).state_dir)
+def _store(args: argparse.Namespace, config: Any = None) -> ChildStore:
+    return ChildStore(args.state_dir or (config or _config(args)).state_dir)
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def apply_profile_args(store: ChildStore, child: Child, args: argparse.Namespace
 
 def run_add(args: argparse.Namespace) -> int:
     config = _config(args)
-    store = ChildStore(args.state_dir or config.state_dir)
+    store = _store(args, config)
     child = store.add(args.id, args.name, args.real_name,
                       retention_days=config.children.retention_days)
     apply_profile_args(store, child, args)

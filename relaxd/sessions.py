@@ -121,13 +121,18 @@ class SessionInfo:
     child: str | None = None  # the child's id, from the session's start event (names live apart)
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """An existing SQLite file opened read-only (sqlite3.Error if it cannot be)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+
+
 def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
     """Read-only, so listing never writes to a record the daemon may be writing."""
     path = state_dir / DB_NAME
     if not path.exists():
         return None
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        return connect_read_only(path)
     except sqlite3.Error as exc:
         raise RelaxdError(f"cannot open the session record: {exc}", path) from None
 

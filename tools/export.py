@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     state = json.loads((args.run / "state.json").read_text())
+    epoch = checkpoint_epoch(args.checkpoint, state)
     x_val, y_val = load_split(args.data, "val")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # TensorFlow and tflite_runtime must not share a process: convert in a child.
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "arch": state["arch"], "params": state["params"], "macs": state["macs"],
         "training": {"command": state["command"], "epochs": state["epoch"],
                      "best_epoch": state["best_epoch"], "swa_epochs": state.get("best_swa"),
-                     "exported_epoch": checkpoint_epoch(args.checkpoint, state),
+                     "exported_epoch": epoch,
                      "minutes": round(state["train_seconds"] / 60, 1),
                      "continues": [{**r, "train_seconds": round(r["train_seconds"])}
                                    for r in state.get("init", [])]},
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_card:
         info = {
             "state": state, "float": float_rep, "int8": int8_rep, "mirror": mirror_rep,
-            "latency": latency, "epoch": checkpoint_epoch(args.checkpoint, state),
+            "latency": latency, "epoch": epoch,
             "model_file": args.out.name, "size_bytes": args.out.stat().st_size,
             "arch_text": ARCH_TEXT.get(state["arch"], ""), "where": args.where, "note": args.note,
             "arch_args": (f", `--widths {state['args']['widths']} --head {state['args'].get('head', 256)}`"

@@ -36,23 +36,25 @@ def calibrate_folder(folder: str | Path, model: str | Path, seed: int = 0,
     fit = split_halves(labels3, seed)
     calibration = fit_calibration([v[fit] for v in views], labels3[fit], min_recall)
     held = [v[~fit] for v in views]
+    decided_held = calibration.decide(held)
     return {"calibration": asdict(calibration), "seed": seed, "min_recall_on_fit": min_recall,
-            "crossfit": crossfit_rates(views, labels3, fit, calibration, min_recall),
+            "crossfit": crossfit_rates(views, labels3, fit, decided_held, min_recall),
             "fit": decision_rates(calibration.decide([v[fit] for v in views]), labels3[fit]),
             "holdout_before": decision_rates(MoodCalibration().decide(held), labels3[~fit]),
-            "holdout_after": decision_rates(calibration.decide(held), labels3[~fit]),
+            "holdout_after": decision_rates(decided_held, labels3[~fit]),
             "holdout_before_one_view": decision_rates(MoodCalibration().decide(held[:1]),
                                                       labels3[~fit])}
 
 
 def crossfit_rates(views: list[np.ndarray], labels3: np.ndarray, fit: np.ndarray,
-                   calibration: MoodCalibration, min_recall: float) -> dict:
-    """Every face decided by a calibration fitted on the other half (the held-out half by the
-    one fitted on the fitting half, and the fitting half by one fitted on the held-out half):
-    the method's figure on all faces, each held out, steadier than one half's."""
+                   decided_held: np.ndarray, min_recall: float) -> dict:
+    """Every face decided by a calibration fitted on the other half (the held-out half as
+    ``decided_held`` by the one fitted on the fitting half, and the fitting half by one fitted
+    on the held-out half): the method's figure on all faces, each held out, steadier than one
+    half's."""
     swapped = fit_calibration([v[~fit] for v in views], labels3[~fit], min_recall)
     decided = np.empty(len(labels3), dtype=np.int64)
-    decided[~fit] = calibration.decide([v[~fit] for v in views])
+    decided[~fit] = decided_held
     decided[fit] = swapped.decide([v[fit] for v in views])
     return {**decision_rates(decided, labels3), "swapped_calibration": asdict(swapped)}
 
