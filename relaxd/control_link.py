@@ -292,7 +292,7 @@ class ControlLink:
             "estop": bool(self.estop.latched or pressed),
             "estop_pressed": bool(pressed),
             "latch": self.latch.reason, "station_stop": self.board.station_only,
-            "hold": c.held, "manual": c.manual, "waiting": c.start_on == "station" and not c.go,
+            "hold": c.held, "manual": c.manual, "waiting": c.waiting_for_start,
             "child": session.child.child.id if session.child else None,  # the id only
             "why": session.child.why if session.child else None,
             "breath": _breath(step.breath if c.playing and lv else None),

@@ -39,7 +39,7 @@ from relaxd.labels import Mood
 from relaxd.scenario import Audio, Pattern, Scenario
 
 Action = Literal["start", "raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade",
-                 "end"]
+                 "end", "reset"]
 
 
 class State(str, Enum):
@@ -163,7 +163,9 @@ class Controller:
         self.caps = caps or Caps()
         # The caregiver's hands (the station): see "the caregiver's controls" below.
         self.start_on = start_on
-        self.go = False  # start_on "station": set by begin(); the session starts at the next step
+        self.go = False  # set by begin(): the session starts at the next step, whatever start_on
+        #: After a reset: idle until a deliberate start (begin()), never on a face.
+        self.awaiting_start = False
         self.held = False  # no raises while held
         self.manual = False  # no mood: the caregiver sets the intensity (nudge)
         self._breath = BreathClock(scenario)
@@ -195,15 +197,16 @@ class Controller:
         return self._step(t, ZERO, ())
 
     def reset(self, t: float) -> Step:
-        """Leave the e-stop: restart at the start intensity with levels ramping up from 0."""
+        """Leave the e-stop idle, every level 0 (IEC 60204-1: a reset is not a restart). Only a
+        deliberate start (:meth:`begin`) plays again, from the start intensity, ramped from 0."""
         if self.state is not State.ESTOPPED:
             raise ValueError("reset() is only valid after estop()")
         self._advance_clock(t)
-        self.state = State.RUNNING
+        self.state, self.go, self.awaiting_start = State.IDLE, False, True
         self.intensity = self.scenario.intensity.start
         self._forget_mood(t)
-        d = Decision("restart", f"reset after emergency stop: restarting at start intensity "
-                                f"{self.intensity:.2f}")
+        d = Decision("reset", "stop reset at the chair: idle, every output 0 until a "
+                              "caregiver starts a session")
         return self._step(t, ZERO, (d,))
 
     def input_lost(self, t: float, why: str) -> Step:
@@ -224,8 +227,14 @@ class Controller:
     # the same limits and ramps as the mood's decisions.
 
     def begin(self) -> None:
-        """A caregiver's Start: with ``start_on="station"`` the scenario starts at the next step."""
-        self.go = True
+        """A caregiver's deliberate Start: the scenario starts at the next step."""
+        self.go, self.awaiting_start = True, False
+
+    @property
+    def waiting_for_start(self) -> bool:
+        """Idle until a caregiver's Start (the station's chair, or after a reset)."""
+        return self.state is State.IDLE and not self.go and (
+            self.start_on == "station" or self.awaiting_start)
 
     @property
     def playing(self) -> bool:
@@ -290,19 +299,22 @@ class Controller:
         return self._playing(t, dt, reading, decisions)
 
     def _seated(self, t: float, reading: Reading, decisions: list[Decision]) -> bool:
-        """Idle until started: by a caregiver's Start at the station (``start_on="station"``),
-        or else by a face seen (after an empty seat, for a session after the first). Then the
-        scenario starts, its clock from now. True once started."""
-        if self.start_on == "station":
-            if not self.go:
-                return False
-            why = f"started at the station: '{self.scenario.name}'"
+        """Idle until started: by a caregiver's Start (:meth:`begin`), or, with
+        ``start_on="face"`` and no reset waiting for a Start, by a face seen (after an empty
+        seat, for a session after the first). Then the scenario starts, its clock from now.
+        True once started."""
+        if self.go:
+            where = "at the station" if self.start_on == "station" else "by a caregiver"
+            why = f"started {where}: '{self.scenario.name}'"
+        elif self.start_on == "station" or self.awaiting_start:
+            return False
         else:
             no_face = Mood(reading.mood) is Mood.NO_FACE
             if no_face or not self._seen_empty:
                 self._seen_empty = self._seen_empty or no_face
                 return False
             why = f"child seated: starting '{self.scenario.name}'"
+        self.go = False
         self.state, self._t0, self._colour_t = State.RUNNING, t, t
         self._forget_mood(t)
         decisions.append(Decision("start", f"{why} at intensity {self.intensity:.2f}"))

@@ -154,7 +154,7 @@ def test_restart_after_a_halt_never_above_start_and_ramps_from_zero():
     assert steps[30].intensity == pytest.approx(0.6) and raised.intensity == 0.5  # back to start
 
 
-def test_estop_zeroes_at_once_latches_and_reset_restarts_at_start_intensity():
+def test_estop_latches_and_reset_leaves_the_chair_idle_until_a_deliberate_start():
     _, ctrl, steps = run([(0, POS, 0.7)], 35)
     assert ctrl.intensity == pytest.approx(0.8) and steps[-1].levels.light > 0.5
     s = ctrl.estop(35.5)
@@ -163,13 +163,19 @@ def test_estop_zeroes_at_once_latches_and_reset_restarts_at_start_intensity():
         s = ctrl.step(t, MoodSample(POS))
         assert s.state is State.ESTOPPED and s.levels == Levels() and not s.decisions
     s = ctrl.reset(81)
-    assert s.intensity == 0.5 and s.levels == Levels()
-    assert [d.action for d in s.decisions] == ["restart"]
-    assert "start intensity 0.50" in s.decisions[0].reason
-    lv = [ctrl.step(t, MoodSample(POS)).levels.light for t in (82, 83, 84, 85, 86, 87)]
-    assert lv == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.5])
+    assert s.state is State.IDLE and s.levels == Levels() and s.intensity == 0.5
+    assert [d.action for d in s.decisions] == ["reset"]
+    for t in (82, 90, 200):  # a reset is not a restart: a face in the chair starts nothing
+        s = ctrl.step(t, MoodSample(POS))
+        assert s.state is State.IDLE and s.levels == Levels() and ctrl.waiting_for_start
+    ctrl.begin()  # the deliberate start
+    s = ctrl.step(201, MoodSample(POS))
+    assert [d.action for d in s.decisions] == ["start"] and "start" not in ctrl.state.value
+    assert "intensity 0.50" in s.decisions[0].reason
+    lv = [ctrl.step(t, MoodSample(POS)).levels.light for t in (202, 203, 204, 205, 206)]
+    assert lv == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.5])
     with pytest.raises(ValueError):
-        ctrl.reset(90)
+        ctrl.reset(300)
 
 
 def test_levels_never_move_faster_than_the_ramp():
@@ -244,16 +250,19 @@ def test_estop_before_the_first_step_and_during_the_fade():
     ctrl = Controller(scenario(duration=20))
     assert ctrl.estop(0).state is State.ESTOPPED
     ctrl.reset(1)
+    ctrl.begin()
     assert ctrl.step(2, MoodSample(NEU)).levels.light == pytest.approx(0.1)
     for t in range(3, 22):
         ctrl.step(t, MoodSample(NEU))
     assert ctrl.state is State.FADING
     assert ctrl.estop(22).levels == Levels()
     ctrl.reset(23)
-    fade = ctrl.step(23.5, MoodSample(NEU))  # back to the fade, from 0: nothing comes on
-    assert fade.state is State.FADING and fade.levels == Levels()
-    assert [d.action for d in fade.decisions] == ["fade"]
-    assert ctrl.step(30, MoodSample(NEU)).state is State.ENDED
+    idle = ctrl.step(23.5, MoodSample(NEU))  # the fade is not resumed: nothing comes on
+    assert idle.state is State.IDLE and idle.levels == Levels() and not idle.decisions
+    ctrl.begin()  # a deliberate start plays the scenario again from its start, from 0
+    s = ctrl.step(24, MoodSample(NEU))
+    assert s.state is State.RUNNING and [d.action for d in s.decisions] == ["start"]
+    assert s.levels.light == pytest.approx(0.1)
 
 
 def test_strong_negative_while_fading_out_halts_fast_and_alerts():
