@@ -252,10 +252,10 @@ def test_estop_before_the_first_step_and_during_the_fade():
     ctrl.reset(1)
     ctrl.begin()
     assert ctrl.step(2, MoodSample(NEU)).levels.light == pytest.approx(0.1)
-    for t in range(3, 22):
+    for t in range(3, 24):  # the scenario's clock runs from the start at t=2
         ctrl.step(t, MoodSample(NEU))
     assert ctrl.state is State.FADING
-    assert ctrl.estop(22).levels == Levels()
+    assert ctrl.estop(23).levels == Levels()
     ctrl.reset(23)
     idle = ctrl.step(23.5, MoodSample(NEU))  # the fade is not resumed: nothing comes on
     assert idle.state is State.IDLE and idle.levels == Levels() and not idle.decisions
