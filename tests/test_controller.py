@@ -262,7 +262,7 @@ def test_estop_before_the_first_step_and_during_the_fade():
     ctrl.begin()  # a deliberate start plays the scenario again from its start, from 0
     s = ctrl.step(24, MoodSample(NEU))
     assert s.state is State.RUNNING and [d.action for d in s.decisions][0] == "start"
-    assert s.levels.light == pytest.approx(0.1)
+    assert 0 < s.levels.light <= 0.1  # one ramp step from 0
 
 
 def test_strong_negative_while_fading_out_halts_fast_and_alerts():
