@@ -361,6 +361,7 @@ def run_reset(args: argparse.Namespace) -> int:
         latch.request_reset()
     except OSError as exc:
         raise RelaxdError(f"cannot ask for a reset: {exc.strerror}", latch.request) from None
-    print(f"reset requested for this stop ({latch.reason}), valid for "
-          f"{RESET_REQUEST_TTL_S:g} s; the chair restarts at its start intensity")
+    print(f"reset requested for stop {latch.stop_seq} ({latch.reason}), valid for "
+          f"{RESET_REQUEST_TTL_S:g} s; the chair is then idle with every output at 0 until a "
+          "caregiver starts a session")
     return 0

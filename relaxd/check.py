@@ -145,13 +145,18 @@ def check_model(path: Path, threads: int = 1) -> Check:
 
 # GPIO
 
-def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True) -> Check:
-    """The pin can be claimed and driven (a 10 % pulse for 50 ms, then off and released)."""
+def check_output_pin(name: str, pin: int, factory: Any, active_high: bool = True,
+                     pulse: bool = True) -> Check:
+    """The pin can be claimed and driven (a 10 % pulse for 50 ms, then off and released);
+    without ``pulse`` (an actuator while the chair is latched) only claimed and driven off."""
     def run() -> str:
         from gpiozero import PWMOutputDevice
 
         device = PWMOutputDevice(pin, active_high=active_high, pin_factory=factory)
         try:
+            if not pulse:
+                device.value = 0
+                return f"GPIO{pin} claimed and held off (latched: not pulsed)"
             device.value = 0.1
             time.sleep(0.05)
             if abs(device.value - 0.1) > 1e-6:
@@ -209,7 +214,8 @@ def check_latch(state_dir: Path, settings: SafetySettings) -> Check:
             raise RelaxdError(
                 f"latched: {latch.reason}; once the child is safe, start relaxd and hold the "
                 f"chair's reset button (GPIO{settings.reset_pin}) {settings.hold_to_reset:g} s, "
-                "then let go: twisting the e-stop free never restarts anything")
+                "then let go (the chair is then idle; a start is its own act): twisting the "
+                "e-stop free never clears anything")
         return "nothing latched"
     return attempt("latch", run)
 
@@ -285,7 +291,8 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
         hw = hardware_for(config, simulate=simulate, out=scratch / "state")
         yield check_camera(_synthetic_source(scratch) if simulate else config.camera.open)
         yield check_model(config.model.path, config.model.threads)
-        yield from _pin_checks(config, hw, scratch)
+        yield from _pin_checks(config, hw, scratch, latched=not simulate and FaultLatch.in_state_dir(
+            config.state_dir).latched)
         if simulate:
             hw.state_dir.mkdir()
         yield check_audio(hw.audio_output)
@@ -302,8 +309,10 @@ def check_station(config: Config, simulate: bool) -> Check:
     return Check("station", *station_report(config.ui, simulate))
 
 
-def _pin_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Check]:
-    """Each output pin, the e-stop's line and the reset button, on the hardware's pins."""
+def _pin_checks(config: Config, hw: ChairHardware, scratch: Path,
+                latched: bool = False) -> Iterator[Check]:
+    """Each output pin, the e-stop's line and the reset button, on the hardware's pins; no
+    actuator is pulsed while the chair is ``latched``."""
     try:
         factory = hw.pin_factory if hw.simulated else _real_factory(scratch)
     except Exception as exc:  # noqa: BLE001 - no GPIO at all (not a Pi, no lgpio)
@@ -311,8 +320,9 @@ def _pin_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Ch
         return
     try:
         for name, pin in output_pins(config).items():
-            high = config.actuators.active_high if name in ACTUATOR_CHECKS else True
-            yield check_output_pin(name, pin, factory, high)
+            actuator = name in ACTUATOR_CHECKS
+            high = config.actuators.active_high if actuator else True
+            yield check_output_pin(name, pin, factory, high, pulse=not (latched and actuator))
         yield check_estop(config.safety, factory, hw.rest_buttons)
         yield check_reset_button(config.safety, factory)
     finally:

@@ -50,7 +50,7 @@ MAX_LINE = 64 * 1024
 SEND_TIMEOUT_S = 5.0
 ANSWER_TIMEOUT_S = 3.0  # a queued command the loop has not carried out by then is answered late
 MAX_COMMANDS_PER_TICK = 8
-#: Every latch reason and e-stop source of a stop from the station starts with this.
+#: Every e-stop source of a stop from the station starts with this.
 STATION_STOP = "station stop"
 OBSERVATIONS = ("calm", "upset", "misread")
 KEPT_ALERTS = 50
@@ -81,8 +81,12 @@ class Command:
 
     name: str
     args: dict[str, Any]
+    after_stop: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict[str, Any] = field(default_factory=dict)
+
+    def claim(self) -> bool:
+        return True
 
     def finish(self, answer: dict[str, Any]) -> None:
         self.answer = answer
@@ -94,10 +98,12 @@ class Command:
 class ControlServer:
     """The unix socket: one thread a connection; ``stop`` handled on it, the rest queued."""
 
-    def __init__(self, path: str | Path, stop: Callable[[str], None], mode: int = 0o660, *,
+    def __init__(self, path: str | Path, stop: Callable[[str], int], mode: int = 0o660, *,
                  direct: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
-                 prepare: Callable[[Command], None] | None = None) -> None:
+                 prepare: Callable[[Command], None] | None = None,
+                 stop_seq: Callable[[], int] = lambda: 0) -> None:
         self.path = Path(path)
+        self._stop_seq = stop_seq
         #: Queries answered on the connection's thread (they never touch the loop's parts).
         self._direct = direct or {}
         #: Called on the connection's thread before a command is queued (slow lookups there,
@@ -189,12 +195,15 @@ class ControlServer:
             with self._changed:
                 reply.update(ok=True, state=self._state)
         elif name == "stop":
-            self._stop_chair(str(message.get("by") or "station"))
-            reply.update(ok=True)
+            reply.update(ok=True, stop_seq=self._stop_chair(str(message.get("by") or "station")))
         elif name in self._direct:
             reply.update(self._direct[name](message))
         else:
-            reply.update(self._queue(Command(name, message)))
+            after_stop = message.get("after_stop", self._stop_seq())
+            if not isinstance(after_stop, int) or after_stop < 0:
+                reply.update(ok=False, error="after_stop must be a stop number (0 or more)")
+            else:
+                reply.update(self._queue(Command(name, message, after_stop=after_stop)))
         conn.sendall(encode(reply))
         return True
 
@@ -254,18 +263,16 @@ def _send_quietly(conn: socket.socket, message: dict[str, Any]) -> None:
 # --- alerts ----------------------------------------------------------------------------------
 
 class AlertBoard:
-    """The caregiver's alerts until acknowledged, and where each e-stop came from.
+    """The caregiver's alerts until acknowledged.
 
-    An :class:`relaxd.events.EventLog` sink: it sees every ``alert`` and ``estop`` event as the
-    alerter and the e-stop record them (on their threads; it only appends, under a lock).
+    An :class:`relaxd.events.EventLog` sink: it sees every ``alert`` event as the alerter
+    records it (on its thread; it only appends, under a lock).
     """
 
-    def __init__(self, station_latched: bool = False) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._alerts: list[dict[str, Any]] = []
         self._next_id = 1
-        #: The current latch came from the station's STOP only (a Start may clear it).
-        self.station_only = station_latched
 
     def write(self, event: dict[str, Any]) -> None:
         if event["type"] == "alert":
@@ -275,9 +282,6 @@ class AlertBoard:
                                      "detail": event.get("detail", ""), "acknowledged": False})
                 self._next_id += 1
                 del self._alerts[:-KEPT_ALERTS]
-        elif event["type"] == "estop" and event.get("action") == "press":
-            if not is_station_source(str(event.get("source", ""))):
-                self.station_only = False
 
     def flush(self) -> None:
         pass
@@ -297,12 +301,6 @@ class AlertBoard:
     def listing(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(a) for a in self._alerts]
-
-
-def is_station_source(source: str) -> bool:
-    """An e-stop source (or latch reason) that says the station's STOP made it."""
-    return source.startswith(STATION_STOP) or \
-        source.startswith(f"still latched from before the restart: {STATION_STOP}")
 
 
 # --- inputs ----------------------------------------------------------------------------------

@@ -5,12 +5,14 @@
 sensed, step)`` (a snapshot for the socket). STOP does not wait for a tick: the socket's thread
 calls :meth:`ControlLink.stop`, the e-stop's software path.
 
-Rules (deploy/SAFETY.md, H9):
-- STOP = ``EmergencyStop.trigger``: every output 0 at once, latched in memory and in the latch
-  file (reason ``station stop by NAME``), recorded, alerted; it survives a daemon restart.
-- Start clears a latch only when the station's STOP alone made it and the e-stop is not
-  pressed down; any other stop (the button, a fault, a crash) needs the reset button at the
-  chair. Start is refused while a session runs.
+Rules (deploy/SAFETY.md, H10), kept by the stop arbiter (:mod:`relaxd.latch`):
+- STOP = ``EmergencyStop.trigger`` with the cause ``station-stop``: every output 0 at once,
+  latched in memory and in the latch file, recorded, alerted; it survives a daemon restart. Its
+  answer names the stop's number.
+- A Start is bound to the newest stop when relaxd received it (or the ``after_stop`` it names)
+  and is refused once a newer stop exists. It clears a latch only when the station's STOP is
+  its only cause and the e-stop is not pressed down; any other cause (the button, a fault, a
+  crash, a stall) needs the reset button at the chair. Start is refused while a session runs.
 - With a station, no session starts by itself: each waits for a caregiver's Start.
 """
 
@@ -31,12 +33,12 @@ from relaxd.control import (
     ControlServer,
     ManualInput,
     find_scenario,
-    is_station_source,
     scenario_files,
 )
 from relaxd.controller import Caps
 from relaxd.errors import RelaxdError
 from relaxd.individual import ChildSession
+from relaxd.latch import StopRefused
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,10 @@ class ControlLink:
         #: installation's caps (a session without a child, or before the child's own).
         self.state_dir, self.caps = state_dir, caps or Caps()
         self._done: list[tuple[Any, dict[str, Any]]] = []  # answered once the state is out
-        self.board = AlertBoard(station_latched=latch.reason is not None
-                                and is_station_source(latch.reason))
-        self.server = ControlServer(socket_path, self.stop, mode, prepare=self._prepare, direct={
-            "children": self._children, "recommend": self._recommend})
+        self.board = AlertBoard()
+        self.server = ControlServer(
+            socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
+            direct={"children": self._children, "recommend": self._recommend})
         self._handlers: dict[str, Callable[[float, Any, dict[str, Any], str], dict[str, Any]]] = {
             "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
             "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,
@@ -65,17 +67,10 @@ class ControlLink:
 
     # --- on the socket's thread ----------------------------------------------------------------
 
-    def stop(self, by: str) -> None:
-        """The station's STOP: the e-stop's software path first, then the latch's reason."""
-        reason = f"{STATION_STOP} by {by}"
-        first = not self.estop.latched
-        self.estop.trigger(reason)
-        if first or self.board.station_only:
-            self.board.station_only = True
-            try:
-                self.latch.set(reason)
-            except OSError as exc:
-                log.critical("cannot record the station's stop in the latch: %s", exc)
+    def stop(self, by: str) -> int:
+        """The station's STOP: the e-stop's software path, latched as ``station-stop``; the
+        stop's number."""
+        return self.estop.trigger(f"{STATION_STOP} by {by}", cause="station-stop")
 
     def _children(self, message: dict[str, Any]) -> dict[str, Any]:
         """The profiles for the Start screen."""
@@ -133,10 +128,8 @@ class ControlLink:
         """Carry out the queued commands (never raising into the loop). Each is answered once
         this tick's state is published, so whoever sent it then reads its effect."""
         self._answer()  # any left by a tick that never published
-        if not self.board.station_only and self.latch.reason is not None \
-                and is_station_source(self.latch.reason):
-            self.latch.set("emergency stop")  # another stop came on top of the station's
-        self._done = [(command, self._run(t, session, command)) for command in self.server.take()]
+        self._done = [(command, self._run(t, session, command)) for command in self.server.take()
+                      if command.claim()]  # a command its sender gave up on is never run
 
     def _answer(self) -> None:
         done, self._done = self._done, []
@@ -148,6 +141,7 @@ class ControlLink:
         if handler is None:
             return {"ok": False, "error": f"unknown command {command.name!r}"}
         by = str(command.args.get("by") or "station")[:64]
+        command.args["_after_stop"] = command.after_stop
         try:
             answer = handler(t, session, command.args, by)
         except CommandRefused as exc:
@@ -173,26 +167,41 @@ class ControlLink:
                        child: ChildSession | None) -> dict[str, Any]:
         if session.controller.playing:
             raise CommandRefused("a session is running: end it gently or STOP first")
-        if self.estop.pressed:
-            raise CommandRefused("the e-stop is pressed down: twist it free, then hold the "
-                                 "reset button at the chair")
-        if self.estop.latched and not self.board.station_only:
-            raise CommandRefused(f"stopped ({self.latch.reason or 'emergency stop'}): a "
-                                 "caregiver at the chair holds the reset button to clear it")
+        after_stop = int(args["_after_stop"])
+        self._check_stops(after_stop)
         scenario = child.scenario if child else self._scenario(args, session)
         why = child.why if child else "chosen by the caregiver"
-        if self.estop.latched and not self.estop.reset(f"station start by {by}"):
-            raise CommandRefused("the e-stop is pressed down: twist it free first")
+        if self.latch.latched:
+            try:
+                self.estop.clear("station", after_stop, f"station start by {by}")
+            except StopRefused as exc:
+                raise CommandRefused(str(exc)) from None
         manual = bool(args.get("manual"))
         self._choose_input(session, manual, child)
         session.actuators.steady_light = bool(child and child.child.limits.no_pulse)
         session.begin_session(t, scenario, f"new session started by {by}", go=True,
                               caps=child.caps if child else self.caps, child=child)
         session.controller.manual = manual
-        self.estop.enable_outputs()
+        if not self.estop.enable_outputs():
+            raise CommandRefused("a stop came while starting: not started")
         whose = f" for child {child.child.id}" if child else ""
         return {"detail": scenario.name + whose + (" (manual)" if manual else ""),
                 "scenario": scenario.name, "why": why, "child": child.child.id if child else None}
+
+    def _check_stops(self, after_stop: int) -> None:
+        """Refuse a Start that a stop overrides: the e-stop held down, a stop newer than the
+        Start, or a latch that only the reset button at the chair may clear."""
+        if self.estop.pressed:
+            raise CommandRefused("the e-stop is pressed down: twist it free, then hold the "
+                                 "reset button at the chair")
+        if self.latch.stop_seq > after_stop:
+            raise CommandRefused(f"a STOP (number {self.latch.stop_seq}) came after this Start: "
+                                 "not started")
+        if self.latch.latched:
+            try:
+                self.latch.check_clear("station", after_stop)
+            except StopRefused as exc:
+                raise CommandRefused(str(exc)) from None
 
     def _scenario(self, args: dict[str, Any], session: Any) -> Any:
         """A session without a child: the named scenario (the current one if none is named)."""
@@ -291,7 +300,8 @@ class ControlLink:
             "colour": "#%02x%02x%02x" % tuple(step.stimulus.colour),
             "estop": bool(self.estop.latched or pressed),
             "estop_pressed": bool(pressed),
-            "latch": self.latch.reason, "station_stop": self.board.station_only,
+            "latch": self.latch.reason, "latch_causes": sorted(self.latch.causes),
+            "stop_seq": self.latch.stop_seq, "station_stop": self.latch.station_clearable,
             "hold": c.held, "manual": c.manual, "waiting": c.waiting_for_start,
             "child": session.child.child.id if session.child else None,  # the id only
             "why": session.child.why if session.child else None,

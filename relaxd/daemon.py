@@ -145,14 +145,14 @@ class Session:
         t = self.clock.now()
         self._record_start(t, self.controller.scenario.name)
         self.latch.take_reset_request()  # a request left from before this start is stale
-        if self.marker is not None and self.marker.begin():
-            self.alerter.alert(t, "fault", f"{UNCLEAN_REASON}: every output stays off until "
-                                           "the reset button at the chair is pressed")
-            if self.latch.reason is None:
-                self._latch_fault(UNCLEAN_REASON)
-        if self.latch.reason is not None:
-            self.estop.trigger(f"still latched from before the restart: {self.latch.reason}")
-        elif self.estop.pressed:
+        kept = self.latch.reason
+        if self.marker is not None and self.marker.begin() and "crash" not in self.latch.causes:
+            self.estop.trigger(f"{UNCLEAN_REASON}: every output stays off until the reset "
+                               "button at the chair is pressed", cause="crash")
+        elif kept is not None:
+            self.actuators.off()
+            self.alerter.alert(t, "estop", f"still latched from before the restart: {kept}")
+        if self.estop.pressed:
             self.estop.trigger("e-stop reads pressed at start-up")
         self.estop.enable_outputs()
         self.notifier.ready("running")
@@ -180,8 +180,11 @@ class Session:
                 if not self.repeat:
                     return self._end("scenario ended")
                 self._next_session(t)
-            if self.estop.latched and self.input.scripted and self.input.exhausted:
-                return self._end("e-stop latched and the script is over")
+            if self.input.scripted and self.input.exhausted:
+                if self.estop.latched:
+                    return self._end("e-stop latched and the script is over")
+                if self.controller.awaiting_start:
+                    return self._end("reset, nobody started a session, and the script is over")
             if self.period is not None:
                 self.clock.sleep(self.period - (time.monotonic() - started))
         return 0
@@ -194,9 +197,9 @@ class Session:
         self.actuators.off()
         reason = f"fault: {type(exc).__name__}: {exc}"
         log.critical("%s", reason, exc_info=not isinstance(exc, LoopStalled))
-        self.alerter.alert(self.clock.now(), "fault", reason)
         self._stop_reason = reason
-        self._latch_fault(reason)
+        if not isinstance(exc, LoopStalled):  # the StallGuard has latched a stall already
+            self.estop.trigger(reason, cause="fault")
 
     def _finish(self, clean: bool) -> None:
         """Everything off, every record closed; then, on a clean exit only, the run marker goes."""
@@ -246,10 +249,10 @@ class Session:
         self.events.emit(t, "session", state="start", scenario=scenario, **info)
 
     def _tick(self, t: float, sensed: Sensed) -> Step:
-        if self.remote_reset and self.estop.latched and self.latch.take_reset_request():
-            self.estop.reset("relaxd reset")
+        self._remote_reset()
         for step in self.estop.sync(t, self.controller):
             self._record_step(t, step)
+        t = self._start_at_chair(t)
         if self.control is not None:
             self.control.obey(t, self)
             t = self.clock.now()  # a Start restarts the clock
@@ -281,6 +284,33 @@ class Session:
             self.control.publish(t, self, sensed, step)
         return step
 
+    def _remote_reset(self) -> None:
+        """``relaxd reset`` where ``safety.remote_reset`` lets it stand for the reset button."""
+        if not (self.remote_reset and self.latch.latched):
+            return
+        after_stop = self.latch.take_reset_request()
+        if after_stop is not None:
+            self.estop.reset("relaxd reset", after_stop=after_stop)
+
+    def _start_at_chair(self, t: float) -> float:
+        """The reset button pressed again after a reset: a new session of the same scenario,
+        for the same child, from the start intensity, unless a stop came since the press. The
+        session's clock (restarted by a start)."""
+        after_stop = self.estop.take_start_request()
+        if after_stop is None:
+            return t
+        if not self.controller.awaiting_start or self.latch.latched \
+                or self.latch.stop_seq != after_stop:
+            log.info("reset button press: no reset waiting for a start, or a stop came since")
+            return t
+        c = self.controller
+        self.begin_session(t, c.scenario, "started at the chair (reset button)", go=True,
+                           caps=c.caps, child=self.child)
+        if self.estop.enable_outputs():
+            self.events.emit(0.0, "audit", action="start", by="reset button",
+                             detail=c.scenario.name)
+        return self.clock.now()
+
     def _record_step(self, t: float, step: Step) -> None:
         for d in step.decisions:
             self.events.emit(t, "decision", action=d.action, reason=d.reason,
@@ -302,16 +332,7 @@ class Session:
         """From the StallGuard thread: the loop is stuck. Off, alert, and latch, so that a
         restart by systemd's watchdog waits for a caregiver instead of resuming."""
         self.actuators.off()
-        reason = f"main loop stalled for {idle:.1f} s"
-        self.alerter.alert(self.clock.now(), "stalled", f"{reason}: all outputs off")
-        self._latch_fault(reason)
-        self.estop.trigger(reason)
-
-    def _latch_fault(self, reason: str) -> None:
-        try:
-            self.latch.set(reason)
-        except OSError as exc:
-            log.critical("cannot record the fault latch in %s: %s", self.latch.path, exc)
+        self.estop.trigger(f"main loop stalled for {idle:.1f} s: all outputs off", cause="stall")
 
     def _show(self, t: float, sensed: Sensed, step: Step, lv: Levels) -> None:
         if self.status is None and not self.notifier.enabled:

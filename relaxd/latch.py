@@ -1,14 +1,21 @@
-"""What must survive a restart: the stop latch, the run marker, and remote reset requests.
+"""The stop arbiter: every stop and every reset or start goes through the latch.
 
-Both files live in the state directory and are written durably (fsync of the file and of the
-directory), so a power cut right after a stop still finds the chair latched when it comes back::
+A stop, from any source, overrides every start or reset given before it (IEC 60204-1
+§9.2.5.3). Each stop gets a number, ``stop_seq``, that only ever grows and is kept in
+``latch.json`` across restarts. A reset or a Start names the newest stop it knew of when relaxd
+received it (``after_stop``); once a newer stop exists it is refused. The latch remembers every
+cause it holds, and only a Start at the station may clear a latch whose only cause is the
+station's own STOP; every other cause needs the reset button at the chair::
 
     latch = FaultLatch.in_state_dir(state_dir)
-    marker = RunMarker.in_state_dir(state_dir)
-    if marker.begin():                    # the previous run never ended cleanly
-        latch.set("previous run ended uncleanly")
-    ...
-    marker.end()                          # only on a clean exit
+    seq = latch.stop("estop", "emergency stop (button)")   # in memory, at once; never waits
+    latch.save()                                              # durably, after the alert
+    latch.clear("chair", after_stop=seq)                      # the reset button's hold
+
+``stop`` never touches the disk, so the e-stop's callback can call it; ``save`` writes the whole
+latch durably (fsync of the file and of the directory). A power cut between the two loses only
+what the next start finds anyway: the run marker says the run ended uncleanly (``crash``), and
+the numbers restart above any the lost run could have handed out (:data:`CRASH_SEQ_GAP`).
 
 Imports nothing but the standard library: ``relaxd safe-off`` runs it after any exit.
 """
@@ -20,14 +27,37 @@ import logging
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
 #: A remote reset request older than this is ignored (it may answer a stop long gone).
 RESET_REQUEST_TTL_S = 60.0
+
+#: Every cause a latch can hold, and how it reads to a caregiver.
+CAUSES: dict[str, str] = {
+    "station-stop": "STOP at the caregiver station",
+    "estop": "the emergency stop",
+    "fault": "a fault",
+    "crash": "the previous run ended uncleanly (crash, kill or power cut)",
+    "stall": "the main loop stalled",
+}
+
+#: The causes a Start at the station may clear; every other needs the reset button at the chair.
+STATION_CLEARABLE = frozenset({"station-stop"})
+
+#: After a crash, stop numbers go on this far above the last one saved, beyond any the crashed
+#: run could have handed out and not yet written.
+CRASH_SEQ_GAP = 1000
+
+#: Who clears a latch: the station's Start, or the chair's reset button (and ``relaxd reset``
+#: where ``safety.remote_reset`` makes it stand for that button).
+Clearer = Literal["station", "chair"]
+
+
+class StopRefused(Exception):
+    """A reset or start the arbiter refuses; the message says why in one line."""
 
 
 def write_durably(path: Path, text: str) -> None:
@@ -59,11 +89,10 @@ def _sync_dir(folder: Path) -> None:
 
 
 class FaultLatch:
-    """A stop that must survive a restart: ``latch.json`` in the state directory.
+    """The arbiter's state: the latch's causes and the newest stop number (``latch.json``).
 
-    Set on every e-stop and fault, cleared by the caregiver's reset. Each latching gets an
-    ``id``, which a remote reset request must name (:meth:`request_reset`). ``path=None`` keeps
-    the latch in memory only (simulation: every rehearsal starts clean).
+    ``path=None`` keeps it in memory only (simulation: every rehearsal starts clean). Every
+    method is safe to call from any thread; :meth:`stop` never blocks on the disk.
     """
 
     @classmethod
@@ -72,62 +101,128 @@ class FaultLatch:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # the state; held only for memory updates
+        self._writing = threading.Lock()  # one save at a time, each of the newest state
         self.request = path.with_name("reset-request") if path is not None else None
-        self.reason: str | None = None
-        self.id: str | None = None
+        self._causes: dict[str, str] = {}  # cause -> what happened, as first recorded
+        self._seq = 0
+        self._at: float | None = None
         if path is not None:
-            self._read()
+            self._read(path)
 
-    def _read(self) -> None:
+    # --- what it holds -------------------------------------------------------------------------
+
+    @property
+    def latched(self) -> bool:
+        return bool(self._causes)
+
+    @property
+    def causes(self) -> frozenset[str]:
+        return frozenset(self._causes)
+
+    @property
+    def stop_seq(self) -> int:
+        """The newest stop's number (0: no stop yet on this chair)."""
+        return self._seq
+
+    @property
+    def reason(self) -> str | None:
+        """What holds the chair stopped, in words (None: nothing latched)."""
+        with self._lock:
+            details = list(self._causes.values())
+        return "; ".join(details) if details else None
+
+    @property
+    def station_clearable(self) -> bool:
+        """Latched by the station's STOP alone: a Start at the station may clear it."""
+        causes = self.causes
+        return bool(causes) and causes <= STATION_CLEARABLE
+
+    # --- stops ---------------------------------------------------------------------------------
+
+    def stop(self, cause: str, detail: str = "") -> int:
+        """A stop, in memory at once (never waits on the disk); its number. Call :meth:`save`
+        after alerting, so that a full or read-only disk never silences a stop."""
+        if cause not in CAUSES:
+            raise ValueError(f"unknown stop cause {cause!r}")
+        with self._lock:
+            self._seq += 1 if cause != "crash" else CRASH_SEQ_GAP
+            self._causes.setdefault(cause, detail or CAUSES[cause])
+            self._at = time.time()
+            return self._seq
+
+    def latch(self, cause: str, detail: str = "") -> int:
+        """:meth:`stop` and :meth:`save` in one (for paths that have already alerted)."""
+        seq = self.stop(cause, detail)
+        self.save()
+        return seq
+
+    def save(self) -> None:
+        """Write the newest state durably; OSError if it cannot be written (the state in
+        memory still holds, and the caller alerts)."""
+        if self.path is None:
+            return
+        with self._writing:
+            with self._lock:
+                data = {"causes": sorted(self._causes), "details": dict(self._causes),
+                        "stop_seq": self._seq, "at": self._at}
+            write_durably(self.path, json.dumps(data))
+
+    # --- resets --------------------------------------------------------------------------------
+
+    def check_clear(self, by: Clearer, after_stop: int) -> None:
+        """Raise StopRefused unless ``by`` may clear the latch for a request made when the
+        newest stop was ``after_stop``."""
+        with self._lock:
+            self._refusal(by, after_stop)
+
+    def clear(self, by: Clearer, after_stop: int) -> None:
+        """Clear every cause, if ``by`` may and no stop came after ``after_stop``; StopRefused
+        (one line) otherwise. Saved durably; a failed write leaves the disk latched (a restart
+        then comes up stopped) and is logged."""
+        with self._lock:
+            self._refusal(by, after_stop)
+            self._causes.clear()
         try:
-            data = json.loads(self.path.read_text())
-            self.reason, self.id = str(data["reason"]), str(data.get("id", ""))
+            self.save()
+        except OSError as exc:
+            log.critical("cannot record the reset in %s: %s", self.path, exc)
+
+    def _refusal(self, by: Clearer, after_stop: int) -> None:
+        if not self._causes:
+            raise StopRefused("nothing is latched")
+        if self._seq > after_stop:
+            raise StopRefused(f"a newer stop (number {self._seq}) came after this request "
+                              f"(which answered stop {after_stop}): not carried out")
+        held = set(self._causes) - STATION_CLEARABLE
+        if by == "station" and held:
+            raise StopRefused(f"stopped by {', '.join(CAUSES[c] for c in sorted(held))}: a "
+                              "caregiver at the chair holds the reset button to clear it")
+
+    # --- the file ------------------------------------------------------------------------------
+
+    def _read(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
         except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.reason, self.id = f"latch file unreadable ({exc}): staying stopped", ""
-
-    def set(self, reason: str) -> None:
-        """Latch (in memory at once; on disk durably, raising OSError if it cannot be written)."""
-        with self._lock:
-            self.reason, self.id = reason, uuid.uuid4().hex
-            if self.path is not None:
-                write_durably(self.path, json.dumps(
-                    {"reason": reason, "id": self.id, "at": time.time()}))
-
-    def clear(self) -> None:
-        with self._lock:
-            self.reason = self.id = None
-            if self.path is not None:
-                remove_durably(self.path)
-
-    def follow(self, latched: Callable[[], bool], reason: str) -> bool:
-        """Match the e-stop: set while it is latched, clear once it is not; True if cleared.
-
-        Called from the e-stop's worker thread and from the main loop; the lock makes the check
-        and the write one step, so a late caller never undoes a newer state.
-        """
-        with self._lock:
-            if latched():
-                if self.reason is None:
-                    self.set(reason)
-            elif self.reason is not None:
-                self.clear()
-                return True
-        return False
+            return
+        except (OSError, ValueError) as exc:
+            self._causes, self._seq = {"fault": f"latch file unreadable ({exc})"}, CRASH_SEQ_GAP
+            return
+        self._causes, self._seq = _parse(data)
 
     def request_reset(self) -> None:
-        """``relaxd reset``: ask the running daemon to clear *this* latch, for the next minute."""
+        """``relaxd reset``: ask the running daemon to clear *this* stop, for the next minute."""
         if self.request is None:
             raise OSError("this latch is kept in memory only")
-        write_durably(self.request, json.dumps({"latch": self.id, "at": time.time()}))
+        write_durably(self.request, json.dumps({"after_stop": self._seq, "at": time.time()}))
 
-    def take_reset_request(self, now: float | None = None) -> bool:
-        """True once for a request that names the current latch and is under a minute old;
-        any request file is consumed, so a stale one never cancels a later stop."""
+    def take_reset_request(self, now: float | None = None) -> int | None:
+        """The stop number a fresh ``relaxd reset`` request answers, once; None for none, a
+        stale or a malformed one. Any request file is consumed, so a stale one never cancels a
+        later stop."""
         if self.request is None or not self.request.exists():
-            return False
+            return None
         try:
             data = json.loads(self.request.read_text())
         except (OSError, ValueError):
@@ -135,13 +230,35 @@ class FaultLatch:
         finally:
             self.request.unlink(missing_ok=True)
         now = time.time() if now is None else now
-        with self._lock:
-            fresh = isinstance(data, dict) and 0 <= now - float(data.get("at", 0)) <= \
-                RESET_REQUEST_TTL_S
-            ok = fresh and self.reason is not None and data.get("latch") == self.id
-        if not ok:
-            log.warning("ignored a stale or mismatched reset request: %s", data)
-        return ok
+        try:
+            fresh = 0 <= now - float(data["at"]) <= RESET_REQUEST_TTL_S
+            after_stop = int(data["after_stop"])
+        except (KeyError, TypeError, ValueError):
+            fresh, after_stop = False, -1
+        if not fresh:
+            log.warning("ignored a stale or malformed reset request: %s", data)
+            return None
+        return after_stop
+
+
+def _parse(data: object) -> tuple[dict[str, str], int]:
+    """The causes and stop number of a ``latch.json``. A file of an older relaxd
+    (``{"reason", "id"}``) or one that names an unknown cause needs the reset button."""
+    if not isinstance(data, dict):
+        return {"fault": "latch file malformed"}, CRASH_SEQ_GAP
+    if "causes" not in data:
+        return {"fault": f"latched by an older relaxd: {data.get('reason', '?')}"}, CRASH_SEQ_GAP
+    details = data.get("details") if isinstance(data.get("details"), dict) else {}
+    causes: dict[str, str] = {}
+    for cause in data.get("causes") or ():
+        known = cause in CAUSES
+        causes[cause if known else "fault"] = str(details.get(cause, CAUSES.get(cause, cause)))
+    try:
+        seq = int(data.get("stop_seq", 0))
+    except (TypeError, ValueError):
+        causes.setdefault("fault", "latch file malformed")
+        seq = CRASH_SEQ_GAP
+    return causes, seq
 
 
 class RunMarker:
@@ -173,15 +290,16 @@ class RunMarker:
         remove_durably(self.path)
 
 
-#: The latch reason when a start finds the run marker.
-UNCLEAN_REASON = "the previous run ended uncleanly (crash, kill or power cut)"
+#: What the latch says when a start finds the run marker.
+UNCLEAN_REASON = CAUSES["crash"]
 
 
 def latch_if_unclean(state_dir: Path) -> str | None:
-    """For ``relaxd safe-off``: latch when the run marker is there; the reason, or None."""
+    """For ``relaxd safe-off``: add ``crash`` to the latch when the run marker is there (a
+    crash, a kill or a power cut, whatever else was latched); the latch's reason, or None."""
     marker, latch = RunMarker.in_state_dir(state_dir), FaultLatch.in_state_dir(state_dir)
     if not marker.present:
         return None
-    if latch.reason is None:
-        latch.set(UNCLEAN_REASON)
+    if "crash" not in latch.causes:
+        latch.latch("crash")
     return latch.reason

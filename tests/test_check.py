@@ -207,6 +207,21 @@ def test_output_pins(factory):
     holder.close()
 
 
+def test_no_actuator_is_pulsed_while_the_chair_is_latched(factory, tmp_path):
+    from relaxd.config import Config
+    from relaxd.hardware import hardware_for
+
+    config = Config()
+    hw = hardware_for(config, simulate=True, out=tmp_path / "state")
+    hw.pin_factory = factory
+    checks = {c.name: c for c in check._pin_checks(config, hw, tmp_path, latched=True)}
+    a = config.actuators
+    for pin in (a.red_pin, a.green_pin, a.blue_pin, a.vibration_pin):
+        assert max(s.state for s in factory.pin(pin).states) == 0  # never lit, not even 10 %
+    assert checks["vibration"].ok and "not pulsed" in checks["vibration"].detail
+    assert checks["buzzer"].ok and "driven" in checks["buzzer"].detail  # not an actuator
+
+
 class PressedPin(MockPWMPin):
     """A pressed (or latched) e-stop holds the line low whatever the pull-up."""
 
@@ -263,7 +278,7 @@ def test_latch(tmp_path):
     from relaxd.latch import FaultLatch
 
     assert check.check_latch(tmp_path, SafetySettings()) == Check("latch", True, "nothing latched")
-    FaultLatch.in_state_dir(tmp_path).set("emergency stop")
+    FaultLatch.in_state_dir(tmp_path).latch("estop", "emergency stop")
     result = check.check_latch(tmp_path, SafetySettings())
     assert not result.ok and result.detail.startswith("latched: emergency stop;")
     assert "reset button (GPIO16) 3 s" in result.detail and "e-stop free never" in result.detail

@@ -152,19 +152,59 @@ def folder():
 def test_stop_zeroes_every_output_at_once_latches_and_records(mock_factory, folder):
     with Chair(mock_factory, folder, latch_path=folder / "latch.json") as chair:
         wait_for(chair.lit, "the chair to light up")
-        assert ask(chair.socket, {"id": 7, "cmd": "stop", "by": "ana"}) == {"id": 7, "ok": True}
+        answer = ask(chair.socket, {"id": 7, "cmd": "stop", "by": "ana"})
+        assert answer == {"id": 7, "ok": True, "stop_seq": 1}
         assert chair.pins() == [0, 0, 0, 0]  # when the answer comes, everything is already off
         assert chair.estop.latched
-        assert json.loads((folder / "latch.json").read_text())["reason"] == "station stop by ana"
+
+        def on_disk() -> list:
+            latch = FaultLatch(folder / "latch.json")
+            return [latch.causes, latch.reason, latch.stop_seq]
+
+        wait_for(lambda: on_disk() == [{"station-stop"}, "station stop by ana", 1], "the latch")
         wait_for(lambda: chair.state()["state"] == "estopped", "the loop to see the stop")
+        wait_for(lambda: any(a["reason"] == "estop" for a in chair.state()["alerts"]),
+                 "the alert on the board")
         state = chair.state()
         assert state["estop"] and state["station_stop"] and state["levels"] == {
             "light": 0.0, "audio": 0.0, "vibration": 0.0}
-        wait_for(lambda: chair.of_type("alert"), "the alert")
+        assert state["stop_seq"] == 1 and state["latch_causes"] == ["station-stop"]
         assert [e["source"] for e in chair.of_type("estop")] == ["station stop by ana"]
-        assert any(a["reason"] == "estop" for a in state["alerts"] + chair.state()["alerts"])
         time.sleep(0.3)
         assert chair.pins() == [0, 0, 0, 0]  # and it stays off: nothing restarts by itself
+
+
+def test_a_start_sent_just_before_a_stop_never_undoes_it(mock_factory, folder):
+    """The loop is busy; a Start is queued, then a STOP comes from a second station. When the
+    loop gets to the Start, the newer stop refuses it: the chair stays stopped."""
+    with Chair(mock_factory, folder, start_on="station") as chair:
+        ask(chair.socket, {"cmd": "stop", "by": "kiosk"})
+        wait_for(lambda: chair.state()["state"] == "estopped", "the first stop")
+        chair.child.block.clear()  # the loop now hangs inside read()
+        answers: list[dict] = []
+        sender = threading.Thread(target=lambda: answers.append(ask(chair.socket, {
+            "cmd": "start", "scenario": "calm-blue-waves", "by": "tablet"})))
+        sender.start()
+        wait_for(lambda: chair.link.server._commands.qsize() == 1, "the Start to be queued")
+        assert ask(chair.socket, {"cmd": "stop", "by": "kiosk"})["stop_seq"] == 2
+        chair.child.block.set()
+        sender.join(10)
+        assert not answers[0]["ok"] and "came after this Start" in answers[0]["error"]
+        time.sleep(0.3)
+        assert chair.estop.latched and chair.pins() == [0, 0, 0, 0]
+        assert chair.state()["state"] == "estopped"
+
+
+def test_a_start_naming_an_older_stop_is_refused(mock_factory, folder):
+    with Chair(mock_factory, folder, start_on="station") as chair:
+        first = ask(chair.socket, {"cmd": "stop", "by": "kiosk"})["stop_seq"]
+        second = ask(chair.socket, {"cmd": "stop", "by": "tablet"})["stop_seq"]
+        refused = ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves",
+                                     "after_stop": first})
+        assert not refused["ok"] and "came after this Start" in refused["error"]
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves",
+                                  "after_stop": second})["ok"]
+        wait_for(chair.lit, "the session started after the newest stop")
 
 
 def test_stop_works_while_the_loop_is_stalled(mock_factory, folder):
@@ -186,6 +226,7 @@ def test_start_clears_only_a_station_stop_and_never_while_pressed(mock_factory, 
         wait_for(lambda: chair.state()["scenario"] == "Gentle start" and chair.lit(),
                  "the new session to light up")
         assert not chair.estop.latched and chair.latch.reason is None
+        assert chair.state()["stop_seq"] == 1
         # The e-stop button: a Start never clears that, only the reset button at the chair.
         chair.hands("press", "estop")
         wait_for(lambda: chair.state()["estop_pressed"], "the press")

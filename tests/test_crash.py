@@ -109,25 +109,25 @@ def test_sigkill_comes_back_latched_alerting_and_dark(tmp_path, forever):
     second = run_short(out, tmp_path, "second")
     assert not lit(second)  # every output stayed at 0
     alerts = [e for e in second if e["type"] == "alert"]
-    assert alerts[0]["reason"] == "fault" and "ended uncleanly" in alerts[0]["detail"]
-    assert "still latched" in next(e for e in second if e["type"] == "estop")["source"]
-    assert FaultLatch.in_state_dir(out).reason is not None  # until the reset button
+    assert "still latched" in alerts[0]["detail"] and "ended uncleanly" in alerts[0]["detail"]
+    assert "crash" in FaultLatch.in_state_dir(out).causes  # until the reset button
 
 
 def test_a_clean_exit_then_safe_off_latches_nothing(tmp_path):
     out = tmp_path / "chair"
     run_short(out, tmp_path, "first")
-    FaultLatch.in_state_dir(out).clear()  # the short session ended on a kept-down e-stop
+    latch = FaultLatch.in_state_dir(out)
+    latch.clear("chair", latch.stop_seq)  # the short session ended on a kept-down e-stop
     done = subprocess.run(relaxd("safe-off", "--simulate", "--out", str(out)),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "latched" not in done.stdout
-    assert FaultLatch.in_state_dir(out).reason is None
+    assert not FaultLatch.in_state_dir(out).latched
 
 
 def test_relaxd_reset_is_refused_unless_remote_reset_is_allowed(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    FaultLatch.in_state_dir(state).set("emergency stop")
+    FaultLatch.in_state_dir(state).latch("estop")
     config = tmp_path / "config.yaml"
     config.write_text(f"state_dir: {state}\n")
     env = {**os.environ, "RELAXD_CONFIG": str(config)}
@@ -140,4 +140,5 @@ def test_relaxd_reset_is_refused_unless_remote_reset_is_allowed(tmp_path):
     allowed = subprocess.run(relaxd("reset"), capture_output=True, text=True, env=env,
                              timeout=60)
     assert allowed.returncode == 0 and "valid for 60 s" in allowed.stdout
-    assert FaultLatch.in_state_dir(state).take_reset_request()
+    assert "idle with every output at 0" in allowed.stdout
+    assert FaultLatch.in_state_dir(state).take_reset_request() == 1

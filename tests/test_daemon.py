@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -17,9 +16,9 @@ from relaxd.events import EventLog, MemorySink
 from relaxd.hardware import SimulatedHands
 from relaxd.inputs import Sensed
 from relaxd.labels import Mood
-from relaxd.latch import RESET_REQUEST_TTL_S, UNCLEAN_REASON, FaultLatch, RunMarker
+from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, SafetySettings
+from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
 from relaxd.scenario import load_scenario
 
 PINS = ActuatorSettings()
@@ -49,7 +48,8 @@ def _pin_values(factory) -> list[float]:
 
 
 def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float = 5.0,
-             remote_reset: bool = False, marker: RunMarker | None = None):
+             remote_reset: bool = False, marker: RunMarker | None = None,
+             reset_button: bool = False):
     sink = MemorySink()
     events = EventLog([sink])
     actuators = Actuators(PINS, NullOutput(), pin_factory=factory)
@@ -59,6 +59,8 @@ def _session(factory, inp, latch_path: Path | None = None, stall_timeout: float 
     estop = EmergencyStop(actuators, SafetySettings(), alerter=alerter, events=events,
                           now=clock.now, pin_factory=factory,
                           latch=latch)
+    if reset_button:
+        ResetButton(estop, now=clock.now, pin_factory=factory)
     SimulatedHands(factory, estop.settings).rest()  # the NC contact's line at its released level
     session = Session(clock=clock, input=inp, controller=Controller(load_scenario(default_scenario())),
                       actuators=actuators, estop=estop, alerter=alerter, events=events,
@@ -85,30 +87,37 @@ def test_exception_turns_everything_off_alerts_and_latches(mock_factory, tmp_pat
     assert _pin_values(mock_factory) == [0, 0, 0, 0]
     alerts = [e for e in sink.events if e["type"] == "alert"]
     assert alerts and alerts[-1]["reason"] == "fault" and "model file vanished" in alerts[-1]["detail"]
-    assert "model file vanished" in json.loads((tmp_path / "latch.json").read_text())["reason"]
+    latch = FaultLatch(tmp_path / "latch.json")
+    assert latch.causes == {"fault"} and "model file vanished" in latch.reason
 
 
-def test_restart_after_fault_stays_safe_until_reset(mock_factory, tmp_path):
+def test_restart_after_fault_stays_safe_until_reset_then_idle_until_a_start(mock_factory, tmp_path):
     latch = tmp_path / "latch.json"
-    FaultLatch(latch).set("fault: earlier")
+    FaultLatch(latch).latch("fault", "fault: earlier")
     levels: list[list[float]] = []
+    hands = SimulatedHands(mock_factory, SafetySettings())
 
-    def ask_reset_then_end():
+    def ask_reset_then_start():
         levels.append(_pin_values(mock_factory))
         if len(levels) == 100:
             FaultLatch(latch).request_reset()  # `relaxd reset` with safety.remote_reset: true
+        if len(levels) == 200:  # the reset button pressed and let go: the deliberate start
+            hands("press", "reset")
+            hands("release", "reset")
         if len(levels) > 300:
             return None
         return Sensed(MoodSample(Mood.POSITIVE, 0.9))
 
-    session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_end, fail_at=1), latch,
-                                    remote_reset=True)
+    session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_start, fail_at=1),
+                                    latch, remote_reset=True, reset_button=True)
     assert session.run() == 0
-    assert all(max(v) == 0 for v in levels[:100])  # latched: nothing plays
-    assert max(levels[-1]) > 0  # after the reset the cycle restarted
-    restart = [e for e in sink.events if e["type"] == "decision" and e["action"] == "restart"]
-    assert restart and "start intensity" in restart[0]["reason"]
-    assert not latch.exists()
+    assert all(max(v) == 0 for v in levels[:201])  # latched, then reset: idle, nothing plays
+    assert max(levels[-1]) > 0  # after the start the session played
+    actions = [e["action"] for e in sink.events if e["type"] == "decision"]
+    assert actions[:2] == ["reset", "start"] and "start intensity" not in actions
+    starts = [e for e in sink.events if e["type"] == "decision" and e["action"] == "start"]
+    assert "intensity 0.50" in starts[0]["reason"]
+    assert not FaultLatch(latch).latched
 
 
 def test_stalled_loop_is_cut_off_by_the_guard(mock_factory, tmp_path):
@@ -125,7 +134,8 @@ def test_stalled_loop_is_cut_off_by_the_guard(mock_factory, tmp_path):
     assert during == [[0, 0, 0, 0]]  # already off while the loop was still stuck
     assert any(e["type"] == "alert" and e["reason"] == "stalled" for e in sink.events)
     # Latched on disk: if systemd's watchdog restarts relaxd, it waits for a caregiver.
-    assert "stalled" in json.loads((tmp_path / "latch.json").read_text())["reason"]
+    latch = FaultLatch(tmp_path / "latch.json")
+    assert latch.causes == {"stall"} and "stalled" in latch.reason
 
 
 def test_stop_request_from_signal_handler_zeroes_at_once(mock_factory):
@@ -169,35 +179,9 @@ def test_estop_while_loop_blocked_then_latched(mock_factory):
     assert estop.latched
 
 
-def test_fault_latch_file_round_trip(tmp_path):
-    latch = FaultLatch(tmp_path / "latch.json")
-    assert latch.reason is None and not latch.take_reset_request()
-    latch.set("emergency stop")
-    assert FaultLatch(tmp_path / "latch.json").reason == "emergency stop"
-    FaultLatch(tmp_path / "latch.json").request_reset()
-    assert latch.take_reset_request() and not latch.take_reset_request()
-    latch.clear()
-    assert FaultLatch(tmp_path / "latch.json").reason is None
-
-
-def test_a_reset_request_must_name_this_latch_and_be_fresh(tmp_path):
-    latch = FaultLatch(tmp_path / "latch.json")
-    latch.set("emergency stop")
-    latch.request_reset()
-    latch.set("emergency stop again")  # a later stop: the old request does not answer it
-    assert not latch.take_reset_request() and not latch.request.exists()
-    latch.request_reset()
-    now = time.time()
-    assert not latch.take_reset_request(now=now + RESET_REQUEST_TTL_S + 1)  # expired
-    latch.request.write_text("not json")
-    assert not latch.take_reset_request()
-    latch.request_reset()
-    assert latch.take_reset_request(now=now + 1)
-
-
 def test_a_remote_reset_is_refused_unless_the_configuration_allows_it(mock_factory, tmp_path):
     latch = tmp_path / "latch.json"
-    FaultLatch(latch).set("emergency stop")
+    FaultLatch(latch).latch("estop")
     lit = []
 
     def ask_reset():
@@ -208,7 +192,7 @@ def test_a_remote_reset_is_refused_unless_the_configuration_allows_it(mock_facto
 
     session, _, estop = _session(mock_factory, _lit_then(ask_reset, fail_at=1), latch)
     assert session.run() == 0
-    assert max(lit) == 0 and estop.latched and latch.exists()
+    assert max(lit) == 0 and estop.latched and FaultLatch(latch).latched
 
 
 def test_a_clean_exit_removes_the_run_marker_and_a_fault_keeps_it(mock_factory, tmp_path):
@@ -238,7 +222,8 @@ def test_a_start_after_an_unclean_exit_comes_up_latched(mock_factory, tmp_path):
                                     tmp_path / "latch.json", marker=marker)
     assert session.run() == 0
     assert max(lit) == 0 and estop.latched
-    assert FaultLatch.in_state_dir(tmp_path).reason == UNCLEAN_REASON
+    latch = FaultLatch.in_state_dir(tmp_path)
+    assert latch.causes == {"crash"} and UNCLEAN_REASON in latch.reason
     alerts = [e for e in sink.events if e["type"] == "alert"]
     assert alerts[0]["reason"] == "fault" and "uncleanly" in alerts[0]["detail"]
     assert not marker.present  # this run ended cleanly; the latch stays until the reset button
@@ -285,7 +270,7 @@ def test_camera_loss_zeroes_at_once_alerts_once_and_resumes_ramping(mock_factory
 
 def test_a_reset_request_left_from_before_the_start_is_ignored(mock_factory, tmp_path):
     latch = tmp_path / "latch.json"
-    FaultLatch(latch).set("emergency stop")
+    FaultLatch(latch).latch("estop")
     FaultLatch(latch).request_reset()  # `relaxd reset` while no daemon ran
     lit = []
 
@@ -296,7 +281,7 @@ def test_a_reset_request_left_from_before_the_start_is_ignored(mock_factory, tmp
     session, sink, _ = _session(mock_factory, _lit_then(watch, fail_at=1), latch,
                                 remote_reset=True)
     assert session.run() == 0
-    assert max(lit) == 0 and latch.exists()
+    assert max(lit) == 0 and FaultLatch(latch).latched
 
 
 def test_fault_is_alerted_even_when_the_latch_cannot_be_written(mock_factory, tmp_path):
@@ -306,7 +291,9 @@ def test_fault_is_alerted_even_when_the_latch_cannot_be_written(mock_factory, tm
     session, sink, _ = _session(mock_factory, _lit_then(boom, fail_at=5),
                                 tmp_path / "missing-dir" / "latch.json")
     assert session.run() == 1
-    assert [e["reason"] for e in sink.events if e["type"] == "alert"] == ["fault"]
+    alerts = [(e["reason"], e["detail"]) for e in sink.events if e["type"] == "alert"]
+    assert [reason for reason, _ in alerts] == ["fault", "fault"]  # the fault first, then...
+    assert "bad frame" in alerts[0][1] and "cannot record the stop" in alerts[1][1]
     assert _pin_values(mock_factory) == [0, 0, 0, 0]
 
 

@@ -59,7 +59,8 @@ def test_press_zeroes_every_actuator_in_the_callback_and_latches(chair):
     assert [p.state for p in out] == [0, 0, 0, 0] and acts.levels().audio == 0
     assert stop.latched
     wait_for(lambda: sink.events)
-    assert sink.events[0] == {"t": 12.5, "type": "estop", "action": "press", "source": "button"}
+    assert sink.events[0] == {"t": 12.5, "type": "estop", "action": "press", "source": "button",
+                              "cause": "estop", "stop_seq": 1}
     button.drive_high()
     assert stop.latched  # releasing does not reset
 
@@ -85,7 +86,7 @@ def test_press_works_while_the_main_loop_is_blocked_and_stale_steps_stay_off(cha
     assert [p.state for p in out] == [0, 0, 0, 0]
 
 
-def test_sync_latches_the_controller_and_reset_restarts_at_start_intensity(chair):
+def test_sync_latches_the_controller_and_a_reset_leaves_it_idle_with_outputs_off(chair):
     stop, acts, ctrl, out, button, _ = chair
     for t in (31.0, 121.0, 211.0):  # positive: two raises above the start
         ctrl.step(t, MoodSample(Mood.POSITIVE))
@@ -96,24 +97,30 @@ def test_sync_latches_the_controller_and_reset_restarts_at_start_intensity(chair
     assert s.state is State.ESTOPPED and stop.sync(401.0, ctrl) == []
     assert stop.reset() is True and stop.reset() is False
     (s,) = stop.sync(402.0, ctrl)
-    assert s.intensity == ctrl.scenario.intensity.start and s.levels.light == 0
-    assert [d.action for d in s.decisions] == ["restart"]
-    assert not acts.inhibited
-    acts.apply(402.0, s)
-    assert all(p.state == 0 for p in out)  # ramps up from 0
-    acts.apply(403.0, ctrl.step(403.0, MoodSample(Mood.NEUTRAL)))
-    assert 0 < out[3].state < 0.05
+    assert s.state is State.IDLE and s.levels.light == 0 and ctrl.waiting_for_start
+    assert [d.action for d in s.decisions] == ["reset"]
+    assert acts.inhibited  # a reset is not a restart
+    for t in (403.0, 500.0):
+        acts.apply(t, ctrl.step(t, MoodSample(Mood.POSITIVE)))
+        assert all(p.state == 0 for p in out)
+    ctrl.begin()  # the deliberate start
+    assert stop.enable_outputs()
+    s = ctrl.step(501.0, MoodSample(Mood.NEUTRAL))
+    assert s.intensity == ctrl.scenario.intensity.start
+    acts.apply(501.0, s)
+    acts.apply(502.0, ctrl.step(502.0, MoodSample(Mood.NEUTRAL)))
+    assert 0 < out[3].state < 0.05  # ramps up from 0
 
 
-def test_press_and_reset_while_the_loop_was_stalled_still_restart_from_start(chair):
+def test_press_and_reset_while_the_loop_was_stalled_leave_the_chair_idle(chair):
     stop, acts, ctrl, out, button, _ = chair
     button.drive_low()
     button.drive_high()
     stop.reset()
     assert acts.inhibited  # the reset alone never switches anything on
     steps = stop.sync(31.0, ctrl)
-    assert [s.state for s in steps] == [State.ESTOPPED, State.RUNNING]
-    assert steps[1].intensity == ctrl.scenario.intensity.start and not acts.inhibited
+    assert [s.state for s in steps] == [State.ESTOPPED, State.IDLE]
+    assert acts.inhibited and all(p.state == 0 for p in out)
 
 
 def test_reset_refused_while_the_button_is_held(chair):
@@ -175,7 +182,7 @@ def test_no_pattern_on_the_estop_ever_clears_the_latch(stand, pattern):
         assert all(s.state is State.ESTOPPED for s in steps)
 
 
-def test_the_reset_button_restarts_only_when_held_long_enough(stand):
+def test_the_reset_button_resets_only_when_held_long_enough_and_its_next_press_starts(stand):
     stop, acts, ctrl, estop_pin, reset_pin, clock = stand
     hold(estop_pin, clock, 1.0)  # pressed and twisted free
     stop.sync(clock.t, ctrl)
@@ -188,10 +195,13 @@ def test_the_reset_button_restarts_only_when_held_long_enough(stand):
     clock.t += HOLD
     assert stop.latched  # not while still held: it acts when let go
     reset_pin.drive_high()
-    assert not stop.latched and acts.inhibited  # nothing restarts until the loop syncs
+    assert not stop.latched and acts.inhibited
     (s,) = stop.sync(clock.t, ctrl)
-    assert s.state is State.RUNNING and s.intensity == ctrl.scenario.intensity.start
-    assert s.levels.light == 0 and not acts.inhibited  # ramps up from 0
+    assert s.state is State.IDLE and s.levels.light == 0 and acts.inhibited
+    assert stop.take_start_request() is None  # the resetting press is not also a start
+    hold(reset_pin, clock, 0.01)  # the next press and release, any length: a start
+    assert stop.take_start_request() == stop.latch.stop_seq
+    assert stop.take_start_request() is None  # once
 
 
 def test_the_reset_button_does_nothing_while_the_estop_is_down(stand):
@@ -204,6 +214,33 @@ def test_the_reset_button_does_nothing_while_the_estop_is_down(stand):
     clock.t += HOLD * 2
     reset_pin.drive_high()
     assert stop.latched and stop.sync(clock.t, ctrl)[0].state is State.ESTOPPED
+
+
+@pytest.mark.parametrize("during", ["e-stop pressed and twisted free", "a software stop"])
+def test_a_stop_during_the_reset_hold_voids_it(stand, during):
+    """Reset held from before a stop until after it: the newer stop is not cleared."""
+    stop, _, ctrl, estop_pin, reset_pin, clock = stand
+    stop.trigger("station stop by ana", cause="station-stop")
+    reset_pin.drive_low()  # the hold begins while only the station's stop is latched
+    clock.t += HOLD / 3
+    if during == "a software stop":
+        stop.trigger("main loop stalled", cause="stall")
+    else:
+        estop_pin.drive_low()
+        clock.t += HOLD / 3
+        estop_pin.drive_high()  # twisted free before the reset is let go
+    clock.t += HOLD * 2
+    reset_pin.drive_high()
+    assert stop.latched and stop.sync(clock.t, ctrl)[0].state is State.ESTOPPED
+    assert stop.take_start_request() is None
+
+
+def test_a_start_press_spanning_a_stop_starts_nothing(stand):
+    stop, _, ctrl, estop_pin, reset_pin, clock = stand
+    reset_pin.drive_low()  # not latched: a start press...
+    hold(estop_pin, clock, 0.5)  # ...during which the e-stop is pressed and twisted free
+    reset_pin.drive_high()
+    assert stop.take_start_request() is None and stop.latched
 
 
 def test_a_press_whose_edge_was_lost_is_caught_by_the_loop(chair):
@@ -266,7 +303,10 @@ def test_a_failing_output_never_keeps_the_others_on(mock_factory):
         button.drive_high()
         assert stop.reset()
         stop.sync(31.0 + 100 * attempt, ctrl)
-        step = ctrl.step(60.0 + 100 * attempt, MoodSample(Mood.NEUTRAL))
+        ctrl.begin()  # a start after the reset
+        assert stop.enable_outputs()
+        for t in range(60, 90):
+            step = ctrl.step(t + 100.0 * attempt, MoodSample(Mood.NEUTRAL))
     stop.close()
     alerter.close()
     acts.close()

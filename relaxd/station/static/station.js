@@ -108,7 +108,7 @@ function renderEstop(s) {
   } else if (s.station_stop) {
     banner.textContent = "⚠ STOPPED from the station: every output is off. Press Start for a new session, or hold the reset button at the chair.";
   } else {
-    banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to restart.";
+    banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to reset it; then Start.";
   }
 }
 
