@@ -152,7 +152,8 @@ def folder():
 def test_stop_zeroes_every_output_at_once_latches_and_records(mock_factory, folder):
     with Chair(mock_factory, folder, latch_path=folder / "latch.json") as chair:
         wait_for(chair.lit, "the chair to light up")
-        assert ask(chair.socket, {"id": 7, "cmd": "stop", "by": "ana"}) == {"id": 7, "ok": True}
+        answer = ask(chair.socket, {"id": 7, "cmd": "stop", "by": "ana"})
+        assert answer["id"] == 7 and answer["ok"] is True and "stop_seq" in answer
         assert chair.pins() == [0, 0, 0, 0]  # when the answer comes, everything is already off
         assert chair.estop.latched
         assert json.loads((folder / "latch.json").read_text())["reason"] == "station stop by ana"
