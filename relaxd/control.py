@@ -133,8 +133,9 @@ class Command:
     after_stop: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict[str, Any] = field(default_factory=dict)
-    _fate: str = field(default=_QUEUED, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fate: str = field(default=_QUEUED, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
 
     def claim(self) -> bool:
         """The loop's side: True when the loop may carry it out (it can no longer be
@@ -371,7 +372,8 @@ class ControlServer:
                                       "look at the chair's state before sending it again"}
 
     def _push(self, conn: socket.socket) -> None:
-        """Send the state on every change until the client goes (or stops reading)."""
+        """Send the state on every change until the client goes (or stops reading); one that
+        has hung up is noticed within a second even while nothing is published."""
         seen = -1
         while True:
             with self._changed:
@@ -382,6 +384,8 @@ class ControlServer:
                 state, changed, seen = self._state, self._version != seen, self._version
             if changed:
                 _send(conn, {"type": "state", "state": state})
+            elif _hung_up(conn):
+                return
 
 
 class _AcceptFailures:
@@ -459,6 +463,18 @@ def _lines(conn: socket.socket, idle_s: float) -> Iterable[bytes]:
         if len(buffer) > MAX_LINE:
             _send_quietly(conn, {"ok": False, "error": "line too long"})
             return
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """A subscriber has closed its end (looked at without waiting; what it sends after
+    subscribing is read and ignored)."""
+    conn.settimeout(0.0)
+    try:
+        return conn.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:

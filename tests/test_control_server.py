@@ -191,6 +191,15 @@ def test_a_silent_client_is_dropped_but_a_reading_subscriber_never(place, monkey
             client.close()
 
 
+def test_subscribers_that_hung_up_free_their_slots_with_nothing_published(place):
+    with serving(place) as server:
+        gone = [Client(server.path) for _ in range(control.MAX_CLIENTS)]
+        for client in gone:
+            client.send({"cmd": "subscribe"})
+            client.close()  # before any state was published (the loop stalled)
+        wait_for(lambda: ask(server.path, {"cmd": "state"})["ok"], "a slot for a query")
+
+
 def test_the_stations_subscription_and_commands_work_past_the_idle_timeout(place, monkeypatch):
     from relaxd.station import link
 
