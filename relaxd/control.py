@@ -33,9 +33,10 @@ works while the loop is busy. Every other command is queued and carried out by t
 next tick (``obey``); ``publish`` only stores the new state under a lock. The loop
 :meth:`Command.claim`\\ s a command before carrying it out; one not claimed within
 :data:`ANSWER_TIMEOUT_S` of its arrival is cancelled, never carried out later, and answered
-"the chair did not answer in time; the command was not carried out". A claimed one is waited
-for up to :data:`CLAIMED_GRACE_S` more, so a client that waits :data:`LONGEST_ANSWER_S` (and a
-little) always hears what became of its command.
+"the chair did not answer in time; the command was not carried out" (so is one whose
+preparation alone took that long). A claimed one is waited for up to :data:`CLAIMED_GRACE_S`
+more, so a client that waits a little longer than :data:`LONGEST_ANSWER_S` hears what became of
+its command, and one that gives up sooner than its preparation takes has not started anything.
 
 Connections: at most :data:`MAX_CLIENTS` at once. One that sends no complete line for
 :data:`IDLE_TIMEOUT_S` is closed (a subscription never: it only reads); one that stops reading
@@ -233,7 +234,7 @@ class ControlServer:
         if self._thread is not threading.current_thread():
             self._thread.join(1.0)
 
-    # --- accepting -------------------------------------------------------------------------------
+    # --- accepting ---------------------------------------------------------------------------
 
     def _accept(self) -> None:
         """Hand each connection to a thread of its own until closed. A failed accept() is
@@ -279,7 +280,7 @@ class ControlServer:
             conn.close()
             log.error("control socket: no thread for a client: %s", exc)
 
-    # --- one connection ---------------------------------------------------------------------------
+    # --- one connection ----------------------------------------------------------------------
 
     def _serve(self, conn: socket.socket, slot: threading.BoundedSemaphore) -> None:
         """Answer the client's lines until it goes, falls silent or subscribes."""
@@ -310,6 +311,8 @@ class ControlServer:
                 return
         except OSError:
             pass
+        except Exception:  # noqa: BLE001 - one bad client never takes the server down
+            log.exception("control client failed")
         finally:
             conn.close()
             slot.release()
@@ -361,7 +364,9 @@ class ControlServer:
                 self._prepare(command)
         except CommandRefused as exc:
             return {"ok": False, "error": str(exc)}
-        self._commands.put(command)  # even when late: the loop skips it, and frees what it holds
+        if time.monotonic() >= deadline:
+            command.cancel()  # prepared too slowly: its sender may have stopped waiting
+        self._commands.put(command)  # cancelled too: the loop skips it, and frees what it holds
         if command.done.wait(max(0.0, deadline - time.monotonic())):
             return command.answer
         if command.cancel():

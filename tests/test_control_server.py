@@ -196,7 +196,8 @@ def test_subscribers_that_hung_up_free_their_slots_with_nothing_published(place)
         gone = [Client(server.path) for _ in range(control.MAX_CLIENTS)]
         for client in gone:
             client.send({"cmd": "subscribe"})
-            client.close()  # before any state was published (the loop stalled)
+            assert client.read()["type"] == "state"
+            client.close()  # and nothing is published after (the loop stalled)
         wait_for(lambda: ask(server.path, {"cmd": "state"})["ok"], "a slot for a query")
 
 
@@ -422,3 +423,19 @@ def test_claim_and_cancel_exclude_each_other():
     second = Command("start", {})
     assert second.cancel() and not second.claim() and second.cancel()
 
+
+
+def test_a_command_prepared_for_longer_than_the_timeout_is_never_carried_out(place, monkeypatch):
+    """Its sender may have stopped waiting: even an eager loop never gets to claim it."""
+    monkeypatch.setattr(control, "ANSWER_TIMEOUT_S", 0.1)
+    seen: list[Command] = []
+
+    def slow_prepare(command: Command) -> None:
+        began = time.monotonic()
+        wait_for(lambda: time.monotonic() > began + 0.2, "a slow preparation")
+
+    with serving(place, prepare=slow_prepare) as server:
+        done = answering_loop(server, seen)
+        assert ask(server.path, {"cmd": "start"}) == {"ok": False, "error": NOT_CARRIED_OUT}
+        done.set()
+        assert seen == []
