@@ -56,6 +56,7 @@ class ControlLink:
         #: installation's caps (a session without a child, or before the child's own).
         self.state_dir, self.caps = state_dir, caps or Caps()
         self._done: list[tuple[Any, dict[str, Any]]] = []  # answered once the state is out
+        self._dead_reported = False
         self.board = AlertBoard()
         self.server = ControlServer(
             socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
@@ -128,8 +129,22 @@ class ControlLink:
         """Carry out the queued commands (never raising into the loop). Each is answered once
         this tick's state is published, so whoever sent it then reads its effect."""
         self._answer()  # any left by a tick that never published
-        self._done = [(command, self._run(t, session, command)) for command in self.server.take()
-                      if command.claim()]  # a command its sender gave up on is never run
+        self._watch_server(t, session)
+        done = []
+        for command in self.server.take():
+            if command.claim():
+                done.append((command, self._run(t, session, command)))
+            else:  # its sender was told it timed out: never carried out
+                _release(command)
+        self._done = done
+
+    def _watch_server(self, t: float, session: Any) -> None:
+        """Alert once when the socket stopped accepting: the station's STOP cannot reach the
+        chair any more (``relaxd check`` reports it too)."""
+        if not self.server.alive and not self._dead_reported:
+            self._dead_reported = True
+            session.alerter.alert(t, "fault", "the control socket stopped accepting: STOP at "
+                                              "the station cannot reach the chair; use the e-stop")
 
     def _answer(self) -> None:
         done, self._done = self._done, []
@@ -312,6 +327,13 @@ class ControlLink:
 
     def close(self) -> None:
         self.server.close()
+
+
+def _release(command: Command) -> None:
+    """Free what preparing a cancelled command opened (a Start's child profile)."""
+    child = command.args.pop("_child", None)
+    if child is not None:
+        child.store.close()
 
 
 def _rounded(value: float | None) -> float | None:

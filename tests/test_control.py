@@ -438,3 +438,14 @@ def test_a_newly_installed_scenario_appears_in_the_published_state(mock_factory,
         extra.mkdir()
         shutil.copy(resource_dir("scenarios") / "gentle-start.yaml", extra / "my-own.yaml")
         wait_for(lambda: "my-own" in chair.state()["scenarios"], "the new scenario listed")
+
+
+def test_a_dead_control_socket_is_alerted_at_the_chair(mock_factory, folder):
+    """The accept thread gives up (its socket gone): the loop notices and alerts once."""
+    with Chair(mock_factory, folder) as chair:
+        chair.link.server._sock.close()  # accept() now fails with EBADF: the thread ends
+        wait_for(lambda: not chair.link.server.alive, "the accept thread to end")
+        wait_for(lambda: any("stopped accepting" in a["detail"] for a in chair.of_type("alert")),
+                 "the alert")
+        time.sleep(0.3)
+        assert len([a for a in chair.of_type("alert") if "stopped accepting" in a["detail"]]) == 1

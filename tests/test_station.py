@@ -38,7 +38,7 @@ class StandInDaemon:
     def __init__(self, path: Path) -> None:
         self.stops: list[str] = []
         self.commands: list[dict] = []
-        self.server = ControlServer(path, stop=self.stops.append, direct={
+        self.server = ControlServer(path, stop=self._stop, direct={
             "children": lambda m: {"ok": True, "children": [
                 {"id": "ada", "name": "Ada", "consent": "camera"}]},
             "recommend": lambda m: {"ok": True, "child": m["child"], "scenario": "Calm blue waves",
@@ -48,6 +48,10 @@ class StandInDaemon:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    def _stop(self, by: str) -> int:
+        self.stops.append(by)
+        return len(self.stops)  # the stop's number
 
     def _loop(self) -> None:
         while not self._done.wait(0.01):
@@ -154,7 +158,7 @@ def test_changes_need_the_pages_csrf_token_and_the_same_origin(station, daemon):
         assert post(c, "/api/stop", token, origin=None).status_code == 403
         assert not daemon.stops
         r = post(c, "/api/stop", token)
-        assert r.status_code == 200 and r.json() == {"ok": True} and daemon.stops == ["ana"]
+        assert r.status_code == 200 and r.json() == {"ok": True, "stop_seq": 1} and daemon.stops == ["ana"]
 
 
 def test_start_refused_by_the_chair_is_409_with_its_reason(station, daemon):

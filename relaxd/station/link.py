@@ -1,8 +1,10 @@
 """The station's end of the control socket (asyncio): the latest state, and commands.
 
 One subscription keeps :attr:`ChairLink.state` current (reconnecting every second while the
-daemon is away); each command opens a short connection of its own. The mood strip (the last
-five minutes) is kept here, from the states that pass.
+daemon is away); each command opens a short connection of its own and waits for the
+answer longer than the daemon ever takes to give one, so "no answer" here never hides a
+command the chair carries out later. The mood strip (the last five minutes) is kept here, from
+the states that pass.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from relaxd.control import MAX_LINE, decode, encode
+from relaxd.control import LONGEST_ANSWER_S, MAX_LINE, decode, encode
 
 log = logging.getLogger(__name__)
 
 MOOD_STRIP_S = 300.0
-COMMAND_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 5.0  # to connect
+#: How long a command's answer is waited for: the daemon answers within LONGEST_ANSWER_S of
+#: the command's arrival (a command it is too late for: "not carried out").
+ANSWER_WAIT_S = LONGEST_ANSWER_S + 3.0
 
 
 class ChairUnreachable(Exception):
@@ -74,7 +79,7 @@ class ChairLink:
         try:
             writer.write(encode({"cmd": cmd, **args}))
             await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), COMMAND_TIMEOUT_S)
+            line = await asyncio.wait_for(reader.readline(), ANSWER_WAIT_S)
             return decode(line)
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
             raise ChairUnreachable(f"the chair's daemon did not answer: {exc}") from None
