@@ -442,8 +442,14 @@ def test_a_newly_installed_scenario_appears_in_the_published_state(mock_factory,
 
 def test_a_dead_control_socket_is_alerted_at_the_chair(mock_factory, folder):
     """The accept thread gives up (its socket gone): the loop notices and alerts once."""
+    import errno
+
+    from test_control_server import FailingListener
+
     with Chair(mock_factory, folder) as chair:
-        chair.link.server._sock.close()  # accept() now fails with EBADF: the thread ends
+        server = chair.link.server
+        server._sock = FailingListener(server._sock, failures=1, error=errno.EBADF)
+        chair.state()  # wakes the accept under way; the next one fails: the thread ends
         wait_for(lambda: not chair.link.server.alive, "the accept thread to end")
         wait_for(lambda: any("stopped accepting" in a["detail"] for a in chair.of_type("alert")),
                  "the alert")
