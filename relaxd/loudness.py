@@ -10,8 +10,9 @@ The standard tabulates the two biquads at 48 kHz only. :func:`k_weighting` deriv
 rate by the prewarped bilinear transform of the analog shelf and high-pass whose 48 kHz image is
 that table (the parameters libebur128 uses), so at 48 kHz it gives the standard's coefficients.
 The filter runs as an FFT convolution with the cascade's impulse response, which has died away
-(below 1e-20 of its start) within :data:`SETTLE_S`: no scipy at run time, whose signal module
-costs the daemon about 60 MiB of memory and a second to import.
+(below 1e-20 of its start) within :data:`SETTLE_S`, a part at a time: no scipy at run time,
+whose signal module costs the daemon about 60 MiB of memory and a second to import, and no
+filtered copy of the whole signal.
 
 :func:`integrated_loudness` reads a signal played once from silence, as pyloudnorm does (a
 signal shorter than one block has no loudness: ``ValueError``). :func:`loop_loudness` reads a
@@ -94,37 +95,38 @@ def _impulse_response(rate: int) -> np.ndarray:
     return h[: int(SETTLE_S * rate)]
 
 
-def _convolve_valid(y: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``y`` convolved with ``h`` where ``h`` lies wholly over ``y`` (FFT, overlap-save; in
-    float64 a part at a time, kept as float32: a few bytes a sample for a long loop)."""
+def _hop_edges(n: int, rate: int) -> np.ndarray:
+    """The sample index of every 100 ms hop's start in ``n`` samples, and the last one's end."""
+    return np.arange(10 * n // rate + 1) * rate // 10
+
+
+def _energy_at(y: np.ndarray, h: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The energy of ``y`` convolved with ``h`` (where ``h`` lies wholly over ``y``) from its
+    first sample up to each of the rising ``edges``. FFT overlap-save, a part at a time, so the
+    filtered signal is never held whole (a long loop costs little memory)."""
     n_fft = 4 << math.ceil(math.log2(len(h)))
     spectrum = np.fft.rfft(h, n_fft)
-    hop = n_fft - len(h) + 1
-    out = np.empty(len(y) - len(h) + 1, dtype=np.float32)
-    for start in range(0, len(out), hop):
+    hop, n_out = n_fft - len(h) + 1, len(y) - len(h) + 1
+    at, total = np.zeros(len(edges)), 0.0
+    for start in range(0, n_out, hop):
         part = np.fft.irfft(np.fft.rfft(y[start:start + n_fft], n_fft) * spectrum, n_fft)
-        out[start:start + hop] = part[len(h) - 1:len(h) - 1 + min(hop, len(out) - start)]
-    return out
+        running = total + np.cumsum(np.square(part[len(h) - 1:len(h) - 1 + min(hop, n_out - start)]))
+        inside = (edges > start) & (edges <= start + len(running))
+        at[inside] = running[edges[inside] - start - 1]
+        total = running[-1]
+    return at
 
 
-def k_weighted(x: np.ndarray, rate: int, looped: bool = False) -> np.ndarray:
-    """``x`` through the K-weighting filter (float32): from silence, or (``looped``) in the
-    steady state of ``x`` playing on in a loop."""
+def block_mean_squares(x: np.ndarray, rate: int, looped: bool = False) -> np.ndarray:
+    """The mean square of K-weighted ``x`` in every whole 400 ms block, one every 100 ms from the
+    first sample: the filter starts from silence, or (``looped``) in the steady state of ``x``
+    playing on in a loop."""
     h = _impulse_response(rate)
     x = np.asarray(x, dtype=np.float32)
     before = x[np.arange(1 - len(h), 0) % len(x)] if looped else np.zeros(len(h) - 1, np.float32)
-    return _convolve_valid(np.concatenate([before, x]), h)
-
-
-def block_mean_squares(weighted: np.ndarray, rate: int) -> np.ndarray:
-    """The mean square of every whole 400 ms block, one every 100 ms from the first sample."""
+    edges = _hop_edges(len(x), rate)
+    energy = _energy_at(np.concatenate([before, x]), h, edges)
     per_block = round(BLOCK_S / HOP_S)
-    hops = 10 * len(weighted) // rate  # block j spans hops j .. j + 4
-    if hops < per_block:
-        return np.zeros(0)
-    edges = np.arange(hops + 1) * rate // 10
-    per_hop = np.add.reduceat(np.square(weighted[:edges[-1]]), edges[:-1], dtype=np.float64)
-    energy = np.concatenate([[0.0], np.cumsum(per_hop)])
     return (energy[per_block:] - energy[:-per_block]) / (edges[per_block:] - edges[:-per_block])
 
 
@@ -148,7 +150,7 @@ def integrated_loudness(x: np.ndarray, rate: int) -> float:
     400 ms block has none (``ValueError``)."""
     if len(x) < BLOCK_S * rate:
         raise ValueError(f"{len(x)} samples are shorter than one {BLOCK_S * 1000:.0f} ms block")
-    return gated_loudness(block_mean_squares(k_weighted(x, rate), rate))
+    return gated_loudness(block_mean_squares(x, rate))
 
 
 def loop_loudness(x: np.ndarray, rate: int) -> float:
@@ -158,4 +160,4 @@ def loop_loudness(x: np.ndarray, rate: int) -> float:
         raise ValueError("an empty loop has no loudness")
     passes = math.ceil(LOOP_MEASURE_S * rate / len(x))
     loop = x if passes == 1 else np.tile(x, passes)
-    return gated_loudness(block_mean_squares(k_weighted(loop, rate, looped=True), rate))
+    return gated_loudness(block_mean_squares(loop, rate, looped=True))
