@@ -3,11 +3,14 @@
 Sources are functions of the absolute sample index, so rendering is deterministic and seamless:
 ``tone`` (a soft sine with its octave), ``pink-noise`` and ``brown-noise`` (spectrally shaped,
 looping ~24 s buffers), ``soundscape`` (brown noise swelling like waves plus a slow pad of three
-tones), or a WAV file played looped. Every source is brought to one loudness (RMS
-:data:`LOUDNESS_RMS`) and a WAV file's peaks are limited below full scale, so at the same volume
-a loud file is no louder than the built-in sounds. :class:`Synth` cross-fades between sources
-when the phase changes and moves the volume per sample (no clicks); its output never exceeds the
-volume (at most ``volume_cap``) it is given; ``mute()`` silences within 5 ms.
+tones), or a WAV file played looped. Every source is brought to one integrated loudness per
+ITU-R BS.1770-4, :data:`TARGET_LUFS` (measured by :mod:`relaxd.loudness`: frequency-weighted and
+gated, so a high tone, a low rumble and a peaky file sound alike at the same volume, as no RMS
+level did). A WAV file's peaks are limited below full scale and the file raised again for what
+the limiter took, and the generators' rare peaks are bent under full scale (:func:`soft_limit`).
+:class:`Synth` cross-fades between sources when the phase changes and moves the volume per
+sample (no clicks); its output never exceeds the volume (at most ``volume_cap``) it is given, and
+at volume ``v`` it plays at ``TARGET_LUFS + 20 log10(v)``; ``mute()`` silences within 5 ms.
 
 Outputs: :class:`SoundDeviceOutput` (a PortAudio stream on the chair, real time) and
 :class:`WavFileOutput` (renders to a WAV file up to the daemon's virtual time in ``advance(t)``).
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import numpy as np
 
 from relaxd.errors import RelaxdError
+from relaxd.loudness import loop_loudness
 from relaxd.wav import read_wav
 
 if TYPE_CHECKING:
@@ -32,10 +36,18 @@ if TYPE_CHECKING:
 _LOOP = 1 << 19  # samples in a noise loop (~24 s at 22.05 kHz)
 _MUTE_S = 0.005
 
-#: Every sound's RMS before the volume applies (the noise loops' own level): one loudness.
-LOUDNESS_RMS = 0.2
+#: Every sound's integrated loudness (ITU-R BS.1770-4) at volume 1, i.e. at audio level 1 with
+#: ``volume_cap`` 1. It is the quietest shipped sound's loudness under the former RMS rule (brown
+#: noise, -18.6 LUFS) less 1.4 dB, so no shipped scenario plays louder at the same ``volume_cap``
+#: than before; a file whose peaks stand up to 19.8 dB above its loudness plays unlimited. At one
+#: loudness a tone near 1 kHz reads the most dB(A): the 880 Hz tone is within 0.2 dB of it.
+TARGET_LUFS = -20.0
 #: A quiet file is raised this many times at most, so a near-silent file stays quiet.
 MAX_GAIN = 10.0
+#: A file whose peaks the limiter takes down is measured and raised again, this many times at
+#: most, until it is within :data:`_CLOSE_LU` of :data:`TARGET_LUFS`.
+_PASSES = 4
+_CLOSE_LU = 0.05
 #: Peaks of a file are brought under this (full scale 1) by a gain that moves over ~50 ms.
 PEAK = 0.98
 _LIMIT_S = 0.025
@@ -89,11 +101,18 @@ def limit_peaks(x: np.ndarray, radius: int) -> np.ndarray:
 
 
 def normalise(x: np.ndarray, rate: int) -> np.ndarray:
-    """A looped buffer at :data:`LOUDNESS_RMS` (raised :data:`MAX_GAIN` times at most), its
-    peaks limited under full scale."""
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-    gain = min(MAX_GAIN, LOUDNESS_RMS / rms) if rms > 0 else 1.0
-    return limit_peaks(x * gain, max(1, int(_LIMIT_S * rate)))
+    """A looped buffer at :data:`TARGET_LUFS` (raised :data:`MAX_GAIN` times at most) with its
+    peaks limited under :data:`PEAK`. The loudness is measured after the limiter: a peaky file
+    that the limiter made quieter is raised again, and approaches the target from below."""
+    radius, most_db = max(1, int(_LIMIT_S * rate)), 20 * np.log10(MAX_GAIN)
+    gain_db, y = 0.0, limit_peaks(x, radius)
+    for _ in range(_PASSES):
+        step = min(most_db, gain_db + TARGET_LUFS - loop_loudness(y, rate)) - gain_db
+        if abs(step) < _CLOSE_LU:
+            break
+        gain_db += step
+        y = limit_peaks(x * np.float32(10 ** (gain_db / 20)), radius)
+    return y
 
 
 Source = Callable[[int, int], np.ndarray]  # (first sample index, count) -> samples
@@ -101,7 +120,7 @@ Source = Callable[[int, int], np.ndarray]  # (first sample index, count) -> samp
 
 def make_source(sound: Audio | None, rate: int, paced: bool = False) -> Source:
     """The sample function of a phase's audio (silence for None or neither generator nor file),
-    at :data:`LOUDNESS_RMS`. ``paced``: a tempo swells the volume, so the soundscape has no
+    at :data:`TARGET_LUFS`. ``paced``: a tempo swells the volume, so the soundscape has no
     swell of its own."""
     if sound is None or (sound.generator is None and sound.file is None):
         return lambda start, n: np.zeros(n, dtype=np.float32)
@@ -134,9 +153,9 @@ def soft_limit(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _generator_gain(kind: str, hz: float, rate: int, paced: bool) -> float:
-    """The gain that brings a generator to :data:`LOUDNESS_RMS`, measured over one noise loop."""
-    x = _generator(kind, hz, rate, paced)(0, _LOOP).astype(np.float64)
-    return LOUDNESS_RMS / float(np.sqrt(np.mean(x * x)))
+    """The gain that brings a generator to :data:`TARGET_LUFS`, measured over one noise loop."""
+    loudness = loop_loudness(_generator(kind, hz, rate, paced)(0, _LOOP), rate)
+    return float(10 ** ((TARGET_LUFS - loudness) / 20))
 
 
 def _generator(kind: str, hz: float, rate: int, paced: bool = False) -> Source:
