@@ -114,15 +114,16 @@ def pins_for_safe_off(config: Path | None, state_dir: Path) -> tuple[ActuatorPin
     """The pins to switch off and a line saying where they came from: the configuration file's
     own, else the copy saved at the last start, else the documented defaults. Why a source was
     passed over is logged; this never raises."""
+    # Any exception (not only RelaxdError) passes to the next source: this must switch off.
     if config is not None:
         try:
             return read_config_pins(config), f"pins from config {config}"
-        except RelaxdError as exc:
+        except Exception as exc:  # noqa: BLE001
             log.warning("safe-off: the pins in %s cannot be read: %s", config, exc)
     saved = Path(state_dir) / SAVED_PINS
     try:
         return read_saved_pins(state_dir), f"pins from the copy saved at last start ({saved})"
-    except RelaxdError as exc:
+    except Exception as exc:  # noqa: BLE001
         log.warning("safe-off: no usable copy of the pins: %s", exc)
     return ActuatorPins(), "pins from the documented defaults"
 
@@ -133,7 +134,7 @@ def state_dir_for_safe_off(config: Path | None) -> Path:
     if config is not None:
         try:
             return read_config_state_dir(config)
-        except RelaxdError as exc:
+        except Exception as exc:  # noqa: BLE001 - as for the pins: never stop safe-off
             log.warning("safe-off: state_dir in %s cannot be read (%s): using %s", config,
                         str(exc).splitlines()[0], default_state_dir())
     return default_state_dir()
