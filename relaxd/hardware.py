@@ -11,8 +11,10 @@ the simulated buttons::
 
 ``relaxd safe-off`` runs from the systemd unit before every start and after every exit (a crash
 and SIGKILL included): every actuator pin to its off level, and the stop latched when the run
-before did not end cleanly. Importing this module loads nothing heavy (no OpenCV, TFLite, numpy
-or sounddevice); each part is imported where it is made.
+before did not end cleanly, whatever else is wrong with the configuration (the pins come from
+:func:`relaxd.pins.pins_for_safe_off`; the chair's hardware saves their copy at each start).
+Importing this module loads nothing heavy (no OpenCV, TFLite, numpy or sounddevice, nor the
+full configuration); each part is imported where it is made.
 """
 
 from __future__ import annotations
@@ -241,11 +243,11 @@ def run_safe_off(args: argparse.Namespace) -> int:
     config = safe_off_config(args)
     state_dir = Path(args.out) if args.simulate else state_dir_for_safe_off(config)
     pins, source = pins_for_safe_off(config, state_dir)
-    print(f"relaxd safe-off: {source}: {pins.describe()}", flush=True)
     factory = simulated_pins() if args.simulate else None
     try:
         held, failed = hold_off(pins, factory)
         HELD_UNTIL_EXIT.extend(held)
+        print(f"relaxd safe-off: {source}: {pins.describe()}")
         for problem in failed:
             log.critical("safe-off: could not switch off %s", problem)
         reason, latch_failed = _latch_if_unclean(state_dir)
