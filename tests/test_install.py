@@ -14,9 +14,18 @@ REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install.sh"
 
 
+#: install.sh's environment: the test's Python (it has PyYAML) first on the PATH as python3,
+#: as a packager runs it against a folder.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_install(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True,
+                          text=True, timeout=30, env=ENV)
+
+
 def install(*args: str | Path, ok: bool = True) -> str:
-    result = subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True,
-                            text=True, timeout=30)
+    result = run_install(*args)
     if ok:
         assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -151,8 +160,7 @@ def test_pins_that_cannot_be_read_stop_the_install_in_one_line(tmp_path):
     config = root / "etc/relaxd/config.yaml"
     config.parent.mkdir(parents=True)
     config.write_text("actuators:\n  red_pin: 40\n")
-    result = subprocess.run(["bash", str(INSTALL), "--root", str(root)], capture_output=True,
-                            text=True, timeout=30)
+    result = run_install("--root", root)
     assert result.returncode == 1
     assert result.stderr.splitlines() == \
         [f"install.sh: boot pins not written: {config}:2:12: 'red_pin' is 40, outside 2..27"]
