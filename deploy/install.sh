@@ -162,10 +162,9 @@ install_config() {
     done
 }
 
-# The firmware's gpio= line for the actuator pins, from relaxd's own configuration reader (run
-# from this source tree: the standard library and PyYAML are all it needs, so it works before
-# the virtualenv exists, and with --root or --dry-run). A dry run without an installed
-# configuration reads the one it would install.
+# The firmware's gpio= line for the actuator pins, from relaxd's own configuration reader, run
+# from this source tree (it needs only Python and PyYAML: it works before the virtualenv exists,
+# and with --root or --dry-run). A dry run with no installed configuration reads the shipped one.
 # Anything but the one gpio= line (a problem in the file, no PyYAML) stops the install.
 boot_pins_line() {
     local config=$ETC/config.yaml python=python3 out
