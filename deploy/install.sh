@@ -162,21 +162,32 @@ install_config() {
     done
 }
 
-# A key's value in the installed configuration (the first match), or $2.
-config_value() {
-    local value
-    value=$(sed -n "s/^[[:space:]]*$1:[[:space:]]*\([0-9A-Za-z]*\).*/\1/p" "$ETC/config.yaml" \
-        2>/dev/null | head -n 1)
-    echo "${value:-$2}"
+# The firmware's gpio= line for the actuator pins, from relaxd's own configuration reader, run
+# from this source tree (it needs only Python and PyYAML: it works before the virtualenv exists,
+# and with --root or --dry-run). A dry run with no installed configuration reads the shipped one.
+# Anything but the one gpio= line (a problem in the file, no PyYAML) stops the install.
+boot_pins_line() {
+    local config=$ETC/config.yaml python=python3 out
+    [[ -e $config ]] || config=$REPO/deploy/config.yaml
+    real_system && python=$VENV/bin/python
+    if ! "$python" -c 'import yaml' 2>/dev/null; then
+        echo "install.sh: $python has no PyYAML (sudo apt install python3-yaml)" >&2
+        exit 1
+    fi
+    if out=$(PYTHONPATH=$REPO "$python" -m relaxd config boot-pins --config "$config" 2>&1) &&
+        [[ $out =~ ^gpio=[0-9,]+=op,d[lh]$ ]]; then
+        echo "$out"
+        return
+    fi
+    prefixed "install.sh: boot pins not written: " "${out#relaxd: }" >&2
+    exit 1
 }
 
 # The actuator pins are driven off by the firmware from boot, before relaxd (or anything) runs.
 install_boot_pins() {
-    local pins level=dl
-    pins=$(config_value red_pin 17),$(config_value green_pin 27),$(config_value blue_pin 22)
-    pins=$pins,$(config_value vibration_pin 23)
-    [[ $(config_value active_high true) == false ]] && level=dh
-    step "actuator pins off from boot: gpio=$pins=op,$level in $BOOT_CONFIG"
+    local line
+    line=$(boot_pins_line)
+    step "actuator pins off from boot: $line in $BOOT_CONFIG"
     if ((DRY_RUN)); then
         echo "+ write the relaxd block of $BOOT_CONFIG  (not run)"
         return
@@ -184,8 +195,8 @@ install_boot_pins() {
     mkdir -p "${BOOT_CONFIG%/*}"
     touch "$BOOT_CONFIG"
     sed -i '/^# BEGIN relaxd/,/^# END relaxd/d' "$BOOT_CONFIG"
-    printf '# BEGIN relaxd: actuator pins off from boot (deploy/install.sh)\ngpio=%s=op,%s\n# END relaxd\n' \
-        "$pins" "$level" >>"$BOOT_CONFIG"
+    printf '# BEGIN relaxd: actuator pins off from boot (deploy/install.sh)\n%s\n# END relaxd\n' \
+        "$line" >>"$BOOT_CONFIG"
 }
 
 install_state() {
@@ -198,17 +209,11 @@ install_unit() {
     step "systemd unit $UNIT"
     run install -d -m 0755 "${UNIT%/*}"
     run install -m 0644 "$REPO/deploy/relaxd.service" "$UNIT"
-    system systemctl daemon-reload
-    if ! real_system; then
-        echo "  (restart only when relaxd is already running, to pick up an update)"
-    fi
-    if ! real_system || systemctl is-active --quiet relaxd; then
-        system systemctl restart relaxd
-    fi
-    system systemctl enable --now relaxd
 }
 
-# The caregiver station: its user, unit, kiosk (desktop image only) and ui.enabled.
+# The caregiver station: its user, unit, kiosk (desktop image only) and ui.enabled. All of it is
+# in place before relaxd starts (start_services): a relaxd started without the drop-in would
+# start a session on any face and have no control socket for the station's STOP.
 install_station() {
     step "caregiver station: user relaxd-ui, $UI_UNIT, $UNIT.d/station.conf (ui.enabled)"
     if ! real_system || ! getent passwd relaxd-ui >/dev/null; then
@@ -219,13 +224,11 @@ install_station() {
     system usermod --append --groups relaxd-ui relaxd
     # ui.enabled defaults to on where this drop-in sets RELAXD_STATION=1 (config.yaml kept).
     run install -d -m 0755 "$UNIT.d"
+    echo "+ write $UNIT.d/station.conf (Environment=RELAXD_STATION=1)"
     if ((!DRY_RUN)); then
         printf '[Service]\nEnvironment=RELAXD_STATION=1\n' >"$UNIT.d/station.conf"
     fi
     run install -m 0644 "$REPO/deploy/relaxd-ui.service" "$UI_UNIT"
-    system systemctl daemon-reload
-    system systemctl enable relaxd-ui
-    system systemctl restart relaxd-ui
     # A self-signed certificate for tablets on the clinic network (used once ui.listen names an
     # address; replace it with the clinic's own, same file names).
     if ! real_system || [[ ! -f $ETC/ui.crt ]]; then
@@ -235,6 +238,22 @@ install_station() {
         system chmod 0640 "$ETC/ui.key"
     fi
     install_kiosk
+}
+
+# relaxd (re)started with its unit, the station's drop-in and its groups all in place, then the
+# station beside it.
+start_services() {
+    step "start relaxd, then the station"
+    system systemctl daemon-reload
+    if ! real_system; then
+        echo "  (restart only when relaxd is already running, to pick up an update)"
+    fi
+    if ! real_system || systemctl is-active --quiet relaxd; then
+        system systemctl restart relaxd
+    fi
+    system systemctl enable --now relaxd
+    system systemctl enable relaxd-ui
+    system systemctl restart relaxd-ui
     echo "  accounts: sudo -u relaxd-ui /opt/relaxd/venv/bin/relaxd ui set-pin (the kiosk) and"
     echo "  ... relaxd ui add-user NAME --role caregiver|therapist (tablets, over TLS only)"
 }
@@ -289,5 +308,6 @@ else
     install_boot_pins
     install_unit
     install_station
+    start_services
     step "done: systemctl status relaxd relaxd-ui; journalctl -u relaxd -f"
 fi

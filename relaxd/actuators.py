@@ -25,6 +25,7 @@ from typing import Any, Iterable
 from relaxd.audio import AudioOutput, NullOutput
 from relaxd.controller import MAX_RAMP_DT, ZERO, Caps, Levels, Step, approach
 from relaxd.errors import RelaxdError
+from relaxd.pins import ActuatorPins
 from relaxd.scenario import Pattern, Scenario
 from relaxd.yamlspec import spec
 
@@ -55,14 +56,12 @@ class MaxRamp:
 
 
 @dataclass(kw_only=True)
-class ActuatorSettings:
-    """GPIO pins (BCM numbers) and output settings of the chair's actuators."""
+class ActuatorSettings(ActuatorPins):
+    """GPIO pins (BCM numbers) and output settings of the chair's actuators.
 
-    red_pin: int = spec(17, min=2, max=27, help="BCM pin of the red LED driver")
-    green_pin: int = spec(27, min=2, max=27, help="BCM pin of the green LED driver")
-    blue_pin: int = spec(22, min=2, max=27, help="BCM pin of the blue LED driver")
-    vibration_pin: int = spec(23, min=2, max=27, help="BCM pin of the vibration motor driver")
-    active_high: bool = spec(True, help="true when a high pin switches the driver on")
+    The pins and ``active_high`` are :class:`relaxd.pins.ActuatorPins`' (safe-off reads them
+    alone)."""
+
     light_frequency: float = spec(
         400.0, min=100, max=10000, help="LED PWM frequency in Hz (>= 100: no visible flicker)")
     vibration_frequency: float = spec(

@@ -3,10 +3,11 @@
 Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
 (loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line
 (readable, released: a broken wire to an NC contact reads pressed), the reset button (not
-stuck), the audio output (opens), the state directory (writable, SQLite opens) and the daemon's
-fault latch (nothing latched from before). ``--simulate`` checks the simulated
-parts instead: mock GPIO pins, a WAV file output, a synthetic frame source and a temporary state
-directory.
+stuck), the audio output (opens), the state directory (writable, SQLite opens), the daemon's
+fault latch (nothing latched from before) and the caregiver station (with ``ui.enabled``: the
+daemon answers on its control socket, else the station's STOP cannot reach the chair).
+``--simulate`` checks the simulated parts instead: mock GPIO pins, a WAV file output, a
+synthetic frame source and a temporary state directory.
 
 Every check is a small function returning a :class:`Check`; none raises.
 """

@@ -55,6 +55,8 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                  "start a child's session from a shell (the daemon runs with the station)"),
     ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
+    ("config", "boot-pins"): ("relaxd.commands.config", "configure_boot_pins", "run_boot_pins",
+                              "print the config.txt gpio= line: the actuator pins off from boot"),
     # The caregiver station (issue 15).
     ("ui", "serve"): ("relaxd.station.cli", "configure_serve", "run_serve",
                       "run the caregiver station (web application) beside the daemon"),

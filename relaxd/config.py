@@ -21,7 +21,7 @@ from relaxd.actuators import ActuatorSettings
 from relaxd.alerts import AlertSettings
 from relaxd.children import ChildrenSettings
 from relaxd.mood import MoodSettings
-from relaxd.paths import default_model, default_scenario
+from relaxd.paths import DEFAULT_CONFIG, default_model, default_scenario, default_state_dir
 from relaxd.safety import SafetySettings
 from relaxd.station.settings import UISettings
 from relaxd.yamlspec import spec
@@ -31,21 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Where the installer puts the configuration (systemd's ConfigurationDirectory=relaxd).
-DEFAULT_PATH = Path("/etc/relaxd/config.yaml")
-
-#: Session records and other state when systemd gives no ``$STATE_DIRECTORY``.
-DEFAULT_STATE_DIR = Path("/var/lib/relaxd")
-
-
-def default_state_dir() -> Path:
-    """``$RELAXD_STATE_DIR``, else ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``;
-    first of a list), else /var/lib/relaxd."""
-    for var in ("RELAXD_STATE_DIR", "STATE_DIRECTORY"):
-        first = os.environ.get(var, "").split(":")[0]
-        if first:
-            return Path(first)
-    return DEFAULT_STATE_DIR
+#: The configuration file when none is named (:data:`relaxd.paths.DEFAULT_CONFIG`).
+DEFAULT_PATH = DEFAULT_CONFIG
 
 
 @dataclass

@@ -11,18 +11,23 @@ the simulated buttons::
 
 ``relaxd safe-off`` runs from the systemd unit before every start and after every exit (a crash
 and SIGKILL included): every actuator pin to its off level, and the stop latched when the run
-before did not end cleanly. Importing this module loads nothing heavy (no OpenCV, TFLite, numpy
-or sounddevice); each part is imported where it is made.
+before did not end cleanly, whatever else is wrong with the configuration (the pins come from
+:func:`relaxd.pins.pins_for_safe_off`; the chair's hardware saves their copy at each start).
+Importing this module loads nothing heavy (no OpenCV, TFLite, numpy or sounddevice, nor the
+full configuration); each part is imported where it is made.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relaxd.latch import FaultLatch, RunMarker, latch_if_unclean
+from relaxd.paths import DEFAULT_CONFIG
+from relaxd.pins import ActuatorPins, pins_for_safe_off, save_pins, state_dir_for_safe_off
 
 if TYPE_CHECKING:
     from relaxd.audio import AudioOutput
@@ -51,9 +56,20 @@ class ChairHardware:
         return SoundDeviceOutput(a.audio_device, a.sample_rate)
 
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
-        """The latch and run marker, kept in the state directory across restarts."""
+        """The latch and run marker, kept in the state directory across restarts; also the copy
+        of the actuator pins this run drives, for a ``safe-off`` that cannot read them from the
+        configuration."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.save_pins()
         return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
+
+    def save_pins(self) -> None:
+        """The copy of the actuator pins in the state directory (a failure is logged: the
+        configuration stays the first source)."""
+        try:
+            save_pins(self.state_dir, self.config.actuators, self.config.path)
+        except OSError as exc:
+            log.error("could not save the actuator pins' copy in %s: %s", self.state_dir, exc)
 
     def rest_buttons(self) -> None:
         """The buttons as nobody touches them (on the chair: as they are)."""
@@ -173,48 +189,84 @@ class SimulatedHands:
             pin.drive_low()
 
 
-def actuator_pins(config: Any) -> list[int]:
-    a = config.actuators
-    return [a.red_pin, a.green_pin, a.blue_pin, a.vibration_pin]
+#: The devices ``safe-off`` keeps until the process ends (a device that is collected closes).
+HELD_UNTIL_EXIT: list[Any] = []
 
 
-def drive_off(pins: list[int], active_high: bool, pin_factory: Any = None) -> list[str]:
-    """Each pin to its off level, then released (it keeps that level); the failures."""
+def hold_off(pins: ActuatorPins, pin_factory: Any = None) -> tuple[list[Any], list[str]]:
+    """Each pin claimed as an output at its off level: the devices holding them (keep them:
+    closing one hands its pin back), and a line for each pin that could not be driven.
+
+    Nothing here releases a pin. When the process ends, gpiozero's exit handler closes the
+    devices; on lgpio (the Pi) that makes each pin an input without pull, and the kernel then
+    frees the line, after which the drivers' gate pull-downs alone hold them off.
+    """
     from gpiozero import DigitalOutputDevice
 
-    failed = []
-    for pin in pins:
+    held, failed = [], []
+    for pin in pins.numbers():
         try:
-            DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
-                                pin_factory=pin_factory).close()
+            held.append(DigitalOutputDevice(pin, active_high=pins.active_high,
+                                            initial_value=False, pin_factory=pin_factory))
         except Exception as exc:  # noqa: BLE001 - switch the others off whatever this one did
             failed.append(f"GPIO{pin}: {exc}")
-    return failed
+    return held, failed
 
 
 def configure_safe_off(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="configuration file")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default: "
+                        "$RELAXD_CONFIG or /etc/relaxd/config.yaml; --simulate: none)")
     parser.add_argument("--simulate", action="store_true",
                         help="mock pins; the run marker and latch in --out DIR")
     parser.add_argument("--out", metavar="DIR", default="relaxd-sim",
                         help="--simulate: the folder of `relaxd --simulate --keep-latch`")
 
 
-def run_safe_off(args: argparse.Namespace) -> int:
-    """Every actuator pin off; latch when the previous run did not exit cleanly."""
-    from relaxd.config import Config, load_config
+def safe_off_config(args: argparse.Namespace) -> Path | None:
+    """The configuration file safe-off reads its pins from: ``--config``; on the chair also
+    ``$RELAXD_CONFIG`` or the installed one; None when there is none."""
+    if args.config:
+        return Path(args.config)
+    if args.simulate:
+        return None
+    named = os.environ.get("RELAXD_CONFIG")
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
-    config = load_config(args.config) if args.config or not args.simulate else Config()
-    hw = hardware_for(config, simulate=args.simulate, out=Path(args.out))
+
+def run_safe_off(args: argparse.Namespace) -> int:
+    """Every actuator pin off, whatever else is wrong (see :func:`pins_for_safe_off` for where
+    the pins come from); latch when the previous run did not exit cleanly. Exit status 0 when
+    every pin was driven off and any latch written, else 1. The pins stay claimed at their off
+    level until the process ends (:data:`HELD_UNTIL_EXIT`, :func:`hold_off`)."""
+    config = safe_off_config(args)
+    state_dir = Path(args.out) if args.simulate else state_dir_for_safe_off(config)
+    pins, source = pins_for_safe_off(config, state_dir)
+    factory = simulated_pins() if args.simulate else None
     try:
-        failed = drive_off(actuator_pins(config), config.actuators.active_high, hw.pin_factory)
+        held, failed = hold_off(pins, factory)
+        HELD_UNTIL_EXIT.extend(held)
+        print(f"relaxd safe-off: {source}: {pins.describe()}")
+        for problem in failed:
+            log.critical("safe-off: could not switch off %s", problem)
+        reason, latch_failed = _latch_if_unclean(state_dir)
+        print("relaxd safe-off: actuator pins off"
+              + (f"; {len(failed)} failed" if failed else "")
+              + (f"; latched: {reason}" if reason else "")
+              + ("; COULD NOT LATCH" if latch_failed else ""))
     finally:
-        hw.close()
-    for problem in failed:
-        log.critical("safe-off: could not switch off %s", problem)
-    state_dir = hw.state_dir
-    reason = latch_if_unclean(state_dir) if state_dir.is_dir() else None
-    print("relaxd safe-off: actuator pins off"
-          + (f"; {len(failed)} failed" if failed else "")
-          + (f"; latched: {reason}" if reason else ""))
-    return 1 if failed else 0
+        if factory is not None:
+            factory.close()
+    return 1 if failed or latch_failed else 0
+
+
+def _latch_if_unclean(state_dir: Path) -> tuple[str | None, bool]:
+    """(the latch reason or None, whether writing the latch failed)."""
+    if not state_dir.is_dir():
+        return None, False
+    try:
+        return latch_if_unclean(state_dir), False
+    except OSError as exc:
+        log.critical("safe-off: could not latch in %s: %s", state_dir, exc)
+        return None, True

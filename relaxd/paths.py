@@ -1,7 +1,9 @@
-"""Where relaxd's bundled files live: next to the package in a checkout, under share/ when installed."""
+"""Where relaxd's files live: the bundled ones next to the package in a checkout (under share/
+when installed), the state (session records, the latch) in the state directory."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +16,23 @@ def resource_dir(name: str) -> Path:
         if base.is_dir():
             return base
     return _CHECKOUT / name
+
+
+#: Where the installer puts the configuration (systemd's ConfigurationDirectory=relaxd).
+DEFAULT_CONFIG = Path("/etc/relaxd/config.yaml")
+
+#: Session records and other state when systemd gives no ``$STATE_DIRECTORY``.
+DEFAULT_STATE_DIR = Path("/var/lib/relaxd")
+
+
+def default_state_dir() -> Path:
+    """``$RELAXD_STATE_DIR``, else ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``;
+    first of a list), else /var/lib/relaxd."""
+    for var in ("RELAXD_STATE_DIR", "STATE_DIRECTORY"):
+        first = os.environ.get(var, "").split(":")[0]
+        if first:
+            return Path(first)
+    return DEFAULT_STATE_DIR
 
 
 def default_model() -> Path:

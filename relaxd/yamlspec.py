@@ -287,7 +287,12 @@ def build(cls: type[T], node: yaml.Node | None, path: str | Path) -> T:
         node = yaml.MappingNode("tag:yaml.org,2002:map", [])
         node.start_mark = yaml.Mark(str(path), 0, 0, 0, None, None)
     builder = _Builder(Path(path).resolve().parent)
-    obj = builder.build(cls, node)
+    try:
+        obj = builder.build(cls, node)
+    except yaml.MarkedYAMLError as exc:  # a tag or merge key (<<) that safe YAML cannot build
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        builder.problems.append(Problem(line, col, f"YAML: {exc.problem or exc.context}"))
     if builder.problems:
         raise SpecError(path, sorted(builder.problems, key=lambda p: (p.line, p.col)))
     return obj

@@ -6,6 +6,8 @@ import argparse
 import base64
 import io
 import os
+import socket
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -299,3 +301,59 @@ def test_cli_wires_check(config_file, capsys):
     assert main(["check", "--simulate", "--config", str(config_file)]) == 0
     assert main(["--config", str(config_file), "--simulate", "check"]) == 0
     assert capsys.readouterr().out.count("all checks passed") == 2
+
+
+@pytest.fixture
+def station_config():
+    """A chair with the station installed; its control socket in a short folder (unix socket
+    paths are at most 107 bytes)."""
+    from relaxd.station.settings import UISettings
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        config = check.Config()
+        config.ui = UISettings(enabled=True, socket=Path(folder) / "control.sock")
+        yield config
+
+
+def test_station_reaching_the_daemon_passes(station_config):
+    from relaxd.control import ControlServer
+
+    server = ControlServer(station_config.ui.socket, stop=lambda by: None)
+    try:
+        server.publish({"state": "idle"})
+        result = check.check_station(station_config, simulate=False)
+    finally:
+        server.close()
+    assert result.ok and "daemon socket answering (chair idle)" in result.detail, result
+
+
+def _listening_but_silent(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.listen(1)  # connections queue; nobody ever answers
+    return sock
+
+
+def _gone(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()  # the file stays; a connect is refused
+    return sock
+
+
+@pytest.mark.parametrize("daemon, why", [
+    (None, "cannot be reached (No such file or directory)"),
+    (_gone, "cannot be reached (Connection refused)"),
+    (_listening_but_silent, "gave no answer within 2 s"),
+], ids=["no socket", "refused", "no answer"])
+def test_station_that_cannot_reach_the_daemon_fails_in_one_line(station_config, daemon, why):
+    sock = daemon(station_config.ui.socket) if daemon else None
+    try:
+        result = check.check_station(station_config, simulate=False)
+    finally:
+        if sock is not None:
+            sock.close()
+    assert not result.ok
+    assert result.detail.startswith(
+        f"the station's STOP cannot reach the chair: {station_config.ui.socket} {why}")
+    assert "\n" not in result.detail

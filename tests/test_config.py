@@ -122,6 +122,17 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
     assert len(lines) == 4  # state_dir: 3 is a valid (relative) path
 
 
+@pytest.mark.parametrize("text, where", [
+    ("pins: &p {red_pin: 12}\nactuators:\n  <<: *p\n", "3:3"),
+    ("actuators:\n  red_pin: !!python/name:os.system 12\n", "2:12"),
+], ids=["merge key", "python tag"])
+def test_yaml_that_safe_yaml_cannot_build_is_a_problem_with_its_position(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError, match=rf"(?m)^{path}:{where}: YAML: could not determine a "
+                                        "constructor for the tag"):
+        load_config(path)
+
+
 def test_mood_limits_are_reported_with_their_position(tmp_path):
     with pytest.raises(SpecError, match=r":2:13: "):
         load_config(write(tmp_path, "mood:\n  window_s: -1\n"))

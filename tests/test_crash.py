@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from relaxd.latch import FaultLatch, RunMarker
+from relaxd.pins import SAVED_PINS
 
 #: Neutral for good: the session plays on until a signal comes.
 FOREVER = "- {at: 0, mood: neutral}\n"
@@ -103,6 +104,8 @@ def test_sigkill_comes_back_latched_alerting_and_dark(tmp_path, forever):
     safe_off = subprocess.run(relaxd("safe-off", "--simulate", "--out", str(out)),
                               capture_output=True, text=True, timeout=60)
     assert safe_off.returncode == 0, safe_off.stderr
+    # the pins the killed run drove, as it saved them at its start
+    assert f"pins from the copy saved at last start ({out / SAVED_PINS})" in safe_off.stdout
     assert "latched: the previous run ended uncleanly" in safe_off.stdout
     assert "uncleanly" in FaultLatch.in_state_dir(out).reason
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,18 @@ REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install.sh"
 
 
+#: install.sh's environment: the test's Python (it has PyYAML) first on the PATH as python3,
+#: as a packager runs it against a folder.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_install(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True,
+                          text=True, timeout=30, env=ENV)
+
+
 def install(*args: str | Path, ok: bool = True) -> str:
-    result = subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True,
-                            text=True, timeout=30)
+    result = run_install(*args)
     if ok:
         assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -112,3 +122,108 @@ SHELLCHECK = shutil.which("shellcheck") or shutil.which("shellcheck",
 def test_shellcheck_is_clean():
     result = subprocess.run([SHELLCHECK, str(INSTALL)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def boot_line(root: Path) -> str:
+    return next(line for line in (root / "boot/firmware/config.txt").read_text().splitlines()
+                if line.startswith("gpio="))
+
+
+@pytest.mark.parametrize("config, line", [
+    ("actuators:\n  active_high: False\n", "gpio=17,27,22,23=op,dh"),
+    ("actuators:\n  active_high: no\n", "gpio=17,27,22,23=op,dh"),
+    ("actuators:\n  active_high: off\n", "gpio=17,27,22,23=op,dh"),
+    ("actuators: {red_pin: 12, active_high: NO}\n", "gpio=12,27,22,23=op,dh"),
+    ("alerts:\n  red_pin: 5  # not an actuator\nactuators:\n  red_pin: 13\n",
+     "gpio=13,27,22,23=op,dl"),
+], ids=["False", "no", "off", "flow style", "another section's key"])
+def test_boot_pins_are_read_as_relaxd_reads_them(tmp_path, config, line):
+    root = tmp_path / "root"
+    (root / "etc/relaxd").mkdir(parents=True)
+    (root / "etc/relaxd/config.yaml").write_text(config)
+    install("--root", root)
+    assert boot_line(root) == line
+
+
+def test_a_dry_run_reads_the_pins_as_relaxd_reads_them(tmp_path):
+    root = tmp_path / "root"
+    out = install("--dry-run", "--root", root)  # nothing installed yet: the shipped file
+    assert "actuator pins off from boot: gpio=17,27,22,23=op,dl in" in out
+    (root / "etc/relaxd").mkdir(parents=True)
+    (root / "etc/relaxd/config.yaml").write_text("actuators:\n  active_high: off\n")
+    out = install("--dry-run", "--root", root)
+    assert "actuator pins off from boot: gpio=17,27,22,23=op,dh in" in out
+
+
+def test_pins_that_cannot_be_read_stop_the_install_in_one_line(tmp_path):
+    root = tmp_path / "root"
+    config = root / "etc/relaxd/config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("actuators:\n  red_pin: 40\n")
+    result = run_install("--root", root)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == \
+        [f"install.sh: boot pins not written: {config}:2:12: 'red_pin' is 40, outside 2..27"]
+    assert not (root / "boot/firmware/config.txt").exists()
+    assert "systemctl" not in result.stdout.split("boot pins")[-1]  # nothing started
+
+
+#: Runs ``relaxd config boot-pins`` from the source tree with the chair's heavy packages unable
+#: to load, and reports every module it loaded from outside the standard library.
+STDLIB_AND_YAML_ONLY = """
+import runpy, sys
+for name in ("gpiozero", "numpy", "cv2", "sounddevice", "tflite_runtime", "ai_edge_litert",
+             "picamera2", "lgpio", "starlette"):
+    sys.modules[name] = None
+before = set(sys.modules)
+sys.argv = ["relaxd", "config", "boot-pins", "--config", sys.argv[1]]
+try:
+    runpy.run_module("relaxd", run_name="__main__", alter_sys=True)
+except SystemExit as done:
+    status = done.code
+loaded = {name.split(".")[0] for name in set(sys.modules) - before}
+pyyaml = {"yaml", "_yaml", "cython_runtime"}  # and its C loader's _cython_X_Y_Z
+print(*sorted(name for name in loaded - set(sys.stdlib_module_names) - pyyaml - {"relaxd"}
+              if not name.startswith("_cython_")), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_boot_pins_runs_from_the_source_tree_on_the_standard_library_and_pyyaml(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("camera:\n  fps: 500\nactuators:\n  vibration_pin: 24\n"
+                      "  active_high: off\n  light_frequency: 1\n")
+    done = subprocess.run([sys.executable, "-c", STDLIB_AND_YAML_ONLY, str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "gpio=17,27,22,24=op,dh\n", "\n")
+
+
+@pytest.mark.parametrize("config, problem", [
+    ("actuators:\n  active_high: 'no'\n", "2:16: expected true or false, got 'no'"),
+    ("actuators:\n  blue_pin: 17\n", "the actuator pins GPIO17,27,17,23 (active-high) are not "
+                                     "all different"),
+    ("actuators: [\n", "2:1: YAML syntax error"),
+], ids=["polarity a string", "a pin twice", "YAML syntax"])
+def test_boot_pins_bad_input_is_one_line_and_exit_2(tmp_path, config, problem):
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    done = subprocess.run([sys.executable, "-m", "relaxd", "config", "boot-pins", "--config",
+                           str(path)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(f"relaxd: {path}")
+    assert problem in done.stderr
+
+
+def test_the_station_is_in_place_before_relaxd_starts(tmp_path):
+    """A relaxd started without the drop-in would start a session on any face, with no socket
+    for the station's STOP, until something restarted it."""
+    root = tmp_path / "root"
+    out = install("--root", root)
+    station = [f"install -d -m 0755 {root}/etc/systemd/system/relaxd.service.d",
+               "usermod --append --groups relaxd-ui relaxd"]
+    starts = ["systemctl restart relaxd  (not run)", "systemctl enable --now relaxd"]
+    assert max(out.index(line) for line in station) < min(out.index(line) for line in starts)
+    assert out.index("systemctl daemon-reload") > out.index(station[0])
+    assert (root / "etc/systemd/system/relaxd.service.d/station.conf").read_text() == \
+        "[Service]\nEnvironment=RELAXD_STATION=1\n"

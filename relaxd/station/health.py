@@ -27,8 +27,13 @@ def station_report(ui: UISettings, simulate: bool = False) -> tuple[bool, str]:
         return True, "web stack ready (relaxd --simulate --ui runs it)"
     if not ui.enabled:
         return True, "not installed (ui.enabled off): a session starts when a face is seen"
+    reached, answer = daemon_answer(ui.socket)
+    if not reached:
+        return False, (f"the station's STOP cannot reach the chair: {ui.socket} {answer} "
+                       "(relaxd not running, or started without ui.enabled: "
+                       "sudo systemctl restart relaxd)")
     where = f"{'https' if ui.tls else 'http'}://{ui.listen}:{ui.port}/"
-    return True, f"{where}; {_accounts(ui)}; daemon socket {_socket(ui.socket)}"
+    return True, f"{where}; {_accounts(ui)}; daemon socket {answer}"
 
 
 def _accounts(ui: UISettings) -> str:
@@ -40,13 +45,25 @@ def _accounts(ui: UISettings) -> str:
     return f"{users} account{'s' if users != 1 else ''}, PIN {'set' if data.get('pin') else 'not set'}"
 
 
-def _socket(path: Path) -> str:
+#: How long ``relaxd check`` waits for the daemon's answer on the control socket.
+ANSWER_TIMEOUT_S = 2.0
+
+
+def daemon_answer(path: Path, timeout: float = ANSWER_TIMEOUT_S) -> tuple[bool, str]:
+    """(whether the daemon answered ``{"cmd": "state"}`` on its control socket, what it said
+    or why not), within ``timeout`` seconds."""
     try:
         with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(2)
+            s.settimeout(timeout)
             s.connect(str(path))
             s.sendall(b'{"cmd": "state"}\n')
-            state = json.loads(s.makefile().readline()).get("state") or {}
-        return f"answering (chair {state.get('state', '?')})"
-    except (OSError, ValueError) as exc:
-        return f"not answering ({getattr(exc, 'strerror', None) or exc}; is relaxd running?)"
+            line = s.makefile("rb").readline()
+    except TimeoutError:
+        return False, f"gave no answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"cannot be reached ({exc.strerror or exc})"
+    try:
+        state = json.loads(line)["state"]
+    except (ValueError, KeyError, TypeError):
+        return False, f"gave no state ({line[:60]!r})"
+    return True, f"answering (chair {state.get('state', '?') if isinstance(state, dict) else '?'})"
