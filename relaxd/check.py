@@ -305,9 +305,11 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
 
 def check_station(config: Config, simulate: bool) -> Check:
     """The caregiver station (relaxd.station.health)."""
+    from relaxd.latch import RunMarker
     from relaxd.station.health import station_report
 
-    return Check("station", *station_report(config.ui, simulate))
+    running = RunMarker.in_state_dir(config.state_dir).owner_alive()
+    return Check("station", *station_report(config.ui, simulate, daemon_running=running))
 
 
 def _pin_checks(config: Config, hw: ChairHardware, scratch: Path,

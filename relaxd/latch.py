@@ -289,6 +289,17 @@ class RunMarker:
         """A clean exit: outputs are at 0 and every record is closed."""
         remove_durably(self.path)
 
+    def owner_alive(self) -> bool:
+        """The run that wrote the marker is still running (its process exists)."""
+        try:
+            pid = int(json.loads(self.path.read_text())["pid"])
+            os.kill(pid, 0)
+        except PermissionError:
+            return True  # it exists, as another user
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return True
+
 
 #: What the latch says when a start finds the run marker.
 UNCLEAN_REASON = CAUSES["crash"]

@@ -309,10 +309,24 @@ def station_config():
     paths are at most 107 bytes)."""
     from relaxd.station.settings import UISettings
 
+    from relaxd.latch import RunMarker
+
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
         config = check.Config()
         config.ui = UISettings(enabled=True, socket=Path(folder) / "control.sock")
+        config.state_dir = Path(folder)
+        RunMarker.in_state_dir(config.state_dir).begin()  # relaxd runs (this process stands in)
         yield config
+
+
+def test_station_line_while_relaxd_is_stopped_says_to_check_again_while_it_runs(station_config):
+    from relaxd.latch import RunMarker
+
+    RunMarker.in_state_dir(station_config.state_dir).end()
+    result = check.check_station(station_config, simulate=False)
+    assert result.ok and "relaxd is not running now" in result.detail
+    (station_config.state_dir / "running").write_text('{"pid": 999999999}')  # a crashed run
+    assert "not running now" in check.check_station(station_config, simulate=False).detail
 
 
 def test_station_reaching_the_daemon_passes(station_config):

@@ -11,8 +11,10 @@ from relaxd.station.settings import UISettings
 HERE = Path(__file__).resolve().parent
 
 
-def station_report(ui: UISettings, simulate: bool = False) -> tuple[bool, str]:
-    """(ok, detail): the web stack and its files; on the chair also accounts and the socket."""
+def station_report(ui: UISettings, simulate: bool = False,
+                   daemon_running: bool = True) -> tuple[bool, str]:
+    """(ok, detail): the web stack and its files; on the chair also accounts and, while relaxd
+    runs (``daemon_running``), that it answers on its control socket."""
     try:
         import jinja2  # noqa: F401
         import starlette  # noqa: F401
@@ -27,6 +29,9 @@ def station_report(ui: UISettings, simulate: bool = False) -> tuple[bool, str]:
         return True, "web stack ready (relaxd --simulate --ui runs it)"
     if not ui.enabled:
         return True, "not installed (ui.enabled off): a session starts when a face is seen"
+    if not daemon_running:
+        return True, (f"{_accounts(ui)}; relaxd is not running now: run relaxd check again "
+                      "while it runs to test that the station's STOP reaches it")
     reached, answer = daemon_answer(ui.socket)
     if not reached:
         return False, (f"the station's STOP cannot reach the chair: {ui.socket} {answer} "
