@@ -307,9 +307,8 @@ def test_cli_wires_check(config_file, capsys):
 def station_config():
     """A chair with the station installed; its control socket in a short folder (unix socket
     paths are at most 107 bytes)."""
-    from relaxd.station.settings import UISettings
-
     from relaxd.latch import RunMarker
+    from relaxd.station.settings import UISettings
 
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
         config = check.Config()
