@@ -1,9 +1,10 @@
 """The one place that decides real or simulated hardware, and ``relaxd safe-off``.
 
 :class:`ChairHardware` gives the chair's parts: gpiozero's default pin factory (lgpio on the
-Pi), the sound card, the latch and run marker in the state directory. :class:`SimulatedHardware`
-gives the same parts for a laptop: gpiozero's MockFactory with PWM pins, a WAV file, an
-in-memory latch (or the ``--out`` folder's with ``--keep-latch``), and a caregiver's hands on
+Pi), the sound card, the latch and run marker in the state directory, the SoC temperature watch.
+:class:`SimulatedHardware` gives the same parts for a laptop: gpiozero's MockFactory with PWM
+pins, a WAV file, an in-memory latch (or the ``--out`` folder's with ``--keep-latch``), a
+temperature watch on plain files only (never the laptop's own /sys), and a caregiver's hands on
 the simulated buttons::
 
     hw = hardware_for(config, simulate=True, out=Path("relaxd-sim"))
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from relaxd.clock import Clock
     from relaxd.config import CameraSettings, Config
     from relaxd.safety import EmergencyStop, SafetySettings
+    from relaxd.thermal import ThermalWatch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,13 @@ class ChairHardware:
         """The latch and run marker, kept in the state directory across restarts."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
+
+    def thermal_watch(self) -> ThermalWatch | None:
+        """The SoC temperature and throttling watch, on the configured sysfs files (None: both
+        set to null)."""
+        from relaxd.thermal import ThermalWatch
+
+        return ThermalWatch.open(self.config.thermal)
 
     def rest_buttons(self) -> None:
         """The buttons as nobody touches them (on the chair: as they are)."""
@@ -91,6 +100,13 @@ class SimulatedHardware(ChairHardware):
 
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
         return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
+
+    def thermal_watch(self) -> ThermalWatch | None:
+        """Only plain files the configuration names, to rehearse a hot chair: never the
+        laptop's own sensors under /sys."""
+        from relaxd.thermal import ThermalWatch, without_sysfs
+
+        return ThermalWatch.open(without_sysfs(self.config.thermal))
 
     def rest_buttons(self) -> None:
         SimulatedHands(self.pin_factory, self.config.safety).rest()
