@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from relaxd.clock import Clock
     from relaxd.config import CameraSettings, Config
     from relaxd.safety import EmergencyStop, SafetySettings
-    from relaxd.thermal import ThermalWatch
+    from relaxd.thermal import ThermalSettings, ThermalWatch
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,15 @@ class ChairHardware:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
 
+    def thermal_settings(self) -> ThermalSettings:
+        """The temperature watch's settings: the configured sysfs files."""
+        return self.config.thermal
+
     def thermal_watch(self) -> ThermalWatch | None:
-        """The SoC temperature and throttling watch, on the configured sysfs files (None: both
-        set to null)."""
+        """The SoC temperature and throttling watch (None: neither file to read)."""
         from relaxd.thermal import ThermalWatch
 
-        return ThermalWatch.open(self.config.thermal)
+        return ThermalWatch.open(self.thermal_settings())
 
     def rest_buttons(self) -> None:
         """The buttons as nobody touches them (on the chair: as they are)."""
@@ -101,12 +104,12 @@ class SimulatedHardware(ChairHardware):
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
         return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
 
-    def thermal_watch(self) -> ThermalWatch | None:
+    def thermal_settings(self) -> ThermalSettings:
         """Only plain files the configuration names, to rehearse a hot chair: never the
         laptop's own sensors under /sys."""
-        from relaxd.thermal import ThermalWatch, without_sysfs
+        from relaxd.thermal import without_sysfs
 
-        return ThermalWatch.open(without_sysfs(self.config.thermal))
+        return without_sysfs(self.config.thermal)
 
     def rest_buttons(self) -> None:
         SimulatedHands(self.pin_factory, self.config.safety).rest()
