@@ -13,10 +13,10 @@ import argparse
 import logging
 import math
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from relaxd.actuators import Actuators
 from relaxd.alerts import Alerter
@@ -50,6 +50,24 @@ DEMO_SPEED = 20.0
 
 #: Seconds between ticks when the input does not pace the loop (mood scripts, image folders).
 SCRIPT_PERIOD = 0.1
+
+#: The longest the loop's thread keeps the interpreter while another thread waits for it, in
+#: seconds (Python's default: 5 ms). The e-stop's callback, the StallGuard and the station's
+#: STOP run Python on threads of their own: while the loop runs Python, each waits up to this
+#: long before it can zero the outputs, latch and alert (``relaxd bench --estop``).
+STOP_SWITCH_INTERVAL_S = 0.001
+
+
+@contextmanager
+def quick_switches(interval: float = STOP_SWITCH_INTERVAL_S) -> Iterator[None]:
+    """The body runs under the interpreter switch interval ``interval``; the one before is
+    restored after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 @dataclass(frozen=True)
@@ -244,6 +262,9 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
     outputs = open_outputs(plan.config, hw, records.events, stack, plan.child)
     safety = open_safety(plan, hw, outputs, records.events, stack)
     c = plan.config
+    thermal = hw.thermal_watch()
+    if thermal is not None:
+        stack.callback(thermal.close)
     session = Session(
         clock=plan.clock, input=sensing.input(plan, safety.hands, outputs.actuators),
         controller=Controller(plan.scenario,
@@ -254,7 +275,7 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
-        child=plan.child)
+        child=plan.child, thermal=thermal)
     _attach_station(args, c, session, stack, hw.state_dir)
     return session
 
@@ -313,7 +334,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             root.removeHandler(handler)
             root.addHandler(StatusLogHandler(session.status, handler.formatter))
         install_signal_handlers(session)
-        code = session.run()
+        with quick_switches():
+            code = session.run()
     log.info("session ended: %s", session.stop_reason)
     if args.simulate:
         print(f"relaxd: session ended ({session.stop_reason}); sound in "

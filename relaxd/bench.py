@@ -4,6 +4,10 @@ The stages are the daemon's own classes: :func:`faces.to_gray`, :meth:`faces.Fac
 :func:`faces.crop_face`, :meth:`emotion.EmotionClassifier.classify`, :class:`mood.MoodSmoother`.
 Frames are made (built-in: scikit-image's astronaut on a cluttered background, moving slightly)
 or decoded (``--video``) outside the timed part, one at a time, so memory stays small.
+
+Both this and ``--estop`` run under the daemon's interpreter switch interval
+(:data:`relaxd.app.STOP_SWITCH_INTERVAL_S`, 1 ms) unless ``--switch-interval MS`` says otherwise,
+so ``--switch-interval 5`` (Python's default) shows what the shorter interval changes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Callable, Iterator, TextIO
 import cv2
 import numpy as np
 
+from relaxd.app import STOP_SWITCH_INTERVAL_S, quick_switches
 from relaxd.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.emotion import EmotionClassifier
 from relaxd.errors import RelaxdError
@@ -195,6 +200,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estop", type=int, metavar="N",
                         help="instead: time N e-stop presses (button -> every actuator pin at 0) "
                         "on gpiozero mock pins while the main loop is stalled")
+    parser.add_argument("--switch-interval", type=float, metavar="MS",
+                        default=STOP_SWITCH_INTERVAL_S * 1000,
+                        help="the interpreter's switch interval during the run, milliseconds "
+                        "(default: the daemon's, %(default)g; Python's own is 5)")
 
 
 def _measure_to(path: str | None, frames: Iterator[np.ndarray], detector: FaceDetector,
@@ -211,15 +220,25 @@ def _measure_to(path: str | None, frames: Iterator[np.ndarray], detector: FaceDe
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark and print the figures; 0 on success."""
-    if args.estop is not None:
-        from dataclasses import asdict
+    if not 0.01 <= args.switch_interval <= 100:
+        raise RelaxdError("--switch-interval must be 0.01 to 100 ms")
+    with quick_switches(args.switch_interval / 1000):
+        return _run_estop(args) if args.estop is not None else _run_vision(args)
 
 
-        if args.estop < 1:
-            raise RelaxdError("--estop must be at least 1")
-        stats = estop_latency(args.estop)
-        print(json.dumps(asdict(stats)) if args.json else stats)
-        return 0
+def _run_estop(args: argparse.Namespace) -> int:
+    """``--estop N``: the latency figures."""
+    from dataclasses import asdict
+
+    if args.estop < 1:
+        raise RelaxdError("--estop must be at least 1")
+    stats = estop_latency(args.estop, args.switch_interval / 1000)
+    print(json.dumps(asdict(stats)) if args.json else stats)
+    return 0
+
+
+def _run_vision(args: argparse.Namespace) -> int:
+    """The vision pipeline's stages."""
     if args.frames < 1:
         raise RelaxdError("--frames must be at least 1")
     cv2.setNumThreads(1)
@@ -231,11 +250,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
     result = {"source": source, "runtime": classifier.runtime,
+              "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
               **_measure_to(args.faces, frames, detector, classifier)}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{source}: {result['frames']} frames at 640x480, 1 thread, {classifier.runtime}")
+    print(f"{source}: {result['frames']} frames at 640x480, 1 thread, {classifier.runtime}, "
+          f"switch interval {result['switch_interval_ms']:g} ms")
     for stage in ("gray", "detect", "crop", "classify", "mood"):
         print(f"  {stage:<9}{result[f'{stage}_ms_median']:8.3f} ms median")
     print(f"  {'frame':<9}{result['frame_ms_median']:8.3f} ms median, "
@@ -256,10 +277,12 @@ class LatencyStats:
     median_ms: float
     p95_ms: float
     max_ms: float
+    switch_interval_ms: float  # the interpreter's, during the measurement
 
     def __str__(self) -> str:
         return (f"e-stop latency over {self.n} presses: median {self.median_ms:.3f} ms, "
-                f"p95 {self.p95_ms:.3f} ms, max {self.max_ms:.3f} ms")
+                f"p95 {self.p95_ms:.3f} ms, max {self.max_ms:.3f} ms "
+                f"(switch interval {self.switch_interval_ms:g} ms)")
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
@@ -346,14 +369,17 @@ def _lit_step() -> Any:
     return ctrl.step(60.0, MoodSample(Mood.NEUTRAL))
 
 
-def estop_latency(n: int = 200) -> LatencyStats:
+def estop_latency(n: int = 200, switch_interval: float = STOP_SWITCH_INTERVAL_S) -> LatencyStats:
     """Press -> every actuator pin at 0, on mock pins, with the main loop stalled in apply()
-    holding the GIL (:class:`_StalledChair`): the press waits for no lock, only for the GIL (up
-    to ``sys.getswitchinterval()``, 5 ms). On the Pi add the lgpio callback delay and up to
-    ``bounce_time``."""
+    holding the GIL (:class:`_StalledChair`): the press waits for no lock, only for the GIL, up
+    to the interpreter's switch interval: ``switch_interval`` seconds, by default the daemon's
+    (:data:`relaxd.app.STOP_SWITCH_INTERVAL_S`). On the Pi add the lgpio callback delay and up
+    to ``bounce_time``."""
     chair = _StalledChair()
     try:
-        times = sorted(chair.press_once() for _ in range(n))
+        with quick_switches(switch_interval):
+            times = sorted(chair.press_once() for _ in range(n))
     finally:
         chair.close()
-    return LatencyStats(n, statistics.median(times), times[int(0.95 * (n - 1))], times[-1])
+    return LatencyStats(n, statistics.median(times), times[int(0.95 * (n - 1))], times[-1],
+                        round(switch_interval * 1000, 3))

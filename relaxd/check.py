@@ -4,10 +4,13 @@ Checks: the configuration and its scenario, the camera (opens, gives a frame), t
 (loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line
 (readable, released: a broken wire to an NC contact reads pressed), the reset button (not
 stuck), the audio output (opens), the state directory (writable, SQLite opens), the daemon's
-fault latch (nothing latched from before) and the caregiver station (with ``ui.enabled``: the
-daemon answers on its control socket, else the station's STOP cannot reach the chair).
-``--simulate`` checks the simulated parts instead: mock GPIO pins, a WAV file output, a
-synthetic frame source and a temporary state directory.
+fault latch (nothing latched from before), the caregiver station (with ``ui.enabled``, while
+relaxd runs: the daemon answers on its control socket, else the station's STOP cannot reach the
+chair), the SoC temperature (WARN from ``thermal.warn_c``, FAIL from ``thermal.halt_c`` or when
+unreadable) and the firmware's throttling flags (WARN when any is set). ``--simulate`` checks the
+simulated parts instead: mock GPIO pins, a WAV file output, a synthetic frame source, a
+temporary state directory, and temperature files only where the configuration names plain files
+(never the laptop's own /sys).
 
 Every check is a small function returning a :class:`Check`; none raises.
 """
@@ -32,6 +35,7 @@ from relaxd.errors import RelaxdError
 from relaxd.hardware import ChairHardware, hardware_for
 from relaxd.latch import FaultLatch
 from relaxd.safety import SafetySettings, open_button
+from relaxd.thermal import ThermalSettings, read_temp_c, read_throttled, throttle_flags
 
 #: Checks of the actuators' outputs (their polarity is ``actuators.active_high``).
 ACTUATOR_CHECKS = ("light red", "light green", "light blue", "vibration")
@@ -46,6 +50,7 @@ class Check(NamedTuple):
     name: str
     ok: bool
     detail: str
+    warn: bool = False  # passed, but worth a look: printed WARN, the exit status stays 0
 
 
 def _message(exc: BaseException) -> str:
@@ -257,6 +262,47 @@ def check_state_dir(path: Path) -> Check:
     return attempt("state dir", run)
 
 
+# Temperature
+
+def check_temperature(settings: ThermalSettings, simulate: bool = False) -> Check:
+    """The SoC temperature: readable and below ``warn_c``; WARN from ``warn_c``, FAIL from
+    ``halt_c`` (the daemon would stop every output) or when it cannot be read."""
+    path = settings.temp_path
+    if path is None:
+        if simulate:
+            return Check("temperature", True, "simulated: no file named (a laptop's own /sys "
+                                              "is never read)")
+        return Check("temperature", True, "not watched (thermal.temp_path: null)", warn=True)
+    try:
+        temp = read_temp_c(path)
+    except RelaxdError as exc:
+        return Check("temperature", False, f"{exc}: the chair's temperature is not watched")
+    limits = f"(alert at {settings.warn_c:g} °C, every output off at {settings.halt_c:g} °C)"
+    if temp >= settings.halt_c:
+        return Check("temperature", False, f"SoC {temp:.1f} °C: too hot, let it cool {limits}")
+    warm = temp >= settings.warn_c
+    return Check("temperature", True, f"SoC {temp:.1f} °C{': warm' if warm else ''} {limits}",
+                 warn=warm)
+
+
+def check_throttling(settings: ThermalSettings) -> Check:
+    """The firmware's throttling flags (under-voltage, frequency capped, throttled, soft
+    temperature limit), now and since boot: WARN when any is set or the file cannot be read."""
+    path = settings.throttled_path
+    if path is None:
+        return Check("throttling", True, "not read (thermal.throttled_path: null)")
+    try:
+        mask = read_throttled(path)
+    except RelaxdError as exc:
+        return Check("throttling", True, str(exc), warn=True)
+    now, since_boot = throttle_flags(mask)
+    if not now and not since_boot:
+        return Check("throttling", True, f"none now or since boot ({mask:#x})")
+    said = ([f"now: {', '.join(now)}"] if now else []) + \
+        ([f"since boot: {', '.join(since_boot)}"] if since_boot else [])
+    return Check("throttling", True, "; ".join(said) + f" ({mask:#x})", warn=True)
+
+
 # Running them all
 
 def _real_factory(scratch: Path) -> Any:
@@ -300,6 +346,8 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
         yield check_state_dir(hw.state_dir)
         if not simulate:
             yield check_latch(config.state_dir, config.safety)
+        yield check_temperature(hw.thermal_settings(), simulate)
+        yield check_throttling(hw.thermal_settings())
         yield check_station(config, simulate)
 
 
@@ -344,16 +392,22 @@ def output_pins(config: Config) -> dict[str, int]:
 def report(checks: Iterable[Check], out: TextIO | None = None) -> int:
     """Print each check (to stdout) as it finishes; 0 when all passed, else 1."""
     out = out or sys.stdout
-    failed = 0
+    failed = warned = 0
     for check in checks:
         first, *more = check.detail.splitlines() or [""]
-        print(f"{'ok' if check.ok else 'FAIL':<5} {check.name:<14} {first}", file=out)
+        mark = "FAIL" if not check.ok else "WARN" if check.warn else "ok"
+        print(f"{mark:<5} {check.name:<14} {first}", file=out)
         for line in more:  # e.g. one FILE:LINE:COL problem a line
             print(" " * 21 + line, file=out)
         out.flush()
         failed += not check.ok
-    print(f"{failed} check{'s' if failed != 1 else ''} failed" if failed else "all checks passed",
-          file=out)
+        warned += check.ok and check.warn
+    warnings = f"{warned} warning{'s' if warned != 1 else ''}" if warned else ""
+    if failed:
+        print((f"{warnings}, " if warned else "")
+              + f"{failed} check{'s' if failed != 1 else ''} failed", file=out)
+    else:
+        print("all checks passed" + (f" ({warnings})" if warned else ""), file=out)
     return 1 if failed else 0
 
 

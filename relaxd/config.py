@@ -24,6 +24,7 @@ from relaxd.mood import MoodSettings
 from relaxd.paths import DEFAULT_CONFIG, default_model, default_scenario, default_state_dir
 from relaxd.safety import SafetySettings
 from relaxd.station.settings import UISettings
+from relaxd.thermal import ThermalSettings
 from relaxd.yamlspec import spec
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class Config:
                                   help="the emergency stop, the reset button, the heartbeat")
     alerts: AlertSettings = spec(default_factory=AlertSettings,
                                  help="the caregiver's alert buzzer, LED and command")
+    thermal: ThermalSettings = spec(default_factory=ThermalSettings,
+                                    help="the Pi's temperature and throttling watch")
     children: ChildrenSettings = spec(default_factory=ChildrenSettings,
                                       help="the clinic's policy for new child profiles")
     scenario: Path = spec(default_factory=default_scenario,

@@ -182,6 +182,8 @@ class ControlLink:
                        child: ChildSession | None) -> dict[str, Any]:
         if session.controller.playing:
             raise CommandRefused("a session is running: end it gently or STOP first")
+        if session.too_hot_reason:
+            raise CommandRefused(session.too_hot_reason)
         after_stop = int(args["_after_stop"])
         self._check_stops(after_stop)
         scenario = child.scenario if child else self._scenario(args, session)
@@ -321,6 +323,7 @@ class ControlLink:
             "child": session.child.child.id if session.child else None,  # the id only
             "why": session.child.why if session.child else None,
             "breath": _breath(step.breath if c.playing and lv else None),
+            "thermal": session.thermal.status() if session.thermal is not None else None,
             "alerts": self.board.listing(),
             "scenarios": self._scenario_names(),
         }

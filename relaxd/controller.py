@@ -209,6 +209,22 @@ class Controller:
                               "caregiver starts a session")
         return self._step(t, ZERO, (d,))
 
+    def too_hot(self, t: float, why: str) -> Step:
+        """The chair is too hot (relaxd.thermal): every level 0 at once and idle, waiting for a
+        caregiver's deliberate start (:meth:`begin`), never for a face and never by itself once
+        it has cooled; it then plays from the start intensity, ramped from 0. An e-stop stays
+        latched as it is (its reset then waits for a start as well)."""
+        self._advance_clock(t)
+        self._levels = ZERO
+        if self.state is not State.ESTOPPED:
+            self.state = State.IDLE
+        self.go, self.awaiting_start = False, True
+        self.intensity = self.scenario.intensity.start
+        self._forget_mood(t)
+        d = Decision("halt", f"{why}: every output off until a caregiver starts a session once "
+                             "the chair has cooled", alert=f"the chair is too hot: {why}")
+        return self._step(t, ZERO, (d,))
+
     def input_lost(self, t: float, why: str) -> Step:
         """The camera (or model) failed: every level 0 at once and pause, until a calm face is
         back (then the cycle resumes from 0, ramping up, as after any pause)."""

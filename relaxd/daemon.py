@@ -106,6 +106,9 @@ class Session:
     control: Any = None
     # The session's child (relaxd.individual.ChildSession: profile, caps, baseline), or None.
     child: Any = None
+    # The Pi's temperature watch (relaxd.thermal.ThermalWatch): polled once a tick by
+    # _watch_heat; None: not watched.
+    thermal: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -256,6 +259,7 @@ class Session:
         if self.control is not None:
             self.control.obey(t, self)
             t = self.clock.now()  # a Start restarts the clock
+        self._watch_heat(t)
         reading = sensed.reading
         if (sensed.no_input is None) != (self._no_input is None):
             self._no_input = sensed.no_input
@@ -300,8 +304,9 @@ class Session:
         if after_stop is None:
             return t
         if not self.controller.awaiting_start or self.latch.latched \
-                or self.latch.stop_seq != after_stop:
-            log.info("reset button press: no reset waiting for a start, or a stop came since")
+                or self.latch.stop_seq != after_stop or self.too_hot_reason:
+            log.info("reset button press: no reset waiting for a start, a stop came since, or "
+                     "the chair is too hot")
             return t
         c = self.controller
         self.begin_session(t, c.scenario, "started at the chair (reset button)", go=True,
@@ -310,6 +315,32 @@ class Session:
             self.events.emit(0.0, "audit", action="start", by="reset button",
                              detail=c.scenario.name)
         return self.clock.now()
+
+    # --- the chair's temperature (relaxd.thermal) ------------------------------------------
+
+    @property
+    def too_hot_reason(self) -> str | None:
+        """Why a Start is refused now: the chair is too hot and has not cooled (None: it may
+        start)."""
+        return self.thermal.too_hot_reason if self.thermal is not None else None
+
+    def _watch_heat(self, t: float) -> None:
+        """Warm: alert the caregiver. Too hot: every output 0 and the controller idle until a
+        deliberate start once the chair has cooled; a session started while it is still too
+        hot is stopped again at once."""
+        if self.thermal is None:
+            return
+        for change in self.thermal.poll():
+            if change.kind == "warm":
+                self.alerter.alert(t, "hot", change.detail)
+            elif change.kind == "too hot":
+                self._record_step(t, self.controller.too_hot(t, change.detail))
+            else:
+                quiet = change.kind in ("cooled", "normal")
+                log.log(logging.INFO if quiet else logging.WARNING, "%s", change.detail)
+        c = self.controller
+        if self.too_hot_reason and not c.waiting_for_start and c.state is not State.ESTOPPED:
+            self._record_step(t, c.too_hot(t, "a session was started before the chair cooled"))
 
     def _record_step(self, t: float, step: Step) -> None:
         for d in step.decisions:

@@ -1,9 +1,10 @@
 """The one place that decides real or simulated hardware, and ``relaxd safe-off``.
 
 :class:`ChairHardware` gives the chair's parts: gpiozero's default pin factory (lgpio on the
-Pi), the sound card, the latch and run marker in the state directory. :class:`SimulatedHardware`
-gives the same parts for a laptop: gpiozero's MockFactory with PWM pins, a WAV file, an
-in-memory latch (or the ``--out`` folder's with ``--keep-latch``), and a caregiver's hands on
+Pi), the sound card, the latch and run marker in the state directory, the SoC temperature watch.
+:class:`SimulatedHardware` gives the same parts for a laptop: gpiozero's MockFactory with PWM
+pins, a WAV file, an in-memory latch (or the ``--out`` folder's with ``--keep-latch``), a
+temperature watch on plain files only (never the laptop's own /sys), and a caregiver's hands on
 the simulated buttons::
 
     hw = hardware_for(config, simulate=True, out=Path("relaxd-sim"))
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from relaxd.clock import Clock
     from relaxd.config import CameraSettings, Config
     from relaxd.safety import EmergencyStop, SafetySettings
+    from relaxd.thermal import ThermalSettings, ThermalWatch
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,16 @@ class ChairHardware:
             save_pins(self.state_dir, self.config.actuators, self.config.path)
         except OSError as exc:
             log.error("could not save the actuator pins' copy in %s: %s", self.state_dir, exc)
+
+    def thermal_settings(self) -> ThermalSettings:
+        """The temperature watch's settings: the configured sysfs files."""
+        return self.config.thermal
+
+    def thermal_watch(self) -> ThermalWatch | None:
+        """The SoC temperature and throttling watch (None: neither file to read)."""
+        from relaxd.thermal import ThermalWatch
+
+        return ThermalWatch.open(self.thermal_settings())
 
     def rest_buttons(self) -> None:
         """The buttons as nobody touches them (on the chair: as they are)."""
@@ -107,6 +119,13 @@ class SimulatedHardware(ChairHardware):
 
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
         return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
+
+    def thermal_settings(self) -> ThermalSettings:
+        """Only plain files the configuration names, to rehearse a hot chair: never the
+        laptop's own sensors under /sys."""
+        from relaxd.thermal import without_sysfs
+
+        return without_sysfs(self.config.thermal)
 
     def rest_buttons(self) -> None:
         SimulatedHands(self.pin_factory, self.config.safety).rest()

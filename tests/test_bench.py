@@ -150,3 +150,44 @@ def test_estop_latency_benchmark_prints_json(capsys):
     assert main(["bench", "--estop", "20", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["n"] == 20 and 0 < stats["median_ms"] <= stats["max_ms"]
+
+
+def test_the_estop_benchmark_runs_under_the_daemons_switch_interval_then_restores_it(capsys):
+    from relaxd.app import STOP_SWITCH_INTERVAL_S
+    from relaxd.cli import main
+
+    before = sys.getswitchinterval()
+    assert STOP_SWITCH_INTERVAL_S < before  # shorter than Python's 5 ms
+    assert main(["bench", "--estop", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["switch_interval_ms"] == STOP_SWITCH_INTERVAL_S * 1000
+    assert main(["bench", "--estop", "5", "--switch-interval", "5"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(switch interval 5 ms)")
+    assert sys.getswitchinterval() == before
+
+
+def test_the_vision_benchmark_reports_its_switch_interval(fake_model, capsys):
+    assert bench.run(bench_args("--frames", "2", "--json", "--switch-interval", "2.5")) == 0
+    assert json.loads(capsys.readouterr().out)["switch_interval_ms"] == 2.5
+    with pytest.raises(RelaxdError, match="--switch-interval"):
+        bench.run(bench_args("--frames", "2", "--switch-interval", "0"))
+
+
+def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
+    from relaxd import app
+
+    seen = []
+
+    class Loop:
+        control = status = None
+        stop_reason = "done"
+
+        def run(self) -> int:
+            seen.append(sys.getswitchinterval())
+            return 0
+
+    monkeypatch.setattr(app, "setup_logging", lambda verbose: None)
+    monkeypatch.setattr(app, "install_signal_handlers", lambda session: None)
+    monkeypatch.setattr(app, "build_session", lambda args, stack: Loop())
+    before = sys.getswitchinterval()
+    assert app.run_from_args(argparse.Namespace(verbose=False, simulate=False)) == 0
+    assert seen == [app.STOP_SWITCH_INTERVAL_S] and sys.getswitchinterval() == before

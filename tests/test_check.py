@@ -101,7 +101,7 @@ def test_simulated_run_passes(config_file, capsys):
     names = [line[6:20].strip() for line in out[:-1]]
     assert names == ["config", "scenario", "camera", "model", "light red", "light green",
                      "light blue", "vibration", "buzzer", "alert LED", "e-stop", "reset button",
-                     "audio", "state dir", "station"]
+                     "audio", "state dir", "temperature", "throttling", "station"]
     assert all(line.startswith("ok ") for line in out[:-1]), out
     assert out[-1] == "all checks passed"
 

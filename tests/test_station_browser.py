@@ -165,3 +165,31 @@ def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser,
                 assert size["height"] >= 48 and size["width"] >= 48, button.text
     finally:
         chair.close()
+
+
+SHOW_HEAT = """
+render(Object.assign({}, last, {thermal: arguments[0]}));
+const line = document.getElementById("thermal");
+return [line.offsetParent ? line.textContent : null, OUT];
+"""
+
+
+def test_the_now_page_shows_a_warm_or_too_hot_chair_in_one_line(browser, tmp_path):
+    chair = SimulatedChair(tmp_path / "chair", SCRIPT)
+    try:
+        browser.get(chair.link)
+        wait_for(lambda: text(browser, "state") not in ("", "…"), "the live state")
+        out_of_view(browser)  # the touch display's size
+        shown = SHOW_HEAT.replace("OUT", "(() => {" + OUT_OF_VIEW + "})()")
+        ok = {"temp_c": 52.0, "level": "ok", "throttled": []}
+        assert browser.execute_script(shown, ok) == [None, []]
+        warm = {"temp_c": 76.4, "level": "warm", "throttled": []}
+        assert browser.execute_script(shown, warm) == [
+            "The chair is warm (76.4 °C): it stops by itself if it gets hotter.", []]
+        hot = {"temp_c": 81.2, "level": "too hot", "throttled": ["throttled"]}
+        line, hidden = browser.execute_script(shown, hot)
+        assert line.startswith("The chair is too hot (81.2 °C): every output is off.")
+        assert line.endswith("The Pi reports: throttled.") and hidden == []
+        shot(browser, tmp_path, "too-hot")
+    finally:
+        chair.close()

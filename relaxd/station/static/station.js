@@ -73,6 +73,7 @@ function render(s) {
   drawStrip(s.mood_strip || []);
   renderBreath(s);
   renderEstop(s);
+  renderThermal(s.thermal);
   renderControls(s);
   renderAlerts(s.alerts || []);
   fillScenarios(s.scenarios || []);
@@ -110,6 +111,21 @@ function renderEstop(s) {
   } else {
     banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to reset it; then Start.";
   }
+}
+
+// The chair's temperature: one line, only while it is warm or too hot (then every output is
+// off and a Start is refused until it has cooled).
+function renderThermal(thermal) {
+  const line = $("thermal");
+  const level = thermal ? thermal.level : "ok";
+  line.classList.toggle("hidden", level !== "warm" && level !== "too hot");
+  line.dataset.level = level;
+  if (level !== "warm" && level !== "too hot") return;
+  const degrees = thermal.temp_c == null ? "" : " (" + thermal.temp_c.toFixed(1) + " °C)";
+  const flags = (thermal.throttled || []).length ? " The Pi reports: " + thermal.throttled.join(", ") + "." : "";
+  line.textContent = (level === "too hot"
+    ? "The chair is too hot" + degrees + ": every output is off. Start again once it has cooled."
+    : "The chair is warm" + degrees + ": it stops by itself if it gets hotter.") + flags;
 }
 
 function renderControls(s) {
