@@ -70,6 +70,9 @@ MAX_CLIENTS = 8
 STOP_RESERVE = 4
 #: How long such a reserve connection has to send its ``stop``.
 STOP_RESERVE_WAIT_S = 1.0
+#: With the reserve taken too, how long a connection has to send its ``stop``, on the accept
+#: thread itself.
+OVERFLOW_WAIT_S = 0.2
 MAX_LINE = 64 * 1024
 SEND_TIMEOUT_S = 5.0
 #: A connection that sends no complete line for this long is closed (a subscription never).
@@ -269,26 +272,53 @@ class ControlServer:
         elif self._reserve.acquire(blocking=False):
             slot, serve = self._reserve, self._serve_stop_only
         else:
-            _send_quietly(conn, {"ok": False, "error": "too many clients"})
-            conn.close()
+            self._overflow(conn)
             return
+        accepted_after = self._stop_seq()  # in the order clients connected, before any runs
         try:
-            threading.Thread(target=serve, args=(conn, slot), name="control-client",
-                             daemon=True).start()
+            threading.Thread(target=serve, args=(conn, slot, accepted_after),
+                             name="control-client", daemon=True).start()
         except RuntimeError as exc:  # no thread to be had: refuse this one, keep accepting
             slot.release()
             _send_quietly(conn, {"ok": False, "error": "the chair is out of threads"})
             conn.close()
             log.error("control socket: no thread for a client: %s", exc)
 
+    def _overflow(self, conn: socket.socket) -> None:
+        """Every slot and the reserve taken: here, on the accept thread, give the connection a
+        moment to send a ``stop`` (carried out) and refuse anything else. Connections are taken
+        in the order they came, so clients that keep every slot busy delay a STOP by at most
+        OVERFLOW_WAIT_S each, never refuse it."""
+        try:
+            for line in _lines(conn, OVERFLOW_WAIT_S):
+                try:
+                    message = decode(line)
+                except ValueError:
+                    message = {}
+                if message.get("cmd") == "stop":
+                    _send_quietly(conn, self._reply(message))
+                else:
+                    _send_quietly(conn, {**_echo_id(message), "ok": False,
+                                         "error": "too many clients"})
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
     # --- one connection ----------------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket, slot: threading.BoundedSemaphore) -> None:
-        """Answer the client's lines until it goes, falls silent or subscribes."""
+    def _serve(self, conn: socket.socket, slot: threading.BoundedSemaphore,
+               accepted_after: int) -> None:
+        """Answer the client's lines until it goes, falls silent or subscribes. Its first
+        command is bound to the newest stop when the connection was accepted, so a STOP on a
+        connection made later always wins over it, whichever thread runs first."""
+        bound: int | None = accepted_after
         try:
             for line in _lines(conn, IDLE_TIMEOUT_S):
-                if not self._answer(conn, line):
+                if not self._answer(conn, line, bound):
                     return
+                bound = None
         except OSError:
             pass
         except Exception:  # noqa: BLE001 - one bad client never takes the server down
@@ -297,7 +327,8 @@ class ControlServer:
             conn.close()
             slot.release()
 
-    def _serve_stop_only(self, conn: socket.socket, slot: threading.BoundedSemaphore) -> None:
+    def _serve_stop_only(self, conn: socket.socket, slot: threading.BoundedSemaphore,
+                         accepted_after: int = 0) -> None:
         """Every slot is taken: answer one ``stop`` (anything else is refused), then close."""
         try:
             for line in _lines(conn, STOP_RESERVE_WAIT_S):
@@ -318,8 +349,9 @@ class ControlServer:
             conn.close()
             slot.release()
 
-    def _answer(self, conn: socket.socket, line: bytes) -> bool:
-        """Answer one line; False once the connection has become a subscription (ended)."""
+    def _answer(self, conn: socket.socket, line: bytes, bound: int | None = None) -> bool:
+        """Answer one line (a command bound to stop ``bound`` at the latest); False once the
+        connection has become a subscription (ended)."""
         try:
             message = decode(line)
         except ValueError as exc:
@@ -328,11 +360,12 @@ class ControlServer:
         if message.get("cmd") == "subscribe":
             self._push(conn)
             return False
-        _send(conn, self._reply(message))
+        _send(conn, self._reply(message, conn, bound))
         return True
 
-    def _reply(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The answer to one message (anything but ``subscribe``)."""
+    def _reply(self, message: dict[str, Any], conn: socket.socket | None = None,
+               bound: int | None = None) -> dict[str, Any]:
+        """The answer to one message (anything but ``subscribe``) from ``conn``."""
         name = str(message.get("cmd", ""))
         reply = _echo_id(message)
         if name == "state":
@@ -343,7 +376,7 @@ class ControlServer:
         elif name in self._direct:
             reply.update(self._direct[name](message))
         else:
-            reply.update(self._queue(name, message))
+            reply.update(self._queue(name, message, conn, bound))
         return reply
 
     def _stop(self, by: str) -> dict[str, Any]:
@@ -355,20 +388,24 @@ class ControlServer:
             why = " ".join(f"{type(exc).__name__}: {exc}".split())
             return {"ok": False, "error": f"the stop failed ({why}): press the e-stop"}
 
-    def _queue(self, name: str, message: dict[str, Any]) -> dict[str, Any]:
-        """Bind the command to a stop as it arrives, prepare it here, then hand it to the loop
-        and wait for its answer; cancelled, never carried out, when the loop is too late."""
+    def _queue(self, name: str, message: dict[str, Any], conn: socket.socket | None = None,
+               bound: int | None = None) -> dict[str, Any]:
+        """Bind the command to a stop as it arrives (``bound`` at the latest), prepare it here,
+        then hand it to the loop and wait for its answer; cancelled, never carried out, when
+        the loop is too late or the client has hung up (it stopped waiting)."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        newest = self._stop_seq()
         try:
-            command = Command(name, message, after_stop=_after_stop(message, self._stop_seq()))
+            command = Command(name, message, after_stop=_after_stop(
+                message, newest if bound is None else min(bound, newest)))
             if self._prepare is not None:
                 self._prepare(command)
         except CommandRefused as exc:
             return {"ok": False, "error": str(exc)}
-        if time.monotonic() >= deadline:
-            command.cancel()  # prepared too slowly: its sender may have stopped waiting
+        if time.monotonic() >= deadline or _gone(conn):
+            command.cancel()  # prepared too slowly, or its sender stopped waiting
         self._commands.put(command)  # cancelled too: the loop skips it, and frees what it holds
-        if command.done.wait(max(0.0, deadline - time.monotonic())):
+        if _wait_while_there(command, conn, deadline):
             return command.answer
         if command.cancel():
             return {"ok": False, "error": NOT_CARRIED_OUT}
@@ -469,6 +506,30 @@ def _lines(conn: socket.socket, idle_s: float) -> Iterable[bytes]:
         if len(buffer) > MAX_LINE:
             _send_quietly(conn, {"ok": False, "error": "line too long"})
             return
+
+
+def _gone(conn: socket.socket | None) -> bool:
+    """The client has closed its end (peeked without waiting or reading)."""
+    if conn is None:
+        return False
+    conn.settimeout(0.0)  # a socket with a timeout would wait out EAGAIN
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _wait_while_there(command: Command, conn: socket.socket | None, deadline: float) -> bool:
+    """Wait for the loop's answer until ``deadline``; True if it came. Gives up early (False)
+    once the client has hung up, so a command nobody waits for is cancelled, not carried out."""
+    while True:
+        left = deadline - time.monotonic()
+        if command.done.wait(max(0.0, min(left, 0.05))):
+            return True
+        if left <= 0 or _gone(conn):
+            return False
 
 
 def _hung_up(conn: socket.socket) -> bool:

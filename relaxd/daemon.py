@@ -205,7 +205,9 @@ class Session:
             self.estop.trigger(reason, cause="fault")
 
     def _finish(self, clean: bool) -> None:
-        """Everything off, every record closed; then, on a clean exit only, the run marker goes."""
+        """Everything off, every record closed; then, on a clean exit only, the run marker goes,
+        and only once the latch is on disk as it is in memory: a stop that could not be written
+        (a full SD card) keeps the marker, so the next start comes up latched (``crash``)."""
         self.actuators.off()
         self.notifier.stopping(self._stop_reason or "stopping")
         self.estop.close()  # its worker records any press still queued
@@ -216,8 +218,18 @@ class Session:
             part.close()
         if self.status is not None:
             self.status.close()
-        if clean and self.marker is not None:
+        if clean and self.marker is not None and self._latch_on_disk():
             self.marker.end()
+
+    def _latch_on_disk(self) -> bool:
+        """Write the latch once more; False (logged) when it cannot be written."""
+        try:
+            self.latch.save()
+        except OSError as exc:
+            log.critical("the latch cannot be written (%s): the run marker stays, so the next "
+                         "start comes up stopped", exc)
+            return False
+        return True
 
     def _next_session(self, t: float) -> None:
         """The scenario is over: record the session, then idle until the seat has been empty

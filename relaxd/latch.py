@@ -191,6 +191,9 @@ class FaultLatch:
     def _refusal(self, by: Clearer, after_stop: int) -> None:
         if not self._causes:
             raise StopRefused("nothing is latched")
+        if after_stop > self._seq:
+            raise StopRefused(f"no stop {after_stop} yet (the newest is {self._seq}): not "
+                              "carried out")
         if self._seq > after_stop:
             raise StopRefused(f"a newer stop (number {self._seq}) came after this request "
                               f"(which answered stop {after_stop}): not carried out")
@@ -206,7 +209,7 @@ class FaultLatch:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             self._causes, self._seq = {"fault": f"latch file unreadable ({exc})"}, CRASH_SEQ_GAP
             return
         self._causes, self._seq = _parse(data)
@@ -232,33 +235,43 @@ class FaultLatch:
         now = time.time() if now is None else now
         try:
             fresh = 0 <= now - float(data["at"]) <= RESET_REQUEST_TTL_S
-            after_stop = int(data["after_stop"])
-        except (KeyError, TypeError, ValueError):
+            after_stop = data["after_stop"]
+        except (KeyError, TypeError, ValueError, OverflowError):
             fresh, after_stop = False, -1
-        if not fresh:
+        if not fresh or not _is_stop_number(after_stop):
             log.warning("ignored a stale or malformed reset request: %s", data)
             return None
         return after_stop
 
 
+def _damaged() -> tuple[dict[str, str], int]:
+    """What a damaged latch file reads as: latched, needing the reset button."""
+    return {"fault": "latch file damaged: staying stopped"}, CRASH_SEQ_GAP
+
+
 def _parse(data: object) -> tuple[dict[str, str], int]:
     """The causes and stop number of a ``latch.json``. A file of an older relaxd
-    (``{"reason", "id"}``) or one that names an unknown cause needs the reset button."""
+    (``{"reason", "id"}``), a damaged one, or one that names an unknown cause needs the reset
+    button; reading one never raises."""
     if not isinstance(data, dict):
-        return {"fault": "latch file malformed"}, CRASH_SEQ_GAP
+        return _damaged()
     if "causes" not in data:
         return {"fault": f"latched by an older relaxd: {data.get('reason', '?')}"}, CRASH_SEQ_GAP
+    listed, seq = data["causes"], data.get("stop_seq", 0)
+    if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed) \
+            or not _is_stop_number(seq):
+        return _damaged()
     details = data.get("details") if isinstance(data.get("details"), dict) else {}
     causes: dict[str, str] = {}
-    for cause in data.get("causes") or ():
+    for cause in listed:
         known = cause in CAUSES
         causes[cause if known else "fault"] = str(details.get(cause, CAUSES.get(cause, cause)))
-    try:
-        seq = int(data.get("stop_seq", 0))
-    except (TypeError, ValueError):
-        causes.setdefault("fault", "latch file malformed")
-        seq = CRASH_SEQ_GAP
     return causes, seq
+
+
+def _is_stop_number(value: object) -> bool:
+    """A stop number as JSON gives it: a whole number, 0 or more (never a bool or a float)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
 class RunMarker:

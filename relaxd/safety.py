@@ -277,6 +277,13 @@ def _stop_words(cause: str, source: str) -> str:
     return f"emergency stop ({source})" if cause in ("estop", "station-stop") else source
 
 
+#: A start at the reset button is a press of at least this long (a contact's bounce or glitch is
+#: shorter; a caregiver's press is not)...
+START_PRESS_S = 0.2
+#: ...that begins at least this long after the reset was let go (not the reset's own bounce).
+START_SETTLE_S = 1.0
+
+
 class ResetButton:
     """The chair's reset button: the one deliberate act that clears a latched stop, and then,
     pressed again, the chair's own start.
@@ -285,8 +292,9 @@ class ResetButton:
     it (the arbiter's stop number did not move); it clears the latch when it lasted at least
     ``hold_to_reset`` seconds by ``now`` (the session clock, so simulation holds in simulated
     time). Contact chatter restarts the count, so it never resets anything. A reset leaves the
-    chair idle; the button's next press and release (any length) asks the loop for a start,
-    bound to the newest stop at the press.
+    chair idle; the button's next deliberate press (at least :data:`START_PRESS_S`, beginning
+    :data:`START_SETTLE_S` after the reset) asks the loop for a start, bound to the newest stop
+    at the press, so neither a bounce of the reset's release nor a glitch starts anything.
     """
 
     def __init__(self, estop: EmergencyStop, settings: SafetySettings | None = None, *,
@@ -298,6 +306,7 @@ class ResetButton:
         self._since: float | None = None
         self._bound = 0  # the newest stop when the press began
         self._was_latched = False
+        self._reset_at = float("-inf")  # when a hold last cleared the latch
         self.button.when_pressed = never_raises(self._pressed)
         self.button.when_released = never_raises(self._released)
 
@@ -312,12 +321,17 @@ class ResetButton:
             log.info("reset button: the e-stop was pressed or a stop came during the press; "
                      "nothing done")
             return
-        if not self._was_latched:
-            self.estop.request_start(self._bound)
-            return
         held = self.now() - since
+        if not self._was_latched:
+            if held >= START_PRESS_S and since - self._reset_at >= START_SETTLE_S:
+                self.estop.request_start(self._bound)
+            else:
+                log.info("reset button: a %.2f s pulse right after a reset or too short for a "
+                         "start; nothing done", held)
+            return
         if held >= self.settings.hold_to_reset:
-            self.estop.reset(f"reset button held {held:.1f} s", after_stop=self._bound)
+            if self.estop.reset(f"reset button held {held:.1f} s", after_stop=self._bound):
+                self._reset_at = self.now()
         else:
             log.info("reset button released after %.1f s: hold it %g s to reset", held,
                      self.settings.hold_to_reset)

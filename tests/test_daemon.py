@@ -101,8 +101,9 @@ def test_restart_after_fault_stays_safe_until_reset_then_idle_until_a_start(mock
         levels.append(_pin_values(mock_factory))
         if len(levels) == 100:
             FaultLatch(latch).request_reset()  # `relaxd reset` with safety.remote_reset: true
-        if len(levels) == 200:  # the reset button pressed and let go: the deliberate start
+        if len(levels) == 200:  # the reset button pressed for a moment: the deliberate start
             hands("press", "reset")
+        if len(levels) == 201:
             hands("release", "reset")
         if len(levels) > 300:
             return None
@@ -111,7 +112,7 @@ def test_restart_after_fault_stays_safe_until_reset_then_idle_until_a_start(mock
     session, sink, estop = _session(mock_factory, _lit_then(ask_reset_then_start, fail_at=1),
                                     latch, remote_reset=True, reset_button=True)
     assert session.run() == 0
-    assert all(max(v) == 0 for v in levels[:201])  # latched, then reset: idle, nothing plays
+    assert all(max(v) == 0 for v in levels[:202])  # latched, then reset: idle, nothing plays
     assert max(levels[-1]) > 0  # after the start the session played
     actions = [e["action"] for e in sink.events if e["type"] == "decision"]
     assert actions[:2] == ["reset", "start"] and "start intensity" not in actions

@@ -199,7 +199,12 @@ def test_the_reset_button_resets_only_when_held_long_enough_and_its_next_press_s
     (s,) = stop.sync(clock.t, ctrl)
     assert s.state is State.IDLE and s.levels.light == 0 and acts.inhibited
     assert stop.take_start_request() is None  # the resetting press is not also a start
-    hold(reset_pin, clock, 0.01)  # the next press and release, any length: a start
+    hold(reset_pin, clock, 0.3)  # the reset's bounce, too soon after it: nothing
+    assert stop.take_start_request() is None
+    clock.t += 2.0
+    hold(reset_pin, clock, 0.01)  # a glitch of the contact: nothing
+    assert stop.take_start_request() is None
+    hold(reset_pin, clock, 0.3)  # the next deliberate press: a start
     assert stop.take_start_request() == stop.latch.stop_seq
     assert stop.take_start_request() is None  # once
 

@@ -261,10 +261,15 @@ def chair_command(cmd: str, role: str | None = None,
 
 
 def _start_args(body: dict[str, Any], _: Request) -> dict[str, Any]:
-    """``{"scenario": NAME | "auto", "child": ID | null, "manual": bool}``."""
+    """``{"scenario": NAME | "auto", "child": ID | null, "manual": bool, "after_stop": N}``:
+    ``after_stop`` is the newest stop the caregiver's page showed (the chair refuses the Start
+    once a newer one exists; the chair checks the number)."""
     child = body.get("child")
-    return {"scenario": str(body.get("scenario") or ""), "manual": bool(body.get("manual")),
+    args = {"scenario": str(body.get("scenario") or ""), "manual": bool(body.get("manual")),
             "child": str(child) if child else None}
+    if "after_stop" in body:
+        args["after_stop"] = body["after_stop"]
+    return args
 
 
 # --- children --------------------------------------------------------------------------------

@@ -213,9 +213,11 @@ async function showAuto() {
 async function start() {
   const child = $("start-child").value;
   if (!child) { say("Choose the child first."); return; }
-  const {status, data} = await api("POST", "/api/start", {
-    scenario: $("start-scenario").value, manual: $("start-manual").checked,
-    child: child === NO_PROFILE ? null : child});
+  const body = {scenario: $("start-scenario").value, manual: $("start-manual").checked,
+    child: child === NO_PROFILE ? null : child};
+  // The newest stop this page has shown: a STOP from anywhere after it refuses this Start.
+  if (last && Number.isInteger(last.stop_seq)) body.after_stop = last.stop_seq;
+  const {status, data} = await api("POST", "/api/start", body);
   say(status === 200 ? "Started: " + data.scenario + (data.child ? " for " + childName(data.child) : "")
     : (data.error || ("failed: " + status)));  // why: beside the scenario, above
   if (status === 200) showAuto();
