@@ -16,15 +16,15 @@ import sys
 from typing import Callable
 
 from relaxd import __version__
-from relaxd.errors import RelaxdError
+from relaxd.core.errors import RelaxdError
 
 log = logging.getLogger("relaxd")
 
 # subcommand -> (module, configure function, run function, help)
 _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
-    ("check",): ("relaxd.check", "configure", "run", "check camera, model, pins, audio and storage"),
-    ("bench",): ("relaxd.bench", "configure", "run", "time the vision pipeline on 640x480 frames"),
-    ("model", "evaluate"): ("relaxd.evaluate", "configure", "run",
+    ("check",): ("relaxd.commands.check", "configure", "run", "check camera, model, pins, audio and storage"),
+    ("bench",): ("relaxd.commands.bench", "configure", "run", "time the vision pipeline on 640x480 frames"),
+    ("model", "evaluate"): ("relaxd.commands.evaluate", "configure", "run",
                             "evaluate an emotion model on a folder in FER2013 layout"),
     ("model", "calibrate"): ("relaxd.commands.calibrate", "configure", "run",
                              "fit the 3-mood decision's calibration on half of a folder"),
@@ -34,37 +34,37 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.commands.sessions", "configure", "run", "list and export recorded sessions"),
     # issue 16: child profiles, and the study of the scenario learner
-    ("children", "add"): ("relaxd.children_cli", "configure_add", "run_add",
+    ("children", "add"): ("relaxd.commands.children", "configure_add", "run_add",
                           "add a child (a pseudonym unless a name is given)"),
-    ("children", "list"): ("relaxd.children_cli", "configure_list", "run_list", "list the children"),
-    ("children", "show"): ("relaxd.children_cli", "configure_one", "run_show",
+    ("children", "list"): ("relaxd.commands.children", "configure_list", "run_list", "list the children"),
+    ("children", "show"): ("relaxd.commands.children", "configure_one", "run_show",
                            "a child's profile, consent, limits, baseline and scenario record"),
-    ("children", "set"): ("relaxd.children_cli", "configure_set", "run_set",
+    ("children", "set"): ("relaxd.commands.children", "configure_set", "run_set",
                           "change a child's consent, limits, pinned or forbidden scenarios"),
-    ("children", "rename"): ("relaxd.children_cli", "configure_rename", "run_rename",
+    ("children", "rename"): ("relaxd.commands.children", "configure_rename", "run_rename",
                              "rename a child"),
-    ("children", "export"): ("relaxd.children_cli", "configure_export", "run_export",
+    ("children", "export"): ("relaxd.commands.children", "configure_export", "run_export",
                              "write a child's profile and sessions as JSON"),
-    ("children", "delete"): ("relaxd.children_cli", "configure_delete", "run_delete",
+    ("children", "delete"): ("relaxd.commands.children", "configure_delete", "run_delete",
                              "erase a child and every session linked to them"),
-    ("children", "study"): ("relaxd.study", "configure", "run",
+    ("children", "study"): ("relaxd.sim.study", "configure", "run",
                             "virtual children: the learner against the default and random"),
-    ("reset",): ("relaxd.app", "configure_reset", "run_reset",
+    ("reset",): ("relaxd.daemon.build", "configure_reset", "run_reset",
                  "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
     ("start",): ("relaxd.commands.start", "configure", "run",
                  "start a child's session from a shell (the daemon runs with the station)"),
-    ("safe-off",): ("relaxd.hardware", "configure_safe_off", "run_safe_off",
+    ("safe-off",): ("relaxd.daemon.hardware", "configure_safe_off", "run_safe_off",
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
     ("config", "boot-pins"): ("relaxd.commands.config", "configure_boot_pins", "run_boot_pins",
                               "print the config.txt gpio= line: the actuator pins off from boot"),
     # The caregiver station (issue 15).
-    ("ui", "serve"): ("relaxd.station.cli", "configure_serve", "run_serve",
+    ("ui", "serve"): ("relaxd.commands.ui", "configure_serve", "run_serve",
                       "run the caregiver station (web application) beside the daemon"),
-    ("ui", "add-user"): ("relaxd.station.cli", "configure_add_user", "run_add_user",
+    ("ui", "add-user"): ("relaxd.commands.ui", "configure_add_user", "run_add_user",
                          "add a station account (caregiver or therapist)"),
-    ("ui", "passwd"): ("relaxd.station.cli", "configure_passwd", "run_passwd",
+    ("ui", "passwd"): ("relaxd.commands.ui", "configure_passwd", "run_passwd",
                        "change a station account's password"),
-    ("ui", "set-pin"): ("relaxd.station.cli", "configure_users", "run_set_pin",
+    ("ui", "set-pin"): ("relaxd.commands.ui", "configure_users", "run_set_pin",
                         "set the caregiver PIN for signing in at the chair's own screen"),
 }
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "_command", None):
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
             return runs[args._command](args)
-        from relaxd.app import run_from_args
+        from relaxd.daemon.build import run_from_args
         return run_from_args(args)
     except RelaxdError as exc:
         print(f"relaxd: {exc}", file=sys.stderr)

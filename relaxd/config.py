@@ -3,7 +3,7 @@
 Which file: ``--config FILE``, else ``$RELAXD_CONFIG``, else :data:`DEFAULT_PATH`. A file named
 explicitly must exist; a missing default file means every default (logged). Every field has a
 safe default; ``deploy/config.yaml`` documents them all. Problems raise
-:class:`relaxd.yamlspec.SpecError`, one ``FILE:LINE:COL: message`` line each.
+:class:`relaxd.core.yamlspec.SpecError`, one ``FILE:LINE:COL: message`` line each.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import yaml
 
-from relaxd import yamlspec
-from relaxd.actuators import ActuatorSettings
-from relaxd.alerts import AlertSettings
-from relaxd.children import ChildrenSettings
-from relaxd.mood import MoodSettings
-from relaxd.paths import DEFAULT_CONFIG, default_model, default_scenario, default_state_dir
-from relaxd.safety import SafetySettings
+from relaxd.children.store import ChildrenSettings
+from relaxd.core import yamlspec
+from relaxd.core.paths import DEFAULT_CONFIG, default_model, default_scenario, default_state_dir
+from relaxd.core.yamlspec import spec
+from relaxd.outputs.actuators import ActuatorSettings
+from relaxd.safety.alerts import AlertSettings
+from relaxd.safety.estop import SafetySettings
+from relaxd.safety.thermal import ThermalSettings
 from relaxd.station.settings import UISettings
-from relaxd.thermal import ThermalSettings
-from relaxd.yamlspec import spec
+from relaxd.vision.mood import MoodSettings
 
 if TYPE_CHECKING:
-    from relaxd.camera import FrameSource
+    from relaxd.vision.camera import FrameSource
 
 log = logging.getLogger(__name__)
 
-#: The configuration file when none is named (:data:`relaxd.paths.DEFAULT_CONFIG`).
+#: The configuration file when none is named (:data:`relaxd.core.paths.DEFAULT_CONFIG`).
 DEFAULT_PATH = DEFAULT_CONFIG
 
 
@@ -63,8 +63,8 @@ class CameraSettings:
             yield "retry_backoff_max_s", "retry_backoff_max_s must be >= retry_backoff_s"
 
     def open(self) -> FrameSource:
-        """Open this source (raises :class:`relaxd.camera.CameraError`)."""
-        from relaxd.camera import ImageFolderSource, PiCameraSource, VideoFileSource, WebcamSource
+        """Open this source (raises :class:`relaxd.vision.camera.CameraError`)."""
+        from relaxd.vision.camera import ImageFolderSource, PiCameraSource, VideoFileSource, WebcamSource
 
         size = (self.width, self.height)
         if self.source == "picamera":

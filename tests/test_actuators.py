@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from relaxd import yamlspec
-from relaxd.actuators import Actuators, ActuatorSettings, MaxRamp, pattern_level, pulse_level
-from relaxd.audio import NullOutput
-from relaxd.controller import Levels, State, Step, Stimulus
-from relaxd.errors import RelaxdError
-from relaxd.scenario import Audio, Generator, Pattern
+from relaxd.control.controller import Levels, State, Step, Stimulus
+from relaxd.control.scenario import Audio, Generator, Pattern
+from relaxd.core import yamlspec
+from relaxd.core.errors import RelaxdError
+from relaxd.outputs.actuators import Actuators, ActuatorSettings, MaxRamp, pattern_level, pulse_level
+from relaxd.outputs.audio import NullOutput
 
 #: Ramps free enough that one apply() shows the mapping; the installation's slew limit (the
 #: defaults) has tests of its own below.

@@ -9,8 +9,8 @@ import time
 
 from conftest import failing_pin
 
-from relaxd.alerts import BEEPS, Alerter, AlertSettings
-from relaxd.events import EventLog, MemorySink
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import BEEPS, Alerter, AlertSettings
 
 S = AlertSettings()
 
@@ -26,7 +26,7 @@ def test_alert_logs_records_beeps_and_blinks(mock_factory, caplog):
     sink = MemorySink()
     alerter = Alerter(S, EventLog([sink]), pin_factory=mock_factory)
     buzzer, led = mock_factory.pin(S.buzzer_pin), mock_factory.pin(S.led_pin)
-    with caplog.at_level(logging.CRITICAL, logger="relaxd.alerts"):
+    with caplog.at_level(logging.CRITICAL, logger="relaxd.safety.alerts"):
         alerter.alert(42.0, "halt", "negative mood for 45 s: stimuli halted")
     assert "ALERT halt at 42.0 s: negative mood for 45 s" in caplog.text
     assert sink.events == [{"t": 42.0, "type": "alert", "reason": "halt",
@@ -71,7 +71,7 @@ def test_a_failing_alert_output_never_raises_and_the_next_alert_still_sounds(
     buzzer.failing = False
     alerter = Alerter(S, pin_factory=mock_factory)
     buzzer.failing = True
-    with caplog.at_level(logging.ERROR, logger="relaxd.alerts"):
+    with caplog.at_level(logging.ERROR, logger="relaxd.safety.alerts"):
         alerter.alert(1.0, "fault", "first")  # does not raise
         alerter.wait(2)
     assert "driving an alert output failed" in caplog.text
@@ -109,7 +109,7 @@ def test_command_timeout_and_missing_program_are_logged_not_raised(mock_factory,
     settings = AlertSettings(buzzer_pin=None, led_pin=None, timeout=0.2,
                               command=[sys.executable, "-c", "import time; time.sleep(5)"])
     alerter = Alerter(settings, pin_factory=mock_factory)
-    with caplog.at_level(logging.ERROR, logger="relaxd.alerts"):
+    with caplog.at_level(logging.ERROR, logger="relaxd.safety.alerts"):
         alerter.alert(1.0, "camera", "no frames")
         alerter.wait(3)
         assert "timed out after 0.2 s and was killed" in caplog.text

@@ -1,6 +1,6 @@
 """Sound synthesis, smooth volume, WAV rendering on virtual time, and the PortAudio error path;
 one loudness (ITU-R BS.1770-4) for every sound, checked with pyloudnorm as the independent
-reference (test extras only: relaxd measures with its own numpy module, relaxd.loudness)."""
+reference (test extras only: relaxd measures with its own numpy module, relaxd.outputs.loudness)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from relaxd.audio import (
+from relaxd.control.scenario import Audio, Generator, load_scenario
+from relaxd.core.errors import RelaxdError
+from relaxd.core.wav import read_wav
+from relaxd.outputs.audio import (
     MAX_GAIN,
     PEAK,
     TARGET_LUFS,
@@ -22,9 +25,6 @@ from relaxd.audio import (
     limit_peaks,
     make_source,
 )
-from relaxd.errors import RelaxdError
-from relaxd.scenario import Audio, Generator, load_scenario
-from relaxd.wav import read_wav
 
 RATE = 22050
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -370,7 +370,7 @@ def test_under_a_tempo_the_soundscape_has_no_swell_of_its_own():
 def test_built_in_sounds_peak_under_full_scale():
     """The soundscape's surf peaked at about 1.07 and was clipped by the output's ceiling: the
     generators' rare peaks are bent smoothly under PEAK."""
-    from relaxd.audio import _LOOP
+    from relaxd.outputs.audio import _LOOP
 
     for generator in Generator:
         x = make_source(Audio(generator=generator), RATE)(0, _LOOP)
@@ -378,11 +378,11 @@ def test_built_in_sounds_peak_under_full_scale():
 
 
 def test_the_audio_output_loads_no_scipy():
-    """The daemon measures loudness with relaxd.loudness (numpy): scipy.signal, which pyloudnorm
+    """The daemon measures loudness with relaxd.outputs.loudness (numpy): scipy.signal, which pyloudnorm
     needs, costs about 60 MiB of memory and a second to import on the way to the Pi's 75 MB."""
     import subprocess
 
-    code = "import relaxd.audio, sys; print('scipy' in sys.modules)"
+    code = "import relaxd.outputs.audio, sys; print('scipy' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent, timeout=60)
     assert done.stdout.strip() == "False", done.stderr

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd import bench
-from relaxd.camera import CameraError
-from relaxd.errors import RelaxdError
-from relaxd.paths import default_model
+from relaxd.commands import bench
+from relaxd.core.errors import RelaxdError
+from relaxd.core.paths import default_model
+from relaxd.vision.camera import CameraError
 
 KEYS = {"detect_ms_median", "classify_ms_median", "frame_ms_median", "fps", "face_rate",
         "peak_rss_mb"}
@@ -153,8 +153,8 @@ def test_estop_latency_benchmark_prints_json(capsys):
 
 
 def test_the_estop_benchmark_runs_under_the_daemons_switch_interval_then_restores_it(capsys):
-    from relaxd.app import STOP_SWITCH_INTERVAL_S
     from relaxd.cli import main
+    from relaxd.daemon.build import STOP_SWITCH_INTERVAL_S
 
     before = sys.getswitchinterval()
     assert STOP_SWITCH_INTERVAL_S < before  # shorter than Python's 5 ms
@@ -173,7 +173,7 @@ def test_the_vision_benchmark_reports_its_switch_interval(fake_model, capsys):
 
 
 def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
-    from relaxd import app
+    from relaxd.daemon import build as app
 
     seen = []
 

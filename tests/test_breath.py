@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from relaxd.breath import BreathClock
-from relaxd.controller import Controller, MoodSample
-from relaxd.labels import Mood
-from relaxd.scenario import Colour, Light, Phase, Scenario, Tempo
+from relaxd.control.breath import BreathClock
+from relaxd.control.controller import Controller, MoodSample
+from relaxd.control.scenario import Colour, Light, Phase, Scenario, Tempo
+from relaxd.core.labels import Mood
 
 
 def scenario(tempo=None, phase_tempos=(None, None)) -> Scenario:

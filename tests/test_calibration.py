@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from relaxd import evaluate
-from relaxd.calibration import (
+from relaxd.commands import evaluate
+from relaxd.core.errors import RelaxdError
+from relaxd.core.paths import default_model
+from relaxd.vision.calibration import (
     MAX_NEGATIVE_SHIFT,
     STRONG_NEGATIVE,
     MoodCalibration,
@@ -20,8 +22,6 @@ from relaxd.calibration import (
     load_calibration,
     split_halves,
 )
-from relaxd.errors import RelaxdError
-from relaxd.paths import default_model
 from tests.conftest import fer2013_dir
 
 
@@ -47,7 +47,7 @@ def test_bounded_negative_keeps_within_the_shift_and_normalises():
 def test_identity_is_the_plain_argmax():
     rng = np.random.default_rng(1)
     views = [rng.dirichlet(np.ones(7), 50) for _ in range(2)]
-    from relaxd.labels import mood_probs
+    from relaxd.core.labels import mood_probs
 
     plain = np.argmax(mood_probs(np.mean(views, axis=0)), axis=1)
     np.testing.assert_array_equal(MoodCalibration().decide(views), plain)
@@ -89,7 +89,7 @@ def test_shipped_calibration_loads():
 def test_evaluate_json_reports_confusion3_decided(tmp_path, capsys):
     import cv2
 
-    from relaxd.labels import EMOTIONS
+    from relaxd.core.labels import EMOTIONS
 
     rng = np.random.default_rng(0)
     for e in EMOTIONS:

@@ -10,7 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd.camera import (
+from relaxd.config import CameraSettings
+from relaxd.core.clock import VirtualClock
+from relaxd.core.errors import RelaxdError
+from relaxd.vision.camera import (
     CameraError,
     Frame,
     ImageFolderSource,
@@ -21,9 +24,6 @@ from relaxd.camera import (
     WebcamSource,
     check_image,
 )
-from relaxd.clock import VirtualClock
-from relaxd.config import CameraSettings
-from relaxd.errors import RelaxdError
 
 
 def open_source(spec) -> object:

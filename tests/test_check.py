@@ -16,9 +16,8 @@ import pytest
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from relaxd import check
-from relaxd.camera import CameraError, Frame
-from relaxd.check import (
+from relaxd.commands import check
+from relaxd.commands.check import (
     Check,
     check_audio,
     check_camera,
@@ -30,9 +29,10 @@ from relaxd.check import (
     check_state_dir,
     report,
 )
-from relaxd.errors import RelaxdError
-from relaxd.hardware import SimulatedHands
-from relaxd.safety import SafetySettings
+from relaxd.core.errors import RelaxdError
+from relaxd.daemon.hardware import SimulatedHands
+from relaxd.safety.estop import SafetySettings
+from relaxd.vision.camera import CameraError, Frame
 
 # A 2.7 kB int8 TFLite model with the classifier's shapes, (1, 48, 48, 1) -> (1, 7): one conv,
 # pooling, dense softmax, untrained; made with tf.lite.TFLiteConverter (full int8).
@@ -187,7 +187,7 @@ def test_model_failures(tmp_path, monkeypatch, model):
 
         def classify(self, face):
             return np.full(7, np.nan)
-    monkeypatch.setattr("relaxd.emotion.EmotionClassifier", Broken)
+    monkeypatch.setattr("relaxd.vision.emotion.EmotionClassifier", Broken)
     result = check_model(model)
     assert not result.ok and "bad output" in result.detail
 
@@ -211,7 +211,7 @@ def test_output_pins(factory):
 
 def test_no_actuator_is_pulsed_while_the_chair_is_latched(factory, tmp_path):
     from relaxd.config import Config
-    from relaxd.hardware import hardware_for
+    from relaxd.daemon.hardware import hardware_for
 
     config = Config()
     hw = hardware_for(config, simulate=True, out=tmp_path / "state")
@@ -254,7 +254,7 @@ def test_reset_button(factory):
 
 
 def test_audio(tmp_path):
-    from relaxd.audio import WavFileOutput
+    from relaxd.outputs.audio import WavFileOutput
 
     wav = tmp_path / "out.wav"
     assert check_audio(lambda: WavFileOutput(wav)) == Check("audio", True, "WavFileOutput opens")
@@ -277,7 +277,7 @@ def test_state_dir(tmp_path, monkeypatch):
 
 
 def test_latch(tmp_path):
-    from relaxd.latch import FaultLatch
+    from relaxd.safety.latch import FaultLatch
 
     assert check.check_latch(tmp_path, SafetySettings()) == Check("latch", True, "nothing latched")
     FaultLatch.in_state_dir(tmp_path).latch("estop", "emergency stop")
@@ -307,7 +307,7 @@ def test_cli_wires_check(config_file, capsys):
 def station_config():
     """A chair with the station installed; its control socket in a short folder (unix socket
     paths are at most 107 bytes)."""
-    from relaxd.latch import RunMarker
+    from relaxd.safety.latch import RunMarker
     from relaxd.station.settings import UISettings
 
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
@@ -319,7 +319,7 @@ def station_config():
 
 
 def test_station_line_while_relaxd_is_stopped_says_to_check_again_while_it_runs(station_config):
-    from relaxd.latch import RunMarker
+    from relaxd.safety.latch import RunMarker
 
     RunMarker.in_state_dir(station_config.state_dir).end()
     result = check.check_station(station_config, simulate=False)
@@ -329,7 +329,7 @@ def test_station_line_while_relaxd_is_stopped_says_to_check_again_while_it_runs(
 
 
 def test_station_reaching_the_daemon_passes(station_config):
-    from relaxd.control import ControlServer
+    from relaxd.daemon.server import ControlServer
 
     server = ControlServer(station_config.ui.socket, stop=lambda by: None)
     try:

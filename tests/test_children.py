@@ -11,13 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from relaxd.children import ChildLimits, ChildStore, check_before_session, child_names, steady_light
+from relaxd.children.store import ChildLimits, ChildStore, check_before_session, child_names, steady_light
 from relaxd.cli import main
-from relaxd.controller import Caps, Levels
-from relaxd.errors import RelaxdError
-from relaxd.paths import default_scenario
-from relaxd.scenario import load_scenario
-from relaxd.sessions import SessionSink, list_sessions
+from relaxd.control.controller import Caps, Levels
+from relaxd.control.scenario import load_scenario
+from relaxd.core.errors import RelaxdError
+from relaxd.core.paths import default_scenario
+from relaxd.records.sessions import SessionSink, list_sessions
 
 
 def test_pseudonym_by_default_and_db_private(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 
 from relaxd import config as cfg
 from relaxd.config import CameraSettings, Config, load_config
-from relaxd.errors import RelaxdError
-from relaxd.yamlspec import SpecError
+from relaxd.core.errors import RelaxdError
+from relaxd.core.yamlspec import SpecError
 
 DEPLOYED = Path(__file__).resolve().parent.parent / "deploy" / "config.yaml"
 

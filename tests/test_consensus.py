@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relaxd.consensus import Consensus, TalkFilter, frame_weight, mouth_motion
+from relaxd.vision.consensus import Consensus, TalkFilter, frame_weight, mouth_motion
 
 NEU, NEG = np.array([0.2, 0.7, 0.1]), np.array([0.85, 0.1, 0.05])
 

@@ -1,4 +1,4 @@
-"""The control socket and the loop's side of the caregiver station (relaxd.control, .commands).
+"""The control socket and the loop's side of the caregiver station (relaxd.daemon.server, .commands).
 
 A real Session on mock pins runs in a thread; the tests talk to it over the real unix socket.
 """
@@ -17,24 +17,24 @@ from pathlib import Path
 
 import pytest
 
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.app import SessionRecords
-from relaxd.audio import NullOutput
-from relaxd.children import ChildLimits, ChildStore
-from relaxd.clock import VirtualClock
-from relaxd.control import ControlServer, StayUp
-from relaxd.control_link import ControlLink
-from relaxd.controller import Controller, MoodSample, State
-from relaxd.daemon import Session
-from relaxd.errors import RelaxdError
-from relaxd.events import EventLog, MemorySink
-from relaxd.hardware import SimulatedHands
-from relaxd.inputs import Sensed
-from relaxd.labels import Mood
-from relaxd.latch import FaultLatch
-from relaxd.paths import default_scenario, resource_dir
-from relaxd.safety import EmergencyStop, SafetySettings
+from relaxd.children.store import ChildLimits, ChildStore
+from relaxd.control.controller import Controller, MoodSample, State
+from relaxd.core.clock import VirtualClock
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario, resource_dir
+from relaxd.daemon.build import SessionRecords
+from relaxd.daemon.hardware import SimulatedHands
+from relaxd.daemon.link import ControlLink
+from relaxd.daemon.loop import Session
+from relaxd.daemon.server import ControlServer, StayUp
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.latch import FaultLatch
+from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()
 SAFETY = SafetySettings()
@@ -137,7 +137,7 @@ class Chair:
 
 
 def _scenario():
-    from relaxd.scenario import load_scenario
+    from relaxd.control.scenario import load_scenario
 
     return load_scenario(default_scenario())
 

@@ -1,4 +1,4 @@
-"""The control socket itself (relaxd.control.ControlServer) on a real unix socket: slots and
+"""The control socket itself (relaxd.daemon.server.ControlServer) on a real unix socket: slots and
 idle clients, STOP with every slot taken, an accept loop that outlives its errors, and the
 server's half of the stop/start arbiter (a Start bound to a stop; a late command cancelled).
 
@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from relaxd import control
-from relaxd.control import Command, CommandRefused, ControlServer
+from relaxd.daemon import server as control
+from relaxd.daemon.server import Command, CommandRefused, ControlServer
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_CARRIED_OUT = "the chair did not answer in time; the command was not carried out"
@@ -248,7 +248,7 @@ class FailingListener:
 
 def test_accept_failures_are_logged_backed_off_and_survived(place, monkeypatch, caplog):
     monkeypatch.setattr(control, "ACCEPT_BACKOFF_S", (0.02, 0.08))
-    caplog.set_level(logging.WARNING, logger="relaxd.control")
+    caplog.set_level(logging.WARNING, logger="relaxd.daemon.server")
     with serving(place) as server:
         listener = FailingListener(server._sock, failures=5)
         server._sock = listener  # used from the accept after the one under way
@@ -271,7 +271,7 @@ def test_a_real_emfile_is_survived(place):
     script = f"""
 import os, resource, sys, logging
 logging.basicConfig(level=logging.WARNING)
-from relaxd.control import ControlServer
+from relaxd.daemon.server import ControlServer
 server = ControlServer({str(place / "ctl.sock")!r}, stop=lambda by: 1)
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 held = []

@@ -12,10 +12,8 @@ import random
 
 import pytest
 
-from relaxd.controller import Caps, Controller, Levels, MoodSample, State
-from relaxd.labels import Mood
-from relaxd.paths import default_scenario
-from relaxd.scenario import (
+from relaxd.control.controller import Caps, Controller, Levels, MoodSample, State
+from relaxd.control.scenario import (
     Colour,
     IntensityRange,
     Light,
@@ -26,6 +24,8 @@ from relaxd.scenario import (
     Vibration,
     load_scenario,
 )
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
 
 NEG, NEU, POS, NONE = Mood.NEGATIVE, Mood.NEUTRAL, Mood.POSITIVE, Mood.NO_FACE
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from relaxd.latch import FaultLatch, RunMarker
-from relaxd.pins import SAVED_PINS
+from relaxd.outputs.pins import SAVED_PINS
+from relaxd.safety.latch import FaultLatch, RunMarker
 
 #: Neutral for good: the session plays on until a signal comes.
 FOREVER = "- {at: 0, mood: neutral}\n"

@@ -6,20 +6,20 @@ import threading
 import time
 from pathlib import Path
 
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.audio import NullOutput
-from relaxd.clock import VirtualClock
-from relaxd.controller import Controller, MoodSample
-from relaxd.daemon import EXIT_CAMERA_RESTART, Session
-from relaxd.events import EventLog, MemorySink
-from relaxd.hardware import SimulatedHands
-from relaxd.inputs import Sensed
-from relaxd.labels import Mood
-from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
-from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
-from relaxd.scenario import load_scenario
+from relaxd.control.controller import Controller, MoodSample
+from relaxd.control.scenario import load_scenario
+from relaxd.core.clock import VirtualClock
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
+from relaxd.daemon.hardware import SimulatedHands
+from relaxd.daemon.loop import EXIT_CAMERA_RESTART, Session
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, ResetButton, SafetySettings
+from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
+from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()
 
@@ -326,7 +326,7 @@ def test_the_chair_runs_session_after_session(mock_factory):
 
 
 def test_the_heartbeat_toggles_every_healthy_tick_and_stops_with_the_loop(mock_factory):
-    from relaxd.safety import Heartbeat
+    from relaxd.safety.estop import Heartbeat
 
     pin = mock_factory.pin(24)
     heartbeat = Heartbeat(24, pin_factory=mock_factory)

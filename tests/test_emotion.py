@@ -14,10 +14,16 @@ import numpy as np
 import pytest
 from conftest import fer2013_dir
 
-from relaxd.emotion import ACCURACY_TOLERANCE, AGREEMENT_MIN, EmotionClassifier, load_interpreter, runtime
-from relaxd.errors import RelaxdError
-from relaxd.labels import EMOTIONS, MOOD_INDEX, MOODS, Mood
-from relaxd.paths import default_model
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import EMOTIONS, MOOD_INDEX, MOODS, Mood
+from relaxd.core.paths import default_model
+from relaxd.vision.emotion import (
+    ACCURACY_TOLERANCE,
+    AGREEMENT_MIN,
+    EmotionClassifier,
+    load_interpreter,
+    runtime,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +102,7 @@ def test_shipped_model_on_real_happy_faces(clf):
     root = fer2013_dir()
     if root is None:
         pytest.skip("FER2013 not found: set RELAXD_FER2013 or put it at ../shared/fer2013")
-    from relaxd.evaluate import load_folder
+    from relaxd.commands.evaluate import load_folder
 
     data = load_folder(root / "val")
     pick = np.flatnonzero(data.labels == EMOTIONS.index("happy"))[:100]
@@ -107,7 +113,7 @@ def test_shipped_model_on_real_happy_faces(clf):
 
 @pytest.fixture(scope="module")
 def val_faces():
-    from relaxd.evaluate import load_folder
+    from relaxd.commands.evaluate import load_folder
 
     root = fer2013_dir()
     if root is None:
@@ -144,7 +150,8 @@ def test_the_delegate_is_explicit_and_named():
 
 
 def test_the_runtimes_info_line_stays_off_stderr():
-    code = ("from relaxd.emotion import EmotionClassifier; from relaxd.paths import default_model; "
+    code = ("from relaxd.vision.emotion import EmotionClassifier; "
+            "from relaxd.core.paths import default_model; "
             "EmotionClassifier(default_model(), delegate='xnnpack')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "INFO: Created" not in done.stderr, done.stderr

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd import evaluate
-from relaxd.emotion import EmotionClassifier
-from relaxd.errors import RelaxdError
-from relaxd.labels import EMOTIONS, MOOD_INDEX
-from relaxd.paths import default_model
+from relaxd.commands import evaluate
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import EMOTIONS, MOOD_INDEX
+from relaxd.core.paths import default_model
+from relaxd.vision.emotion import EmotionClassifier
 
 
 def test_classification_metrics_hand_made_case():

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
-from relaxd.facesearch import group, plan_sweep
+from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.vision.facesearch import group, plan_sweep
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -306,7 +306,7 @@ def test_a_face_in_the_background_never_takes_over_from_the_child():
 
 def test_work_per_frame_is_spread_evenly():
     """Counted, not timed: each frame's searching as a fraction of one full-frame search."""
-    from relaxd.bench import builtin_frames
+    from relaxd.commands.bench import builtin_frames
 
     det = FaceDetector()
     work = [det.track(f).work for f in builtin_frames(48)]
@@ -336,7 +336,7 @@ def test_hamilton_clip_against_its_annotation():
     """Stage, close-ups in profile, audience cut-aways: the annotated frames where a face of at
     least 64 px is in view are mostly found, and the chosen box is hardly ever on no face (the
     one tolerated: a box kept by flow alone, which never feeds the mood)."""
-    from relaxd.bench import video_frames
+    from relaxd.commands.bench import video_frames
 
     annotation = json.loads((DATA / "hamilton_faces.json").read_text())
     det, lines = FaceDetector(), []

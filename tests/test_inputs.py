@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 from skimage import data as skimage_data
 
-from relaxd.camera import ImageFolderSource
-from relaxd.emotion import EmotionClassifier
-from relaxd.faces import Box, Detection, FaceDetector, crop_face, to_gray
-from relaxd.inputs import VisionInput
-from relaxd.labels import EMOTIONS, Mood
-from relaxd.mood import MoodSettings, MoodSmoother
-from relaxd.paths import default_model
+from relaxd.core.labels import EMOTIONS, Mood
+from relaxd.core.paths import default_model
+from relaxd.vision.camera import ImageFolderSource
+from relaxd.vision.emotion import EmotionClassifier
+from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.vision.inputs import VisionInput
+from relaxd.vision.mood import MoodSettings, MoodSmoother
 
 
 def test_every_other_face_is_classified_mirrored(tmp_path: Path):

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.audio import NullOutput
-from relaxd.events import EventLog, MemorySink
-from relaxd.latch import CRASH_SEQ_GAP, FaultLatch, RunMarker, StopRefused, latch_if_unclean
-from relaxd.safety import EmergencyStop, SafetySettings
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.latch import CRASH_SEQ_GAP, FaultLatch, RunMarker, StopRefused, latch_if_unclean
 
 SAFE = SafetySettings(estop_contact="no")
 

@@ -87,7 +87,7 @@ def loaded_by(code: str) -> list[str]:
 
 
 def test_the_hardware_module_loads_nothing_heavy():
-    assert [m for m in HEAVY if m in loaded_by("import relaxd.hardware")] == []
+    assert [m for m in HEAVY if m in loaded_by("import relaxd.daemon.hardware")] == []
 
 
 def test_safe_off_loads_no_model_camera_or_audio_stack(tmp_path):

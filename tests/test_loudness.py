@@ -7,7 +7,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from relaxd.loudness import integrated_loudness, k_weighting, loop_loudness
+from relaxd.outputs.loudness import integrated_loudness, k_weighting, loop_loudness
 
 RATES = [8000, 22050, 44100, 48000]
 

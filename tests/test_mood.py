@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from relaxd.labels import Mood
-from relaxd.mood import MoodReading, MoodSettings, MoodSmoother
+from relaxd.core.labels import Mood
+from relaxd.vision.mood import MoodReading, MoodSettings, MoodSmoother
 
 NEG, NEU, POS = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 
@@ -35,7 +35,7 @@ def test_settings_outside_their_limits_are_refused(field, value):
 
 
 def test_settings_load_from_yaml_with_positions(tmp_path):
-    from relaxd.yamlspec import SpecError, load
+    from relaxd.core.yamlspec import SpecError, load
     path = tmp_path / "mood.yaml"
     path.write_text("window_s: 1.5\nmin_dwell_s: 4\n")
     assert load(MoodSettings, path) == MoodSettings(window_s=1.5, min_dwell_s=4.0)

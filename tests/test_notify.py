@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from relaxd.notify import Notifier, Watchdog
+from relaxd.daemon.notify import Notifier, Watchdog
 
 try:
     import systemd.daemon  # noqa: F401

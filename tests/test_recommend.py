@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relaxd.baseline import STEP, Baseline
-from relaxd.calibration import MAX_NEGATIVE_SHIFT, STRONG_NEGATIVE
-from relaxd.recommend import SessionScore, recommend, score_session
+from relaxd.children.recommend import SessionScore, recommend, score_session
+from relaxd.vision.baseline import STEP, Baseline
+from relaxd.vision.calibration import MAX_NEGATIVE_SHIFT, STRONG_NEGATIVE
 
 NAMES = ["A", "B", "C"]
 
@@ -145,7 +145,7 @@ def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happ
 
 
 def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
-    from relaxd.study import installed_scenarios, plot_study, run_study
+    from relaxd.sim.study import installed_scenarios, plot_study, run_study
 
     result = run_study(3, 6, seed=2, scenarios=installed_scenarios(None))
     summary = result["summary"]
@@ -157,7 +157,7 @@ def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
 
 @pytest.mark.slow
 def test_full_size_study_halves_halts_and_spares_biased_faces():
-    from relaxd.study import installed_scenarios, run_study
+    from relaxd.sim.study import installed_scenarios, run_study
 
     s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
     assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2

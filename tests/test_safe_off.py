@@ -19,13 +19,13 @@ import pytest
 from conftest import failing_pin
 from gpiozero import Device
 
-from relaxd import hardware
 from relaxd.cli import main
 from relaxd.config import Config, load_config
-from relaxd.hardware import ChairHardware, SimulatedHardware
-from relaxd.latch import UNCLEAN_REASON, FaultLatch, RunMarker
-from relaxd.pins import SAVED_PINS, ActuatorPins, read_saved_pins
-from relaxd.yamlspec import SpecError
+from relaxd.core.yamlspec import SpecError
+from relaxd.daemon import hardware
+from relaxd.daemon.hardware import ChairHardware, SimulatedHardware
+from relaxd.outputs.pins import SAVED_PINS, ActuatorPins, read_saved_pins
+from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PINS = (17, 27, 22, 23)
@@ -180,4 +180,4 @@ def test_safe_off_on_the_chair_reads_no_full_configuration(tmp_path):
                           cwd=ROOT, timeout=60, env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.split()
-    assert [m for m in ("numpy", "relaxd.config", "relaxd.audio", "cv2") if m in loaded] == []
+    assert [m for m in ("numpy", "relaxd.config", "relaxd.outputs.audio", "cv2") if m in loaded] == []

@@ -10,18 +10,18 @@ import time
 import pytest
 from conftest import failing_pin
 
-from relaxd import yamlspec
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.audio import NullOutput
-from relaxd.bench import estop_latency
-from relaxd.controller import Controller, MoodSample, State
-from relaxd.errors import RelaxdError
-from relaxd.events import EventLog, MemorySink
-from relaxd.labels import Mood
-from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
-from relaxd.scenario import load_scenario
+from relaxd.commands.bench import estop_latency
+from relaxd.control.controller import Controller, MoodSample, State
+from relaxd.control.scenario import load_scenario
+from relaxd.core import yamlspec
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, ResetButton, SafetySettings
 
 A = ActuatorSettings()
 HOLD = 0.15
@@ -260,7 +260,7 @@ def test_a_press_whose_edge_was_lost_is_caught_by_the_loop(chair):
 
 
 def test_a_normally_closed_contact_reads_a_broken_wire_as_pressed(mock_factory):
-    from relaxd.hardware import SimulatedHands
+    from relaxd.daemon.hardware import SimulatedHands
 
     nc = SafetySettings(estop_contact="nc")
     acts = Actuators(A, NullOutput(), pin_factory=mock_factory)

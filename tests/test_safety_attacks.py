@@ -21,21 +21,21 @@ from pathlib import Path
 
 import pytest
 
-from relaxd import control
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.audio import NullOutput
-from relaxd.clock import VirtualClock
-from relaxd.controller import Controller, MoodSample
-from relaxd.daemon import Session
-from relaxd.events import EventLog, MemorySink
-from relaxd.hardware import SimulatedHands
-from relaxd.inputs import Sensed
-from relaxd.labels import Mood
-from relaxd.latch import FaultLatch, RunMarker
-from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, ResetButton, SafetySettings
-from relaxd.scenario import load_scenario
+from relaxd.control.controller import Controller, MoodSample
+from relaxd.control.scenario import load_scenario
+from relaxd.core.clock import VirtualClock
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
+from relaxd.daemon import server as control
+from relaxd.daemon.hardware import SimulatedHands
+from relaxd.daemon.loop import Session
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, ResetButton, SafetySettings
+from relaxd.safety.latch import FaultLatch, RunMarker
+from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()
 
@@ -165,7 +165,7 @@ def test_a_start_sent_before_a_stop_on_another_connection_never_undoes_it(mock_f
     delivered to relaxd's socket, then a STOP on a second connection. The Start is bound to the
     newest stop only when its connection's thread gets to it, often after the STOP it preceded
     (about 1 in 3 here): it clears that STOP and the chair plays. Rule (C2a): a stop overrides
-    every start given before it. At fault: relaxd/control.py ControlServer._queue
+    every start given before it. At fault: relaxd/daemon/server.py ControlServer._queue
     (``_after_stop(message, self._stop_seq())`` reads the number after the line was parsed, on
     a thread that may run after the STOP's), and every client that names no ``after_stop``
     (relaxd/station/server.py ``_start_args``, relaxd/commands/start.py)."""
@@ -220,7 +220,7 @@ def test_a_start_the_station_was_told_went_unanswered_is_never_carried_out_later
     its caregiver was told the Start failed. Rule (C2a): a queued command whose sender was told
     it timed out is cancelled, never carried out later. At fault: ControlServer._queue starts
     ANSWER_TIMEOUT_S when relaxd reads the line, not when the client sent it, and a client that
-    has gone is still obeyed (relaxd/control.py)."""
+    has gone is still obeyed (relaxd/daemon/server.py)."""
     from test_control import Chair, ask
 
     from relaxd.station import link as station_link
@@ -277,8 +277,8 @@ def test_a_stop_whose_latch_could_not_be_written_survives_a_clean_exit(mock_fact
     itself. ``Session._finish`` removes the run marker although the stop was never saved. The
     next start finds neither marker nor latch and comes up unlatched: with no station the chair
     plays on the next face, the reset button never pressed (C5, H2). At fault:
-    relaxd/daemon.py Session._finish (marker.end() on a clean exit whatever the latch's save
-    did), relaxd/safety.py EmergencyStop._save (a failed write leaves nothing a restart sees)."""
+    relaxd/daemon/loop.py Session._finish (marker.end() on a clean exit whatever the latch's save
+    did), relaxd/safety/estop.py EmergencyStop._save (a failed write leaves nothing a restart sees)."""
     latch_path, marker = place / "latch.json", RunMarker.in_state_dir(place)
     (place / "latch.json.tmp").mkdir()  # the latch file cannot be written
     holder: dict = {}
@@ -343,8 +343,8 @@ def test_a_bounce_of_the_reset_buttons_release_does_not_start_the_chair(mock_fac
     latch on the release; the bounce reads as "the next press and release (any length)" and
     starts a session: stimulation restarts with no deliberate act (C5 "a reset is not a
     restart"; H2 "contact chatter", "an intermittent reset contact"). At fault:
-    relaxd/safety.py ResetButton._pressed/_released (a start needs no minimum press and may
-    follow the reset's release at once), relaxd/daemon.py Session._start_at_chair."""
+    relaxd/safety/estop.py ResetButton._pressed/_released (a start needs no minimum press and may
+    follow the reset's release at once), relaxd/daemon/loop.py Session._start_at_chair."""
     def bounce(hands) -> None:
         hands("press", "reset")
         hands("release", "reset")
@@ -392,7 +392,7 @@ def test_a_damaged_latch_file_never_reads_as_unlatched(place, text):
     """A latch.json whose ``causes`` is not a list of causes reads as "nothing latched": a chair
     stopped by the e-stop or a fault comes up unlatched (with no station it plays on the next
     face). SAFETY H2: "old and damaged files need the reset button"; a file without "causes"
-    does. At fault: relaxd/latch.py _parse (``data.get("causes") or ()``)."""
+    does. At fault: relaxd/safety/latch.py _parse (``data.get("causes") or ()``)."""
     (place / "latch.json").write_text(text)
     latch = FaultLatch(place / "latch.json")
     assert latch.latched and not latch.station_clearable
@@ -409,7 +409,7 @@ def test_a_damaged_latch_file_latches_and_never_raises(place, text):
     """These raise OverflowError or TypeError out of FaultLatch(): relaxd does not start, and
     ``relaxd safe-off`` (ExecStartPre/ExecStopPost) dies with a traceback after driving the pins
     off, without adding ``crash`` (C7: "whatever else is wrong"); ``relaxd check`` dies too. At
-    fault: relaxd/latch.py _parse (catches only TypeError/ValueError around int(), iterates and
+    fault: relaxd/safety/latch.py _parse (catches only TypeError/ValueError around int(), iterates and
     hashes whatever "causes" holds), FaultLatch._read."""
     (place / "latch.json").write_text(text)
     latch = FaultLatch(place / "latch.json")
@@ -439,7 +439,7 @@ def test_a_malformed_reset_request_is_ignored_not_a_fault(place, after_stop):
     """A request with ``"after_stop": Infinity`` raises OverflowError out of
     take_reset_request (only KeyError/TypeError/ValueError are caught): with remote_reset the
     loop dies in a fault at the next tick (safe, but a forged file stops every session, and
-    the chair comes up with ``crash``+``fault``). At fault: relaxd/latch.py take_reset_request."""
+    the chair comes up with ``crash``+``fault``). At fault: relaxd/safety/latch.py take_reset_request."""
     latch = FaultLatch(place / "latch.json")
     latch.latch("estop")
     (place / "reset-request").write_text(f'{{"after_stop": {after_stop}, "at": {time.time()}}}')
@@ -455,7 +455,7 @@ def test_stop_is_answered_while_busy_clients_hold_every_slot_and_the_reserve(pla
     hold the slots for good; 4 silent ones hold the STOP reserve (1 s each) and reconnect at
     once. Every further connection, the station's STOP included, is answered "too many
     clients": the STOP is refused, for as long as the clients like. At fault:
-    relaxd/control.py ControlServer._hand_over (a connection over the reserve is refused
+    relaxd/daemon/server.py ControlServer._hand_over (a connection over the reserve is refused
     without reading its line) and _lines (the idle timeout is per line, not per connection)."""
     monkeypatch.setattr(control, "IDLE_TIMEOUT_S", 0.5)
     stops: list[str] = []

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from relaxd.commands.scenario import configure_validate, run_validate
-from relaxd.labels import Mood
-from relaxd.paths import default_scenario
-from relaxd.scenario import (
+from relaxd.control.scenario import (
     SCHEMA_PATH,
     Colour,
     Generator,
@@ -22,6 +20,8 @@ from relaxd.scenario import (
     load_scenario,
     scenario_schema,
 )
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -164,7 +164,7 @@ def test_schema_file_is_up_to_date_and_accepts_the_shipped_scenarios():
 
     on_disk = json.loads(SCHEMA_PATH.read_text())
     assert on_disk == scenario_schema(), (
-        "regenerate: python -c 'from relaxd.scenario import write_schema; write_schema()'")
+        "regenerate: python -c 'from relaxd.control.scenario import write_schema; write_schema()'")
     for p in SHIPPED:
         jsonschema.validate(yaml.safe_load(p.read_text()), on_disk)
     with pytest.raises(jsonschema.ValidationError):
@@ -233,7 +233,7 @@ def test_light_breathing_stays_far_below_the_3_hz_photosensitivity_limit(tmp_pat
     """deploy/SAFETY.md H5: the fastest breathing a scenario can ask for is 0.5 Hz."""
     from dataclasses import fields
 
-    from relaxd.scenario import Light
+    from relaxd.control.scenario import Light
 
     fastest_hz = 1 / next(f for f in fields(Light) if f.name == "pulse_period").metadata["min"]
     assert fastest_hz <= 0.5 < 3
@@ -274,7 +274,7 @@ def test_tempo_is_validated_with_line_and_column(tmp_path):
 
 
 def test_a_tempo_is_shown_with_each_phases_breaths_per_minute(tmp_path):
-    from relaxd.scenario import timeline
+    from relaxd.control.scenario import timeline
 
     sc = load_scenario(write(tmp_path, GOOD.replace("phases:", "tempo: {start: 12, end: 6}\n"
                                                     "phases:"), "t.yaml"))

@@ -9,8 +9,8 @@ import pytest
 
 from relaxd.commands.scenario import configure_show as configure
 from relaxd.commands.scenario import run_show as run
-from relaxd.errors import RelaxdError
-from relaxd.paths import default_scenario
+from relaxd.core.errors import RelaxdError
+from relaxd.core.paths import default_scenario
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from relaxd import logsetup
-from relaxd.logsetup import setup_logging, syslog_priority, under_systemd
+from relaxd.core import logsetup
+from relaxd.core.logsetup import setup_logging, syslog_priority, under_systemd
 
 UNIT = Path(__file__).resolve().parent.parent / "deploy" / "relaxd.service"
 ANALYZE = shutil.which("systemd-analyze")
@@ -200,13 +200,13 @@ def test_stderr_gets_priority_prefixes_without_systemd_python(root_logger, no_sy
                                                               capsys, monkeypatch):
     monkeypatch.setenv("INVOCATION_ID", "0123")
     setup_logging(verbose=True)
-    log = logging.getLogger("relaxd.alerts")
+    log = logging.getLogger("relaxd.safety.alerts")
     log.critical("child distressed\nsecond line")
     log.info("phase calm")
     log.debug("tick")
     assert capsys.readouterr().err.splitlines() == [
-        "<2>relaxd.alerts: child distressed", "<2>second line", "<6>relaxd.alerts: phase calm",
-        "<7>relaxd.alerts: tick"]
+        "<2>relaxd.safety.alerts: child distressed", "<2>second line", "<6>relaxd.safety.alerts: phase calm",
+        "<7>relaxd.safety.alerts: tick"]
 
 
 def test_terminal_gets_plain_lines(root_logger, capsys, monkeypatch):
@@ -233,7 +233,7 @@ def test_journal_handler_when_importable(root_logger, monkeypatch):
     monkeypatch.setitem(sys.modules, "systemd.journal", journal)
     handler = setup_logging(journald=True)
     assert isinstance(handler, JournalHandler) and handler.fields == {"SYSLOG_IDENTIFIER": "relaxd"}
-    logging.getLogger("relaxd.alerts").critical("stop")
+    logging.getLogger("relaxd.safety.alerts").critical("stop")
     assert [r.levelno for r in handler.records] == [logging.CRITICAL]
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from relaxd.commands.sessions import configure, run
-from relaxd.errors import RelaxdError
-from relaxd.events import EventLog
-from relaxd.sessions import DB_NAME, SessionSink, list_sessions, load_events
+from relaxd.core.errors import RelaxdError
+from relaxd.records.events import EventLog
+from relaxd.records.sessions import DB_NAME, SessionSink, list_sessions, load_events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_killed_writer_loses_at_most_the_last_second(tmp_path):
     code = f"""
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from relaxd.sessions import SessionSink
+from relaxd.records.sessions import SessionSink
 sink = SessionSink({str(tmp_path)!r})
 k = 0
 while True:

@@ -159,7 +159,7 @@ def test_video_runs_the_whole_vision_pipeline(tmp_path):
     pytest.importorskip("skimage")
     import cv2
 
-    from relaxd.bench import builtin_frames
+    from relaxd.commands.bench import builtin_frames
 
     video = tmp_path / "child.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
@@ -200,7 +200,7 @@ RAMPS = {"light": 0.1, "audio": 0.05, "vibration": 0.5}
 
 
 def _trace(path: Path) -> list[dict]:
-    from relaxd.events import read_trace
+    from relaxd.records.events import read_trace
 
     return read_trace(path)
 

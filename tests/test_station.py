@@ -19,9 +19,9 @@ from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from relaxd.cli import main  # noqa: E402
-from relaxd.control import ControlServer  # noqa: E402
-from relaxd.paths import resource_dir  # noqa: E402
-from relaxd.sessions import SessionSink  # noqa: E402
+from relaxd.core.paths import resource_dir  # noqa: E402
+from relaxd.daemon.server import ControlServer  # noqa: E402
+from relaxd.records.sessions import SessionSink  # noqa: E402
 from relaxd.station.auth import RateLimit, Sessions, UserStore, verify_secret  # noqa: E402
 from relaxd.station.link import ChairLink  # noqa: E402
 from relaxd.station.server import Station, create_app  # noqa: E402

@@ -86,7 +86,7 @@ def text(driver, element_id: str) -> str:
 
 
 def test_a_caregiver_watches_stops_acknowledges_and_a_therapist_uploads(browser, tmp_path):
-    from relaxd.children import ChildStore
+    from relaxd.children.store import ChildStore
 
     store = ChildStore(tmp_path / "chair")  # a child for the Start screen
     store.consent(store.add("ada", "Ada", real_name=True), "Ada's mother", "camera")

@@ -11,25 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from relaxd import check
-from relaxd.actuators import Actuators, ActuatorSettings
-from relaxd.alerts import Alerter, AlertSettings
-from relaxd.audio import NullOutput
 from relaxd.cli import main
-from relaxd.clock import VirtualClock
+from relaxd.commands import check
 from relaxd.config import Config, load_config
-from relaxd.controller import Controller, MoodSample, State
-from relaxd.daemon import Session
-from relaxd.errors import RelaxdError
-from relaxd.events import EventLog, MemorySink
-from relaxd.hardware import ChairHardware, SimulatedHands, SimulatedHardware
-from relaxd.inputs import Sensed
-from relaxd.labels import Mood
-from relaxd.latch import FaultLatch
-from relaxd.paths import default_scenario
-from relaxd.safety import EmergencyStop, SafetySettings
-from relaxd.scenario import load_scenario
-from relaxd.thermal import (
+from relaxd.control.controller import Controller, MoodSample, State
+from relaxd.control.scenario import load_scenario
+from relaxd.core.clock import VirtualClock
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import Mood
+from relaxd.core.paths import default_scenario
+from relaxd.core.yamlspec import SpecError
+from relaxd.daemon.hardware import ChairHardware, SimulatedHands, SimulatedHardware
+from relaxd.daemon.loop import Session
+from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.audio import NullOutput
+from relaxd.records.events import EventLog, MemorySink
+from relaxd.safety.alerts import Alerter, AlertSettings
+from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.latch import FaultLatch
+from relaxd.safety.thermal import (
     THROTTLE_REPEAT_S,
     BackgroundSampler,
     Level,
@@ -44,7 +44,7 @@ from relaxd.thermal import (
     throttle_flags,
     without_sysfs,
 )
-from relaxd.yamlspec import SpecError
+from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()
 
@@ -167,7 +167,7 @@ def test_the_readers_take_millidegrees_and_hex_and_say_what_is_wrong(tmp_path):
 def test_a_missing_or_garbled_file_is_reported_once_and_is_not_fatal(tmp_path, caplog):
     temp = tmp_path / "temp"
     reader = SysfsReader(temp, tmp_path / "no-throttled", now=lambda: 1.0)
-    with caplog.at_level(logging.WARNING, logger="relaxd.thermal"):
+    with caplog.at_level(logging.WARNING, logger="relaxd.safety.thermal"):
         samples = [reader.read() for _ in range(3)]
     assert samples == [Sample(1.0, None, None)] * 3
     assert len(caplog.records) == 2  # each file once
@@ -175,7 +175,7 @@ def test_a_missing_or_garbled_file_is_reported_once_and_is_not_fatal(tmp_path, c
     assert reader.read().temp_c == 61.0
     temp.write_text("garbage\n")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="relaxd.thermal"):
+    with caplog.at_level(logging.WARNING, logger="relaxd.safety.thermal"):
         assert reader.read().temp_c is None and reader.read().temp_c is None
     assert [r.getMessage() for r in caplog.records] == [
         f"thermal watch: {temp}: not a temperature in millidegrees: 'garbage'"]

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd.emotion import EmotionClassifier
-from relaxd.errors import RelaxdError
-from relaxd.evaluate import evaluate_folder
-from relaxd.labels import EMOTIONS, MOOD_INDEX
+from relaxd.commands.evaluate import evaluate_folder
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import EMOTIONS, MOOD_INDEX
+from relaxd.vision.emotion import EmotionClassifier
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "tools"

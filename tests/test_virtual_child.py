@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relaxd.errors import RelaxdError
-from relaxd.labels import Mood
-from relaxd.virtual_child import ChildModel, Playing, VirtualChild, colour_family
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import Mood
+from relaxd.sim.virtual_child import ChildModel, Playing, VirtualChild, colour_family
 
 
 @pytest.mark.parametrize("rgb, family", [((255, 0, 0), "red"), ((255, 154, 64), "orange"),

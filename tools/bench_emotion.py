@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relaxd.emotion import DELEGATES, EmotionClassifier
-from relaxd.paths import default_model
+from relaxd.core.paths import default_model
+from relaxd.vision.emotion import DELEGATES, EmotionClassifier
 
 
 def latency_ms(model: str | Path, runs: int = 500, num_threads: int = 1,

@@ -6,7 +6,7 @@
   int8 weights, activations, input and output, calibrated on a class-stratified random sample
   of *training* images;
 - evaluates the float model (Keras) and the int8 model (tflite runtime, through
-  :class:`relaxd.emotion.EmotionClassifier`) on the ``val`` split;
+  :class:`relaxd.vision.emotion.EmotionClassifier`) on the ``val`` split;
 - measures the median single-thread inference time;
 - writes ``OUT`` (.tflite), its spec ``OUT.json`` and ``MODEL_CARD.md`` beside it.
 """
@@ -28,9 +28,9 @@ from bench_emotion import latency_ms  # noqa: E402
 from fer_data import load_split  # noqa: E402
 from train import SWA_BN_IMAGES  # noqa: E402
 
-from relaxd.emotion import EmotionClassifier, spec_path  # noqa: E402
-from relaxd.evaluate import evaluation_report, format_confusion  # noqa: E402
-from relaxd.labels import EMOTIONS  # noqa: E402
+from relaxd.commands.evaluate import evaluation_report, format_confusion  # noqa: E402
+from relaxd.core.labels import EMOTIONS  # noqa: E402
+from relaxd.vision.emotion import EmotionClassifier, spec_path  # noqa: E402
 
 
 def calibration_sample(images: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -174,7 +174,7 @@ def write_card(path: Path, info: dict) -> None:
 ## Intended use
 Classifies a 48x48 gray face crop (from relaxd's Haar detector) into FER2013's seven
 emotions; relaxd collapses them to three moods (negative / neutral / positive, mapping in
-`relaxd/labels.py`) and smooths them over time before the chair's controller reacts.
+`relaxd/core/labels.py`) and smooths them over time before the chair's controller reacts.
 It is a coarse, noisy signal for adapting light, sound and vibration, **not** a diagnostic
 or a measure of a child's wellbeing. A caregiver stays in charge; the e-stop and the
 controller's safety limits never depend on this model.

@@ -1,7 +1,7 @@
 """FER2013 loading for training: the Kaggle folder layout or the original ``fer2013.csv``.
 
 Both give ``(images uint8 (N, 48, 48), labels int64 (N,))`` with labels indexing
-``relaxd.labels.EMOTIONS`` (alphabetical), whatever order the source uses.
+``relaxd.core.labels.EMOTIONS`` (alphabetical), whatever order the source uses.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from relaxd.errors import RelaxdError
-from relaxd.evaluate import load_folder
-from relaxd.labels import EMOTIONS
+from relaxd.commands.evaluate import load_folder
+from relaxd.core.errors import RelaxdError
+from relaxd.core.labels import EMOTIONS
 
 #: Class order of the ``emotion`` column in the original fer2013.csv.
 CSV_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -27,7 +27,7 @@ from export import float_probs  # noqa: E402
 from fer_data import load_split  # noqa: E402
 from train import write_state  # noqa: E402
 
-from relaxd.emotion import EmotionClassifier, load_interpreter, spec_path  # noqa: E402
+from relaxd.vision.emotion import EmotionClassifier, load_interpreter, spec_path  # noqa: E402
 
 
 def reference_interpreter(**kwargs):

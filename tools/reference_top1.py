@@ -12,9 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from relaxd.emotion import EmotionClassifier
-from relaxd.evaluate import load_folder
-from relaxd.paths import default_model
+from relaxd.commands.evaluate import load_folder
+from relaxd.core.paths import default_model
+from relaxd.vision.emotion import EmotionClassifier
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "val_reference_top1.json"
 

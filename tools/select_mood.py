@@ -20,8 +20,8 @@ import numpy as np
 from export import float_probs  # noqa: E402
 from fer_data import load_split  # noqa: E402
 
-from relaxd.calibration import decision_rates, fit_calibration, split_halves  # noqa: E402
-from relaxd.labels import MOOD_INDEX  # noqa: E402
+from relaxd.core.labels import MOOD_INDEX  # noqa: E402
+from relaxd.vision.calibration import decision_rates, fit_calibration, split_halves  # noqa: E402
 
 
 def score(model, x_val: np.ndarray, y_val: np.ndarray, seed: int = 0) -> dict:

@@ -1,4 +1,4 @@
-"""Evidence for the talking-mouth handling (relaxd.consensus), built from still FER2013 faces.
+"""Evidence for the talking-mouth handling (relaxd.vision.consensus), built from still FER2013 faces.
 
 FER2013 has no motion, so each val face becomes a 2 s sequence at 10 fps: still for 0.5 s, then
 for 1 s its mouth region opens and closes like speech (a dark ellipse at the mouth whose height
@@ -18,12 +18,12 @@ import json
 import cv2
 import numpy as np
 
-from relaxd.calibration import NEG, load_calibration
-from relaxd.consensus import Consensus, TalkFilter
-from relaxd.emotion import EmotionClassifier
-from relaxd.evaluate import load_folder
-from relaxd.labels import MOOD_INDEX, mood_probs
-from relaxd.paths import default_model
+from relaxd.commands.evaluate import load_folder
+from relaxd.core.labels import MOOD_INDEX, mood_probs
+from relaxd.core.paths import default_model
+from relaxd.vision.calibration import NEG, load_calibration
+from relaxd.vision.consensus import Consensus, TalkFilter
+from relaxd.vision.emotion import EmotionClassifier
 
 FPS, STILL, TALK = 10, 5, 10
 

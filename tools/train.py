@@ -9,7 +9,7 @@ random erasing) uses stateless random ops seeded by (seed, step), and the data o
 Class imbalance is met with per-class loss weights (``--class-weights``) and label smoothing.
 
 ``--mood-loss W`` adds a 3-mood term (the chair decides on moods, not emotions): the seven
-probabilities are summed per mood (``relaxd.labels``) and the mood cross-entropy is added with
+probabilities are summed per mood (``relaxd.core.labels``) and the mood cross-entropy is added with
 weight W; ``--nn-loss W`` adds the neutral-versus-negative confusion the chair suffers most
 from: for neutral and negative faces, the binary cross-entropy of
 p(negative) / (p(negative) + p(neutral)), the two moods weighted equally in total (neutral faces
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from fer_data import load_split  # noqa: E402
 
-from relaxd.labels import EMOTIONS, MOOD_INDEX  # noqa: E402
+from relaxd.core.labels import EMOTIONS, MOOD_INDEX  # noqa: E402
 
 SWA_BN_IMAGES = 8192  # training images on which a weight average's batch norms are measured
 

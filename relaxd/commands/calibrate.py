@@ -12,21 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from relaxd.calibration import (
+from relaxd.core.labels import MOOD_INDEX
+from relaxd.vision.calibration import (
     MoodCalibration,
     calibration_path,
     decision_rates,
     fit_calibration,
     split_halves,
 )
-from relaxd.labels import MOOD_INDEX
 
 
 def calibrate_folder(folder: str | Path, model: str | Path, seed: int = 0,
                      min_recall: float = 0.81, num_threads: int = 2) -> dict:
     """Fit on one half of a FER-layout folder, report before/after on the other half."""
-    from relaxd.emotion import EmotionClassifier
-    from relaxd.evaluate import load_folder
+    from relaxd.commands.evaluate import load_folder
+    from relaxd.vision.emotion import EmotionClassifier
 
     classifier = EmotionClassifier(model, num_threads=num_threads, delegate="none")
     data = load_folder(folder, size=classifier.input_size)
@@ -61,7 +61,7 @@ def crossfit_rates(views: list[np.ndarray], labels3: np.ndarray, fit: np.ndarray
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """``relaxd model calibrate DIR``."""
-    from relaxd.paths import default_model
+    from relaxd.core.paths import default_model
 
     parser.add_argument("dir", type=Path, metavar="DIR", help="FER-layout folder (FER2013 val)")
     parser.add_argument("--model", type=Path, default=default_model(), help="int8 TFLite model")

@@ -17,8 +17,8 @@ import argparse
 import os
 from pathlib import Path
 
-from relaxd.paths import DEFAULT_CONFIG
-from relaxd.pins import ActuatorPins, read_config_pins
+from relaxd.core.paths import DEFAULT_CONFIG
+from relaxd.outputs.pins import ActuatorPins, read_config_pins
 
 
 def configure_boot_pins(parser: argparse.ArgumentParser) -> None:

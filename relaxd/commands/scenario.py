@@ -19,12 +19,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from relaxd import yamlspec
-from relaxd.actuators import cap_warnings
 from relaxd.config import load_config
-from relaxd.errors import RelaxdError
-from relaxd.scenario import load_scenario, mmss, timeline
-from relaxd.yamlspec import Problem
+from relaxd.control.scenario import load_scenario, mmss, timeline
+from relaxd.core import yamlspec
+from relaxd.core.errors import RelaxdError
+from relaxd.core.yamlspec import Problem
+from relaxd.outputs.actuators import cap_warnings
 
 
 def configure_show(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +41,8 @@ def rehearse(scenario: Path, script: Path | None
              ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
     """The events of a simulated session of ``scenario`` driven by ``script`` (neutral if None),
     and its trace (each output as driven, every tick)."""
-    from relaxd.app import build_session
-    from relaxd.events import read_trace
+    from relaxd.daemon.build import build_session
+    from relaxd.records.events import read_trace
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if script is None:
@@ -78,7 +78,7 @@ def run_show(args: argparse.Namespace) -> int:
         elif e["type"] == "estop":
             print(f"  {mmss(e['t']):>6} estop    {e['action']} ({e['source']})")
     if args.plot:
-        from relaxd.sessions import plot_events
+        from relaxd.records.sessions import plot_events
 
         plot_events(events, args.plot, title=scenario.name, driven=driven)
         print(f"plot written to {args.plot}")

@@ -2,7 +2,7 @@
 as CSV (one row an event) or a plot of mood and levels over time.
 
 The session records name a child by id only; the names live in the child profiles
-(:mod:`relaxd.children`), readable by relaxd's user alone. Where they cannot be read (another
+(:mod:`relaxd.children.store`), readable by relaxd's user alone. Where they cannot be read (another
 user), the id is shown.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from relaxd.children import child_names
-from relaxd.errors import RelaxdError
-from relaxd.scenario import mmss
-from relaxd.sessions import export_csv, list_sessions, load_events, plot_events
+from relaxd.children.store import child_names
+from relaxd.control.scenario import mmss
+from relaxd.core.errors import RelaxdError
+from relaxd.records.sessions import export_csv, list_sessions, load_events, plot_events
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

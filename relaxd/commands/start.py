@@ -11,7 +11,7 @@ scenario chosen and why, or the refusal as one line with exit status 2::
     $ relaxd start --child bo --scenario auto
     relaxd: start refused: child bo: no guardian consent recorded (...)
 
-Imports nothing heavy (the protocol is :mod:`relaxd.control`'s plain JSON lines).
+Imports nothing heavy (the protocol is :mod:`relaxd.daemon.server`'s plain JSON lines).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from relaxd.errors import RelaxdError
+from relaxd.core.errors import RelaxdError
 from relaxd.station.audit import shell_user
 
 #: ``relaxd --simulate --ui --out DIR`` writes its control socket's path to DIR/SOCKET_FILE
@@ -62,7 +62,7 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 def ask(path: Path, message: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:
     """One command over the control socket; the daemon's answer. RelaxdError if none."""
-    from relaxd.control import decode, encode
+    from relaxd.daemon.server import decode, encode
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

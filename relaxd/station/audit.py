@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from relaxd.errors import RelaxdError
+from relaxd.core.errors import RelaxdError
 
 AUDIT_FILE = "audit.jsonl"
 KEPT = 200

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from relaxd.errors import RelaxdError
+from relaxd.core.errors import RelaxdError
 
 ROLES = ("caregiver", "therapist")
 _N, _R, _P = 2 ** 14, 8, 1

@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from relaxd.control import scenario_files
+from relaxd.daemon.server import scenario_files
 from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore
 from relaxd.station.link import ChairLink, ChairUnreachable
 
@@ -309,7 +309,7 @@ def _ack_args(_: dict[str, Any], request: Request) -> dict[str, Any]:
 
 @guarded()
 async def api_sessions(request: Request) -> Response:
-    from relaxd.sessions import list_sessions
+    from relaxd.records.sessions import list_sessions
 
     station: Station = request.app.state.station
     rows = await _off_loop(list_sessions, station.records)
@@ -317,8 +317,8 @@ async def api_sessions(request: Request) -> Response:
 
 
 async def _events_of(request: Request) -> list[dict[str, Any]] | Response:
-    from relaxd.errors import RelaxdError
-    from relaxd.sessions import load_events
+    from relaxd.core.errors import RelaxdError
+    from relaxd.records.sessions import load_events
 
     station: Station = request.app.state.station
     try:
@@ -338,7 +338,7 @@ async def api_session(request: Request) -> Response:
 
 @guarded()
 async def api_session_csv(request: Request) -> Response:
-    from relaxd.sessions import write_csv
+    from relaxd.records.sessions import write_csv
 
     events = await _events_of(request)
     if isinstance(events, Response):
@@ -354,7 +354,7 @@ async def api_session_csv(request: Request) -> Response:
 async def api_audit(request: Request) -> Response:
     """The daemon's audit events (session records) and the account changes made from a shell
     (the station's own file), newest first."""
-    from relaxd.sessions import events_of_type
+    from relaxd.records.sessions import events_of_type
     from relaxd.station import audit
 
     station: Station = request.app.state.station
@@ -366,8 +366,8 @@ async def api_audit(request: Request) -> Response:
 # --- scenarios -------------------------------------------------------------------------------
 
 def _scenario_list(station: Station) -> list[dict[str, Any]]:
-    from relaxd.errors import RelaxdError
-    from relaxd.scenario import load_scenario, mmss
+    from relaxd.control.scenario import load_scenario, mmss
+    from relaxd.core.errors import RelaxdError
 
     out = []
     for stem, path in sorted(scenario_files(station.scenario_dirs).items()):
@@ -388,9 +388,9 @@ async def api_scenarios(request: Request) -> Response:
 @guarded()
 async def api_scenario(request: Request) -> Response:
     """One scenario's timeline: its phases (for the preview bar) and the text lines."""
-    from relaxd.control import CommandRefused, find_scenario
-    from relaxd.errors import RelaxdError
-    from relaxd.scenario import load_scenario, timeline
+    from relaxd.control.scenario import load_scenario, timeline
+    from relaxd.core.errors import RelaxdError
+    from relaxd.daemon.server import CommandRefused, find_scenario
 
     station: Station = request.app.state.station
     try:
@@ -441,8 +441,8 @@ def _upload_name(filename: Any) -> str:
 def validate_upload(name: str, text: str) -> tuple[list[str], str]:
     """``relaxd scenario validate``'s FILE:LINE:COL lines for ``text`` as file ``name``, and
     the scenario's name when it is valid."""
-    from relaxd.errors import RelaxdError
-    from relaxd.scenario import load_scenario
+    from relaxd.control.scenario import load_scenario
+    from relaxd.core.errors import RelaxdError
 
     with tempfile.TemporaryDirectory(prefix="relaxd-upload-") as folder:
         path = Path(folder) / name

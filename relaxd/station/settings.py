@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from relaxd.yamlspec import spec
+from relaxd.core.yamlspec import spec
 
 #: The control socket on the chair: /run/relaxd is the daemon's runtime directory (mode 0750,
 #: group relaxd, of which the station's user is a member).

@@ -1,0 +1,1 @@
+"""Each child's profile, consent, limits, session and scenario learner."""

@@ -1,0 +1,162 @@
+"""A session for one child (issue 16): the profile, its checks, the scenario chosen and why,
+the child's caps and baseline. :func:`child_session` is the one hook ``app.build_session``
+calls; it returns None when no child is named (the chair as before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relaxd.children.recommend import SCORED_EVENTS, recommend, score_session
+from relaxd.children.store import Child, ChildStore, check_before_session, check_id, steady_light
+from relaxd.control.controller import Caps
+from relaxd.control.scenario import Scenario, load_scenario
+from relaxd.core.errors import RelaxdError
+from relaxd.sim.study import installed_scenarios
+from relaxd.vision.baseline import Baseline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChildSession:
+    """What the session needs to know about its child; ``link`` and ``finish`` record it."""
+
+    store: ChildStore
+    child: Child
+    scenario: Scenario
+    why: str
+    caps: Caps
+    baseline: Baseline
+    virtual: Any = None  # a relaxd.sim.virtual_child.ChildModel with --virtual-child
+    linked: list[int] = field(default_factory=list)
+
+    @property
+    def start_info(self) -> dict[str, Any]:
+        """For the ``session`` start event: the id only (never the name), and why."""
+        return {"child": self.child.id, "why": self.why,
+                "baseline": round(self.baseline.learned, 3)}
+
+    def link(self, session_id: int) -> None:
+        self.store.link(session_id, self.child.id, self.scenario.name, self.why)
+        self.linked.append(session_id)
+
+    def finish(self) -> None:
+        """After the session: remember the child's baseline correction, which grows only
+        after a calm session."""
+        learned = self.child.learned
+        learned["baseline"] = round(self.baseline.updated(self._was_calm()), 3)
+        self.store.save(self.child)
+        self.store.close()
+
+
+    def _was_calm(self) -> bool:
+        """Every session of this run is calm evidence (``SessionScore.calm_evidence``)."""
+        mine = [s for s in self.store.sessions(self.child.id, SCORED_EVENTS)
+                if s["id"] in self.linked]
+        scores = [score_session(s["events"]) for s in mine]
+        return bool(scores) and all(sc.calm_evidence for sc in scores)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:32] or "virtual"
+
+
+def _profile(store: ChildStore, child_id: str, simulate: bool, name: str | None,
+             retention_days: int) -> Child:
+    child = store.find(check_id(child_id))
+    if child is not None:
+        return child
+    if not simulate:
+        raise RelaxdError(f"no child '{child_id}' on this chair (relaxd children add)")
+    child = store.add(child_id, name, retention_days=retention_days)
+    store.consent(child, "simulation (virtual child)", "camera")
+    return store.get(child_id)
+
+
+def choose_scenario(store: ChildStore, child: Child, wanted: str | None,
+                    folder: Path, default: Path) -> tuple[Scenario, str]:
+    """``auto``: the recommendation; a name of an installed scenario or a file: that one."""
+    if wanted and wanted != "auto":
+        if Path(wanted).is_file():
+            return load_scenario(wanted), "chosen by the caregiver"
+        for s in installed_scenarios(folder):
+            if wanted in (s.name, Path(wanted).stem) or _slug(s.name) == _slug(wanted):
+                return s, "chosen by the caregiver"
+        raise RelaxdError(f"no scenario '{wanted}' in {folder}")
+    if wanted is None:
+        return load_scenario(default), "the chair's default scenario"
+    return recommend_for(store, child, installed_scenarios(folder))
+
+
+def recommend_for(store: ChildStore, child: Child,
+                  installed: list[Scenario]) -> tuple[Scenario, str]:
+    """The recommendation among ``installed`` (those that fit the child's limits), and why."""
+    installed = [s for s in installed if fits(child, s)]
+    if not installed:
+        raise RelaxdError(f"child {child.id}: no installed scenario fits their limits")
+    mine = [score_session(s["events"], s["scenario"])
+            for s in store.sessions(child.id, SCORED_EVENTS)]
+    everyone = [score_session(s["events"], s["scenario"]) for c in store.all() if c.id != child.id
+                for s in store.sessions(c.id, SCORED_EVENTS)]
+    rng = np.random.default_rng(len(mine) * 7919 + sum(map(ord, child.id)))
+    lim = child.limits
+    choice = recommend([s.name for s in installed], mine, everyone, rng,
+                       baseline_now=float(child.learned.get("baseline", 0.0)),
+                       pinned=lim.pinned, forbidden=lim.forbidden, allowed_again=lim.allowed_again)
+    by_name = {s.name: s for s in installed}
+    if choice.scenario not in by_name:
+        raise RelaxdError(f"child {child.id}: pinned scenario '{choice.scenario}' is not installed")
+    return by_name[choice.scenario], choice.why
+
+
+def fits(child: Child, scenario: Scenario) -> bool:
+    limit = child.limits.session_min
+    return limit is None or scenario.duration + scenario.rules.fade_out <= limit * 60
+
+
+def child_session(args: argparse.Namespace, config: Any, camera: bool) -> ChildSession | None:
+    """The child named by ``--child`` (or a ``--virtual-child`` file), checked; None if none."""
+    virtual = None
+    if getattr(args, "virtual_child", None):
+        from relaxd.sim.virtual_child import load_child
+
+        if not args.simulate:
+            raise RelaxdError("--virtual-child needs --simulate")
+        virtual = load_child(args.virtual_child)
+    child_id = getattr(args, "child", None) or (virtual and _slug(virtual.name))
+    if not child_id:
+        if args.scenario in ("auto",) or getattr(args, "scenarios", None):
+            raise RelaxdError("--scenario auto and --scenarios need --child ID")
+        return None
+    state_dir = Path(args.out) if args.simulate else config.state_dir
+    store = ChildStore(state_dir)
+    child = _profile(store, child_id, args.simulate, virtual.name if virtual else None,
+                     config.children.retention_days)
+    folder = Path(args.scenarios) if getattr(args, "scenarios", None) else \
+        Path(config.scenario).parent
+    scenario, why = choose_scenario(store, child, args.scenario, folder, config.scenario)
+    check_before_session(store, child, scenario, camera)
+    if child.limits.no_pulse:
+        scenario = steady_light(scenario)
+    caps = child.limits.caps(config.actuators.caps())
+    log.info("child %s: %s", child.id, why)  # the id only: logs never carry a name
+    return ChildSession(store, child, scenario, why, caps,
+                        Baseline(float(child.learned.get("baseline", 0.0))), virtual)
+
+
+def virtual_input(child: ChildSession, actuators: Any, config: Any) -> Any:
+    """The virtual child in the chair: it perceives what the actuators drive."""
+    from relaxd.sim.virtual_child import Playing, VirtualChildInput
+    from relaxd.vision.mood import MoodSmoother
+
+    return VirtualChildInput(child.virtual,
+                             lambda: Playing.of(actuators.levels(), actuators.stimulus),
+                             MoodSmoother(config.mood), correct=child.baseline.correct)

@@ -1,0 +1,1 @@
+"""Decide: scenarios, the breathing tempo, the relaxation controller, the scenario library."""

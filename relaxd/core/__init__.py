@@ -1,0 +1,1 @@
+"""Shared ground: errors, paths, labels, clocks, YAML settings, plots, WAV files."""

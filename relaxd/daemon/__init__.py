@@ -1,0 +1,1 @@
+"""The chair's loop and its wiring: the session build, hardware, the station's link and socket."""

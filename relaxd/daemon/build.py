@@ -1,0 +1,389 @@
+"""Builds a session's parts from the configuration and the command line, then runs it.
+
+A short list of named steps: plan the run (configuration, scenario, input, clock), open the sense
+half, the hardware (real or simulated, decided in :mod:`relaxd.daemon.hardware` alone), the records, the
+outputs and the safety parts. Everything that can be wrong with the user's input
+(configuration, scenario, mood script, model, video, webcam) is checked before any actuator is
+touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from relaxd.children.session import ChildSession, child_session, virtual_input
+from relaxd.config import CameraSettings, Config, load_config
+from relaxd.control.controller import Controller
+from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
+from relaxd.core.clock import Clock, RealClock, VirtualClock
+from relaxd.core.errors import RelaxdError
+from relaxd.core.logsetup import setup_logging
+from relaxd.core.paths import resource_dir
+from relaxd.daemon.hardware import ChairHardware, hardware_for, open_frames
+from relaxd.daemon.loop import Session, install_signal_handlers
+from relaxd.daemon.notify import Notifier
+from relaxd.daemon.status import StatusLine, StatusLogHandler
+from relaxd.outputs.actuators import Actuators
+from relaxd.records.events import EventLog, JsonLinesSink, Sink, TraceWriter
+from relaxd.records.sessions import SessionSink
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop, Heartbeat, ResetButton
+from relaxd.safety.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
+from relaxd.vision.inputs import Input, ScriptInput, VisionInput
+
+if TYPE_CHECKING:
+    from relaxd.vision.camera import FrameSource
+    from relaxd.vision.emotion import EmotionClassifier
+
+log = logging.getLogger(__name__)
+
+#: The mood script ``relaxd --simulate`` plays when given no input, and its speed.
+DEMO_SCRIPT = resource_dir("scenarios") / "moods" / "demo.yaml"
+DEMO_SPEED = 20.0
+
+#: Seconds between ticks when the input does not pace the loop (mood scripts, image folders).
+SCRIPT_PERIOD = 0.1
+
+#: The longest the loop's thread keeps the interpreter while another thread waits for it, in
+#: seconds (Python's default: 5 ms). The e-stop's callback, the StallGuard and the station's
+#: STOP run Python on threads of their own: while the loop runs Python, each waits up to this
+#: long before it can zero the outputs, latch and alert (``relaxd bench --estop``).
+STOP_SWITCH_INTERVAL_S = 0.001
+
+
+@contextmanager
+def quick_switches(interval: float = STOP_SWITCH_INTERVAL_S) -> Iterator[None]:
+    """The body runs under the interpreter switch interval ``interval``; the one before is
+    restored after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the command line and the configuration ask for, checked and resolved once."""
+
+    config: Config
+    scenario: Scenario
+    script: Path | None  # a mood script stands in for the camera (the demo, when none is named)
+    camera: CameraSettings  # otherwise, where frames come from
+    live: bool  # a live camera (the chair's, or a webcam): real time, session after session
+    clock: Clock
+    child: ChildSession | None = None  # --child / --virtual-child: whose session, and limits
+    virtual: bool = False  # a virtual child stands in for the camera
+
+
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Resolve the arguments against the configuration; bad input raises RelaxdError."""
+    config = load_config(args.config) if args.config or not args.simulate else Config()
+    child = child_session(args, config, camera=not args.mood_script)
+    scenario = child.scenario if child else load_scenario(args.scenario or config.scenario)
+    if args.trace and not args.simulate:
+        raise RelaxdError("--trace needs --simulate")
+    virtual = bool(getattr(args, "virtual_child", None))
+    script = _mood_script(args, virtual)
+    camera = _camera(args, config.camera)
+    live = script is None and not virtual and camera.source in ("picamera", "webcam")
+    return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script),
+                child, virtual)
+
+
+def _mood_script(args: argparse.Namespace, virtual: bool) -> Path | None:
+    if args.mood_script:
+        return Path(args.mood_script)
+    named = args.video or args.images or args.camera is not None or virtual
+    return DEMO_SCRIPT if args.simulate and not named else None
+
+
+def _camera(args: argparse.Namespace, camera: CameraSettings) -> CameraSettings:
+    """The configured camera, or the video, image folder or webcam the command line names."""
+    if args.video:
+        return replace(camera, source="video", path=Path(args.video))
+    if args.images:
+        return replace(camera, source="images", path=Path(args.images), fps=1 / SCRIPT_PERIOD)
+    if args.camera is not None:
+        return replace(camera, source="webcam", index=args.camera)
+    return camera
+
+
+def _clock(speed: float | None, live: bool, script: Path | None) -> Clock:
+    if live:
+        if speed is not None:
+            raise RelaxdError("--speed applies to scripts, videos and image folders, "
+                              "not to a live camera")
+        return RealClock()
+    if speed is None:
+        return VirtualClock(DEMO_SPEED if script == DEMO_SCRIPT else 1.0)
+    return VirtualClock(None if math.isinf(speed) else speed)
+
+
+@dataclass
+class Sensing:
+    """The sense half, opened before any actuator: a mood script, or frames and the model."""
+
+    name: str
+    period: float
+    script: list[ScriptEntry] | None = None
+    frames: FrameSource | None = None
+    classifier: EmotionClassifier | None = None
+    virtual: bool = False
+
+    def input(self, plan: Plan, hands: Callable[[str, str], None], actuators: Actuators) -> Input:
+        """The input of the session: the script, the virtual child (who sees what the chair
+        plays), or the camera read through the calibrated decision and the child's baseline."""
+        if self.script is not None:
+            return ScriptInput(self.script, hands)
+        if self.virtual:
+            return virtual_input(plan.child, actuators, plan.config)
+        from relaxd.vision.calibration import load_calibration
+        from relaxd.vision.faces import FaceDetector
+        from relaxd.vision.mood import MoodSmoother
+
+        return VisionInput(self.frames, FaceDetector(), self.classifier,
+                           MoodSmoother(plan.config.mood),
+                           calibration=load_calibration(plan.config.model.path),
+                           baseline=plan.child.baseline if plan.child else None)
+
+
+def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
+    if plan.script is not None:
+        return Sensing(f"script {plan.script}", SCRIPT_PERIOD,
+                       script=load_mood_script(plan.script))
+    if plan.virtual:
+        return Sensing(f"virtual child {plan.child.child.id}", SCRIPT_PERIOD, virtual=True)
+    from relaxd.vision.emotion import EmotionClassifier
+
+    model = plan.config.model
+    classifier = EmotionClassifier(model.path, model.threads, delegate=model.delegate)
+    frames, period = open_frames(plan.camera, plan.clock, live=plan.live, check_now=named_webcam)
+    stack.callback(frames.close)
+    return Sensing(frames.name, period, frames=frames, classifier=classifier)
+
+
+class SessionRecords:
+    """The events of the run: JSON Lines if asked, and one SQLite record per session."""
+
+    def __init__(self, state_dir: Path, scenario: str, source: str,
+                 jsonl: str | None = None, child: ChildSession | None = None) -> None:
+        self._scenario, self._child = scenario, child
+        self._new_record = lambda: SessionSink(state_dir, scenario=self._scenario, source=source)
+        self._record = self._new_record()
+        sinks: list[Sink] = [JsonLinesSink(jsonl)] if jsonl else []
+        self.events = EventLog(sinks + [self._record])
+        self._link_child()
+
+    def _link_child(self) -> None:
+        if self._child is not None:  # the session belongs to the child
+            self._child.link(self._record.session_id)
+
+    def roll(self, scenario: str | None = None, child: ChildSession | None = None) -> None:
+        """The next session gets a record of its own (of ``scenario``, if it changes), linked
+        to ``child`` (None: nobody's, e.g. a chair waiting for the station's Start). A child
+        whose sessions end here remembers what was learned (their baseline)."""
+        if scenario is not None:
+            self._scenario = scenario
+        if self._child is not None and self._child is not child:
+            self._child.finish()
+        self._child = child
+        old, self._record = self._record, self._new_record()
+        self.events.replace(old, self._record)
+        self._link_child()
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.finish()
+        self.events.close()
+
+
+@dataclass
+class Outputs:
+    actuators: Actuators
+    alerter: Alerter
+
+
+def open_outputs(config: Config, hw: ChairHardware, events: EventLog, stack: ExitStack,
+                 child: ChildSession | None = None) -> Outputs:
+    actuators = Actuators(config.actuators, hw.audio_output(), pin_factory=hw.pin_factory)
+    actuators.steady_light = bool(child and child.child.limits.no_pulse)
+    stack.callback(actuators.close)
+    alerter = Alerter(config.alerts, events, pin_factory=hw.pin_factory)
+    stack.callback(alerter.close)
+    return Outputs(actuators, alerter)
+
+
+@dataclass
+class SafetyParts:
+    estop: EmergencyStop
+    latch: FaultLatch
+    marker: RunMarker | None
+    heartbeat: Heartbeat
+    hands: Callable[[str, str], None]
+
+
+def open_safety(plan: Plan, hw: ChairHardware, outputs: Outputs, events: EventLog,
+                stack: ExitStack) -> SafetyParts:
+    """The e-stop (its latch kept where the hardware keeps it), the reset button, the heartbeat,
+    and what a mood script's hands press."""
+    s, factory = plan.config.safety, hw.pin_factory
+    latch, marker = hw.fault_latch()
+    estop = EmergencyStop(outputs.actuators, s, alerter=outputs.alerter, events=events,
+                          latch=latch, now=plan.clock.now, pin_factory=factory)
+    stack.callback(estop.close)
+    stack.callback(ResetButton(estop, s, now=plan.clock.now, pin_factory=factory).close)
+    heartbeat = Heartbeat(s.heartbeat_pin, pin_factory=factory)
+    stack.callback(heartbeat.close)
+    return SafetyParts(estop, latch, marker, heartbeat, hw.hands(estop))
+
+
+def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
+    """Every part of a session, in the order that checks the user's input first."""
+    plan = plan_run(args)
+    sensing = open_sensing(plan, named_webcam=args.camera is not None, stack=stack)
+    hw = hardware_for(plan.config, simulate=args.simulate, out=Path(args.out),
+                      keep_latch=getattr(args, "keep_latch", False))
+    stack.callback(hw.close)
+    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, args.events,
+                             plan.child)
+    stack.callback(records.close)
+    trace = TraceWriter(args.trace) if args.trace else None
+    if trace is not None:
+        stack.callback(trace.close)
+    outputs = open_outputs(plan.config, hw, records.events, stack, plan.child)
+    safety = open_safety(plan, hw, outputs, records.events, stack)
+    c = plan.config
+    thermal = hw.thermal_watch()
+    if thermal is not None:
+        stack.callback(thermal.close)
+    session = Session(
+        clock=plan.clock, input=sensing.input(plan, safety.hands, outputs.actuators),
+        controller=Controller(plan.scenario,
+                              caps=plan.child.caps if plan.child else c.actuators.caps()),
+        actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
+        events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
+        status=None if args.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
+        marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
+        camera_grace=c.camera.restart_after_s,
+        stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
+        child=plan.child, thermal=thermal)
+    _attach_station(args, c, session, stack, hw.state_dir)
+    return session
+
+
+def _attach_station(args: argparse.Namespace, config: Config, session: Session, stack: ExitStack,
+                    state_dir: Path) -> None:
+    """The caregiver station's control socket: on the chair with ``ui.enabled`` (then no
+    session starts by itself), in simulation with ``--ui`` (the script plays the first
+    session; the chair then stays up, idle, for the station's Start)."""
+    simulated = args.simulate and getattr(args, "ui", False)
+    if not (simulated or (config.ui.enabled and not args.simulate)):
+        if getattr(args, "ui", False):
+            raise RelaxdError("--ui needs --simulate (on the chair: ui.enabled in the configuration)")
+        return
+    if simulated and args.speed is not None and math.isinf(args.speed):
+        raise RelaxdError("--ui keeps the chair up between sessions: give --speed N, not max")
+    import tempfile
+
+    from relaxd.daemon.link import ControlLink
+    from relaxd.daemon.server import StayUp
+
+    ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
+    socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
+                   if args.simulate else config.ui.socket)
+    link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
+                                     resource_dir("scenarios")],
+                       estop=session.estop, latch=session.latch, state_dir=state_dir,
+                       caps=config.actuators.caps())
+    stack.callback(link.close)
+    session.events.sinks.append(link.board)
+    session.control = link
+    if simulated:
+        session.input, session.repeat = StayUp(session.input), True
+        _tell_socket(state_dir, socket_path, stack)
+    else:
+        session.controller.start_on = "station"
+
+
+def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
+    """``relaxd start --simulate --out DIR`` finds the simulated chair's socket here."""
+    from relaxd.commands.start import SOCKET_FILE
+
+    named = out / SOCKET_FILE
+    named.write_text(f"{socket_path}\n")
+    stack.callback(named.unlink, missing_ok=True)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    handler = setup_logging(args.verbose)
+    with ExitStack() as stack:
+        session = build_session(args, stack)
+        if session.control is not None and args.simulate:
+            _spawn_station(args, session, stack)
+        if session.status is not None and isinstance(handler, logging.StreamHandler):
+            root = logging.getLogger()
+            root.removeHandler(handler)
+            root.addHandler(StatusLogHandler(session.status, handler.formatter))
+        install_signal_handlers(session)
+        with quick_switches():
+            code = session.run()
+    log.info("session ended: %s", session.stop_reason)
+    if args.simulate:
+        print(f"relaxd: session ended ({session.stop_reason}); sound in "
+              f"{Path(args.out) / 'audio.wav'}, record in {Path(args.out) / 'sessions.sqlite'}"
+              + (f", events in {args.events}" if args.events else ""), file=sys.stderr)
+    return code
+
+
+def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
+    """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
+    from relaxd.commands.ui import new_token, spawn
+
+    station = spawn(session.control.server.path, Path(args.out).resolve(), args.ui_port,
+                    new_token())
+
+    def end_station() -> None:
+        station.terminate()
+        try:
+            station.wait(5)
+        except Exception:  # noqa: BLE001 - a hung station is killed
+            station.kill()
+
+    stack.callback(end_station)
+
+
+def configure_reset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="configuration file")
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    """Ask the running daemon to clear a latched stop -- only where the configuration allows
+    a reset away from the chair (``safety.remote_reset``); otherwise say where the button is."""
+    config = load_config(args.config)
+    latch = FaultLatch.in_state_dir(config.state_dir)
+    if latch.reason is None:
+        print("relaxd: nothing is latched")
+        return 0
+    if not config.safety.remote_reset:
+        raise RelaxdError(
+            f"latched ({latch.reason}); to restart, a caregiver at the chair holds its reset "
+            f"button (GPIO{config.safety.reset_pin}) for {config.safety.hold_to_reset:g} s and "
+            "lets go. `relaxd reset` is off (safety.remote_reset: false) so that nobody away "
+            "from the chair can restart stimulation")
+    try:
+        latch.request_reset()
+    except OSError as exc:
+        raise RelaxdError(f"cannot ask for a reset: {exc.strerror}", latch.request) from None
+    print(f"reset requested for stop {latch.stop_seq} ({latch.reason}), valid for "
+          f"{RESET_REQUEST_TTL_S:g} s; the chair is then idle with every output at 0 until a "
+          "caregiver starts a session")
+    return 0

@@ -1,0 +1,1 @@
+"""Act: PWM light and vibration, sound at one loudness, the actuator pins."""

@@ -1,0 +1,1 @@
+"""The session's events and its SQLite records."""

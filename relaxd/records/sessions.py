@@ -1,0 +1,262 @@
+"""The session record: every event of every session in one SQLite file under the state directory.
+
+:class:`SessionSink` is an :class:`relaxd.records.events.EventLog` sink. The database runs in WAL mode
+with ``synchronous=NORMAL`` and is committed whenever an event is at least ``commit_every``
+(1 s) of session time after the last commit, and at once for alerts, e-stops and session
+events: a writer killed with SIGKILL loses at most the last second.
+
+``relaxd sessions`` (:mod:`relaxd.commands.sessions`) lists them and exports one as CSV or a plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from relaxd.core.errors import RelaxdError
+from relaxd.core.plotting import pyplot, save_figure
+from relaxd.records.events import Event
+
+DB_NAME = "sessions.sqlite"
+_URGENT = ("alert", "estop", "session")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started TEXT NOT NULL,      -- UTC, ISO 8601
+    ended TEXT,                 -- NULL: still running or interrupted
+    scenario TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    last_t REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    t REAL NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL          -- the event's other fields, JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events(session, t);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot open the session record: {exc}", path) from None
+    return db
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SessionSink:
+    """Stores one session's events; ``session_id`` is its row in the sessions table."""
+
+    def __init__(self, state_dir: str | Path, *, scenario: str = "",
+                 source: str = "", commit_every: float = 1.0) -> None:
+        state_dir = Path(state_dir)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RelaxdError(f"cannot create the state directory: {exc.strerror}",
+                              state_dir) from None
+        self.path = state_dir / DB_NAME
+        self._db = _connect(self.path)
+        cur = self._db.execute("INSERT INTO sessions (started, scenario, source) VALUES (?, ?, ?)",
+                               (_now(), scenario, source))
+        self.session_id: int = cur.lastrowid
+        self._db.commit()
+        self._commit_every = commit_every
+        self._last_commit = 0.0
+        self._last_t = 0.0
+
+    def write(self, event: Event) -> None:
+        t = float(event["t"])
+        data = {k: v for k, v in event.items() if k not in ("t", "type")}
+        self._db.execute("INSERT INTO events (session, t, type, data) VALUES (?, ?, ?, ?)",
+                         (self.session_id, t, event["type"], json.dumps(data, default=str)))
+        self._last_t = max(self._last_t, t)
+        if t - self._last_commit >= self._commit_every or event["type"] in _URGENT:
+            self._commit(t)
+
+    def flush(self) -> None:
+        self._commit(self._last_t)
+
+    def close(self) -> None:
+        if self._db is None:
+            return
+        self._db.execute("UPDATE sessions SET ended = ? WHERE id = ?", (_now(), self.session_id))
+        self.flush()
+        self._db.close()
+        self._db = None
+
+    def _commit(self, t: float) -> None:
+        self._db.execute("UPDATE sessions SET last_t = ? WHERE id = ?", (self._last_t,
+                                                                         self.session_id))
+        self._db.commit()
+        self._last_commit = t
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    started: str
+    ended: str | None
+    scenario: str
+    source: str
+    duration: float
+    events: int
+    alerts: int
+    estops: int
+    child: str | None = None  # the child's id, from the session's start event (names live apart)
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """An existing SQLite file opened read-only (sqlite3.Error if it cannot be)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+
+
+def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
+    """Read-only, so listing never writes to a record the daemon may be writing."""
+    path = state_dir / DB_NAME
+    if not path.exists():
+        return None
+    try:
+        return connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot open the session record: {exc}", path) from None
+
+
+def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
+    """Every recorded session, oldest first (duration from the last stored event)."""
+    db = _open_existing(Path(state_dir))
+    if db is None:
+        return []
+    try:
+        rows = db.execute(
+            "SELECT s.id, s.started, s.ended, s.scenario, s.source, COALESCE(MAX(e.t), 0), "
+            "COUNT(e.t), COUNT(CASE WHEN e.type = 'alert' THEN 1 END), "
+            "COUNT(CASE WHEN e.type = 'estop' AND json_extract(e.data, '$.action') = 'press' "
+            "THEN 1 END), MAX(CASE WHEN e.type = 'session' THEN json_extract(e.data, '$.child') "
+            "END) FROM sessions s LEFT JOIN events e ON e.session = s.id "
+            "GROUP BY s.id ORDER BY s.id").fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
+    finally:
+        db.close()
+    return [SessionInfo(*r) for r in rows]
+
+
+def load_events(state_dir: str | Path, session_id: int) -> list[Event]:
+    """One session's events in time order; RelaxdError if there is no such session."""
+    db = _open_existing(Path(state_dir))
+    try:
+        if db is None or db.execute("SELECT 1 FROM sessions WHERE id = ?",
+                                    (session_id,)).fetchone() is None:
+            raise RelaxdError(f"no session {session_id} in {Path(state_dir) / DB_NAME}")
+        rows = db.execute("SELECT t, type, data FROM events WHERE session = ? ORDER BY t, rowid",
+                          (session_id,)).fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
+    finally:
+        if db is not None:
+            db.close()
+    return [{"t": t, "type": ty, **json.loads(data)} for t, ty, data in rows]
+
+
+def export_csv(events: list[Event], out: str | Path) -> None:
+    """One row an event: t, type, then every field any event has (lists and dicts as JSON)."""
+    try:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            write_csv(events, f)
+    except OSError as exc:
+        raise RelaxdError(f"cannot write CSV: {exc.strerror}", out) from None
+
+
+def write_csv(events: list[Event], f: Any) -> None:
+    """:func:`export_csv`'s rows to an open text file (the station's download)."""
+    fields = sorted({k for e in events for k in e} - {"t", "type"})
+    w = csv.writer(f)
+    w.writerow(["t", "type", *fields])
+    for e in events:
+        w.writerow([e["t"], e["type"], *(
+            json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, "")
+            for k in fields)])
+
+
+def events_of_type(state_dir: str | Path, type: str, limit: int = 200) -> list[Event]:
+    """The latest ``limit`` events of one ``type`` over every session, newest first, each with
+    its ``session`` and the session's ``started`` (the station's audit log)."""
+    db = _open_existing(Path(state_dir))
+    if db is None:
+        return []
+    try:
+        rows = db.execute(
+            "SELECT e.session, s.started, e.t, e.data FROM events e JOIN sessions s "
+            "ON s.id = e.session WHERE e.type = ? ORDER BY e.rowid DESC LIMIT ?",
+            (type, limit)).fetchall()
+    except sqlite3.Error as exc:
+        raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
+    finally:
+        db.close()
+    return [{"session": sid, "started": started, "t": t, "type": type, **json.loads(data)}
+            for sid, started, t, data in rows]
+
+
+_MOOD_Y = {"no_face": 0, "negative": 1, "neutral": 2, "positive": 3}
+_MARK = {"halt": "red", "reduce": "orange", "raise": "green", "pause": "grey",
+         "restart": "blue", "resume": "blue"}
+
+
+def plot_events(events: list[Event], out: str | Path, title: str = "",
+                driven: list[dict[str, float]] | None = None) -> None:
+    """PNG of mood (top) and light/audio/vibration levels (bottom) over time, with decisions
+    (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood``, ``levels`` events'
+    ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it. With
+    ``driven`` (a ``--trace``'s rows) each output as driven is drawn too, thin: breathing,
+    pulses and waves, and under a tempo the three in phase."""
+    plt = pyplot()
+    moods = [(e["t"], _MOOD_Y[e["mood"]]) for e in events
+             if e["type"] == "mood" and e.get("mood") in _MOOD_Y]
+    levels = [e for e in events if e["type"] == "levels"]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6),
+                                      gridspec_kw={"height_ratios": [1, 2]})
+    if moods:
+        end = max(e["t"] for e in events)
+        top.step([m[0] for m in moods] + [end], [m[1] for m in moods] + [moods[-1][1]],
+                 where="post", color="purple")
+    top.set_yticks(list(_MOOD_Y.values()), list(_MOOD_Y))
+    top.set_ylim(-0.5, 3.5)
+    top.set_title(title)
+    for key, colour in (("light", "gold"), ("audio", "tab:blue"), ("vibration", "tab:green"),
+                        ("intensity", "black")):
+        source = events if key == "intensity" else levels  # decisions carry it too
+        pts = [(e["t"], e[key]) for e in source if isinstance(e.get(key), (int, float))]
+        if pts:  # recorded on change: each value holds until the next
+            bottom.plot(*zip(*pts), label=key, color=colour, drawstyle="steps-post",
+                        linestyle="--" if key == "intensity" else "-")
+    for key, colour in (("light", "gold"), ("audio", "tab:blue"), ("vibration", "tab:green")):
+        if driven:
+            bottom.plot([r["t"] for r in driven], [r[key] for r in driven], color=colour,
+                        linewidth=0.5, alpha=0.6)
+    for e in events:
+        if e["type"] == "decision" and e.get("action") in _MARK:
+            bottom.axvline(e["t"], color=_MARK[e["action"]], alpha=0.5, linewidth=1)
+        elif e["type"] == "estop" and e.get("action") in ("press", "estop"):
+            for ax in (top, bottom):
+                ax.axvline(e["t"], color="black", linewidth=2)
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_xlabel("seconds since session start")
+    bottom.set_ylabel("level")
+    bottom.legend(loc="upper right")
+    save_figure(fig, out, dpi=100)

@@ -1,0 +1,1 @@
+"""The stop arbiter, the e-stop and reset button, alerts, the temperature watch."""

@@ -1,0 +1,1 @@
+"""Virtual children and the study of the scenario learner."""

@@ -1,0 +1,286 @@
+"""``relaxd children study``: does the learner find each virtual child's best scenario?
+
+In-process and quick: each session is the real controller and mood smoother with a virtual child
+in the chair (:mod:`relaxd.sim.virtual_child`), ticking every :data:`TICK_S` seconds, audio not
+rendered. Three arms play the same generated children: the learner (Thompson sampling with
+pooled priors, :mod:`relaxd.children.recommend`, and the child's baseline, :mod:`relaxd.vision.baseline`),
+always the default scenario, and a random one each session.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from relaxd.children.recommend import SessionScore, recommend, score_session
+from relaxd.control.controller import Controller, State
+from relaxd.control.scenario import Scenario, load_scenario
+from relaxd.core.errors import RelaxdError
+from relaxd.core.plotting import pyplot, save_figure
+from relaxd.outputs.actuators import ActuatorSettings
+from relaxd.sim.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
+from relaxd.vision.baseline import Baseline
+from relaxd.vision.mood import MoodSmoother
+
+TICK_S = 0.5
+STRONG_BIAS = 0.7
+
+
+@dataclass
+class Played:
+    """One session of the study: the chair's score and the child's true calm share."""
+
+    score: SessionScore
+    true_calm: float
+    baseline_after: float
+    false_halts: int = 0  # halts while the child's true mood was not negative
+
+
+def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Baseline | None,
+                 caps: Any = None) -> Played:
+    """One whole session, closed loop; pure and deterministic per seed."""
+    controller = Controller(scenario, caps=caps or ActuatorSettings().caps())
+    smoother, child = MoodSmoother(), VirtualChild(model)
+    rng, caregiver = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    events: list[dict[str, Any]] = [{"t": 0.0, "type": "session", "state": "start",
+                                     "scenario": scenario.name,
+                                     "baseline": baseline.learned if baseline else 0.0}]
+    playing, last_mood, calm_ticks, ticks, t, false_halts = Playing(), None, 0, 0, 0.0, 0
+    end = scenario.duration + scenario.rules.fade_out + 120
+    while t <= end:
+        mood = child.feel(t, playing)
+        calm_ticks, ticks = calm_ticks + (mood.value != "negative"), ticks + 1
+        probs = child.face(rng)
+        reading = smoother.update(t, baseline.correct(t, probs) if baseline else probs)
+        if reading.mood != last_mood:
+            last_mood = reading.mood
+            events.append({"t": t, "type": "mood", "mood": reading.mood.value})
+        step = controller.step(t, reading)
+        events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
+        halted = any(d.action == "halt" for d in step.decisions)
+        false_halts += halted and mood.value != "negative"
+        seen = _caregiver_sees(t, halted, mood.value, caregiver)
+        if baseline and any(e["what"] == "misread" for e in seen):
+            baseline.confirm_calm()  # as the station's "misread" does on the chair
+        events += seen
+        if step.state is State.ENDED:
+            break
+        playing = Playing.of(step.levels, step.stimulus)
+        t += TICK_S
+    score = score_session(events, scenario.name)
+    return Played(score, calm_ticks / max(ticks, 1),
+                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts)
+
+
+#: How often the caregiver beside the chair records what they saw when it halts.
+CAREGIVER_NOTICES = 0.8
+
+
+def _caregiver_sees(t: float, halted: bool, mood: str, rng: np.random.Generator) -> list[dict]:
+    """On a halt, the caregiver present (intended use) taps what they saw at the station, most
+    of the time: "misread" for a calm child, "upset" for an upset one."""
+    if not halted or rng.random() >= CAREGIVER_NOTICES:
+        return []
+    return [{"t": t, "type": "observation", "what": "upset" if mood == "negative" else "misread"}]
+
+
+def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:
+    """(calm share, positive share) of the child's true mood under the scenario as written, at
+    its start intensity within the default caps (no adaptation, no reading noise)."""
+    child, caps = VirtualChild(model), ActuatorSettings().caps()
+    calm = pos = n = 0
+    t, k = 0.0, scenario.intensity.start
+    for phase in scenario.phases:
+        levels = (phase.light.brightness * k, phase.audio.volume * k, phase.vibration.intensity * k)
+        light, audio, vib = (min(v, c) for v, c in zip(levels, (caps.level.light, caps.level.audio,
+                                                               caps.level.vibration)))
+        sound = phase.audio.generator.value if phase.audio.generator else (
+            "file" if phase.audio.file else None)
+        playing = Playing(colour_family(tuple(phase.light.colour)) if light > 0.05 else None,
+                          sound if audio > 0.05 else None,
+                          phase.vibration.pattern.value if vib > 0.05 else None)
+        for _ in range(int(phase.duration / dt)):
+            mood = child.feel(t, playing).value
+            calm, pos, n = calm + (mood != "negative"), pos + (mood == "positive"), n + 1
+            t += dt
+    return calm / n, pos / n
+
+
+def best_scenarios(model: ChildModel, scenarios: Sequence[Scenario]) -> set[str]:
+    """The installed scenarios with the highest expected calm share (then positive share)."""
+    scores = {s.name: expected_calm(model, s) for s in scenarios}
+    top = max(scores.values())
+    return {name for name, v in scores.items() if np.isclose(v, top).all()}
+
+
+def generate_children(n: int, scenarios: Sequence[Scenario], seed: int) -> list[ChildModel]:
+    """Varied likes (from what the scenarios play, and beyond), dislikes and face biases."""
+    rng = np.random.default_rng(seed)
+    offered = {"colour": sorted({colour_family(tuple(p.light.colour)) for s in scenarios
+                                 for p in s.phases} | set(rng.choice(FAMILIES, 2))),
+               "audio": ["pink-noise", "brown-noise", "soundscape", "tone"],
+               "vibration": ["wave", "pulse", "continuous"]}
+    children = []
+    for i in range(n):
+        aspects = list(offered)
+        rng.shuffle(aspects)
+        likes = {a: str(rng.choice(offered[a])) for a in aspects[:int(rng.integers(1, 3))]}
+        dislike_aspect = aspects[-1]
+        options = [v for v in offered[dislike_aspect] if v != likes.get(dislike_aspect)]
+        dislikes = {dislike_aspect: str(rng.choice(options))} if rng.random() < 0.7 else {}
+        bias = float(rng.choice([0.0, 0.0, 0.2, 0.4, 0.7, 1.0]))
+        children.append(ChildModel.from_dict({
+            "name": f"child{i + 1}", "resting": "neutral", "likes": likes, "dislikes": dislikes,
+            "face_bias": {"negative": bias}, "seed": int(rng.integers(0, 2**31))}))
+    return children
+
+
+@dataclass
+class Arm:
+    """One policy's sessions: ``played[child][session]`` and which scenario it chose."""
+
+    name: str
+    chosen: list[list[str]] = field(default_factory=list)
+    played: list[list[Played]] = field(default_factory=list)
+
+
+def run_arm(name: str, children: Sequence[ChildModel], scenarios: Sequence[Scenario],
+            sessions: int, seed: int,
+            choose: Callable[[int, int, Arm, np.random.Generator, float], str],
+            use_baseline: bool) -> Arm:
+    """Session k for every child, then session k+1 (so pooled priors grow as on a real ward)."""
+    arm = Arm(name, [[] for _ in children], [[] for _ in children])
+    by_name = {s.name: s for s in scenarios}
+    learned = [0.0] * len(children)
+    rng = np.random.default_rng(seed)
+    for k in range(sessions):
+        for i, model in enumerate(children):
+            pick = choose(i, k, arm, rng, learned[i])
+            base = Baseline(learned[i]) if use_baseline else None
+            p = play_session(model, by_name[pick], seed * 100003 + i * 1009 + k, base)
+            learned[i] = p.baseline_after
+            arm.chosen[i].append(pick)
+            arm.played[i].append(p)
+    return arm
+
+
+def learner(names: Sequence[str]) -> Callable[..., str]:
+    def choose(i: int, k: int, arm: Arm, rng: np.random.Generator, baseline: float) -> str:
+        everyone = [p.score for j, row in enumerate(arm.played) for p in row if j != i]
+        mine = [p.score for p in arm.played[i]]
+        return recommend(names, mine, everyone, rng, baseline_now=baseline).scenario
+    return choose
+
+
+def summarise(arm: Arm, best: Sequence[set[str]], children: Sequence[ChildModel],
+              from_session: int = 5) -> dict[str, float]:
+    """The study's figures for one arm."""
+    n = len(children)
+    later = [[c in best[i] for c in arm.chosen[i][from_session - 1:]] for i in range(n)]
+    on_best = [np.mean(row) > 0.5 for row in later if row]
+    biased = [i for i, m in enumerate(children) if m.face_bias[0] >= STRONG_BIAS]
+    on_best_later = [p for i in biased for k, p in enumerate(arm.played[i])
+                     if k >= 2 and arm.chosen[i][k] in best[i]]
+    flat = [p for row in arm.played for p in row]
+    return {"calm_share": float(np.mean([p.true_calm for p in flat])),
+            "read_calm_share": float(np.mean([p.score.calm for p in flat])),
+            "halts_per_session": float(np.mean([p.score.halts for p in flat])),
+            "children_on_best": float(np.mean(on_best)) if on_best else 0.0,
+            "biased_children": len(biased),
+            "false_halts_per_session": float(np.mean([p.false_halts for p in flat])),
+            "biased_halts_on_best_after_2": int(sum(p.score.halts for p in on_best_later)),
+            "biased_false_halts_on_best_after_2": int(sum(p.false_halts for p in on_best_later)),
+            "biased_sessions_on_best_after_2": len(on_best_later)}
+
+
+def run_study(n_children: int, n_sessions: int, seed: int,
+              scenarios: Sequence[Scenario]) -> dict[str, Any]:
+    names = [s.name for s in scenarios]
+    children = generate_children(n_children, scenarios, seed)
+    best = [best_scenarios(m, scenarios) for m in children]
+    default = names[0]
+    arms = [run_arm("learner", children, scenarios, n_sessions, seed, learner(names), True),
+            run_arm("default", children, scenarios, n_sessions, seed,
+                    lambda *a: default, False),
+            run_arm("random", children, scenarios, n_sessions, seed,
+                    lambda i, k, arm, rng, b: names[int(rng.integers(len(names)))], False)]
+    return {"children": children, "best": best, "arms": arms,
+            "summary": {a.name: summarise(a, best, children) for a in arms}}
+
+
+def format_table(summary: dict[str, dict[str, float]], n_children: int, n_sessions: int) -> str:
+    rows = [("true calm share (child's own mood)", "calm_share", "{:.1%}"),
+            ("calm share as the chair read it", "read_calm_share", "{:.1%}"),
+            ("halts per session", "halts_per_session", "{:.2f}"),
+            ("  of which the child was not upset", "false_halts_per_session", "{:.2f}"),
+            ("children on their best scenario, sessions 5+", "children_on_best", "{:.0%}"),
+            ("halts of strongly biased children on best, sessions 3+",
+             "biased_halts_on_best_after_2", "{}"),
+            ("  of which the child was not upset", "biased_false_halts_on_best_after_2", "{}")]
+    arms = list(summary)
+    lines = [f"{n_children} virtual children x {n_sessions} sessions",
+             f"{'':<56}" + "".join(f"{a:>10}" for a in arms)]
+    for label, key, fmt in rows:
+        lines.append(f"{label:<56}" + "".join(f"{fmt.format(summary[a][key]):>10}" for a in arms))
+    first = summary[arms[0]]
+    lines.append(f"(strongly biased children: {first['biased_children']}, their sessions on the "
+                 f"best scenario from the third on: {first['biased_sessions_on_best_after_2']})")
+    return "\n".join(lines)
+
+
+def plot_study(result: dict[str, Any], out: str | Path) -> None:
+    """Per session number: share of children on their best scenario, halts, true calm share."""
+    plt = pyplot()
+    best = result["best"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for arm in result["arms"]:
+        k = np.arange(1, len(arm.chosen[0]) + 1)
+        on_best = [np.mean([arm.chosen[i][j] in best[i] for i in range(len(best))])
+                   for j in range(len(k))]
+        halts = [np.mean([row[j].score.halts for row in arm.played]) for j in range(len(k))]
+        calm = [np.mean([row[j].true_calm for row in arm.played]) for j in range(len(k))]
+        for ax, y in zip(axes, (on_best, halts, calm)):
+            ax.plot(k, y, marker=".", label=arm.name)
+    for ax, title in zip(axes, ("children on their best scenario", "halts per session",
+                                "true calm share")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("session")
+    axes[0].set_ylim(0, 1.02)
+    axes[2].set_ylim(0, 1.02)
+    axes[0].legend(fontsize=8)
+    save_figure(fig, out, dpi=80)
+
+
+def installed_scenarios(folder: str | Path | None) -> list[Scenario]:
+    """The scenarios of a folder (default: the bundled ones), the default scenario first."""
+    from relaxd.core.paths import default_scenario, resource_dir
+
+    folder = Path(folder) if folder else resource_dir("scenarios")
+    if not folder.is_dir():
+        raise RelaxdError("not a scenario folder", folder)
+    paths = sorted(folder.glob("*.yaml"), key=lambda p: (p != default_scenario(), p.name))
+    if not paths:
+        raise RelaxdError("no scenarios (*.yaml) in the folder", folder)
+    return [load_scenario(p) for p in paths]
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--children", type=int, default=30)
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--scenarios", metavar="DIR", help="default: the bundled scenarios")
+    p.add_argument("--plot", metavar="OUT.png", default="study.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (1 <= args.children <= 1000 and 1 <= args.sessions <= 200):
+        raise RelaxdError("--children 1..1000 and --sessions 1..200")
+    result = run_study(args.children, args.sessions, args.seed, installed_scenarios(args.scenarios))
+    print(format_table(result["summary"], args.children, args.sessions))
+    plot_study(result, args.plot)
+    print(f"curves written to {args.plot}")
+    return 0

@@ -1,0 +1,1 @@
+"""Sense: camera, faces, emotion, calibration, the child's baseline, mood."""

@@ -1,0 +1,410 @@
+"""Face finding (OpenCV's Viola-Jones Haar cascades), following the child's face from frame to
+frame, and the one face crop used at run time.
+
+Each frame, :meth:`FaceDetector.track`:
+
+1. follows the child's face: sparse optical flow predicts where its box moved, and the cascades
+   confirm it in a small region around that prediction, scaled so the face is ``roi_face_px``
+   wide: the frontal ``default`` cascade, then ``alt2``, then the profile cascade and its mirror
+   image for a turned head. Found by none (a glance down, a hand over the face), the face is kept
+   where the flow puts it for at most ``coast_frames`` frames, and without a frontal find for at
+   most ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
+   (:attr:`Detection.frontal`);
+2. runs one part of the full-frame search (on a copy downscaled to ``detect_width``, faces at
+   least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep` into
+   ``sweep_parts`` parts of about equal work, so that no frame costs many times another; one sweep
+   of the whole frame takes ``sweep_parts`` frames. With no face followed, the part's faces are
+   candidates at once, and a frame with nothing found in its first part runs more while they fit
+   in two parts' average work (following a face and reading its emotion cost about one).
+
+A face new to the detector becomes the child's only once the ``alt2`` cascade agrees with the
+``default`` one around it, and a background face never takes over while the child's face is
+followed: the followed face counts as seen in every sweep.
+
+Which face is the child's, when several are seen (the rule, in order):
+1. the face followed from the last frame (``rule="tracked"``);
+2. otherwise, and at the end of each sweep, the face whose track was seen in the most sweeps
+   (``"persistent"``): the child sits in the chair all session, a parent leaning in comes and goes;
+3. tie: the largest (``"largest"``), the child being nearest the chair's camera;
+4. tie: the most central (``"central"``). A lone face is chosen with ``rule="only"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from relaxd.vision.facesearch import (
+    FRONTAL,
+    HAAR_WINDOW,
+    PROFILE,
+    Box,
+    Cascades,
+    Region,
+    SweepPart,
+    flow_box,
+    group,
+    load_cascade,
+    plan_sweep,
+    region_around,
+    region_work,
+)
+
+__all__ = ["Box", "Detection", "FaceDetector", "crop_face", "to_gray"]
+
+#: The frontal cascade the full search uses (shipped with opencv-python-headless 4.x).
+CASCADE_PATH = FRONTAL[0]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One frame's result: the child's face ``box`` (None if no face), the faces ``faces`` this
+    frame's searches found (``box`` among them), ``index`` of ``box`` in ``faces``, whether it was
+    ``tracked`` (followed from the last frame rather than newly chosen), whether a sweep of the
+    full frame ended with this frame (``full_search``), the ``rule`` that chose it (see the
+    module's docstring; "" when no face), ``how`` the box was found ("frontal", "alt2",
+    "profile" or "flow") and ``work``: this frame's searching, as a fraction of one full search.
+    """
+
+    box: Box | None
+    faces: tuple[Box, ...]
+    index: int | None
+    tracked: bool
+    full_search: bool
+    rule: str
+    how: str = ""
+    work: float = 0.0
+
+    @property
+    def frontal(self) -> bool:
+        """A frontal cascade found the face this frame: fit for the emotion model. A face seen
+        only in profile or only followed by flow shows the child is there, not their mood."""
+        return self.how in ("frontal", "alt2")
+
+
+@dataclass
+class _Track:
+    box: Box
+    hits: int = 1
+    misses: int = 0
+    verified: bool = False
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """An HxW uint8 grayscale view or copy of a gray, BGR or BGRA image."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"not an image: shape {image.shape}")
+
+
+def crop_face(gray: np.ndarray, box: Box, size: int = 48) -> np.ndarray:
+    """The model's input: a ``size`` x ``size`` uint8 crop of ``box``, framed like FER2013.
+
+    FER2013's faces are framed like the Haar box (measured: on 433 FER2013 validation faces,
+    upscaled 4x and padded, the cascade's box is 0.98 of the image's side, IQR 0.91-1.05,
+    centred within 0.5%), so the crop is the box itself, made square around its centre (Haar
+    boxes already are), moved inside the frame where it sticks out (shrunk if the frame is
+    smaller), then resized with INTER_AREA (INTER_LINEAR when enlarging).
+    """
+    gray = to_gray(gray)
+    height, width = gray.shape
+    side = max(1, min(max(box.w, box.h), height, width))
+    cx, cy = box.center
+    x = int(round(cx - side / 2))
+    y = int(round(cy - side / 2))
+    x = min(max(x, 0), width - side)
+    y = min(max(y, 0), height - side)
+    crop = gray[y:y + side, x:x + side]
+    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+@dataclass
+class _Sweep:
+    """Where the spread full search stands: its plan for one frame size, the next part, and the
+    raw windows its parts found so far."""
+
+    size: tuple[int, int] = (0, 0)
+    plan: list[SweepPart] = field(default_factory=list)
+    full_work: float = 1.0
+    next: int = 0
+    windows: list[Box] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class FaceDetector:
+    """Finds faces in grayscale frames and follows the child's face from frame to frame.
+
+    ``detect_width``: the full-frame search runs on at most ``detect_width`` x
+    ``0.75 * detect_width`` pixels; ``min_face_frac``: smallest face, as a fraction of the frame's
+    width; ``sweep_parts``: the full search is spread over about this many frames; ``roi_margin``:
+    the region searched around the followed face extends this many face widths on each side;
+    ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
+    is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
+    find (in profile, or by flow); ``scale_factor`` and ``min_neighbors``: the cascades' own
+    parameters; ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
+    """
+
+    detect_width: int = 240
+    min_face_frac: float = 0.1
+    sweep_parts: int = 12
+    roi_margin: float = 0.25
+    roi_face_px: int = 48
+    coast_frames: int = 45
+    unconfirmed_frames: int = 150
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    cascade_path: str = CASCADE_PATH
+    _cascades: Cascades = field(init=False, repr=False)
+    _tracks: list[_Track] = field(init=False, repr=False, default_factory=list)
+    _current: _Track | None = field(init=False, repr=False, default=None)
+    _sweep: _Sweep = field(init=False, repr=False, default_factory=_Sweep)
+    _patch: tuple[np.ndarray, tuple[int, int]] | None = field(init=False, repr=False, default=None)
+    _coasted: int = field(init=False, repr=False, default=0)
+    _unconfirmed: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
+        for name in dict.fromkeys((self.cascade_path, *FRONTAL, PROFILE)):
+            load_cascade(name)
+
+    def reset(self) -> None:
+        """Forget the faces followed so far (a new session)."""
+        self._tracks, self._current, self._sweep = [], None, _Sweep()
+        self._patch, self._coasted, self._unconfirmed = None, 0, 0
+
+    def find_all(self, gray: np.ndarray) -> list[Box]:
+        """Every face in the whole frame, largest first (stateless full search, in one go)."""
+        gray = to_gray(gray)
+        return self._cascades.search(gray, self._full_region(*gray.shape[::-1]))
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """The faces of this frame's search, the child's first (see :meth:`track`: a frame of a
+        sequence; for a single still image use :meth:`find_all`)."""
+        d = self.track(gray)
+        if d.index is None:
+            return list(d.faces)
+        return [d.faces[d.index]] + [b for i, b in enumerate(d.faces) if i != d.index]
+
+    def track(self, gray: np.ndarray) -> Detection:
+        """Find the child's face in this frame: follow it from the last frame, search one part of
+        the full frame, and choose among new faces when none is followed (see the module)."""
+        gray = to_gray(gray)
+        work = [0.0]
+        how = self._follow(gray, work) if self._current is not None else ""
+        if not how:
+            self._current, self._patch = None, None
+        followed = self._current
+        part, swept = self._sweep_step(gray, work)
+        while self._current is None and swept is None and not part and self._fits(work):
+            part, swept = self._sweep_step(gray, work)   # nothing to follow: search on
+        rule = "tracked" if how else ""
+        if how in ("flow", "profile"):
+            how = self._snap(part) or how
+        if swept is not None:
+            rule = self._end_sweep(gray, swept, work)
+        elif self._current is None and part:
+            rule = self._choose(gray, part, work)
+        box = None if self._current is None else self._current.box
+        if box is None:
+            return Detection(None, tuple(part if swept is None else swept), None, False,
+                             swept is not None, "", "", round(work[0], 4))
+        if self._current is not followed:
+            how = "frontal" if box in part else "sweep"
+            self._coasted = self._unconfirmed = 0
+        self._unconfirmed = 0 if how in ("frontal", "alt2") else self._unconfirmed + 1
+        self._remember(gray, box)
+        faces = [f for f in (part if swept is None else swept) if f == box or f.iou(box) < 0.3]
+        if box not in faces:
+            faces.insert(0, box)
+        return Detection(box, tuple(faces), faces.index(box), self._current is followed,
+                         swept is not None, rule, how, round(work[0], 4))
+
+    def _full_region(self, width: int, height: int) -> Region:
+        scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
+        min_face = max(HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
+        return Region(0, 0, width, height, scale, min_face)
+
+    def _follow(self, gray: np.ndarray, work: list[float]) -> str:
+        """Find the followed face again, or keep it by flow; how, or "" when it is lost.
+
+        The frontal cascade looks around the last box first; only when it misses does optical
+        flow predict the box, where every cascade in turn looks again."""
+        cur = self._current
+        if self._unconfirmed >= self.unconfirmed_frames:
+            return ""
+        box = self._find_near(gray, cur.box, work, frontal_only=True)
+        if box is not None:
+            cur.box, self._coasted = box[0], 0
+            return box[1]
+        predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
+                                                              self._patch[1])
+        moved = predicted is not None and predicted.iou(cur.box) < 0.7
+        box = self._find_near(gray, predicted if moved else cur.box, work, again=not moved)
+        if box is not None:
+            cur.box, self._coasted = box[0], 0
+            return box[1]
+        height, width = gray.shape
+        if (predicted is None or self._coasted >= self.coast_frames
+                or predicted.inside_fraction(width, height) < 0.5):
+            return ""
+        cur.box, self._coasted = predicted, self._coasted + 1
+        return "flow"
+
+    def _find_near(self, gray: np.ndarray, guess: Box, work: list[float],
+                   frontal_only: bool = False, again: bool = False) -> tuple[Box, str] | None:
+        """The face the cascades find around ``guess`` at its scale (the frontal one only, or
+        every one in turn, ``again``: but the first frontal one, already tried there), with how
+        it was found; None if none overlaps ``guess``."""
+        height, width = gray.shape
+        region = region_around(guess, self.roi_margin, self.roi_face_px)
+        if frontal_only:
+            found, how, runs = self._cascades.search(gray, region), "frontal", 1
+        else:
+            found, how, runs = self._cascades.search_any(gray, region, skip_frontal=again)
+        work[0] += runs * region_work(region, width, height, self.scale_factor) / self._sweep.full_work
+        best = max(found, key=guess.iou, default=None)
+        return (best, how) if best is not None and best.iou(guess) >= 0.2 else None
+
+    def _fits(self, work: list[float]) -> bool:
+        """Whether the sweep's next part fits in this frame's budget while no face is followed:
+        two parts on average (following a face and reading its emotion take about one)."""
+        plan = self._sweep.plan
+        return bool(plan) and work[0] + plan[self._sweep.next].share <= 2 / len(plan)
+
+    def _snap(self, part: list[Box]) -> str:
+        """A face followed without a frontal find moves to this frame's sweep part's frontal
+        find over it, if any; "frontal" then, else ""."""
+        box = max(part, key=self._current.box.iou, default=None)
+        if box is None or box.iou(self._current.box) < 0.3:
+            return ""
+        self._current.box, self._coasted = box, 0
+        return "frontal"
+
+    def _sweep_step(self, gray: np.ndarray, work: list[float]) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep: its new faces, and every face of the sweep when it
+        ended with this part (else None)."""
+        height, width = gray.shape
+        sw = self._sweep
+        if sw.size != (width, height):
+            full = self._full_region(width, height)
+            plan = plan_sweep(width, height, full.scale, full.min_face, self.sweep_parts,
+                              self.scale_factor)
+            self._sweep = sw = _Sweep((width, height), plan,
+                                      max(region_work(full, width, height, self.scale_factor), 1e-9))
+        if not sw.plan:
+            return [], []
+        part = sw.plan[sw.next]
+        work[0] += part.share
+        windows = [b for b in self._cascades.search(gray, part.region, raw=True)
+                   if part.keep_x0 <= b.x < part.keep_x1]
+        sw.windows.extend(windows)
+        sw.next += 1
+        found = group(windows, self.min_neighbors)
+        if sw.next < len(sw.plan):
+            return found, None
+        swept, sw.windows, sw.next = group(sw.windows, self.min_neighbors), [], 0
+        return found, swept
+
+    def _verify(self, gray: np.ndarray, track: _Track, work: list[float]) -> bool:
+        """Whether the ``alt2`` cascade agrees there is a face at the track's box (once enough)."""
+        if not track.verified:
+            height, width = gray.shape
+            region = region_around(track.box, self.roi_margin, self.roi_face_px)
+            found = self._cascades.search(gray, region, FRONTAL[1])
+            work[0] += region_work(region, width, height, self.scale_factor) / self._sweep.full_work
+            track.verified = any(f.iou(track.box) >= 0.3 for f in found)
+        return track.verified
+
+    def _choose(self, gray: np.ndarray, part: list[Box], work: list[float]) -> str:
+        """With no face followed: take the child's among this part's faces; the rule, or ""."""
+        candidates = []
+        for box in part:
+            track = max(self._tracks, key=lambda t: t.box.iou(box), default=None)
+            if track is None or track.box.iou(box) < 0.3:
+                track = _Track(box, hits=0)   # counted by the sweep's end, like every face
+            track.box = box
+            if self._verify(gray, track, work):
+                candidates.append(track)
+        if not candidates:
+            return ""
+        ranked = self._rank(candidates, gray.shape)
+        self._current = ranked[0]
+        if ranked[0] not in self._tracks:
+            self._tracks.append(ranked[0])
+        return self._rule(ranked, gray.shape)
+
+    def _end_sweep(self, gray: np.ndarray, swept: list[Box], work: list[float]) -> str:
+        """The sweep ended: count where each face was seen and choose the child's again."""
+        cur = self._current
+        others = [f for f in swept if cur is None or f.iou(cur.box) < 0.3]
+        seen = self._match(others)
+        if cur is not None:
+            cur.hits, cur.misses = cur.hits + 1, 0
+            seen.append(cur)
+        ranked = [t for t in self._rank(seen, gray.shape)
+                  if t is cur or self._verify(gray, t, work)]
+        self._current = ranked[0] if ranked else None
+        return self._rule(ranked, gray.shape) if ranked else ""
+
+    @staticmethod
+    def _rank(tracks: list[_Track], shape: tuple[int, int]) -> list[_Track]:
+        return sorted(tracks, key=lambda t: _key(t, shape), reverse=True)
+
+    @staticmethod
+    def _rule(ranked: list[_Track], shape: tuple[int, int]) -> str:
+        if len(ranked) == 1:
+            return "only"
+        (h0, a0, _), (h1, a1, _) = _key(ranked[0], shape), _key(ranked[1], shape)
+        return "persistent" if h0 > h1 else "largest" if a0 > a1 else "central"
+
+    def _match(self, faces: list[Box]) -> list[_Track]:
+        """Update the tracks (but the followed one) with a sweep's faces; the tracks seen in it."""
+        tracks = [t for t in self._tracks if t is not self._current]
+        pairs = sorted(((f.iou(t.box), i, j) for i, f in enumerate(faces)
+                        for j, t in enumerate(tracks)), reverse=True)
+        face_track: dict[int, _Track] = {}
+        used: set[int] = set()
+        for overlap, i, j in pairs:
+            if overlap < 0.3:
+                break
+            if i not in face_track and j not in used:
+                face_track[i] = tracks[j]
+                used.add(j)
+        for j, tr in enumerate(tracks):
+            if j not in used:
+                tr.misses += 1
+        self._tracks = [t for t in self._tracks if t.misses <= 2]
+        seen = []
+        for i, f in enumerate(faces):
+            tr = face_track.get(i)
+            if tr is None:
+                tr = _Track(f)
+                self._tracks.append(tr)
+            else:
+                tr.box, tr.hits, tr.misses = f, tr.hits + 1, 0
+            seen.append(tr)
+        return seen
+
+    def _remember(self, gray: np.ndarray, box: Box) -> None:
+        """Keep the frame around ``box`` for the next frame's optical flow."""
+        height, width = gray.shape
+        m = box.w // 2
+        x0, y0 = max(0, box.x - m), max(0, box.y - m)
+        x1, y1 = min(width, box.x + box.w + m), min(height, box.y + box.h + m)
+        self._patch = (gray[y0:y1, x0:x1].copy(), (x0, y0)) if x1 > x0 and y1 > y0 else None
+
+
+def _key(track: _Track, shape: tuple[int, int]) -> tuple[int, int, float]:
+    """The child rule's order: hits in sweeps, then area, then nearness to the frame's centre."""
+    height, width = shape[:2]
+    cx, cy = track.box.center
+    return track.hits, track.box.area, -((cx - width / 2) ** 2 + (cy - height / 2) ** 2)

@@ -1,0 +1,143 @@
+"""What the loop reads each tick: a mood sensed from camera frames, or one from a mood script.
+
+:class:`VisionInput` runs the sensing half (frame -> face -> emotion -> smoothed mood);
+:class:`ScriptInput` replays a therapist's mood script (for rehearsing scenarios) and presses the
+e-stop where the script says so. Both return a :class:`Sensed` per tick, or None once ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from relaxd.control.controller import MoodSample, Reading
+from relaxd.control.scenario import ScriptEntry
+from relaxd.core.labels import EMOTIONS, Mood, mood_probs
+from relaxd.vision.calibration import MoodCalibration
+from relaxd.vision.camera import Frame, FrameSource, NoInput
+from relaxd.vision.consensus import TalkFilter
+from relaxd.vision.emotion import EmotionClassifier
+from relaxd.vision.faces import Box, FaceDetector, crop_face, to_gray
+from relaxd.vision.mood import MoodSmoother
+
+
+@dataclass(frozen=True)
+class Sensed:
+    """One tick's input: the smoothed ``reading``; the face, its emotion and its confidence when
+    a frame was analysed, with how many faces were seen and the rule that chose the child's;
+    ``no_input`` with a reason while the camera is down."""
+
+    reading: Reading
+    face: Box | None = None
+    faces_seen: int = 0
+    rule: str = ""
+    emotion: str | None = None
+    emotion_confidence: float = 0.0
+    no_input: str | None = None
+
+
+class Input(Protocol):
+    #: A script stands in for the child (and the caregiver's hands): the session may end with it.
+    scripted: bool
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more will come (a script that has played its last entry)."""
+
+    def read(self, t: float) -> Sensed | None:
+        """This tick's input at session time ``t``; None once the input has ended."""
+
+    def close(self) -> None: ...
+
+
+class VisionInput:
+    """Frames from ``source`` through face detection, the emotion model and mood smoothing.
+
+    Every other face is classified mirrored, so the smoothed mood averages both views of the
+    face: on FER2013 val, averaging a face's two views gains about a point of accuracy (test-time
+    flip averaging) without a second inference per frame. Only faces a frontal cascade found
+    are classified (the model was trained on frontal faces and misreads turned ones); a face
+    seen only in profile or followed by flow keeps the child present and holds the mood.
+    """
+
+    def __init__(self, source: FrameSource, detector: FaceDetector,
+                 classifier: EmotionClassifier, smoother: MoodSmoother,
+                 calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
+        self.source, self.detector, self.classifier, self.smoother = (
+            source, detector, classifier, smoother)
+        self.calibration = calibration or MoodCalibration()  # relaxd.vision.calibration (issue 16)
+        self.baseline = baseline  # relaxd.vision.baseline.Baseline: the child's resting face (issue 16)
+        self.talk = TalkFilter()  # relaxd.vision.consensus: speech and fleeting expressions (issue 16)
+        self._mirror = False
+
+    scripted = False
+    exhausted = False
+
+    def read(self, t: float) -> Sensed | None:
+        frame: Frame | NoInput | None = self.source.read()
+        if frame is None:
+            return None
+        if isinstance(frame, NoInput):
+            return Sensed(self.smoother.update(t, None), no_input=frame.reason)
+        gray = to_gray(frame.image)
+        found = self.detector.track(gray)
+        if found.box is None:
+            self.talk.lost()
+            return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
+        if not found.frontal:
+            return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
+                          rule=found.rule)
+        face = crop_face(gray, found.box)
+        self._mirror = not self._mirror
+        probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
+        best = int(np.argmax(probs7))
+        probs3 = self.calibration.apply(mood_probs(probs7))
+        if self.baseline is not None:
+            probs3 = self.baseline.correct(t, probs3)
+        probs3 = self.talk.update(t, face, probs3)
+        return Sensed(self.smoother.update(t, probs3), face=found.box,
+                      faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
+                      emotion_confidence=float(probs7[best]))
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class ScriptInput:
+    """Moods from a mood script (``relaxd.control.scenario.load_mood_script``); at each ``press`` and
+    ``release`` it calls ``buttons(action, button)``, which works the simulated button as a
+    caregiver's hand would (``action`` is ``press`` or ``release``).
+
+    The script never ends by itself: the session ends with its scenario, or once the e-stop has
+    latched and no entry is left.
+    """
+
+    scripted = True
+
+    def __init__(self, entries: Sequence[ScriptEntry],
+                 buttons: Callable[[str, str], None]) -> None:
+        self._entries = sorted(entries, key=lambda e: e.at)
+        self._next = 0
+        self._reading = MoodSample(Mood.NO_FACE, 0.0)
+        self._buttons = buttons
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next >= len(self._entries)
+
+    def read(self, t: float) -> Sensed:
+        while self._next < len(self._entries) and self._entries[self._next].at <= t:
+            entry = self._entries[self._next]
+            self._next += 1
+            if entry.mood is not None:
+                self._reading = MoodSample(Mood(entry.mood), entry.confidence)
+            elif entry.press is not None:
+                self._buttons("press", entry.press)
+            else:
+                self._buttons("release", entry.release)
+        return Sensed(self._reading)
+
+    def close(self) -> None:
+        pass
