@@ -33,7 +33,7 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
     ("scenario", "show"): ("relaxd.commands.scenario", "configure_show", "run_show",
                            "print a scenario's timeline (and plot it against a mood script)"),
     ("sessions",): ("relaxd.commands.sessions", "configure", "run", "list and export recorded sessions"),
-    # issue 16: child profiles, and the study of the scenario learner
+    # Child profiles, and the study of the scenario learner
     ("children", "add"): ("relaxd.commands.children", "configure_add", "run_add",
                           "add a child (a pseudonym unless a name is given)"),
     ("children", "list"): ("relaxd.commands.children", "configure_list", "run_list", "list the children"),
@@ -47,17 +47,17 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                              "write a child's profile and sessions as JSON"),
     ("children", "delete"): ("relaxd.commands.children", "configure_delete", "run_delete",
                              "erase a child and every session linked to them"),
-    ("children", "study"): ("relaxd.sim.study", "configure", "run",
+    ("children", "study"): ("relaxd.commands.study", "configure", "run",
                             "virtual children: the learner against the default and random"),
-    ("reset",): ("relaxd.daemon.build", "configure_reset", "run_reset",
+    ("reset",): ("relaxd.commands.reset", "configure", "run",
                  "ask the running chair to clear a latched stop (only if safety.remote_reset)"),
     ("start",): ("relaxd.commands.start", "configure", "run",
                  "start a child's session from a shell (the daemon runs with the station)"),
-    ("safe-off",): ("relaxd.daemon.hardware", "configure_safe_off", "run_safe_off",
+    ("safe-off",): ("relaxd.commands.safe_off", "configure", "run",
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
     ("config", "boot-pins"): ("relaxd.commands.config", "configure_boot_pins", "run_boot_pins",
                               "print the config.txt gpio= line: the actuator pins off from boot"),
-    # The caregiver station (issue 15).
+    # The caregiver station
     ("ui", "serve"): ("relaxd.commands.ui", "configure_serve", "run_serve",
                       "run the caregiver station (web application) beside the daemon"),
     ("ui", "add-user"): ("relaxd.commands.ui", "configure_add_user", "run_add_user",

@@ -1,4 +1,4 @@
-"""The control socket and the loop's side of the caregiver station (relaxd.daemon.server, .commands).
+"""The control socket and the loop's side of the caregiver station (relaxd.daemon.server, relaxd.daemon.link).
 
 A real Session on mock pins runs in a thread; the tests talk to it over the real unix socket.
 """
@@ -27,7 +27,8 @@ from relaxd.daemon.build import SessionRecords
 from relaxd.daemon.hardware import SimulatedHands
 from relaxd.daemon.link import ControlLink
 from relaxd.daemon.loop import Session
-from relaxd.daemon.server import ControlServer, StayUp
+from relaxd.daemon.server import ControlServer
+from relaxd.daemon.station_inputs import StayUp
 from relaxd.outputs.actuators import Actuators, ActuatorSettings
 from relaxd.outputs.audio import NullOutput
 from relaxd.records.events import EventLog, MemorySink

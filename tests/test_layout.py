@@ -95,3 +95,47 @@ def test_safe_off_loads_no_model_camera_or_audio_stack(tmp_path):
     code = ("from relaxd.cli import main\n"
             f"assert main(['safe-off', '--simulate', '--out', {str(tmp_path)!r}]) == 0")
     assert [m for m in heavy if m in loaded_by(code)] == []
+
+
+#: The stages in the order imports run: a module may import its own group and those before it.
+#: ``config`` gathers every section's settings for the daemon and the commands; ``cli`` and
+#: ``__main__`` are the entry point.
+GROUPS = ("core", "control", "vision", "outputs", "records", "safety", "children", "sim",
+          "station", "config", "daemon", "commands", "cli")
+
+
+def group_of(module: str) -> str:
+    part = module.split(".")[1] if "." in module else "cli"
+    return "cli" if part == "__main__" else part
+
+
+def test_every_module_is_in_a_group_and_imports_run_one_way():
+    known = modules()
+    assert {group_of(m) for m in known if m != "relaxd"} <= set(GROUPS), sorted(
+        {group_of(m) for m in known} - set(GROUPS))
+    backwards = []
+    for name, path in known.items():
+        if name == "relaxd":
+            continue
+        rank = GROUPS.index(group_of(name))
+        for dep in imports_of(path, known) - {"relaxd"}:
+            if GROUPS.index(group_of(dep)) > rank:
+                backwards.append(f"{name} imports {dep}")
+    assert sorted(backwards) == []
+
+
+def test_the_web_process_loads_no_vision_or_outputs():
+    heavy = ("cv2", "tflite_runtime", "ai_edge_litert", "sounddevice", "picamera2")
+    loaded = loaded_by("import relaxd.station.server, relaxd.station.link, relaxd.commands.ui")
+    assert [m for m in loaded if m.startswith(("relaxd.vision", "relaxd.outputs"))] == []
+    assert [m for m in heavy if m in loaded] == []
+
+
+def test_the_command_table_names_modules_that_exist():
+    from relaxd.cli import _COMMANDS
+
+    known = modules()
+    for words, (module, configure, run, _) in _COMMANDS.items():
+        assert module in known, words
+        source = known[module].read_text()
+        assert f"def {configure}(" in source and f"def {run}(" in source, words

@@ -145,9 +145,9 @@ def test_baseline_gives_the_excess_back_in_proportion_so_a_happy_face_reads_happ
 
 
 def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
-    from relaxd.sim.study import installed_scenarios, plot_study, run_study
+    from relaxd.sim.study import plot_study, run_study, study_scenarios
 
-    result = run_study(3, 6, seed=2, scenarios=installed_scenarios(None))
+    result = run_study(3, 6, seed=2, scenarios=study_scenarios(None))
     summary = result["summary"]
     assert set(summary) == {"learner", "default", "random"}
     assert all(0 <= s["calm_share"] <= 1 for s in summary.values())
@@ -157,9 +157,9 @@ def test_small_study_runs_and_the_learner_finds_best_scenarios(tmp_path):
 
 @pytest.mark.slow
 def test_full_size_study_halves_halts_and_spares_biased_faces():
-    from relaxd.sim.study import installed_scenarios, run_study
+    from relaxd.sim.study import run_study, study_scenarios
 
-    s = run_study(30, 20, seed=1, scenarios=installed_scenarios(None))["summary"]
+    s = run_study(30, 20, seed=1, scenarios=study_scenarios(None))["summary"]
     assert s["learner"]["halts_per_session"] <= s["default"]["halts_per_session"] / 2
     assert s["learner"]["biased_false_halts_on_best_after_2"] == 0
     assert s["learner"]["children_on_best"] >= 0.8  # 90 % on this seed (README)

@@ -17,9 +17,9 @@ import numpy as np
 from relaxd.children.recommend import SCORED_EVENTS, recommend, score_session
 from relaxd.children.store import Child, ChildStore, check_before_session, check_id, steady_light
 from relaxd.control.controller import Caps
+from relaxd.control.library import bundled_folders, installed_scenarios, load_named
 from relaxd.control.scenario import Scenario, load_scenario
 from relaxd.core.errors import RelaxdError
-from relaxd.sim.study import installed_scenarios
 from relaxd.vision.baseline import Baseline
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,19 @@ def _profile(store: ChildStore, child_id: str, simulate: bool, name: str | None,
 def choose_scenario(store: ChildStore, child: Child, wanted: str | None,
                     folder: Path, default: Path) -> tuple[Scenario, str]:
     """``auto``: the recommendation; a name of an installed scenario or a file: that one."""
+    dirs = _folders(folder, default)
     if wanted and wanted != "auto":
         if Path(wanted).is_file():
             return load_scenario(wanted), "chosen by the caregiver"
-        for s in installed_scenarios(folder):
-            if wanted in (s.name, Path(wanted).stem) or _slug(s.name) == _slug(wanted):
-                return s, "chosen by the caregiver"
-        raise RelaxdError(f"no scenario '{wanted}' in {folder}")
+        return load_named(wanted, dirs), "chosen by the caregiver"
     if wanted is None:
         return load_scenario(default), "the chair's default scenario"
-    return recommend_for(store, child, installed_scenarios(folder))
+    return recommend_for(store, child, installed_scenarios(dirs))
+
+
+def _folders(folder: Path, default: Path) -> list[Path]:
+    """Where a child's scenario is looked up: the folder asked for, then the chair's."""
+    return list(dict.fromkeys([Path(folder), *bundled_folders(default)]))
 
 
 def recommend_for(store: ChildStore, child: Child,
@@ -122,15 +125,10 @@ def fits(child: Child, scenario: Scenario) -> bool:
     return limit is None or scenario.duration + scenario.rules.fade_out <= limit * 60
 
 
-def child_session(args: argparse.Namespace, config: Any, camera: bool) -> ChildSession | None:
-    """The child named by ``--child`` (or a ``--virtual-child`` file), checked; None if none."""
-    virtual = None
-    if getattr(args, "virtual_child", None):
-        from relaxd.sim.virtual_child import load_child
-
-        if not args.simulate:
-            raise RelaxdError("--virtual-child needs --simulate")
-        virtual = load_child(args.virtual_child)
+def child_session(args: argparse.Namespace, config: Any, camera: bool,
+                  virtual: Any = None) -> ChildSession | None:
+    """The child named by ``--child`` (or the ``virtual`` child of a ``--virtual-child`` file,
+    a :class:`relaxd.sim.virtual_child.ChildModel`), checked; None if none."""
     child_id = getattr(args, "child", None) or (virtual and _slug(virtual.name))
     if not child_id:
         if args.scenario in ("auto",) or getattr(args, "scenarios", None):
@@ -150,13 +148,3 @@ def child_session(args: argparse.Namespace, config: Any, camera: bool) -> ChildS
     log.info("child %s: %s", child.id, why)  # the id only: logs never carry a name
     return ChildSession(store, child, scenario, why, caps,
                         Baseline(float(child.learned.get("baseline", 0.0))), virtual)
-
-
-def virtual_input(child: ChildSession, actuators: Any, config: Any) -> Any:
-    """The virtual child in the chair: it perceives what the actuators drive."""
-    from relaxd.sim.virtual_child import Playing, VirtualChildInput
-    from relaxd.vision.mood import MoodSmoother
-
-    return VirtualChildInput(child.virtual,
-                             lambda: Playing.of(actuators.levels(), actuators.stimulus),
-                             MoodSmoother(config.mood), correct=child.baseline.correct)

@@ -17,8 +17,8 @@ from typing import Any
 from relaxd.children.session import ChildSession, recommend_for
 from relaxd.children.store import CHILDREN_DB, Child, ChildStore, check_before_session, check_id, steady_light
 from relaxd.control.controller import Caps
-from relaxd.control.scenario import Scenario, load_scenario
-from relaxd.core.errors import RelaxdError
+from relaxd.control.library import installed_scenarios, load_named
+from relaxd.control.scenario import Scenario
 from relaxd.vision.baseline import Baseline
 
 AUTO = "auto"
@@ -44,46 +44,26 @@ def child_listing(state_dir: Path) -> list[dict[str, Any]]:
         store.close()
 
 
-def _ordered(scenarios: dict[str, Path]) -> list[tuple[str, Path]]:
-    """The installed scenarios by file name, the chair's default first (as the CLI orders them:
-    the recommendation's random draws follow the order)."""
-    from relaxd.core.paths import default_scenario
-
-    default = default_scenario().name
-    return sorted(scenarios.items(), key=lambda item: (item[1].name != default, item[1].name))
-
-
-def _named(wanted: str, scenarios: dict[str, Path]) -> Scenario:
-    """An installed scenario by its file's stem or its name."""
-    if wanted in scenarios:
-        return load_scenario(scenarios[wanted])
-    for _, path in _ordered(scenarios):
-        scenario = load_scenario(path)
-        if scenario.name.casefold() == wanted.casefold():
-            return scenario
-    raise RelaxdError(f"no scenario '{wanted}' installed")
-
-
 def choose(store: ChildStore, child: Child, wanted: str,
-           scenarios: dict[str, Path]) -> tuple[Scenario, str]:
-    """The scenario for this session and why: ``auto`` the recommendation, else the named one."""
+           dirs: list[Path]) -> tuple[Scenario, str]:
+    """The scenario for this session and why: ``auto`` the recommendation among the installed
+    scenarios in ``dirs``, else the named one (:mod:`relaxd.control.library`)."""
     if wanted == AUTO:
-        installed = [load_scenario(path) for _, path in _ordered(scenarios)]
-        return recommend_for(store, child, installed)
-    return _named(wanted, scenarios), "chosen by the caregiver"
+        return recommend_for(store, child, installed_scenarios(dirs))
+    return load_named(wanted, dirs), "chosen by the caregiver"
 
 
-def recommendation(state_dir: Path, child_id: str, scenarios: dict[str, Path]) -> dict[str, Any]:
+def recommendation(state_dir: Path, child_id: str, dirs: list[Path]) -> dict[str, Any]:
     """What ``auto`` would play for the child now, and why (the Start screen shows it)."""
     store = ChildStore(state_dir)
     try:
-        scenario, why = choose(store, store.get(check_id(child_id)), AUTO, scenarios)
+        scenario, why = choose(store, store.get(check_id(child_id)), AUTO, dirs)
     finally:
         store.close()
     return {"child": child_id, "scenario": scenario.name, "why": why}
 
 
-def prepare(state_dir: Path, child_id: str, wanted: str, scenarios: dict[str, Path],
+def prepare(state_dir: Path, child_id: str, wanted: str, dirs: list[Path],
             installation: Caps, camera: bool) -> ChildSession:
     """The checked session for this child: refused (RelaxdError, one line) without consent
     for the camera (or for manual mode), when the scenario is longer than their longest
@@ -91,7 +71,7 @@ def prepare(state_dir: Path, child_id: str, wanted: str, scenarios: dict[str, Pa
     store = ChildStore(state_dir)
     try:
         child = store.get(check_id(child_id))
-        scenario, why = choose(store, child, wanted or AUTO, scenarios)
+        scenario, why = choose(store, child, wanted or AUTO, dirs)
         check_before_session(store, child, scenario, camera)
     except Exception:
         store.close()

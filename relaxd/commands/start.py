@@ -11,7 +11,7 @@ scenario chosen and why, or the refusal as one line with exit status 2::
     $ relaxd start --child bo --scenario auto
     relaxd: start refused: child bo: no guardian consent recorded (...)
 
-Imports nothing heavy (the protocol is :mod:`relaxd.daemon.server`'s plain JSON lines).
+Imports nothing heavy (the protocol is :mod:`relaxd.station.protocol`'s plain JSON lines).
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.core.errors import RelaxdError
+from relaxd.core.paths import SOCKET_FILE
 from relaxd.station.audit import shell_user
 
-#: ``relaxd --simulate --ui --out DIR`` writes its control socket's path to DIR/SOCKET_FILE
-#: (the socket itself lives under /tmp: unix socket paths are at most 107 bytes).
-SOCKET_FILE = "control-socket"
 TIMEOUT_S = 30.0  # a recommendation reads every child's sessions
 
 
@@ -62,7 +60,7 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 def ask(path: Path, message: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:
     """One command over the control socket; the daemon's answer. RelaxdError if none."""
-    from relaxd.daemon.server import decode, encode
+    from relaxd.station.protocol import decode, encode
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -10,19 +10,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import secrets
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 from relaxd.core.errors import RelaxdError
 from relaxd.station import audit
 from relaxd.station.auth import ROLES, UserStore
+from relaxd.station.launch import TOKEN_ENV
 from relaxd.station.settings import UISettings
 
 #: The sign-in link's token reaches ``relaxd ui serve`` in this variable (never on argv).
-TOKEN_ENV = "RELAXD_UI_TOKEN"
 
 
 def _settings(args: argparse.Namespace) -> tuple[UISettings, Path, Path, Path]:
@@ -97,20 +95,6 @@ def _bind(address: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
-
-
-def spawn(socket_path: Path, records: Path, port: int, token: str,
-          quiet_errors: bool = False) -> subprocess.Popen:
-    """``relaxd --simulate --ui``: the station in a process of its own, printing its link."""
-    env = {**os.environ, TOKEN_ENV: token, "RELAXD_UI_STATE_DIR": str(records / "station")}
-    cmd = [sys.executable, "-m", "relaxd", "ui", "serve", "--socket", str(socket_path),
-           "--records", str(records), "--state-dir", str(records / "station"),
-           "--listen", "127.0.0.1", "--port", str(port), "--link"]
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 # --- accounts --------------------------------------------------------------------------------

@@ -48,3 +48,7 @@ def default_scenario() -> Path:
 ASTRONAUT_HEAD = Path(__file__).resolve().parents[1] / "data" / "astronaut_head.png"
 #: The width of her face in it, as the Haar cascade finds it (pixels).
 ASTRONAUT_FACE_PX = 95
+
+#: ``relaxd --simulate --ui --out DIR`` writes its control socket's path to DIR/SOCKET_FILE
+#: (the socket itself lives under /tmp: unix socket paths are at most 107 bytes).
+SOCKET_FILE = "control-socket"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from relaxd.children.session import ChildSession, child_session, virtual_input
+from relaxd.children.session import ChildSession, child_session
 from relaxd.config import CameraSettings, Config, load_config
 from relaxd.control.controller import Controller
 from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
@@ -35,7 +35,8 @@ from relaxd.records.events import EventLog, JsonLinesSink, Sink, TraceWriter
 from relaxd.records.sessions import SessionSink
 from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat, ResetButton
-from relaxd.safety.latch import RESET_REQUEST_TTL_S, FaultLatch, RunMarker
+from relaxd.safety.latch import FaultLatch, RunMarker
+from relaxd.sim.virtual_child import load_virtual_child, virtual_input
 from relaxd.vision.inputs import Input, ScriptInput, VisionInput
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ class Plan:
 def plan_run(args: argparse.Namespace) -> Plan:
     """Resolve the arguments against the configuration; bad input raises RelaxdError."""
     config = load_config(args.config) if args.config or not args.simulate else Config()
-    child = child_session(args, config, camera=not args.mood_script)
+    child = child_session(args, config, camera=not args.mood_script,
+                          virtual=load_virtual_child(args))
     scenario = child.scenario if child else load_scenario(args.scenario or config.scenario)
     if args.trace and not args.simulate:
         raise RelaxdError("--trace needs --simulate")
@@ -295,7 +297,7 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
     import tempfile
 
     from relaxd.daemon.link import ControlLink
-    from relaxd.daemon.server import StayUp
+    from relaxd.daemon.station_inputs import StayUp
 
     ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
     socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
@@ -316,7 +318,7 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
 
 def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
     """``relaxd start --simulate --out DIR`` finds the simulated chair's socket here."""
-    from relaxd.commands.start import SOCKET_FILE
+    from relaxd.core.paths import SOCKET_FILE
 
     named = out / SOCKET_FILE
     named.write_text(f"{socket_path}\n")
@@ -346,7 +348,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
     """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
-    from relaxd.commands.ui import new_token, spawn
+    from relaxd.station.launch import new_token, spawn
 
     station = spawn(session.control.server.path, Path(args.out).resolve(), args.ui_port,
                     new_token())
@@ -359,31 +361,3 @@ def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack)
             station.kill()
 
     stack.callback(end_station)
-
-
-def configure_reset(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="configuration file")
-
-
-def run_reset(args: argparse.Namespace) -> int:
-    """Ask the running daemon to clear a latched stop -- only where the configuration allows
-    a reset away from the chair (``safety.remote_reset``); otherwise say where the button is."""
-    config = load_config(args.config)
-    latch = FaultLatch.in_state_dir(config.state_dir)
-    if latch.reason is None:
-        print("relaxd: nothing is latched")
-        return 0
-    if not config.safety.remote_reset:
-        raise RelaxdError(
-            f"latched ({latch.reason}); to restart, a caregiver at the chair holds its reset "
-            f"button (GPIO{config.safety.reset_pin}) for {config.safety.hold_to_reset:g} s and "
-            "lets go. `relaxd reset` is off (safety.remote_reset: false) so that nobody away "
-            "from the chair can restart stimulation")
-    try:
-        latch.request_reset()
-    except OSError as exc:
-        raise RelaxdError(f"cannot ask for a reset: {exc.strerror}", latch.request) from None
-    print(f"reset requested for stop {latch.stop_seq} ({latch.reason}), valid for "
-          f"{RESET_REQUEST_TTL_S:g} s; the chair is then idle with every output at 0 until a "
-          "caregiver starts a session")
-    return 0

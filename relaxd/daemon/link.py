@@ -26,19 +26,13 @@ from typing import Any, Callable
 from relaxd.children import start as child_start
 from relaxd.children.session import ChildSession
 from relaxd.control.controller import Caps
+from relaxd.control.library import UnknownScenario, load_named, scenario_files
 from relaxd.core.errors import RelaxdError
-from relaxd.daemon.server import (
-    OBSERVATIONS,
-    STATION_STOP,
-    AlertBoard,
-    Command,
-    CommandRefused,
-    ControlServer,
-    ManualInput,
-    find_scenario,
-    scenario_files,
-)
+from relaxd.daemon.board import AlertBoard
+from relaxd.daemon.server import Command, ControlServer
+from relaxd.daemon.station_inputs import ManualInput
 from relaxd.safety.latch import StopRefused
+from relaxd.station.protocol import OBSERVATIONS, STATION_STOP, CommandRefused
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +82,7 @@ class ControlLink:
             return {"ok": False, "error": "no child profiles on this chair"}
         try:
             return {"ok": True, **child_start.recommendation(
-                self.state_dir, str(message.get("child") or ""), self._installed())}
+                self.state_dir, str(message.get("child") or ""), self.scenario_dirs)}
         except RelaxdError as exc:
             return {"ok": False, "error": str(exc)}
 
@@ -107,20 +101,17 @@ class ControlLink:
             raise CommandRefused("no child profiles on this chair")
         try:
             args["_child"] = child_start.prepare(
-                self.state_dir, str(child_id), wanted or child_start.AUTO, self._installed(),
+                self.state_dir, str(child_id), wanted or child_start.AUTO, self.scenario_dirs,
                 self.caps, camera=not args.get("manual"))
         except RelaxdError as exc:
             raise CommandRefused(str(exc)) from None
-
-    def _installed(self) -> dict[str, Path]:
-        return scenario_files(self.scenario_dirs)
 
     def _scenario_names(self) -> list[str]:
         """The installed scenarios' names for every published state: the folders are listed
         again only when one changed (an upload), not on every tick of the loop."""
         stamps = tuple(_mtime(Path(folder)) for folder in self.scenario_dirs)
         if stamps != self._listed[0]:
-            self._listed = (stamps, sorted(self._installed()))
+            self._listed = (stamps, sorted(scenario_files(self.scenario_dirs)))
         return self._listed[1]
 
     # --- on the loop's thread ------------------------------------------------------------------
@@ -222,11 +213,11 @@ class ControlLink:
 
     def _scenario(self, args: dict[str, Any], session: Any) -> Any:
         """A session without a child: the named scenario (the current one if none is named)."""
-        from relaxd.control.scenario import load_scenario
-
         name = str(args.get("scenario") or session.controller.scenario.name)
         try:
-            return load_scenario(find_scenario(name, self.scenario_dirs))
+            return load_named(name, self.scenario_dirs)
+        except UnknownScenario as exc:
+            raise CommandRefused(str(exc)) from None
         except RelaxdError as exc:
             raise CommandRefused(f"scenario {name}: {exc}") from None
 

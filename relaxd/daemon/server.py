@@ -1,31 +1,7 @@
-"""The daemon's control socket: live state out, caregivers' commands in (the caregiver station).
+"""The daemon's control socket: the station's state out, caregivers' commands in.
 
-The station (:mod:`relaxd.station`) is a separate process; it talks to the daemon over a unix
-socket (mode 0660, so the station's group may use it) with newline-delimited JSON, one object
-a line. Every message is a plain JSON object, so a later bridge to a message broker can publish
-the same ``state`` messages on a topic and carry the same commands::
-
-    -> {"id": 1, "cmd": "subscribe"}                    state pushed on every change:
-    <- {"type": "state", "state": {...}}                  (see ControlLink.snapshot)
-    -> {"id": 2, "cmd": "state"}
-    <- {"id": 2, "ok": true, "state": {...}}
-    -> {"id": 3, "cmd": "stop", "by": "ana"}            the e-stop's software path, at once
-    <- {"id": 3, "ok": true, "stop_seq": 7}               the number of the stop it made
-    -> {"id": 4, "cmd": "start", "scenario": "calm-blue-waves", "by": "ana", "after_stop": 7}
-    <- {"id": 4, "ok": false, "error": "the e-stop is pressed down: ..."}
-
-Commands: ``stop``, ``start`` (``scenario``: a name or ``auto``, ``child``: an id, ``manual``;
-answered with the ``scenario`` chosen, ``why`` and the ``child``), ``ack`` (``alert``), ``calmer``,
-``hold`` (``on``), ``end_gently``, ``nudge`` (``steps``: manual mode), ``observe`` (``what``:
-calm, upset, misread), ``audit`` (``action``, ``detail``: recorded for the station). Each may
-carry ``by`` (who), recorded with it. Queries answered on the connection's thread: ``children``
-(the profiles for the Start screen) and ``recommend`` (``child``: what ``auto`` would play).
-
-Stops and starts: every stop has a number, ``stop_seq`` (a newer stop, a higher number). Each
-queued command is bound to a stop number as it arrives: the ``after_stop`` it names (a whole
-number, at most the newest stop's), else the newest stop's at that moment. The loop refuses a
-Start (or a reset) once a newer stop exists, so a Start sent just before another station's STOP
-never undoes that STOP.
+The wire protocol (newline-delimited JSON, the commands, stop numbers) is
+:mod:`relaxd.station.protocol`. The socket has mode 0660, so the station's group may use it.
 
 Safety: the loop never waits on the socket. ``stop`` runs on the connection's own thread and
 calls :meth:`EmergencyStop.trigger` directly (every output 0 at once, latched, recorded), so it
@@ -46,7 +22,6 @@ idle clients hold every slot. A failed ``accept()`` (EMFILE: no file descriptor 
 and retried with a growing pause; :attr:`ControlServer.alive` turns False only once accepting
 has failed for :data:`ACCEPT_GIVE_UP_S` without a break, or the socket itself is gone.
 
-Imports nothing heavy: the station imports this module for the protocol.
 """
 
 from __future__ import annotations
@@ -63,6 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from relaxd.station.protocol import (
+    ANSWER_TIMEOUT_S,
+    CLAIMED_GRACE_S,
+    LONGEST_ANSWER_S,
+    MAX_LINE,
+    CommandRefused,
+    decode,
+    encode,
+)
+
 log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 8
@@ -73,7 +58,6 @@ STOP_RESERVE_WAIT_S = 1.0
 #: With the reserve taken too, how long a connection has to send its ``stop``, on the accept
 #: thread itself.
 OVERFLOW_WAIT_S = 0.2
-MAX_LINE = 64 * 1024
 SEND_TIMEOUT_S = 5.0
 #: A connection that sends no complete line for this long is closed (a subscription never).
 IDLE_TIMEOUT_S = 10.0
@@ -81,42 +65,13 @@ IDLE_TIMEOUT_S = 10.0
 ACCEPT_BACKOFF_S = (0.05, 1.0)
 #: accept() failing for this long without a break: the accept thread gives up (not ``alive``).
 ACCEPT_GIVE_UP_S = 30.0
-ANSWER_TIMEOUT_S = 3.0  # a command the loop has not claimed by then (from its arrival) is cancelled
-#: How much longer a command the loop has claimed is waited for.
-CLAIMED_GRACE_S = 2.0
-#: The longest the server takes to answer a command (its preparation aside: a command prepared
-#: for longer than ANSWER_TIMEOUT_S is not carried out). A client waits longer than this.
-LONGEST_ANSWER_S = ANSWER_TIMEOUT_S + CLAIMED_GRACE_S
 MAX_COMMANDS_PER_TICK = 8
-#: Every e-stop source of a stop from the station starts with this.
-STATION_STOP = "station stop"
-OBSERVATIONS = ("calm", "upset", "misread")
-KEPT_ALERTS = 50
 #: The answer to a command the loop did not claim in time.
 NOT_CARRIED_OUT = "the chair did not answer in time; the command was not carried out"
 #: The answer on a reserve connection to anything but ``stop``.
 ONLY_STOP_NOW = "too many clients: only stop is answered now"
 #: accept() errors that mean the listening socket itself is gone (no use trying again).
 _SOCKET_GONE = (errno.EBADF, errno.EINVAL, errno.ENOTSOCK)
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode()
-
-
-def decode(line: bytes) -> dict[str, Any]:
-    """One protocol line as a dict; ValueError with a one-line reason otherwise."""
-    try:
-        message = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ValueError("a message must be a JSON object")
-    return message
-
-
-class CommandRefused(Exception):
-    """A command the chair will not carry out now; the message says why (one line)."""
 
 
 _QUEUED, _CLAIMED, _CANCELLED = "queued", "claimed", "cancelled"
@@ -556,117 +511,5 @@ def _send_quietly(conn: socket.socket, message: dict[str, Any]) -> None:
     except OSError:
         pass
 
-
-# --- alerts ----------------------------------------------------------------------------------
-
-class AlertBoard:
-    """The caregiver's alerts until acknowledged.
-
-    An :class:`relaxd.records.events.EventLog` sink: it sees every ``alert`` event as the alerter
-    records it (on its thread; it only appends, under a lock).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._alerts: list[dict[str, Any]] = []
-        self._next_id = 1
-
-    def write(self, event: dict[str, Any]) -> None:
-        if event["type"] == "alert":
-            with self._lock:
-                self._alerts.append({"id": self._next_id, "t": event["t"], "at": time.time(),
-                                     "reason": event.get("reason", ""),
-                                     "detail": event.get("detail", ""), "acknowledged": False})
-                self._next_id += 1
-                del self._alerts[:-KEPT_ALERTS]
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ack(self, alert_id: int) -> bool:
-        """Acknowledge one alert; True when none is left unacknowledged."""
-        with self._lock:
-            found = [a for a in self._alerts if a["id"] == alert_id]
-            if not found:
-                raise CommandRefused(f"no alert {alert_id}")
-            found[0]["acknowledged"] = True
-            return not any(not a["acknowledged"] for a in self._alerts)
-
-    def listing(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(a) for a in self._alerts]
-
-
-# --- inputs ----------------------------------------------------------------------------------
-
-class StayUp:
-    """An input that never ends the session: after the inner one ends, an empty seat.
-
-    ``relaxd --simulate --ui``: the chair stays up, idle, after a script or video ends, so the
-    next session can be started from the station.
-    """
-
-    exhausted = False
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.scripted, self._ended = inner, inner.scripted, False
-
-    def read(self, t: float) -> Any:
-        from relaxd.control.controller import MoodSample
-        from relaxd.core.labels import Mood
-        from relaxd.vision.inputs import Sensed
-
-        if not self._ended:
-            sensed = self.inner.read(t)
-            if sensed is not None:
-                return sensed
-            self._ended = True
-        return Sensed(MoodSample(Mood.NO_FACE, 0.0))
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class ManualInput:
-    """Manual mode: no camera, no mood. The camera's input is kept, unread, for the next
-    session that uses it."""
-
-    scripted = False
-    exhausted = False
-
-    def __init__(self, camera: Any) -> None:
-        self.camera = camera
-
-    def read(self, t: float) -> Any:
-        from relaxd.control.controller import MoodSample
-        from relaxd.core.labels import Mood
-        from relaxd.vision.inputs import Sensed
-
-        return Sensed(MoodSample(Mood.NEUTRAL, 0.0))
-
-    def close(self) -> None:
-        self.camera.close()
-
-
-def find_scenario(name: str, dirs: Iterable[Path]) -> Path:
-    """The scenario file called ``name`` (with or without .yaml) in the first of ``dirs``."""
-    stem = Path(name).name.removesuffix(".yaml")
-    if not stem or stem != name.removesuffix(".yaml"):
-        raise CommandRefused(f"no scenario {name!r}")
-    for folder in dirs:
-        path = Path(folder) / f"{stem}.yaml"
-        if path.is_file():
-            return path
-    raise CommandRefused(f"no scenario {name!r}")
-
-
-def scenario_files(dirs: Iterable[Path]) -> dict[str, Path]:
-    """Every scenario by name (its file's stem); an earlier folder wins."""
-    found: dict[str, Path] = {}
-    for folder in dirs:
-        for path in sorted(Path(folder).glob("*.yaml")) if Path(folder).is_dir() else ():
-            found.setdefault(path.stem, path)
-    return found
+__all__ = ["ANSWER_TIMEOUT_S", "CLAIMED_GRACE_S", "LONGEST_ANSWER_S", "MAX_LINE",
+           "Command", "CommandRefused", "ControlServer", "decode", "encode"]

@@ -28,10 +28,10 @@ from typing import TypeVar
 import yaml
 
 from relaxd.core import yamlspec
+from relaxd.core.durable import write_durably
 from relaxd.core.errors import RelaxdError
 from relaxd.core.paths import default_state_dir
 from relaxd.core.yamlspec import spec
-from relaxd.safety.latch import write_durably
 
 log = logging.getLogger(__name__)
 

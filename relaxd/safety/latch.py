@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from relaxd.core.durable import remove_durably, write_durably
+
 log = logging.getLogger(__name__)
 
 #: A remote reset request older than this is ignored (it may answer a stop long gone).
@@ -58,34 +60,6 @@ Clearer = Literal["station", "chair"]
 
 class StopRefused(Exception):
     """A reset or start the arbiter refuses; the message says why in one line."""
-
-
-def write_durably(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically, and make it survive a power cut."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _sync_dir(path.parent)
-
-
-def remove_durably(path: Path) -> None:
-    """Remove ``path`` (if there) so that the removal survives a power cut."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    _sync_dir(path.parent)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FaultLatch:

@@ -9,7 +9,6 @@ always the default scenario, and a random one each session.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +17,8 @@ import numpy as np
 
 from relaxd.children.recommend import SessionScore, recommend, score_session
 from relaxd.control.controller import Controller, State
-from relaxd.control.scenario import Scenario, load_scenario
+from relaxd.control.library import bundled_folders, installed_scenarios
+from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.core.plotting import pyplot, save_figure
 from relaxd.outputs.actuators import ActuatorSettings
@@ -255,32 +255,8 @@ def plot_study(result: dict[str, Any], out: str | Path) -> None:
     save_figure(fig, out, dpi=80)
 
 
-def installed_scenarios(folder: str | Path | None) -> list[Scenario]:
-    """The scenarios of a folder (default: the bundled ones), the default scenario first."""
-    from relaxd.core.paths import default_scenario, resource_dir
-
-    folder = Path(folder) if folder else resource_dir("scenarios")
-    if not folder.is_dir():
+def study_scenarios(folder: str | Path | None) -> list[Scenario]:
+    """The scenarios a study compares: a folder's (default: the bundled ones)."""
+    if folder and not Path(folder).is_dir():
         raise RelaxdError("not a scenario folder", folder)
-    paths = sorted(folder.glob("*.yaml"), key=lambda p: (p != default_scenario(), p.name))
-    if not paths:
-        raise RelaxdError("no scenarios (*.yaml) in the folder", folder)
-    return [load_scenario(p) for p in paths]
-
-
-def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--children", type=int, default=30)
-    p.add_argument("--sessions", type=int, default=20)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--scenarios", metavar="DIR", help="default: the bundled scenarios")
-    p.add_argument("--plot", metavar="OUT.png", default="study.png")
-
-
-def run(args: argparse.Namespace) -> int:
-    if not (1 <= args.children <= 1000 and 1 <= args.sessions <= 200):
-        raise RelaxdError("--children 1..1000 and --sessions 1..200")
-    result = run_study(args.children, args.sessions, args.seed, installed_scenarios(args.scenarios))
-    print(format_table(result["summary"], args.children, args.sessions))
-    plot_study(result, args.plot)
-    print(f"curves written to {args.plot}")
-    return 0
+    return installed_scenarios([Path(folder)] if folder else bundled_folders())

@@ -192,3 +192,21 @@ class VirtualChildInput:
 
     def close(self) -> None:
         pass
+
+
+def load_virtual_child(args: Any) -> ChildModel | None:
+    """The ``--virtual-child`` file's child (simulation only), or None."""
+    if not getattr(args, "virtual_child", None):
+        return None
+    if not args.simulate:
+        raise RelaxdError("--virtual-child needs --simulate")
+    return load_child(args.virtual_child)
+
+
+def virtual_input(child: Any, actuators: Any, config: Any) -> Any:
+    """The virtual child in the chair: it perceives what the actuators drive."""
+    from relaxd.vision.mood import MoodSmoother
+
+    return VirtualChildInput(child.virtual,
+                             lambda: Playing.of(actuators.levels(), actuators.stimulus),
+                             MoodSmoother(config.mood), correct=child.baseline.correct)

@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from relaxd.daemon.server import LONGEST_ANSWER_S, MAX_LINE, decode, encode
+from relaxd.station.protocol import LONGEST_ANSWER_S, MAX_LINE, decode, encode
 
 log = logging.getLogger(__name__)
 

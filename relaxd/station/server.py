@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from relaxd.daemon.server import scenario_files
+from relaxd.control.library import find_scenario, scenario_files
 from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore
 from relaxd.station.link import ChairLink, ChairUnreachable
 
@@ -390,12 +390,11 @@ async def api_scenario(request: Request) -> Response:
     """One scenario's timeline: its phases (for the preview bar) and the text lines."""
     from relaxd.control.scenario import load_scenario, timeline
     from relaxd.core.errors import RelaxdError
-    from relaxd.daemon.server import CommandRefused, find_scenario
 
     station: Station = request.app.state.station
     try:
         s = load_scenario(find_scenario(request.path_params["name"], station.scenario_dirs))
-    except (CommandRefused, RelaxdError) as exc:
+    except RelaxdError as exc:
         return _error(404, str(exc))
     phases = [{"name": p.name, "duration": p.duration, "colour": p.light.colour.hex(),
                "brightness": p.light.brightness, "volume": p.audio.volume,
