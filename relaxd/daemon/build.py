@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from relaxd.children.session import ChildSession, child_session
 from relaxd.config import CameraSettings, Config, load_config
 from relaxd.control.controller import Controller
+from relaxd.control.library import bundled_folders, load_named
 from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
 from relaxd.core.clock import Clock, RealClock, VirtualClock
 from relaxd.core.errors import RelaxdError
@@ -90,7 +91,7 @@ def plan_run(args: argparse.Namespace) -> Plan:
     config = load_config(args.config) if args.config or not args.simulate else Config()
     child = child_session(args, config, camera=not args.mood_script,
                           virtual=load_virtual_child(args))
-    scenario = child.scenario if child else load_scenario(args.scenario or config.scenario)
+    scenario = child.scenario if child else _scenario(args.scenario, config.scenario)
     if args.trace and not args.simulate:
         raise RelaxdError("--trace needs --simulate")
     virtual = bool(getattr(args, "virtual_child", None))
@@ -99,6 +100,16 @@ def plan_run(args: argparse.Namespace) -> Plan:
     live = script is None and not virtual and camera.source in ("picamera", "webcam")
     return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script),
                 child, virtual)
+
+
+def _scenario(wanted: str | None, configured: Path) -> Scenario:
+    """``--scenario``: a file, or an installed scenario by stem or name (the library's folders:
+    the configured scenario's, then the bundled ones); none: the configured scenario."""
+    if not wanted:
+        return load_scenario(configured)
+    if Path(wanted).is_file():
+        return load_scenario(wanted)
+    return load_named(wanted, bundled_folders(configured))
 
 
 def _mood_script(args: argparse.Namespace, virtual: bool) -> Path | None:
