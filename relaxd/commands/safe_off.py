@@ -13,7 +13,9 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+from relaxd.core.errors import RelaxdError
 from relaxd.core.paths import DEFAULT_CONFIG
 from relaxd.daemon.hardware import HELD_UNTIL_EXIT, hold_off, simulated_pins
 from relaxd.outputs.pins import pins_for_safe_off, state_dir_for_safe_off
@@ -51,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     level until the process ends (:data:`HELD_UNTIL_EXIT`, :func:`hold_off`)."""
     config = safe_off_config(args)
     state_dir = Path(args.out) if args.simulate else state_dir_for_safe_off(config)
+    factory = simulated_pins() if args.simulate else _chair_pins()
     pins, source = pins_for_safe_off(config, state_dir)
-    factory = simulated_pins() if args.simulate else None
     try:
         held, failed = hold_off(pins, factory)
         HELD_UNTIL_EXIT.extend(held)
@@ -79,3 +81,18 @@ def _latch_if_unclean(state_dir: Path) -> tuple[str | None, bool]:
     except OSError as exc:
         log.critical("safe-off: could not latch in %s: %s", state_dir, exc)
         return None, True
+
+
+def _chair_pins() -> Any:
+    """gpiozero's own pin factory (lgpio on the Pi); one line where this machine has no GPIO."""
+    import warnings
+
+    from gpiozero import Device
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gpiozero warns for every factory it cannot load
+        try:
+            return Device._default_pin_factory()
+        except Exception as exc:  # noqa: BLE001 - any failure here means no GPIO to drive
+            raise RelaxdError(f"no GPIO on this machine ({exc}): nothing was driven; on a "
+                              "laptop, rehearse with relaxd safe-off --simulate") from None

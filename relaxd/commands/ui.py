@@ -120,10 +120,22 @@ def configure_passwd(parser: argparse.ArgumentParser) -> None:
 
 
 def _secret(args: argparse.Namespace, what: str) -> str:
+    """The PIN or password, typed twice at a prompt or read once from standard input."""
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass(f"{what}: ")
-    if getpass.getpass(f"{what} again: ") != first:
+        given = sys.stdin.readline().rstrip("\n")
+        if not given:
+            raise RelaxdError(f"no {what} on standard input")
+        return given
+    if not sys.stdin.isatty():
+        raise RelaxdError(f"no terminal to type the {what} at: pass it on standard input with "
+                          "--password-stdin")
+    try:
+        first = getpass.getpass(f"{what}: ")
+        again = getpass.getpass(f"{what} again: ")
+    except EOFError:
+        raise RelaxdError(f"no {what} given (end of input): type it at the prompt, or pass it "
+                          "on standard input with --password-stdin") from None
+    if again != first:
         raise RelaxdError(f"the two {what}s differ")
     return first
 

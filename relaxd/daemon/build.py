@@ -88,6 +88,7 @@ class Plan:
 
 def plan_run(args: argparse.Namespace) -> Plan:
     """Resolve the arguments against the configuration; bad input raises RelaxdError."""
+    _simulation_only(args)
     config = load_config(args.config) if args.config or not args.simulate else Config()
     child = child_session(args, config, camera=not args.mood_script,
                           virtual=load_virtual_child(args))
@@ -100,6 +101,16 @@ def plan_run(args: argparse.Namespace) -> Plan:
     live = script is None and not virtual and camera.source in ("picamera", "webcam")
     return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script),
                 child, virtual)
+
+
+def _simulation_only(args: argparse.Namespace) -> None:
+    """Options that only mean something in simulation, refused before anything opens."""
+    if args.simulate:
+        return
+    for flag, why in (("keep_latch", "on the chair the latch is always kept"),
+                      ("ui", "on the chair: ui.enabled in the configuration")):
+        if getattr(args, flag, False):
+            raise RelaxdError(f"--{flag.replace('_', '-')} needs --simulate ({why})")
 
 
 def _scenario(wanted: str | None, configured: Path) -> Scenario:

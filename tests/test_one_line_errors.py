@@ -1,0 +1,34 @@
+"""What a new user tripped over: each mistake is one true line on standard error and exit
+status 2, never a traceback or a page of warnings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def relaxd(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPIOZERO_")}
+    return subprocess.run([sys.executable, "-m", "relaxd", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd, input=stdin, env=env)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["ui", "set-pin", "--state-dir", "ui"], "relaxd: no terminal to type the PIN at"),
+    (["ui", "set-pin", "--state-dir", "ui", "--password-stdin"],
+     "relaxd: no PIN on standard input"),
+    (["--keep-latch", "--config", "none.yaml"], "relaxd: --keep-latch needs --simulate"),
+    (["--ui", "--config", "none.yaml"], "relaxd: --ui needs --simulate"),
+    (["safe-off", "--config", "none.yaml", "--out", "x"], "relaxd: no GPIO on this machine"),
+], ids=["set-pin at EOF", "set-pin empty stdin", "keep-latch", "ui", "safe-off on a laptop"])
+def test_one_true_line(tmp_path, args, line):
+    done = relaxd(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = [x for x in done.stderr.splitlines() if " INFO " not in x and "WARNING" not in x]
+    assert len(lines) == 1 and lines[0].startswith(line), done.stderr
