@@ -18,7 +18,13 @@ import yaml
 
 from relaxd.children.store import ChildrenSettings
 from relaxd.core import yamlspec
-from relaxd.core.paths import DEFAULT_CONFIG, default_model, default_scenario, default_state_dir
+from relaxd.core.paths import (
+    DEFAULT_CONFIG,
+    default_model,
+    default_scenario,
+    default_state_dir,
+    resource_dir,
+)
 from relaxd.core.yamlspec import spec
 from relaxd.outputs.actuators import ActuatorSettings
 from relaxd.safety.alerts import AlertSettings
@@ -152,7 +158,16 @@ def load_config(path: str | Path | None = None) -> Config:
     _update_old_keys(node, chosen)
     config = yamlspec.build(Config, node, chosen)
     config.path = chosen
+    config.scenario = _installed_or_bundled(config.scenario)
     return config
+
+
+def _installed_or_bundled(scenario: Path) -> Path:
+    """The configured scenario; where its file is not beside the configuration (the source
+    tree's deploy/config.yaml before the installer copies the scenarios), the bundled one of
+    the same file name."""
+    bundled = resource_dir("scenarios") / scenario.name
+    return scenario if scenario.is_file() or not bundled.is_file() else bundled
 
 
 def _update_old_keys(root: yaml.Node | None, path: Path) -> None:

@@ -32,3 +32,12 @@ def test_one_true_line(tmp_path, args, line):
     assert done.returncode == 2, done.stderr
     lines = [x for x in done.stderr.splitlines() if " INFO " not in x and "WARNING" not in x]
     assert len(lines) == 1 and lines[0].startswith(line), done.stderr
+
+
+def test_check_simulates_with_the_shipped_configuration(tmp_path):
+    """``relaxd check --simulate --config deploy/config.yaml`` from the source tree: its
+    scenario path names the installed copy beside the file; the bundled one stands in."""
+    done = relaxd("check", "--simulate", "--config", str(ROOT / "deploy" / "config.yaml"),
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAIL" not in done.stdout
