@@ -1,4 +1,4 @@
-"""A session for one child (issue 16): the profile, its checks, the scenario chosen and why,
+"""A session for one child: the profile, its checks, the scenario chosen and why,
 the child's caps and baseline. :func:`child_session` is the one hook ``app.build_session``
 calls; it returns None when no child is named (the chair as before).
 """

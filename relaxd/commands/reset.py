@@ -4,6 +4,7 @@ lets a shell stand for the reset button at the chair (``safety.remote_reset``)."
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from relaxd.config import load_config
 from relaxd.core.errors import RelaxdError
@@ -12,17 +13,26 @@ from relaxd.safety.latch import RESET_REQUEST_TTL_S, FaultLatch
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="configuration file")
+    parser.add_argument("--simulate", action="store_true",
+                        help="rehearse: the chair of `relaxd --simulate --keep-latch --out DIR` "
+                        "(its reset button; always allowed)")
+    parser.add_argument("--out", metavar="DIR", default="relaxd-sim",
+                        help="--simulate: that chair's folder (default relaxd-sim)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Ask the running daemon to clear a latched stop -- only where the configuration allows
-    a reset away from the chair (``safety.remote_reset``); otherwise say where the button is."""
+    a reset away from the chair (``safety.remote_reset``); otherwise say where the button is.
+    In simulation it stands for the simulated chair's reset button."""
     config = load_config(args.config)
-    latch = FaultLatch.in_state_dir(config.state_dir)
+    state_dir = Path(args.out) if args.simulate else config.state_dir
+    latch = FaultLatch.in_state_dir(state_dir)
     if latch.reason is None:
-        print("relaxd: nothing is latched")
+        print("relaxd: nothing is latched" + (f" in {state_dir} (a simulated chair keeps its "
+                                              "latch there only with --keep-latch)"
+                                              if args.simulate else ""))
         return 0
-    if not config.safety.remote_reset:
+    if not (config.safety.remote_reset or args.simulate):
         raise RelaxdError(
             f"latched ({latch.reason}); to restart, a caregiver at the chair holds its reset "
             f"button (GPIO{config.safety.reset_pin}) for {config.safety.hold_to_reset:g} s and "

@@ -296,7 +296,8 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
         actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
         events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
         status=None if args.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
-        marker=safety.marker, remote_reset=c.safety.remote_reset, heartbeat=safety.heartbeat,
+        marker=safety.marker, remote_reset=c.safety.remote_reset or args.simulate,
+        heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
         child=plan.child, thermal=thermal)

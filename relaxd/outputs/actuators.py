@@ -240,7 +240,7 @@ class Actuators:
                 self._zero()
             self.audio.advance(t)
 
-    #: The last stimulus driven (what a virtual child perceives, with ``levels()``; issue 16).
+    #: The last stimulus driven (what a virtual child perceives, with ``levels()``).
     stimulus = None
 
     def _drive(self, t: float, step: Step) -> None:
@@ -254,7 +254,7 @@ class Actuators:
         self._light = out.light
         self.audio.play(st.sound, out.audio * s.volume_cap, paced=step.breath is not None)
 
-    #: A photosensitive child (issue 16, ChildLimits.no_pulse): the light never pulses or breathes.
+    #: A photosensitive child(ChildLimits.no_pulse): the light never pulses or breathes.
     steady_light = False
 
     def _patterns(self, t: float, step: Step) -> Levels:

@@ -67,9 +67,9 @@ class VisionInput:
                  calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
-        self.calibration = calibration or MoodCalibration()  # relaxd.vision.calibration (issue 16)
-        self.baseline = baseline  # relaxd.vision.baseline.Baseline: the child's resting face (issue 16)
-        self.talk = TalkFilter()  # relaxd.vision.consensus: speech and fleeting expressions (issue 16)
+        self.calibration = calibration or MoodCalibration()  # relaxd.vision.calibration
+        self.baseline = baseline  # relaxd.vision.baseline.Baseline: the child's resting face
+        self.talk = TalkFilter()  # relaxd.vision.consensus: speech and fleeting expressions
         self._mirror = False
 
     scripted = False

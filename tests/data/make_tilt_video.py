@@ -42,5 +42,12 @@ def main(path: str, loops: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tilt.mp4",
-         int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default="tilt.mp4",
+                        help="the video to write (its annotation beside it, .json)")
+    parser.add_argument("loops", nargs="?", type=int, default=3,
+                        help="how many times the 60 frames repeat (default 3)")
+    args = parser.parse_args()
+    main(args.out, args.loops)
