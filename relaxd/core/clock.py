@@ -20,6 +20,10 @@ class Clock(Protocol):
     def restart(self) -> None:
         """Count from 0 again (a new session)."""
 
+    def next_tick(self, period: float, busy: float) -> None:
+        """Wait for the next tick of the loop, ``period`` after the last one began; ``busy``
+        real seconds of it went to the tick's work."""
+
 
 class RealClock:
     """Monotonic wall time."""
@@ -36,6 +40,9 @@ class RealClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def next_tick(self, period: float, busy: float) -> None:
+        self.sleep(period - busy)
 
 
 class VirtualClock:
@@ -59,3 +66,10 @@ class VirtualClock:
         if self.speed is not None:
             time.sleep(seconds / self.speed)
         self._t += seconds
+
+    def next_tick(self, period: float, busy: float) -> None:
+        """A tick lasts exactly ``period`` of virtual time, however long its work took in
+        real time, so a file played at any speed gives the same events every time."""
+        if self.speed is not None:
+            time.sleep(max(0.0, period / self.speed - busy))
+        self._t += period

@@ -189,7 +189,7 @@ class Session:
                 if self.controller.awaiting_start:
                     return self._end("reset, nobody started a session, and the script is over")
             if self.period is not None:
-                self.clock.sleep(self.period - (time.monotonic() - started))
+                self.clock.next_tick(self.period, time.monotonic() - started)
         return 0
 
     def _end(self, reason: str, code: int = 0) -> int:

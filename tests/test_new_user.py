@@ -41,3 +41,19 @@ def test_check_simulates_with_the_shipped_configuration(tmp_path):
                   cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAIL" not in done.stdout
+
+
+def test_a_video_played_at_full_speed_gives_the_same_events_every_time(tmp_path):
+    """Time comes from the file's frames (a tick is one frame period of virtual time), not from
+    how long the machine took: the same clip gave 0 % and 16 % negative in two runs once."""
+    clip = ROOT.parent / "shared" / "video" / "short_hamilton_clip.mp4"
+    if not clip.is_file():
+        pytest.skip(f"no test clip at {clip} (the shared video folder is absent)")
+    runs = []
+    for i in range(2):
+        events = tmp_path / f"e{i}.jsonl"
+        done = relaxd("--simulate", "--video", str(clip), "--speed", "max", "--quiet",
+                      "--events", str(events), "--out", f"out{i}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        runs.append(events.read_text())
+    assert runs[0] == runs[1]
