@@ -1,5 +1,6 @@
 """What a new user tripped over: each mistake is one true line on standard error and exit
-status 2, never a traceback or a page of warnings."""
+status 2, never a traceback or a page of warnings; the shipped configuration checks in
+simulation; a video replays the same every time."""
 
 from __future__ import annotations
 
