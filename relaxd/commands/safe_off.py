@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
               + (f"; latched: {reason}" if reason else "")
               + ("; COULD NOT LATCH" if latch_failed else ""))
     finally:
-        if factory is not None:
+        if args.simulate:  # the chair's factory stays: it holds the pins until exit
             factory.close()
     return 1 if failed or latch_failed else 0
 
@@ -92,7 +92,9 @@ def _chair_pins() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gpiozero warns for every factory it cannot load
         try:
-            return Device._default_pin_factory()
+            if Device.pin_factory is None:  # as gpiozero's devices find it
+                Device.pin_factory = Device._default_pin_factory()
+            return Device.pin_factory
         except Exception as exc:  # noqa: BLE001 - any failure here means no GPIO to drive
             raise RelaxdError(f"no GPIO on this machine ({exc}): nothing was driven; on a "
                               "laptop, rehearse with relaxd safe-off --simulate") from None
