@@ -41,6 +41,9 @@ from relaxd.core.labels import Mood
 Action = Literal["start", "raise", "hold", "reduce", "halt", "restart", "pause", "resume", "fade",
                  "end", "reset"]
 
+#: What starts the scenario while idle: a face seen on an empty seat, or only a caregiver's Start.
+StartOn = Literal["face", "station"]
+
 
 class State(str, Enum):
     IDLE = "idle"
@@ -56,8 +59,11 @@ class State(str, Enum):
 class Reading(Protocol):
     """What the controller needs of a mood reading (relaxd.vision.mood.MoodReading has these)."""
 
-    mood: Mood
-    confidence: float
+    @property
+    def mood(self) -> Mood: ...
+
+    @property
+    def confidence(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -158,16 +164,16 @@ class Controller:
     """
 
     def __init__(self, scenario: Scenario, after_previous: bool = False,
-                 caps: Caps | None = None, start_on: Literal["face", "station"] = "face") -> None:
+                 caps: Caps | None = None, start_on: StartOn = "face") -> None:
         self.scenario = scenario
         self.caps = caps or Caps()
         # The caregiver's hands (the station): see "the caregiver's controls" below.
-        self.start_on = start_on
+        self._start_on: StartOn = start_on
         self.go = False  # set by begin(): the session starts at the next step, whatever start_on
         #: After a reset: idle until a deliberate start (begin()), never on a face.
         self.awaiting_start = False
-        self.held = False  # no raises while held
-        self.manual = False  # no mood: the caregiver sets the intensity (nudge)
+        self._held = False
+        self._manual = False
         self._breath = BreathClock(scenario)
         self.state = State.IDLE
         self._seen_empty = not after_previous
@@ -245,6 +251,36 @@ class Controller:
     def begin(self) -> None:
         """A caregiver's deliberate Start: the scenario starts at the next step."""
         self.go, self.awaiting_start = True, False
+
+    @property
+    def start_on(self) -> StartOn:
+        """What starts the scenario while idle (``face``: a child seated; ``station``: only a
+        caregiver's Start)."""
+        return self._start_on
+
+    def start_at_station(self) -> None:
+        """From now on only a caregiver's Start (:meth:`begin`) starts the scenario, never a face
+        seen: the chair has a station."""
+        self._start_on = "station"
+
+    @property
+    def held(self) -> bool:
+        """The caregiver's hold: no raises while held (reductions, halts and pauses still act)."""
+        return self._held
+
+    def hold(self, on: bool = True) -> None:
+        """Hold the intensity where it is (``on``) or let the mood raise it again."""
+        self._held = on
+
+    @property
+    def manual(self) -> bool:
+        """Manual mode: no mood is read; the caregiver sets the intensity (:meth:`nudge`)."""
+        return self._manual
+
+    def set_manual(self, on: bool) -> None:
+        """Manual mode on or off. While on, every step reads a neutral mood of no confidence
+        (nothing to react to) and only :meth:`nudge` moves the intensity."""
+        self._manual = on
 
     @property
     def waiting_for_start(self) -> bool:

@@ -320,7 +320,6 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
     import tempfile
 
     from relaxd.daemon.link import ControlLink
-    from relaxd.daemon.station_inputs import StayUp
 
     ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
     socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
@@ -331,12 +330,9 @@ def _attach_station(args: argparse.Namespace, config: Config, session: Session, 
                        caps=config.actuators.caps())
     stack.callback(link.close)
     session.events.sinks.append(link.board)
-    session.control = link
+    session.attach_station(link, stay_up=simulated)
     if simulated:
-        session.input, session.repeat = StayUp(session.input), True
         _tell_socket(state_dir, socket_path, stack)
-    else:
-        session.controller.start_on = "station"
 
 
 def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
@@ -371,10 +367,12 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
     """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
+    from relaxd.daemon.link import ControlLink
     from relaxd.station.launch import new_token, spawn
 
-    station = spawn(session.control.server.path, Path(args.out).resolve(), args.ui_port,
-                    new_token())
+    link = session.control
+    assert isinstance(link, ControlLink)  # attached by _attach_station
+    station = spawn(link.server.path, Path(args.out).resolve(), args.ui_port, new_token())
 
     def end_station() -> None:
         station.terminate()

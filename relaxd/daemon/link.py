@@ -25,23 +25,31 @@ from typing import Any, Callable
 
 from relaxd.children import start as child_start
 from relaxd.children.session import ChildSession
-from relaxd.control.controller import Caps
+from relaxd.control.breath import Breath
+from relaxd.control.controller import Caps, Decision, Step
 from relaxd.control.library import UnknownScenario, load_named, scenario_files
+from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.daemon.board import AlertBoard
+from relaxd.daemon.loop import Session
 from relaxd.daemon.server import Command, ControlServer
-from relaxd.daemon.station_inputs import ManualInput
-from relaxd.safety.latch import StopRefused
+from relaxd.safety.estop import EmergencyStop
+from relaxd.safety.latch import FaultLatch, StopRefused
 from relaxd.station.protocol import OBSERVATIONS, STATION_STOP, CommandRefused
+from relaxd.vision.inputs import Sensed
 
 log = logging.getLogger(__name__)
+
+#: A station command carried out on the loop's thread: (t, session, its arguments, who sent it)
+#: -> the answer's fields (``detail``: what the audit records).
+Handler = Callable[[float, Session, dict[str, Any], str], dict[str, Any]]
 
 
 class ControlLink:
     """Commands in, state out, for one daemon run; see the module docstring."""
 
-    def __init__(self, socket_path: str | Path, scenario_dirs: list[Path], *, estop: Any,
-                 latch: Any, mode: int = 0o660, state_dir: Path | None = None,
+    def __init__(self, socket_path: str | Path, scenario_dirs: list[Path], *,
+                 estop: EmergencyStop, latch: FaultLatch, mode: int = 0o660, state_dir: Path | None = None,
                  caps: Caps | None = None) -> None:
         self.scenario_dirs = scenario_dirs
         self._listed: tuple[tuple[float, ...], list[str]] = ((), [])  # folders' mtimes, names
@@ -49,13 +57,13 @@ class ControlLink:
         #: Where the child profiles are (None: no children on this chair), and the
         #: installation's caps (a session without a child, or before the child's own).
         self.state_dir, self.caps = state_dir, caps or Caps()
-        self._done: list[tuple[Any, dict[str, Any]]] = []  # answered once the state is out
+        self._done: list[tuple[Command, dict[str, Any]]] = []  # answered once the state is out
         self._dead_reported = False
         self.board = AlertBoard()
         self.server = ControlServer(
             socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
             direct={"children": self._children, "recommend": self._recommend})
-        self._handlers: dict[str, Callable[[float, Any, dict[str, Any], str], dict[str, Any]]] = {
+        self._handlers: dict[str, Handler] = {
             "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
             "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,
             "audit": self._audit}
@@ -116,7 +124,7 @@ class ControlLink:
 
     # --- on the loop's thread ------------------------------------------------------------------
 
-    def obey(self, t: float, session: Any) -> None:
+    def obey(self, t: float, session: Session) -> None:
         """Carry out the queued commands (never raising into the loop). Each is answered once
         this tick's state is published, so whoever sent it then reads its effect."""
         self._answer()  # any left by a tick that never published
@@ -129,7 +137,7 @@ class ControlLink:
                 _release(command)
         self._done = done
 
-    def _watch_server(self, t: float, session: Any) -> None:
+    def _watch_server(self, t: float, session: Session) -> None:
         """Alert once when the socket stopped accepting: the station's STOP cannot reach the
         chair any more (``relaxd check`` reports it too)."""
         if not self.server.alive and not self._dead_reported:
@@ -142,7 +150,7 @@ class ControlLink:
         for command, answer in done:
             command.finish(answer)
 
-    def _run(self, t: float, session: Any, command: Command) -> dict[str, Any]:
+    def _run(self, t: float, session: Session, command: Command) -> dict[str, Any]:
         handler = self._handlers.get(command.name)
         if handler is None:
             return {"ok": False, "error": f"unknown command {command.name!r}"}
@@ -160,7 +168,7 @@ class ControlLink:
                                 detail=answer.pop("detail", ""))
         return {"ok": True, **answer}
 
-    def _start(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _start(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         child = args.pop("_child", None)
         try:
             return self._start_checked(t, session, args, by, child)
@@ -169,7 +177,7 @@ class ControlLink:
                 child.store.close()
             raise
 
-    def _start_checked(self, t: float, session: Any, args: dict[str, Any], by: str,
+    def _start_checked(self, t: float, session: Session, args: dict[str, Any], by: str,
                        child: ChildSession | None) -> dict[str, Any]:
         if session.controller.playing:
             raise CommandRefused("a session is running: end it gently or STOP first")
@@ -185,11 +193,8 @@ class ControlLink:
             except StopRefused as exc:
                 raise CommandRefused(str(exc)) from None
         manual = bool(args.get("manual"))
-        self._choose_input(session, manual, child)
-        session.actuators.steady_light = bool(child and child.child.limits.no_pulse)
-        session.begin_session(t, scenario, f"new session started by {by}", go=True,
-                              caps=child.caps if child else self.caps, child=child)
-        session.controller.manual = manual
+        session.start_session(t, scenario, f"new session started by {by}",
+                              caps=child.caps if child else self.caps, child=child, manual=manual)
         if not self.estop.enable_outputs():
             raise CommandRefused("a stop came while starting: not started")
         whose = f" for child {child.child.id}" if child else ""
@@ -211,7 +216,7 @@ class ControlLink:
             except StopRefused as exc:
                 raise CommandRefused(str(exc)) from None
 
-    def _scenario(self, args: dict[str, Any], session: Any) -> Any:
+    def _scenario(self, args: dict[str, Any], session: Session) -> Scenario:
         """A session without a child: the named scenario (the current one if none is named)."""
         name = str(args.get("scenario") or session.controller.scenario.name)
         try:
@@ -221,49 +226,34 @@ class ControlLink:
         except RelaxdError as exc:
             raise CommandRefused(f"scenario {name}: {exc}") from None
 
-    @staticmethod
-    def _choose_input(session: Any, manual: bool, child: ChildSession | None) -> None:
-        """Manual mode (the camera kept, unread) or the camera, read against the child's
-        resting face (their baseline; none without a child)."""
-        current = session.input
-        if manual and not isinstance(current, ManualInput):
-            session.input = ManualInput(current)
-        elif not manual and isinstance(current, ManualInput):
-            session.input = current.camera
-        source = session.input
-        while source is not None:  # through StayUp and ManualInput to the camera's input
-            if hasattr(source, "baseline"):
-                source.baseline = child.baseline if child else None
-                break
-            source = getattr(source, "inner", None) or getattr(source, "camera", None)
-
-    def _ack(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _ack(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         try:
-            alert_id = int(args.get("alert"))
+            alert_id = int(args.get("alert", ""))  # none given: not a number
         except (TypeError, ValueError):
             raise CommandRefused("give the alert's number") from None
         if self.board.ack(alert_id):
             session.alerter.clear()  # the buzzer and LED stop
         return {"detail": f"alert {alert_id}"}
 
-    def _calmer(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _calmer(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         return self._decide(t, session, session.controller.calmer(t), "calmer")
 
-    def _end_gently(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _end_gently(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         return self._decide(t, session, session.controller.end_gently(t), "end gently")
 
-    def _nudge(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _nudge(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         steps = args.get("steps")
         if steps not in (-1, 1):
             raise CommandRefused("steps must be 1 or -1")
         return self._decide(t, session, session.controller.nudge(t, steps), "manual intensity")
 
-    def _hold(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
-        session.controller.held = bool(args.get("on", True))
+    def _hold(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
+        session.controller.hold(bool(args.get("on", True)))
         return {"detail": "hold on" if session.controller.held else "hold released"}
 
     @staticmethod
-    def _decide(t: float, session: Any, decision: Any, what: str) -> dict[str, Any]:
+    def _decide(t: float, session: Session, decision: Decision | None,
+                what: str) -> dict[str, Any]:
         if decision is None:
             raise CommandRefused(f"{what}: not while the chair is "
                                  f"{session.controller.state.value}")
@@ -272,7 +262,7 @@ class ControlLink:
                             intensity=round(session.controller.intensity, 3))
         return {"detail": decision.reason}
 
-    def _observe(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _observe(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         what = args.get("what")
         if what not in OBSERVATIONS:
             raise CommandRefused(f"an observation is one of {', '.join(OBSERVATIONS)}")
@@ -281,18 +271,18 @@ class ControlLink:
             session.child.baseline.confirm_calm()  # this child's calm face reads upset
         return {"detail": what}
 
-    def _audit(self, t: float, session: Any, args: dict[str, Any], by: str) -> dict[str, Any]:
+    def _audit(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
         session.events.emit(t, "audit", action=str(args.get("action", ""))[:64], by=by,
                             detail=str(args.get("detail", ""))[:500])
         return {}
 
-    def publish(self, t: float, session: Any, sensed: Any, step: Any) -> None:
+    def publish(self, t: float, session: Session, sensed: Sensed, step: Step) -> None:
         try:
             self.server.publish(self.snapshot(t, session, sensed, step))
         finally:
             self._answer()
 
-    def snapshot(self, t: float, session: Any, sensed: Any, step: Any) -> dict[str, Any]:
+    def snapshot(self, t: float, session: Session, sensed: Sensed, step: Step) -> dict[str, Any]:
         """The chair's state for the station (and a broker): plain JSON values only."""
         c = session.controller
         lv = step.levels if not session.actuators.inhibited else None
@@ -334,7 +324,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _breath(breath: Any) -> dict[str, Any] | None:
+def _breath(breath: Breath | None) -> dict[str, Any] | None:
     """The tempo the outputs breathe on, for the station's breathing indicator: breaths a
     minute and where in the breath it is (0 starts breathing in, 0.5 is the peak) at ``at``."""
     if breath is None:

@@ -20,12 +20,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from relaxd.control.controller import Controller, Levels, MoodSample, State, Step
+from relaxd.control.controller import Caps, Controller, Levels, MoodSample, State, Step
 from relaxd.core.clock import Clock
 from relaxd.core.labels import Mood
 from relaxd.daemon.notify import Notifier, Watchdog
+from relaxd.daemon.station_inputs import StayUp, manual_or_camera, read_against
 from relaxd.daemon.status import StatusLine, bar
 from relaxd.outputs.actuators import Actuators
 from relaxd.records.events import EventLog, TraceWriter
@@ -33,6 +35,12 @@ from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat
 from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.vision.inputs import Input, Sensed
+
+if TYPE_CHECKING:
+    from relaxd.children.session import ChildSession
+    from relaxd.control.scenario import Scenario
+    from relaxd.safety.thermal import ThermalWatch
+    from relaxd.vision.baseline import Baseline
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,16 @@ LEVEL_EPSILON = 0.01
 #: Exit status of the deliberate restart that recovers a camera down too long: a clean exit
 #: (outputs at 0, run marker removed) that systemd's ``Restart=on-failure`` restarts.
 EXIT_CAMERA_RESTART = 75
+
+
+class StationLink(Protocol):
+    """The caregiver station's side of the loop (:class:`relaxd.daemon.link.ControlLink`): once a
+    tick it carries out the queued commands (``obey``, through the session's methods) and
+    publishes the chair's state (``publish``)."""
+
+    def obey(self, t: float, session: Session) -> None: ...
+
+    def publish(self, t: float, session: Session, sensed: Sensed, step: Step) -> None: ...
 
 
 class LoopStalled(Exception):
@@ -93,22 +111,21 @@ class Session:
     notifier: Notifier = field(default_factory=lambda: Notifier(use_systemd=False))
     status: StatusLine | None = None
     repeat: bool = False  # the chair: after a session, wait for the next child
-    # A new session record (the scenario's name, the session's ChildSession or None).
-    roll_record: Callable[[str, Any], None] | None = None
+    # A new session record (the scenario's name, the session's child or None).
+    roll_record: Callable[[str, ChildSession | None], None] | None = None
     marker: RunMarker | None = None  # None: no crash detection (simulation without a state)
     remote_reset: bool = False  # honour `relaxd reset` requests (safety.remote_reset)
     heartbeat: Heartbeat | None = None  # toggled every healthy tick, for a hardware watchdog
     stall_timeout: float = 5.0
     camera_grace: float = 120.0  # camera down this long: stop petting systemd's watchdog
     trace: TraceWriter | None = None  # --trace: each output as driven, every tick
-    # The caregiver station's link (relaxd.daemon.server.ControlLink): once a tick it carries out
-    # the queued commands (obey) and publishes the state (publish). None: no station.
-    control: Any = None
-    # The session's child (relaxd.children.session.ChildSession: profile, caps, baseline), or None.
-    child: Any = None
-    # The Pi's temperature watch (relaxd.safety.thermal.ThermalWatch): polled once a tick by
-    # _watch_heat; None: not watched.
-    thermal: Any = None
+    # The caregiver station's link (attach_station): once a tick it carries out the queued
+    # commands (obey) and publishes the state (publish). None: no station.
+    control: StationLink | None = None
+    # The session's child (profile, caps, baseline), or None.
+    child: ChildSession | None = None
+    # The Pi's temperature watch: polled once a tick by _watch_heat; None: not watched.
+    thermal: ThermalWatch | None = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _stop_reason: str = field(default="", init=False)
     _last_levels: Levels | None = field(default=None, init=False)
@@ -238,8 +255,8 @@ class Session:
         self.begin_session(t, self.controller.scenario, "scenario ended",
                            child=self.child if self.control is None else None)
 
-    def begin_session(self, t: float, scenario: Any, why: str, *, go: bool = False,
-                      caps: Any = None, child: Any = None) -> None:
+    def begin_session(self, t: float, scenario: Scenario, why: str, *, go: bool = False,
+                      caps: Caps | None = None, child: ChildSession | None = None) -> None:
         """End this session's record (``why``) and begin a new one for ``scenario``, clock at 0,
         for ``child`` (a ChildSession: its record is linked to the child, its start event names
         the child's id and why this scenario) within ``caps`` (default: the current ones).
@@ -257,6 +274,36 @@ class Session:
         if go:
             self.controller.begin()
         self._record_start(0.0, scenario.name)
+
+    # --- the caregiver station (relaxd.daemon.link) --------------------------------------------
+
+    def attach_station(self, link: StationLink, *, stay_up: bool) -> None:
+        """The caregiver station joins the loop. With ``stay_up`` (a simulation) this session
+        starts as it would have and the chair then stays up, idle, after its input ends, session
+        after session; otherwise no session starts by itself: each waits for a caregiver's
+        Start. Either way every later session waits for a Start (:meth:`begin_session`)."""
+        self.control = link
+        if stay_up:
+            self.input, self.repeat = StayUp(self.input), True
+        else:
+            self.controller.start_at_station()
+
+    def start_session(self, t: float, scenario: Scenario, why: str, *, caps: Caps,
+                      child: ChildSession | None, manual: bool) -> None:
+        """A caregiver's Start (the outputs' latch and enabling stay with the caller): a new
+        session of ``scenario`` for ``child`` within ``caps``, playing from the next tick, in
+        manual mode (the camera kept, unread) or read from the camera against the child's
+        resting face; the light steady when the child's limits forbid pulsing."""
+        self.choose_input(manual, child.baseline if child else None)
+        self.actuators.steady_light = bool(child and child.child.limits.no_pulse)
+        self.begin_session(t, scenario, why, go=True, caps=caps, child=child)
+        self.controller.set_manual(manual)
+
+    def choose_input(self, manual: bool, baseline: Baseline | None) -> None:
+        """Manual mode (the camera kept, unread) or the camera, read against ``baseline`` (a
+        child's resting face; None: nobody's)."""
+        self.input = manual_or_camera(self.input, manual)
+        read_against(self.input, baseline)
 
     def _record_start(self, t: float, scenario: str) -> None:
         """The ``session`` start event, with the child's id and why this scenario, if any."""
@@ -404,7 +451,7 @@ class Session:
 
 def install_signal_handlers(session: Session) -> None:
     """SIGTERM and SIGINT end the session cleanly: outputs off at once, then the loop stops."""
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
         session.request_stop(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, handler)
