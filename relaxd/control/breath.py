@@ -42,8 +42,7 @@ class Breath:
 class _Span(NamedTuple):
     start: float  # seconds into the scenario
     duration: float
-    bpm0: float | None  # None: no tempo in this phase
-    bpm1: float | None
+    tempo: tuple[float, float] | None  # breaths a minute at its start and end; None: no tempo
     breaths0: float  # breaths counted at its start
 
 
@@ -55,21 +54,22 @@ class BreathClock:
         self._spans: list[_Span] = []
         t, breaths = 0.0, 0.0
         for i, p in enumerate(scenario.phases):
-            bpm0, bpm1 = scenario.tempo_of(i) or (None, None)
-            self._spans.append(_Span(t, p.duration, bpm0, bpm1, breaths))
-            if bpm0 is not None:
-                breaths += (bpm0 + bpm1) / 2 * p.duration / 60.0
+            tempo = scenario.tempo_of(i)
+            self._spans.append(_Span(t, p.duration, tempo, breaths))
+            if tempo is not None:
+                breaths += (tempo[0] + tempo[1]) / 2 * p.duration / 60.0
             t += p.duration
 
     def at(self, elapsed: float) -> Breath | None:
         elapsed = max(0.0, elapsed)
         span = next((s for s in self._spans if elapsed < s.start + s.duration), self._spans[-1])
-        if span.bpm0 is None:
+        if span.tempo is None:
             return None
+        bpm0, bpm1 = span.tempo
         inside = min(elapsed - span.start, span.duration)
-        bpm = span.bpm0 + (span.bpm1 - span.bpm0) * inside / span.duration
-        breaths = span.breaths0 + (span.bpm0 + bpm) / 2 * inside / 60.0
+        bpm = bpm0 + (bpm1 - bpm0) * inside / span.duration
+        breaths = span.breaths0 + (bpm0 + bpm) / 2 * inside / 60.0
         after = elapsed - span.start - span.duration  # the fade-out keeps the last tempo
         if after > 0:
-            breaths += span.bpm1 * after / 60.0
+            breaths += bpm1 * after / 60.0
         return Breath(breaths, bpm)

@@ -187,10 +187,10 @@ class Controller:
         self._calm_since: float | None = None
         self._absent_since: float | None = None
         self._held_absent = False
-        self._fade: tuple[float, Levels] | None = None
+        self._fade: tuple[float, Levels] = (0.0, ZERO)  # when the fade began, and from what
         self._fade_len = scenario.rules.fade_out
         self._phase = 0
-        self._colour_from = tuple(scenario.phases[0].light.colour)
+        self._colour_from: tuple[int, int, int] = scenario.phases[0].light.colour
         self._colour_t = 0.0
 
     # --- outside events -------------------------------------------------------------------
@@ -488,6 +488,7 @@ class Controller:
         return []
 
     def _absent_rules(self, t: float) -> list[Decision]:
+        assert self._absent_since is not None  # _track_mood marked when the face went
         rules, absent = self.scenario.rules, t - self._absent_since
         if absent >= rules.absent_pause:
             self.state = State.PAUSED
@@ -535,7 +536,8 @@ class Controller:
         to = self.scenario.phases[self._phase].light.colour
         span = self.scenario.crossfade
         k = 1.0 if span == 0 else min(1.0, (t - self._colour_t) / span)
-        return tuple(round(a + (b - a) * k) for a, b in zip(self._colour_from, to))
+        mixed = [round(a + (b - a) * k) for a, b in zip(self._colour_from, to)]
+        return mixed[0], mixed[1], mixed[2]
 
     def _step(self, t: float, target: Levels, decisions: tuple[Decision, ...]) -> Step:
         index = self._phase_at(t) if self.state is not State.ENDED else self._phase

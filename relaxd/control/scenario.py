@@ -229,8 +229,12 @@ class Scenario:
         if p.tempo is not None:
             return tempo.start, end
         t0 = sum(q.duration for q in self.phases[:index])
-        return tuple(tempo.start + (end - tempo.start) * t / self.duration  # type: ignore
-                     for t in (t0, t0 + p.duration))
+        start, span = tempo.start, self.duration
+
+        def bpm_at(t: float) -> float:  # the scenario's tempo, linear over the whole scenario
+            return start + (end - start) * t / span
+
+        return bpm_at(t0), bpm_at(t0 + p.duration)
 
     def phase_at(self, elapsed: float) -> int:
         """Index of the phase playing ``elapsed`` seconds in (the last one after the end)."""
@@ -299,6 +303,7 @@ def load_mood_script(path: str | Path) -> list[ScriptEntry]:
         entries = yamlspec.build(list[ScriptEntry], node, path)
     except SpecError as exc:
         raise ScenarioError(exc.path, exc.problems) from None
+    assert node is not None  # an empty file is no list of entries: build() refused it
     problems: list[Problem] = []
     last = 0.0
     down: dict[str, tuple[int, int]] = {}  # button -> where it was pressed, while held

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from relaxd.core.errors import RelaxdError
+
+#: The samples of a PCM WAV file, by their width in bytes (8-bit samples are unsigned).
+_SAMPLE_TYPES: dict[int, type[np.integer[Any]]] = {1: np.uint8, 2: np.int16, 4: np.int32}
 
 
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[int, np.ndarray]:
@@ -28,7 +32,7 @@ def read_wav(path: str | Path, rate: int | None = None) -> tuple[int, np.ndarray
         raise RelaxdError(f"unsupported WAV sample width {8 * width} bits (use 8, 16 or 32)", path)
     if not raw:
         raise RelaxdError("WAV file has no samples", path)
-    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
+    dtype = _SAMPLE_TYPES[width]
     x = np.frombuffer(raw, dtype=dtype).astype(np.float64)
     x = (x - 128) / 128 if width == 1 else x / float(np.iinfo(dtype).max)
     x = x.reshape(-1, channels).mean(axis=1)

@@ -56,6 +56,8 @@ class Problem:
 class SpecError(RelaxdError):
     """Every problem found in one file, one ``FILE:LINE:COL: message`` line each."""
 
+    path: str | Path  # always the file's
+
     def __init__(self, path: str | Path, problems: list[Problem]):
         self.path, self.problems = path, problems
         Exception.__init__(self, "\n".join(p.format(path) for p in problems))
@@ -106,7 +108,7 @@ class _Builder:
             return self._choice(node, [str(a) for a in typing.get_args(tp)], lambda v: v)
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             return self._choice(node, [m.value for m in tp], tp)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self._dataclass(tp, node)
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
@@ -146,7 +148,7 @@ class _Builder:
         return text if len(text) <= 40 else text[:37] + "...'"
 
     def _plain(self, tp: Any, node: yaml.Node) -> Any:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else MISSING
+        value: Any = self.scalar(node) if isinstance(node, yaml.ScalarNode) else MISSING
         ok = (
             (tp is bool and isinstance(value, bool))
             or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -285,7 +287,7 @@ def build(cls: type[T], node: yaml.Node | None, path: str | Path) -> T:
     """Build ``cls`` from a composed node; raise SpecError listing every problem."""
     if node is None:
         node = yaml.MappingNode("tag:yaml.org,2002:map", [])
-        node.start_mark = yaml.Mark(str(path), 0, 0, 0, None, None)
+        node.start_mark = yaml.Mark(str(path), 0, 0, 0, None, 0)  # no text: no snippet
     builder = _Builder(Path(path).resolve().parent)
     try:
         obj = builder.build(cls, node)
@@ -319,7 +321,7 @@ def json_schema(tp: Any) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": json_schema(typing.get_args(tp)[1])}
     if hasattr(tp, "json_schema"):
         return tp.json_schema()
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         props, required = {}, []
         for f in dataclasses.fields(tp):

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
@@ -33,12 +33,16 @@ from relaxd.core.errors import RelaxdError
 from relaxd.core.paths import default_state_dir
 from relaxd.core.yamlspec import spec
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 log = logging.getLogger(__name__)
 
 #: The copy of the actuator pins a run drives, in the state directory.
 SAVED_PINS = "actuator-pins.json"
 
-T = TypeVar("T")
+#: A settings dataclass, built from part of the configuration file.
+Settings = TypeVar("Settings", bound="DataclassInstance")
 
 
 @dataclass(kw_only=True)
@@ -156,7 +160,8 @@ def _pins(section: yaml.MappingNode | None, path: Path) -> ActuatorPins:
     return pins
 
 
-def _build_only(cls: type[T], section: yaml.MappingNode | None, path: Path) -> T:
+def _build_only(cls: type[Settings], section: yaml.MappingNode | None,
+                path: Path) -> Settings:
     """``cls`` built from the keys of ``section`` that it has (and any merge key ``<<``, which
     the full configuration refuses too): other keys are left to the full configuration."""
     names = {f.name for f in dataclasses.fields(cls)} | {"<<"}

@@ -45,12 +45,13 @@ class Baseline:
         self.learned = float(min(max(learned, 0.0), max_shift))
         self.max_shift = max_shift
         self._windows: list[float] = []
-        self._sum, self._n, self._start, self._t0 = 0.0, 0, None, None
+        self._sum, self._n = 0.0, 0
+        self._start: float | None = None  # the current window's start (None: nothing seen yet)
         self.confirmed = False  # the caregiver saw this calm face read upset, this session
 
     def observe(self, t: float, p_negative: float) -> None:
-        if self._t0 is None:
-            self._t0 = self._start = t
+        if self._start is None:
+            self._start = t
         if t - self._start >= WINDOW_S:
             self._windows.append(self._sum / max(self._n, 1))
             self._sum, self._n, self._start = 0.0, 0, t

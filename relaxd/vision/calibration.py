@@ -87,15 +87,14 @@ def load_calibration(model_path: str | Path) -> MoodCalibration:
         return MoodCalibration()
     try:
         data = json.loads(path.read_text())
-        calibration = MoodCalibration(float(data["temperature"]),
-                                      tuple(float(w) for w in data["weights"]))
+        temperature, weights = float(data["temperature"]), [float(w) for w in data["weights"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RelaxdError(f"unreadable mood calibration ({exc})", path) from None
-    if not (0.1 <= calibration.temperature <= 10 and len(calibration.weights) == 3
-            and all(0.01 <= w <= 100 for w in calibration.weights)):
+    if not (0.1 <= temperature <= 10 and len(weights) == 3
+            and all(0.01 <= w <= 100 for w in weights)):
         raise RelaxdError("mood calibration out of range (temperature 0.1..10, three weights "
                           "0.01..100)", path)
-    return calibration
+    return MoodCalibration(temperature, (weights[0], weights[1], weights[2]))
 
 
 # --- fitting -------------------------------------------------------------------------------

@@ -199,9 +199,12 @@ class PiCameraSource:
             raise CameraError(f"{self.name}: cannot open ({_one_line(e)})") from None
 
     def read(self) -> Frame:
+        cam = self._cam
+        if cam is None:
+            raise CameraError(f"{self.name}: capture failed (the camera is closed)")
         try:
-            job = self._cam.capture_array("main", wait=False)
-            yuv = self._cam.wait(job, timeout=self._timeout_s)
+            job = cam.capture_array("main", wait=False)
+            yuv = cam.wait(job, timeout=self._timeout_s)
         except TimeoutError:
             raise CameraError(f"{self.name}: no frame within {self._timeout_s:g} s") from None
         except Exception as e:  # noqa: BLE001 - any capture failure is a camera fault

@@ -199,7 +199,7 @@ class FaceDetector:
         the full frame, and choose among new faces when none is followed (see the module)."""
         gray = to_gray(gray)
         work = [0.0]
-        how = self._follow(gray, work) if self._current is not None else ""
+        how = self._follow(self._current, gray, work) if self._current is not None else ""
         if not how:
             self._current, self._patch = None, None
         followed = self._current
@@ -207,8 +207,8 @@ class FaceDetector:
         while self._current is None and swept is None and not part and self._fits(work):
             part, swept = self._sweep_step(gray, work)   # nothing to follow: search on
         rule = "tracked" if how else ""
-        if how in ("flow", "profile"):
-            how = self._snap(part) or how
+        if how in ("flow", "profile") and followed is not None:
+            how = self._snap(followed, part) or how
         if swept is not None:
             rule = self._end_sweep(gray, swept, work)
         elif self._current is None and part:
@@ -233,12 +233,11 @@ class FaceDetector:
         min_face = max(HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
         return Region(0, 0, width, height, scale, min_face)
 
-    def _follow(self, gray: np.ndarray, work: list[float]) -> str:
-        """Find the followed face again, or keep it by flow; how, or "" when it is lost.
+    def _follow(self, cur: _Track, gray: np.ndarray, work: list[float]) -> str:
+        """Find the followed face ``cur`` again, or keep it by flow; how, or "" when it is lost.
 
         The frontal cascade looks around the last box first; only when it misses does optical
         flow predict the box, where every cascade in turn looks again."""
-        cur = self._current
         if self._unconfirmed >= self.unconfirmed_frames:
             return ""
         box = self._find_near(gray, cur.box, work, frontal_only=True)
@@ -247,8 +246,9 @@ class FaceDetector:
             return box[1]
         predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
                                                               self._patch[1])
-        moved = predicted is not None and predicted.iou(cur.box) < 0.7
-        box = self._find_near(gray, predicted if moved else cur.box, work, again=not moved)
+        moved_to = predicted if predicted is not None and predicted.iou(cur.box) < 0.7 else None
+        box = self._find_near(gray, cur.box if moved_to is None else moved_to, work,
+                              again=moved_to is None)
         if box is not None:
             cur.box, self._coasted = box[0], 0
             return box[1]
@@ -280,13 +280,13 @@ class FaceDetector:
         plan = self._sweep.plan
         return bool(plan) and work[0] + plan[self._sweep.next].share <= 2 / len(plan)
 
-    def _snap(self, part: list[Box]) -> str:
-        """A face followed without a frontal find moves to this frame's sweep part's frontal
-        find over it, if any; "frontal" then, else ""."""
-        box = max(part, key=self._current.box.iou, default=None)
-        if box is None or box.iou(self._current.box) < 0.3:
+    def _snap(self, cur: _Track, part: list[Box]) -> str:
+        """A face ``cur`` followed without a frontal find moves to this frame's sweep part's
+        frontal find over it, if any; "frontal" then, else ""."""
+        box = max(part, key=cur.box.iou, default=None)
+        if box is None or box.iou(cur.box) < 0.3:
             return ""
-        self._current.box, self._coasted = box, 0
+        cur.box, self._coasted = box, 0
         return "frontal"
 
     def _sweep_step(self, gray: np.ndarray, work: list[float]) -> tuple[list[Box], list[Box] | None]:
@@ -356,11 +356,11 @@ class FaceDetector:
         return self._rule(ranked, gray.shape) if ranked else ""
 
     @staticmethod
-    def _rank(tracks: list[_Track], shape: tuple[int, int]) -> list[_Track]:
+    def _rank(tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
         return sorted(tracks, key=lambda t: _key(t, shape), reverse=True)
 
     @staticmethod
-    def _rule(ranked: list[_Track], shape: tuple[int, int]) -> str:
+    def _rule(ranked: list[_Track], shape: tuple[int, ...]) -> str:
         if len(ranked) == 1:
             return "only"
         (h0, a0, _), (h1, a1, _) = _key(ranked[0], shape), _key(ranked[1], shape)
@@ -385,13 +385,13 @@ class FaceDetector:
         self._tracks = [t for t in self._tracks if t.misses <= 2]
         seen = []
         for i, f in enumerate(faces):
-            tr = face_track.get(i)
-            if tr is None:
-                tr = _Track(f)
-                self._tracks.append(tr)
+            track = face_track.get(i)
+            if track is None:
+                track = _Track(f)
+                self._tracks.append(track)
             else:
-                tr.box, tr.hits, tr.misses = f, tr.hits + 1, 0
-            seen.append(tr)
+                track.box, track.hits, track.misses = f, track.hits + 1, 0
+            seen.append(track)
         return seen
 
     def _remember(self, gray: np.ndarray, box: Box) -> None:
@@ -403,7 +403,7 @@ class FaceDetector:
         self._patch = (gray[y0:y1, x0:x1].copy(), (x0, y0)) if x1 > x0 and y1 > y0 else None
 
 
-def _key(track: _Track, shape: tuple[int, int]) -> tuple[int, int, float]:
+def _key(track: _Track, shape: tuple[int, ...]) -> tuple[int, int, float]:
     """The child rule's order: hits in sweeps, then area, then nearness to the frame's centre."""
     height, width = shape[:2]
     cx, cy = track.box.center

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import cv2
+import cv2.data  # the cascades' folder: a module of its own to the type checker
 import numpy as np
 
 #: The cascades shipped in opencv-python-headless 4.x.
@@ -162,7 +163,8 @@ def region_around(box: Box, margin: float, face_px: int, lo: float = 0.7,
 
 def _level_sizes(min_face: int, max_face: int, factor: float) -> list[int]:
     """The window sizes detectMultiScale tries between ``min_face`` and ``max_face``."""
-    sizes, k = [], 0
+    sizes: list[int] = []
+    k = 0
     while (size := int(round(HAAR_WINDOW * factor ** k))) <= max_face:
         if size >= min_face and (not sizes or size != sizes[-1]):
             sizes.append(size)
@@ -271,9 +273,11 @@ def flow_box(prev: np.ndarray, gray: np.ndarray, box: Box, origin: tuple[int, in
     pts = cv2.goodFeaturesToTrack(prev, 30, 0.01, 3, mask=mask)
     if pts is None or len(pts) < min_points:
         return None
-    params = dict(winSize=(11, 11), maxLevel=2)
-    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev, new, pts, None, **params)
-    back, st2, _ = cv2.calcOpticalFlowPyrLK(new, prev, fwd, None, **params)
+    # No guess for the points' new places (None): cv2's stubs wrongly demand an array there.
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        prev, new, pts, None, winSize=(11, 11), maxLevel=2)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        new, prev, fwd, None, winSize=(11, 11), maxLevel=2)
     error = np.linalg.norm(back - pts, axis=2)[:, 0]
     good = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (error < max_error)
     if good.sum() < min_points:

@@ -135,7 +135,7 @@ class ScriptInput:
                 self._reading = MoodSample(Mood(entry.mood), entry.confidence)
             elif entry.press is not None:
                 self._buttons("press", entry.press)
-            else:
+            elif entry.release is not None:  # each entry is one of the three
                 self._buttons("release", entry.release)
         return Sensed(self._reading)
 

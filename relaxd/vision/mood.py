@@ -143,5 +143,6 @@ class MoodSmoother:
             self._mood, self._since = mood, t
 
     def _reading(self, confidence: float, face: bool, before: Mood) -> MoodReading:
-        probs = None if self._p is None else tuple(float(v) for v in self._p)
+        p = self._p
+        probs = None if p is None else (float(p[0]), float(p[1]), float(p[2]))  # order MOODS
         return MoodReading(self._mood, confidence, probs, face, self._mood != before, self._since)
