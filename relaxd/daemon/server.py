@@ -35,6 +35,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -169,7 +170,7 @@ class ControlServer:
     def take(self, limit: int = MAX_COMMANDS_PER_TICK) -> list[Command]:
         """The loop's side: the commands queued since the last tick. Carry one out only if
         :meth:`Command.claim` says so (a cancelled one is skipped: its sender was told so)."""
-        out = []
+        out: list[Command] = []
         while len(out) < limit:
             try:
                 out.append(self._commands.get_nowait())
@@ -375,8 +376,7 @@ class ControlServer:
         seen = -1
         while True:
             with self._changed:
-                self._changed.wait_for(lambda seen=seen: self._closed or self._version != seen,
-                                       timeout=1.0)
+                self._changed.wait_for(partial(self._news_since, seen), timeout=1.0)
                 if self._closed:
                     return
                 state, changed, seen = self._state, self._version != seen, self._version
@@ -384,6 +384,10 @@ class ControlServer:
                 _send(conn, {"type": "state", "state": state})
             elif _hung_up(conn):
                 return
+
+    def _news_since(self, seen: int) -> bool:
+        """Closed, or a state newer than version ``seen`` published (under ``_changed``)."""
+        return self._closed or self._version != seen
 
 
 class _AcceptFailures:

@@ -184,13 +184,13 @@ class _Blend:
         self._old: tuple[Any, float] | None = None
 
     def __call__(self, t: float, key: Any, fn: Any, phase: float = 0.0) -> float:
-        if key != self._key:
+        if key != self._key or self._new is None:  # the first call: its key never matches
             self._key, self._old, self._new = key, self._new, (fn, t)
-        new_fn, t_new = self._new
-        w = min(1.0, (t - t_new) / _BLEND_S) if self._old else 1.0
+        (new_fn, t_new), old = self._new, self._old
+        w = min(1.0, (t - t_new) / _BLEND_S) if old else 1.0
         value = new_fn(t - t_new, phase)
-        if w < 1.0:
-            old_fn, t_old = self._old
+        if old and w < 1.0:
+            old_fn, t_old = old
             value = w * value + (1 - w) * old_fn(t - t_old, phase)
         return value
 

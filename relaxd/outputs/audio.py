@@ -122,12 +122,12 @@ def make_source(sound: Audio | None, rate: int, paced: bool = False) -> Source:
     """The sample function of a phase's audio (silence for None or neither generator nor file),
     at :data:`TARGET_LUFS`. ``paced``: a tempo swells the volume, so the soundscape has no
     swell of its own."""
-    if sound is None or (sound.generator is None and sound.file is None):
-        return lambda start, n: np.zeros(n, dtype=np.float32)
-    if sound.file is not None:
+    if sound is not None and sound.file is not None:
         _, buf = read_wav(sound.file, rate)
         buf = normalise(buf, rate)
         return lambda start, n: _looped(buf, start, n)
+    if sound is None or sound.generator is None:
+        return lambda start, n: np.zeros(n, dtype=np.float32)
     raw = _generator(sound.generator.value, sound.tone_hz, rate, paced)
     gain = _generator_gain(sound.generator.value, sound.tone_hz, rate, paced)
     return lambda start, n: soft_limit(raw(start, n) * gain)

@@ -71,11 +71,13 @@ class SessionSink:
             raise RelaxdError(f"cannot create the state directory: {exc.strerror}",
                               state_dir) from None
         self.path = state_dir / DB_NAME
-        self._db = _connect(self.path)
-        cur = self._db.execute("INSERT INTO sessions (started, scenario, source) VALUES (?, ?, ?)",
-                               (_now(), scenario, source))
+        db = _connect(self.path)
+        self._db: sqlite3.Connection | None = db  # None once closed
+        cur = db.execute("INSERT INTO sessions (started, scenario, source) VALUES (?, ?, ?)",
+                         (_now(), scenario, source))
+        assert cur.lastrowid is not None  # the row just inserted
         self.session_id: int = cur.lastrowid
-        self._db.commit()
+        db.commit()
         self._commit_every = commit_every
         self._last_commit = 0.0
         self._last_t = 0.0
@@ -83,8 +85,8 @@ class SessionSink:
     def write(self, event: Event) -> None:
         t = float(event["t"])
         data = {k: v for k, v in event.items() if k not in ("t", "type")}
-        self._db.execute("INSERT INTO events (session, t, type, data) VALUES (?, ?, ?, ?)",
-                         (self.session_id, t, event["type"], json.dumps(data, default=str)))
+        self._open().execute("INSERT INTO events (session, t, type, data) VALUES (?, ?, ?, ?)",
+                             (self.session_id, t, event["type"], json.dumps(data, default=str)))
         self._last_t = max(self._last_t, t)
         if t - self._last_commit >= self._commit_every or event["type"] in _URGENT:
             self._commit(t)
@@ -101,10 +103,16 @@ class SessionSink:
         self._db = None
 
     def _commit(self, t: float) -> None:
-        self._db.execute("UPDATE sessions SET last_t = ? WHERE id = ?", (self._last_t,
-                                                                         self.session_id))
-        self._db.commit()
+        db = self._open()
+        db.execute("UPDATE sessions SET last_t = ? WHERE id = ?", (self._last_t, self.session_id))
+        db.commit()
         self._last_commit = t
+
+    def _open(self) -> sqlite3.Connection:
+        """The session's database, still open (sqlite's own error once closed)."""
+        if self._db is None:
+            raise sqlite3.ProgrammingError("the session record is closed")
+        return self._db
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,9 @@ def _parse(data: object) -> tuple[dict[str, str], int]:
     if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed) \
             or not _is_stop_number(seq):
         return _damaged()
-    details = data.get("details") if isinstance(data.get("details"), dict) else {}
+    details = data.get("details")
+    if not isinstance(details, dict):
+        details = {}
     causes: dict[str, str] = {}
     for cause in listed:
         known = cause in CAUSES

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Protocol
+from typing import Callable, Iterator, Literal, Protocol, TypeVar
 
 from relaxd.core.errors import RelaxdError
 from relaxd.core.yamlspec import spec
@@ -242,6 +242,10 @@ def _read(path: Path) -> str:
         raise RelaxdError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", path) from None
 
 
+#: What one of the files reads as (a temperature, a bitmask).
+Value = TypeVar("Value")
+
+
 @dataclass
 class SysfsReader:
     """Reads the settings' files into a :class:`Sample`; each file's trouble is logged once
@@ -257,7 +261,7 @@ class SysfsReader:
         return Sample(at, self._quietly(read_temp_c, self.temp_path),
                       self._quietly(read_throttled, self.throttled_path))
 
-    def _quietly(self, read: Callable[[Path], float | int], path: Path | None) -> float | int | None:
+    def _quietly(self, read: Callable[[Path], Value], path: Path | None) -> Value | None:
         if path is None:
             return None
         try:

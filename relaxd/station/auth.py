@@ -145,9 +145,10 @@ class Sessions:
 
     def get(self, token: str | None, now: float) -> SignedIn | None:
         with self._lock:
-            signed = self._by_token.get(token or "")
+            key = token or ""
+            signed = self._by_token.get(key)
             if signed is not None and signed.expires <= now:
-                del self._by_token[token]
+                del self._by_token[key]
                 return None
             return signed
 
@@ -172,9 +173,11 @@ class RateLimit:
         recent = self._failures.get(address)
         while recent and recent[0] <= now - self.window:
             recent.popleft()
-        if recent is not None and not recent:
-            del self._failures[address]
-        return bool(recent) and len(recent) >= self.limit
+        if not recent:
+            if recent is not None:  # every failure has aged out
+                del self._failures[address]
+            return False
+        return len(recent) >= self.limit
 
     def failed(self, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

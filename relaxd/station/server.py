@@ -134,9 +134,11 @@ async def json_body(request: Request) -> dict[str, Any]:
 # --- sign-in ---------------------------------------------------------------------------------
 
 def is_local(request: Request) -> bool:
+    if request.client is None:  # no peer address known
+        return False
     try:
         return ipaddress.ip_address(request.client.host).is_loopback
-    except (ValueError, AttributeError):
+    except ValueError:
         return False
 
 
