@@ -205,7 +205,9 @@ def _section(root: yaml.MappingNode, name: str, create_at: yaml.Mark | None = No
 
 def _take(section: yaml.MappingNode | None, key: str, remove: bool = True) -> Any:
     """The (key, value) node pair of ``key`` in ``section``, removed from it; None if absent."""
-    pair = next((p for p in section.value if p[0].value == key), None) if section else None
+    if not section:
+        return None
+    pair = next((p for p in section.value if p[0].value == key), None)
     if pair is not None and remove:
         section.value.remove(pair)
     return pair

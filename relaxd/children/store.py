@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sqlite3
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -214,8 +214,8 @@ class ChildStore:
             return None
         *head, limits, learned = row
         head[2] = bool(head[2])
-        return Child(*head, limits=ChildLimits.from_json(json.loads(limits)),
-                     learned=json.loads(learned))
+        return replace(Child(*head), limits=ChildLimits.from_json(json.loads(limits)),
+                       learned=json.loads(learned))
 
     def get(self, child_id: str) -> Child:
         child = self.find(child_id)

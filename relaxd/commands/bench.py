@@ -128,6 +128,7 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
         t2 = t3 = clock()
         probs3 = None
         if found.frontal:
+            assert found.box is not None  # a frontal find is a face
             face = crop_face(gray, found.box)
             t3 = clock()
             probs3 = mood_probs(classifier.classify(face))

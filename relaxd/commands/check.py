@@ -122,10 +122,10 @@ def sample_face() -> tuple[np.ndarray, str]:
             return crop_face(gray, boxes[0]), "astronaut photo"
 
     face = np.full((48, 48), 90, np.uint8)
-    cv2.ellipse(face, (24, 25), (17, 21), 0, 0, 360, 190, -1)
+    cv2.ellipse(face, (24, 25), (17, 21), 0, 0, 360, (190,), -1)
     for x in (17, 31):
-        cv2.circle(face, (x, 20), 3, 40, -1)
-    cv2.ellipse(face, (24, 34), (8, 4), 0, 0, 180, 60, 2)
+        cv2.circle(face, (x, 20), 3, (40,), -1)
+    cv2.ellipse(face, (24, 34), (8, 4), 0, 0, 180, (60,), 2)
     return face, "drawn face"
 
 

@@ -41,7 +41,7 @@ from relaxd.sim.virtual_child import load_virtual_child, virtual_input
 from relaxd.vision.inputs import Input, ScriptInput, VisionInput
 
 if TYPE_CHECKING:
-    from relaxd.vision.camera import FrameSource
+    from relaxd.vision.camera import FrameFeed
     from relaxd.vision.emotion import EmotionClassifier
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Sensing:
     name: str
     period: float
     script: list[ScriptEntry] | None = None
-    frames: FrameSource | None = None
+    frames: FrameFeed | None = None
     classifier: EmotionClassifier | None = None
     virtual: bool = False
 
@@ -174,6 +174,7 @@ class Sensing:
         from relaxd.vision.faces import FaceDetector
         from relaxd.vision.mood import MoodSmoother
 
+        assert self.frames is not None and self.classifier is not None  # open_sensing's
         return VisionInput(self.frames, FaceDetector(), self.classifier,
                            MoodSmoother(plan.config.mood),
                            calibration=load_calibration(plan.config.model.path),
@@ -185,6 +186,7 @@ def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
         return Sensing(f"script {plan.script}", SCRIPT_PERIOD,
                        script=load_mood_script(plan.script))
     if plan.virtual:
+        assert plan.child is not None  # a virtual child is the session's child
         return Sensing(f"virtual child {plan.child.child.id}", SCRIPT_PERIOD, virtual=True)
     from relaxd.vision.emotion import EmotionClassifier
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from relaxd.outputs.audio import AudioOutput
     from relaxd.safety.estop import EmergencyStop, SafetySettings
     from relaxd.safety.thermal import ThermalSettings, ThermalWatch
-    from relaxd.vision.camera import FrameSource
+    from relaxd.vision.camera import FrameFeed
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def hardware_for(config: Config, *, simulate: bool, out: Path | None = None,
 
 
 def open_frames(camera: CameraSettings, clock: Clock, *, live: bool,
-                check_now: bool = False) -> tuple[FrameSource, float]:
+                check_now: bool = False) -> tuple[FrameFeed, float]:
     """The frame source ``camera`` names, and the tick period it paces. A live camera is kept
     going by a ResilientSource (safe and alerting while it is down); ``check_now`` opens it
     once first, so a webcam named on the command line that won't open is bad input."""

@@ -100,7 +100,7 @@ def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tup
                                                                caps.level.vibration)))
         sound = phase.audio.generator.value if phase.audio.generator else (
             "file" if phase.audio.file else None)
-        playing = Playing(colour_family(tuple(phase.light.colour)) if light > 0.05 else None,
+        playing = Playing(colour_family(phase.light.colour) if light > 0.05 else None,
                           sound if audio > 0.05 else None,
                           phase.vibration.pattern.value if vib > 0.05 else None)
         for _ in range(int(phase.duration / dt)):
@@ -120,7 +120,7 @@ def best_scenarios(model: ChildModel, scenarios: Sequence[Scenario]) -> set[str]
 def generate_children(n: int, scenarios: Sequence[Scenario], seed: int) -> list[ChildModel]:
     """Varied likes (from what the scenarios play, and beyond), dislikes and face biases."""
     rng = np.random.default_rng(seed)
-    offered = {"colour": sorted({colour_family(tuple(p.light.colour)) for s in scenarios
+    offered = {"colour": sorted({colour_family(p.light.colour) for s in scenarios
                                  for p in s.phases} | set(rng.choice(FAMILIES, 2))),
                "audio": ["pink-noise", "brown-noise", "soundscape", "tone"],
                "vibration": ["wave", "pulse", "continuous"]}

@@ -69,7 +69,7 @@ class Playing:
                    stimulus.vibration.value if levels.vibration > PLAYING else None)
 
 
-def _as_set(spec: dict[str, Any]) -> frozenset[tuple[str, str]]:
+def _as_set(spec: dict[str, Any] | None) -> frozenset[tuple[str, str]]:
     out = set()
     for aspect, values in (spec or {}).items():
         if aspect not in ASPECTS:
@@ -98,7 +98,8 @@ class ChildModel:
             unknown = set(bias) - {m.value for m in MOODS}
             if data.get("resting", "neutral") not in _X or unknown:
                 raise ValueError("resting and face_bias name negative, neutral or positive")
-            face_bias = tuple(float(bias.get(m.value, 0.0)) for m in MOODS)
+            negative, neutral, positive = (float(bias.get(m.value, 0.0)) for m in MOODS)
+            face_bias = (negative, neutral, positive)
             if not all(0 <= b <= 1 for b in face_bias):
                 raise ValueError("face_bias values are 0..1")
             return cls(str(data["name"]), data.get("resting", "neutral"), face_bias,

@@ -65,6 +65,18 @@ class FrameSource(Protocol):
         """Release the device or file; safe to call twice."""
 
 
+class FrameFeed(Protocol):
+    """What the loop reads frames from: a :class:`FrameSource`, or a :class:`ResilientSource`,
+    which answers :class:`NoInput` while a live camera is down instead of raising."""
+
+    name: str
+
+    def read(self) -> Frame | NoInput | None:
+        """The next frame, NoInput while the camera is down, or None once the feed has ended."""
+
+    def close(self) -> None: ...
+
+
 @contextmanager
 def _opencv_quiet() -> Iterator[None]:
     """Silence OpenCV's own warnings while a capture opens: the CameraError says it in one line."""

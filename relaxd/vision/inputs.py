@@ -16,7 +16,7 @@ from relaxd.control.controller import MoodSample, Reading
 from relaxd.control.scenario import ScriptEntry
 from relaxd.core.labels import EMOTIONS, Mood, mood_probs
 from relaxd.vision.calibration import MoodCalibration
-from relaxd.vision.camera import Frame, FrameSource, NoInput
+from relaxd.vision.camera import Frame, FrameFeed, NoInput
 from relaxd.vision.consensus import TalkFilter
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, FaceDetector, crop_face, to_gray
@@ -62,7 +62,7 @@ class VisionInput:
     seen only in profile or followed by flow keeps the child present and holds the mood.
     """
 
-    def __init__(self, source: FrameSource, detector: FaceDetector,
+    def __init__(self, source: FrameFeed, detector: FaceDetector,
                  classifier: EmotionClassifier, smoother: MoodSmoother,
                  calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
