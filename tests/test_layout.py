@@ -1,9 +1,10 @@
-"""The layout the next engineer relies on: no import cycles, short functions, ruff-clean code,
-and light modules that stay light."""
+"""The layout the next engineer relies on: no import cycles, short functions, ruff- and
+mypy-clean code, and light modules that stay light."""
 
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,26 @@ RUFF = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable
 def test_ruff_is_clean():
     done = subprocess.run([RUFF, "check", "relaxd", "tools", "tests"], cwd=ROOT,
                           capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _mypy() -> list[str] | None:
+    """How to run mypy here (None: not installed)."""
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-m", "mypy"]
+
+
+MYPY = _mypy()
+
+
+@pytest.mark.skipif(MYPY is None, reason="mypy not installed (pip install -e '.[test]')")
+def test_mypy_is_clean():
+    """Every function type-checked, annotated or not ([tool.mypy] in pyproject.toml)."""
+    done = subprocess.run([*MYPY, "--check-untyped-defs", f"--cache-dir={os.devnull}", "relaxd"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
