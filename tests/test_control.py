@@ -28,7 +28,7 @@ from relaxd.daemon.hardware import SimulatedHands
 from relaxd.daemon.link import ControlLink
 from relaxd.daemon.loop import Session
 from relaxd.daemon.server import ControlServer
-from relaxd.daemon.station_inputs import StayUp
+from relaxd.daemon.station_inputs import ManualInput, StayUp, manual_or_camera, read_against
 from relaxd.outputs.actuators import Actuators, ActuatorSettings
 from relaxd.outputs.audio import NullOutput
 from relaxd.records.events import EventLog, MemorySink
@@ -456,3 +456,23 @@ def test_a_dead_control_socket_is_alerted_at_the_chair(mock_factory, folder):
                  "the alert")
         time.sleep(0.3)
         assert len([a for a in chair.of_type("alert") if "stopped accepting" in a["detail"]]) == 1
+
+
+class Camera(Child):
+    """The camera's input: it reads the face against a child's resting face."""
+
+    baseline: object = None
+
+
+def test_manual_mode_keeps_the_camera_and_the_baseline_reaches_it_through_the_wrappers():
+    camera = Camera()
+    chair = StayUp(camera)
+    manual = manual_or_camera(chair, manual=True)
+    assert isinstance(manual, ManualInput) and manual.camera is chair
+    assert manual_or_camera(manual, manual=True) is manual
+    assert manual_or_camera(manual, manual=False) is chair
+    read_against(manual, "the child's resting face")
+    assert camera.baseline == "the child's resting face"
+    read_against(chair, None)
+    assert camera.baseline is None
+    read_against(StayUp(Child()), "no camera to read against")  # a script: nothing to set

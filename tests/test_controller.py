@@ -324,3 +324,27 @@ def test_installation_caps_bound_targets_ramps_and_the_fade_out():
     fade = next(d for s in steps for d in s.decisions if d.action == "fade")
     assert fade.reason == "scenario over: fading out over 22.5 s"  # 0.45 at 0.02 per second
     assert steps[-1].state is State.ENDED
+
+
+def test_the_caregivers_hands_go_through_methods():
+    """hold, manual mode and station starts are methods; the flags they set are read-only."""
+    ctrl = Controller(scenario())
+    for flag in ("held", "manual", "start_on"):
+        with pytest.raises(AttributeError):
+            setattr(ctrl, flag, True)
+    ctrl.start_at_station()  # a face no longer starts the scenario: only a Start does
+    assert ctrl.start_on == "station" and ctrl.waiting_for_start
+    assert ctrl.step(0.0, MoodSample(POS)).state is State.IDLE
+    ctrl.begin()
+    assert ctrl.step(1.0, MoodSample(POS)).state is State.RUNNING
+    ctrl.hold()
+    assert ctrl.held
+    for t in range(2, 30):  # positive long past raise_after: held, so never raised
+        step = ctrl.step(float(t), MoodSample(POS))
+        assert "raise" not in [d.action for d in step.decisions]
+    ctrl.hold(False)
+    assert ctrl.nudge(30.0, 1) is None  # nudges only in manual mode
+    ctrl.set_manual(True)
+    assert ctrl.manual and ctrl.nudge(30.0, 1) is not None and ctrl.intensity == 0.6
+    ctrl.set_manual(False)
+    assert not ctrl.manual and ctrl.nudge(31.0, 1) is None

@@ -49,8 +49,8 @@ class ControlLink:
     """Commands in, state out, for one daemon run; see the module docstring."""
 
     def __init__(self, socket_path: str | Path, scenario_dirs: list[Path], *,
-                 estop: EmergencyStop, latch: FaultLatch, mode: int = 0o660, state_dir: Path | None = None,
-                 caps: Caps | None = None) -> None:
+                 estop: EmergencyStop, latch: FaultLatch, mode: int = 0o660,
+                 state_dir: Path | None = None, caps: Caps | None = None) -> None:
         self.scenario_dirs = scenario_dirs
         self._listed: tuple[tuple[float, ...], list[str]] = ((), [])  # folders' mtimes, names
         self.estop, self.latch = estop, latch
