@@ -34,10 +34,11 @@ import queue
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from relaxd.station.protocol import (
     ANSWER_TIMEOUT_S,
@@ -245,22 +246,8 @@ class ControlServer:
         moment to send a ``stop`` (carried out) and refuse anything else. Connections are taken
         in the order they came, so clients that keep every slot busy delay a STOP by at most
         OVERFLOW_WAIT_S each, never refuse it."""
-        try:
-            for line in _lines(conn, OVERFLOW_WAIT_S):
-                try:
-                    message = decode(line)
-                except ValueError:
-                    message = {}
-                if message.get("cmd") == "stop":
-                    _send_quietly(conn, self._reply(message))
-                else:
-                    _send_quietly(conn, {**_echo_id(message), "ok": False,
-                                         "error": "too many clients"})
-                return
-        except OSError:
-            pass
-        finally:
-            conn.close()
+        with _client(conn):
+            self._one_stop(conn, OVERFLOW_WAIT_S, "too many clients")
 
     # --- one connection ----------------------------------------------------------------------
 
@@ -270,40 +257,30 @@ class ControlServer:
         command is bound to the newest stop when the connection was accepted, so a STOP on a
         connection made later always wins over it, whichever thread runs first."""
         bound: int | None = accepted_after
-        try:
+        with _client(conn, slot):
             for line in _lines(conn, IDLE_TIMEOUT_S):
                 if not self._answer(conn, line, bound):
                     return
                 bound = None
-        except OSError:
-            pass
-        except Exception:  # noqa: BLE001 - one bad client never takes the server down
-            log.exception("control client failed")
-        finally:
-            conn.close()
-            slot.release()
 
     def _serve_stop_only(self, conn: socket.socket, slot: threading.BoundedSemaphore,
                          accepted_after: int = 0) -> None:
         """Every slot is taken: answer one ``stop`` (anything else is refused), then close."""
-        try:
-            for line in _lines(conn, STOP_RESERVE_WAIT_S):
-                try:
-                    message = decode(line)
-                except ValueError as exc:
-                    message = {"cmd": None, "error": str(exc)}
-                if message.get("cmd") == "stop":
-                    _send(conn, self._reply(message))
-                else:
-                    _send(conn, {**_echo_id(message), "ok": False, "error": ONLY_STOP_NOW})
-                return
-        except OSError:
-            pass
-        except Exception:  # noqa: BLE001 - one bad client never takes the server down
-            log.exception("control client failed")
-        finally:
-            conn.close()
-            slot.release()
+        with _client(conn, slot):
+            self._one_stop(conn, STOP_RESERVE_WAIT_S, ONLY_STOP_NOW)
+
+    def _one_stop(self, conn: socket.socket, wait_s: float, refusal: str) -> None:
+        """Read one line within ``wait_s``: a ``stop`` is carried out, anything else refused."""
+        for line in _lines(conn, wait_s):
+            try:
+                message = decode(line)
+            except ValueError:
+                message = {}
+            if message.get("cmd") == "stop":
+                _send(conn, self._reply(message))
+            else:
+                _send(conn, {**_echo_id(message), "ok": False, "error": refusal})
+            return
 
     def _answer(self, conn: socket.socket, line: bytes, bound: int | None = None) -> bool:
         """Answer one line (a command bound to stop ``bound`` at the latest); False once the
@@ -465,6 +442,22 @@ def _lines(conn: socket.socket, idle_s: float) -> Iterable[bytes]:
         if len(buffer) > MAX_LINE:
             _send_quietly(conn, {"ok": False, "error": "line too long"})
             return
+
+
+@contextmanager
+def _client(conn: socket.socket, slot: threading.BoundedSemaphore | None = None) -> Iterator[None]:
+    """One client's connection: closed at the end, its slot given back; a client that goes
+    away ends quietly, and one bad client never takes the server down."""
+    try:
+        yield
+    except OSError:
+        pass
+    except Exception:  # noqa: BLE001 - one bad client never takes the server down
+        log.exception("control client failed")
+    finally:
+        conn.close()
+        if slot is not None:
+            slot.release()
 
 
 def _gone(conn: socket.socket | None) -> bool:
