@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "_command", None):
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
             return runs[args._command](args)
-        from relaxd.daemon.build import run_from_args
-        return run_from_args(args)
+        from relaxd.core.options import RunOptions
+        from relaxd.daemon.build import run as run_chair
+        return run_chair(RunOptions.of(args))
     except RelaxdError as exc:
         print(f"relaxd: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -173,6 +173,7 @@ def test_the_vision_benchmark_reports_its_switch_interval(fake_model, capsys):
 
 
 def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
+    from relaxd.core.options import RunOptions
     from relaxd.daemon import build as app
 
     seen = []
@@ -189,5 +190,5 @@ def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
     monkeypatch.setattr(app, "install_signal_handlers", lambda session: None)
     monkeypatch.setattr(app, "build_session", lambda args, stack: Loop())
     before = sys.getswitchinterval()
-    assert app.run_from_args(argparse.Namespace(verbose=False, simulate=False)) == 0
+    assert app.run(RunOptions()) == 0
     assert seen == [app.STOP_SWITCH_INTERVAL_S] and sys.getswitchinterval() == before

@@ -160,3 +160,11 @@ def test_the_command_table_names_modules_that_exist():
         assert module in known, words
         source = known[module].read_text()
         assert f"def {configure}(" in source and f"def {run}(" in source, words
+
+
+def test_nothing_below_the_command_line_sees_argparse_for_a_run():
+    """The run's options are parsed once in cli.py into RunOptions; the session's build, the
+    child's session and the virtual child take that, never an argparse Namespace."""
+    for module in ("daemon/build.py", "children/session.py", "sim/virtual_child.py",
+                   "core/options.py"):
+        assert "argparse" not in (PACKAGE / module).read_text(), module

@@ -5,7 +5,6 @@ calls; it returns None when no child is named (the chair as before).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from relaxd.control.controller import Caps
 from relaxd.control.library import bundled_folders, installed_scenarios, load_named
 from relaxd.control.scenario import Scenario, load_scenario
 from relaxd.core.errors import RelaxdError
+from relaxd.core.options import RunOptions
 from relaxd.vision.baseline import Baseline
 
 log = logging.getLogger(__name__)
@@ -125,22 +125,22 @@ def fits(child: Child, scenario: Scenario) -> bool:
     return limit is None or scenario.duration + scenario.rules.fade_out <= limit * 60
 
 
-def child_session(args: argparse.Namespace, config: Any, camera: bool,
+def child_session(options: RunOptions, config: Any, camera: bool,
                   virtual: Any = None) -> ChildSession | None:
     """The child named by ``--child`` (or the ``virtual`` child of a ``--virtual-child`` file,
     a :class:`relaxd.sim.virtual_child.ChildModel`), checked; None if none."""
-    child_id = getattr(args, "child", None) or (virtual and _slug(virtual.name))
+    child_id = options.child or (virtual and _slug(virtual.name))
     if not child_id:
-        if args.scenario in ("auto",) or getattr(args, "scenarios", None):
+        if options.scenario in ("auto",) or options.scenarios:
             raise RelaxdError("--scenario auto and --scenarios need --child ID")
         return None
-    state_dir = Path(args.out) if args.simulate else config.state_dir
+    state_dir = options.out if options.simulate else config.state_dir
     store = ChildStore(state_dir)
-    child = _profile(store, child_id, args.simulate, virtual.name if virtual else None,
+    child = _profile(store, child_id, options.simulate, virtual.name if virtual else None,
                      config.children.retention_days)
-    folder = Path(args.scenarios) if getattr(args, "scenarios", None) else \
+    folder = options.scenarios if options.scenarios else \
         Path(config.scenario).parent
-    scenario, why = choose_scenario(store, child, args.scenario, folder, config.scenario)
+    scenario, why = choose_scenario(store, child, options.scenario, folder, config.scenario)
     check_before_session(store, child, scenario, camera)
     if child.limits.no_pulse:
         scenario = steady_light(scenario)

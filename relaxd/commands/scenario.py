@@ -23,6 +23,7 @@ from relaxd.config import load_config
 from relaxd.control.scenario import load_scenario, mmss, timeline
 from relaxd.core import yamlspec
 from relaxd.core.errors import RelaxdError
+from relaxd.core.options import RunOptions
 from relaxd.core.yamlspec import Problem
 from relaxd.outputs.actuators import cap_warnings
 
@@ -49,14 +50,12 @@ def rehearse(scenario: Path, script: Path | None
             script = Path(tmp) / "neutral.yaml"
             script.write_text("- {at: 0, mood: neutral}\n")
         events = Path(tmp) / "events.jsonl"
-        args = argparse.Namespace(
-            config=None, simulate=True, video=None, images=None, camera=None,
-            mood_script=str(script), scenario=str(scenario), speed=math.inf,
-            events=str(events), trace=str(Path(tmp) / "trace.csv"), out=tmp, quiet=True,
-            verbose=False)
+        options = RunOptions(simulate=True, mood_script=script, scenario=str(scenario),
+                             speed=math.inf, events=events, trace=Path(tmp) / "trace.csv",
+                             out=Path(tmp), quiet=True)
         logging.disable(logging.CRITICAL)  # the alerts are printed below, in the timeline
         try:
-            build_session(args, stack).run()
+            build_session(options, stack).run()
         finally:
             logging.disable(logging.NOTSET)
         return ([json.loads(line) for line in events.read_text().splitlines()],

@@ -9,7 +9,6 @@ touched.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -26,6 +25,7 @@ from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, loa
 from relaxd.core.clock import Clock, RealClock, VirtualClock
 from relaxd.core.errors import RelaxdError
 from relaxd.core.logsetup import setup_logging
+from relaxd.core.options import RunOptions
 from relaxd.core.paths import resource_dir
 from relaxd.daemon.hardware import ChairHardware, hardware_for, open_frames
 from relaxd.daemon.loop import Session, install_signal_handlers
@@ -86,30 +86,30 @@ class Plan:
     virtual: bool = False  # a virtual child stands in for the camera
 
 
-def plan_run(args: argparse.Namespace) -> Plan:
+def plan_run(options: RunOptions) -> Plan:
     """Resolve the arguments against the configuration; bad input raises RelaxdError."""
-    _simulation_only(args)
-    config = load_config(args.config) if args.config or not args.simulate else Config()
-    child = child_session(args, config, camera=not args.mood_script,
-                          virtual=load_virtual_child(args))
-    scenario = child.scenario if child else _scenario(args.scenario, config.scenario)
-    if args.trace and not args.simulate:
+    _simulation_only(options)
+    config = load_config(options.config) if options.config or not options.simulate else Config()
+    child = child_session(options, config, camera=not options.mood_script,
+                          virtual=load_virtual_child(options))
+    scenario = child.scenario if child else _scenario(options.scenario, config.scenario)
+    if options.trace and not options.simulate:
         raise RelaxdError("--trace needs --simulate")
-    virtual = bool(getattr(args, "virtual_child", None))
-    script = _mood_script(args, virtual)
-    camera = _camera(args, config.camera)
+    virtual = bool(options.virtual_child)
+    script = _mood_script(options, virtual)
+    camera = _camera(options, config.camera)
     live = script is None and not virtual and camera.source in ("picamera", "webcam")
-    return Plan(config, scenario, script, camera, live, _clock(args.speed, live, script),
+    return Plan(config, scenario, script, camera, live, _clock(options.speed, live, script),
                 child, virtual)
 
 
-def _simulation_only(args: argparse.Namespace) -> None:
+def _simulation_only(options: RunOptions) -> None:
     """Options that only mean something in simulation, refused before anything opens."""
-    if args.simulate:
+    if options.simulate:
         return
     for flag, why in (("keep_latch", "on the chair the latch is always kept"),
                       ("ui", "on the chair: ui.enabled in the configuration")):
-        if getattr(args, flag, False):
+        if getattr(options, flag):
             raise RelaxdError(f"--{flag.replace('_', '-')} needs --simulate ({why})")
 
 
@@ -123,21 +123,21 @@ def _scenario(wanted: str | None, configured: Path) -> Scenario:
     return load_named(wanted, bundled_folders(configured))
 
 
-def _mood_script(args: argparse.Namespace, virtual: bool) -> Path | None:
-    if args.mood_script:
-        return Path(args.mood_script)
-    named = args.video or args.images or args.camera is not None or virtual
-    return DEMO_SCRIPT if args.simulate and not named else None
+def _mood_script(options: RunOptions, virtual: bool) -> Path | None:
+    if options.mood_script:
+        return Path(options.mood_script)
+    named = options.video or options.images or options.camera is not None or virtual
+    return DEMO_SCRIPT if options.simulate and not named else None
 
 
-def _camera(args: argparse.Namespace, camera: CameraSettings) -> CameraSettings:
+def _camera(options: RunOptions, camera: CameraSettings) -> CameraSettings:
     """The configured camera, or the video, image folder or webcam the command line names."""
-    if args.video:
-        return replace(camera, source="video", path=Path(args.video))
-    if args.images:
-        return replace(camera, source="images", path=Path(args.images), fps=1 / SCRIPT_PERIOD)
-    if args.camera is not None:
-        return replace(camera, source="webcam", index=args.camera)
+    if options.video:
+        return replace(camera, source="video", path=Path(options.video))
+    if options.images:
+        return replace(camera, source="images", path=Path(options.images), fps=1 / SCRIPT_PERIOD)
+    if options.camera is not None:
+        return replace(camera, source="webcam", index=options.camera)
     return camera
 
 
@@ -201,7 +201,7 @@ class SessionRecords:
     """The events of the run: JSON Lines if asked, and one SQLite record per session."""
 
     def __init__(self, state_dir: Path, scenario: str, source: str,
-                 jsonl: str | None = None, child: ChildSession | None = None) -> None:
+                 jsonl: Path | None = None, child: ChildSession | None = None) -> None:
         self._scenario, self._child = scenario, child
         self._new_record = lambda: SessionSink(state_dir, scenario=self._scenario, source=source)
         self._record = self._new_record()
@@ -272,17 +272,17 @@ def open_safety(plan: Plan, hw: ChairHardware, outputs: Outputs, events: EventLo
     return SafetyParts(estop, latch, marker, heartbeat, hw.hands(estop))
 
 
-def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
+def build_session(options: RunOptions, stack: ExitStack) -> Session:
     """Every part of a session, in the order that checks the user's input first."""
-    plan = plan_run(args)
-    sensing = open_sensing(plan, named_webcam=args.camera is not None, stack=stack)
-    hw = hardware_for(plan.config, simulate=args.simulate, out=Path(args.out),
-                      keep_latch=getattr(args, "keep_latch", False))
+    plan = plan_run(options)
+    sensing = open_sensing(plan, named_webcam=options.camera is not None, stack=stack)
+    hw = hardware_for(plan.config, simulate=options.simulate, out=Path(options.out),
+                      keep_latch=options.keep_latch)
     stack.callback(hw.close)
-    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, args.events,
+    records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, options.events,
                              plan.child)
     stack.callback(records.close)
-    trace = TraceWriter(args.trace) if args.trace else None
+    trace = TraceWriter(options.trace) if options.trace else None
     if trace is not None:
         stack.callback(trace.close)
     outputs = open_outputs(plan.config, hw, records.events, stack, plan.child)
@@ -297,35 +297,35 @@ def build_session(args: argparse.Namespace, stack: ExitStack) -> Session:
                               caps=plan.child.caps if plan.child else c.actuators.caps()),
         actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
         events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
-        status=None if args.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
-        marker=safety.marker, remote_reset=c.safety.remote_reset or args.simulate,
+        status=None if options.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
+        marker=safety.marker, remote_reset=c.safety.remote_reset or options.simulate,
         heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
         child=plan.child, thermal=thermal)
-    _attach_station(args, c, session, stack, hw.state_dir)
+    _attach_station(options, c, session, stack, hw.state_dir)
     return session
 
 
-def _attach_station(args: argparse.Namespace, config: Config, session: Session, stack: ExitStack,
+def _attach_station(options: RunOptions, config: Config, session: Session, stack: ExitStack,
                     state_dir: Path) -> None:
     """The caregiver station's control socket: on the chair with ``ui.enabled`` (then no
     session starts by itself), in simulation with ``--ui`` (the script plays the first
     session; the chair then stays up, idle, for the station's Start)."""
-    simulated = args.simulate and getattr(args, "ui", False)
-    if not (simulated or (config.ui.enabled and not args.simulate)):
-        if getattr(args, "ui", False):
+    simulated = options.simulate and options.ui
+    if not (simulated or (config.ui.enabled and not options.simulate)):
+        if options.ui:
             raise RelaxdError("--ui needs --simulate (on the chair: ui.enabled in the configuration)")
         return
-    if simulated and args.speed is not None and math.isinf(args.speed):
+    if simulated and options.speed is not None and math.isinf(options.speed):
         raise RelaxdError("--ui keeps the chair up between sessions: give --speed N, not max")
     import tempfile
 
     from relaxd.daemon.link import ControlLink
 
-    ui_dir = state_dir / "station" if args.simulate else config.ui.state_dir
+    ui_dir = state_dir / "station" if options.simulate else config.ui.state_dir
     socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
-                   if args.simulate else config.ui.socket)
+                   if options.simulate else config.ui.socket)
     link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
                                      resource_dir("scenarios")],
                        estop=session.estop, latch=session.latch, state_dir=state_dir,
@@ -346,12 +346,12 @@ def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
     stack.callback(named.unlink, missing_ok=True)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    handler = setup_logging(args.verbose)
+def run(options: RunOptions) -> int:
+    handler = setup_logging(options.verbose)
     with ExitStack() as stack:
-        session = build_session(args, stack)
-        if session.control is not None and args.simulate:
-            _spawn_station(args, session, stack)
+        session = build_session(options, stack)
+        if session.control is not None and options.simulate:
+            _spawn_station(options, session, stack)
         if session.status is not None and isinstance(handler, logging.StreamHandler):
             root = logging.getLogger()
             root.removeHandler(handler)
@@ -360,21 +360,21 @@ def run_from_args(args: argparse.Namespace) -> int:
         with quick_switches():
             code = session.run()
     log.info("session ended: %s", session.stop_reason)
-    if args.simulate:
+    if options.simulate:
         print(f"relaxd: session ended ({session.stop_reason}); sound in "
-              f"{Path(args.out) / 'audio.wav'}, record in {Path(args.out) / 'sessions.sqlite'}"
-              + (f", events in {args.events}" if args.events else ""), file=sys.stderr)
+              f"{Path(options.out) / 'audio.wav'}, record in {Path(options.out) / 'sessions.sqlite'}"
+              + (f", events in {options.events}" if options.events else ""), file=sys.stderr)
     return code
 
 
-def _spawn_station(args: argparse.Namespace, session: Session, stack: ExitStack) -> None:
+def _spawn_station(options: RunOptions, session: Session, stack: ExitStack) -> None:
     """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
     from relaxd.daemon.link import ControlLink
     from relaxd.station.launch import new_token, spawn
 
     link = session.control
     assert isinstance(link, ControlLink)  # attached by _attach_station
-    station = spawn(link.server.path, Path(args.out).resolve(), args.ui_port, new_token())
+    station = spawn(link.server.path, Path(options.out).resolve(), options.ui_port, new_token())
 
     def end_station() -> None:
         station.terminate()

@@ -26,6 +26,7 @@ import numpy as np
 
 from relaxd.core.errors import RelaxdError
 from relaxd.core.labels import MOODS, Mood
+from relaxd.core.options import RunOptions
 
 PLAYING = 0.05
 SWAP_SHARE = 0.15
@@ -195,13 +196,13 @@ class VirtualChildInput:
         pass
 
 
-def load_virtual_child(args: Any) -> ChildModel | None:
+def load_virtual_child(options: RunOptions) -> ChildModel | None:
     """The ``--virtual-child`` file's child (simulation only), or None."""
-    if not getattr(args, "virtual_child", None):
+    if options.virtual_child is None:
         return None
-    if not args.simulate:
+    if not options.simulate:
         raise RelaxdError("--virtual-child needs --simulate")
-    return load_child(args.virtual_child)
+    return load_child(options.virtual_child)
 
 
 def virtual_input(child: Any, actuators: Any, config: Any) -> Any:
