@@ -160,15 +160,11 @@ def test_a_station_start_pressed_before_another_tablets_stop_never_undoes_that_s
 
 
 def test_a_start_sent_before_a_stop_on_another_connection_never_undoes_it(mock_factory, place):
-    """A double tap at the socket, as ``relaxd start`` sends them (no ``after_stop``): whichever
-    the chair carries out first, it ends stopped and dark. The chair is stopped by the station
-    (station-stop); a Start is sent and delivered to relaxd's socket, then a STOP on a second connection. The Start is bound to the
-    newest stop only when its connection's thread gets to it, often after the STOP it preceded
-    (about 1 in 3 here): it clears that STOP and the chair plays. Rule (C2a): a stop overrides
-    every start given before it. At fault: relaxd/daemon/server.py ControlServer._queue
-    (``_after_stop(message, self._stop_seq())`` reads the number after the line was parsed, on
-    a thread that may run after the STOP's), and every client that names no ``after_stop``
-    (relaxd/station/server.py ``_start_args``, relaxd/commands/start.py)."""
+    """A double tap at the socket, as ``relaxd start`` sends them (no ``after_stop``): the
+    chair is stopped by the station; a Start is sent on one connection, then a STOP on a
+    second. Whichever the chair carries out first, it ends stopped and dark (C2a): the Start is
+    bound to the newest stop when its connection was accepted, so a STOP accepted after it
+    always wins (relaxd/daemon/server.py ControlServer._hand_over)."""
     from test_control import Chair, ask, wait_for
 
     undone = 0
