@@ -12,87 +12,28 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import Any, Iterator
 
 import yaml
 
-from relaxd.children.store import ChildrenSettings
+from relaxd.children.settings import ChildrenSettings
 from relaxd.core import yamlspec
 from relaxd.core.paths import (
     DEFAULT_CONFIG,
-    default_model,
     default_scenario,
     default_state_dir,
     resource_dir,
 )
 from relaxd.core.yamlspec import spec
-from relaxd.outputs.actuators import ActuatorSettings
-from relaxd.safety.alerts import AlertSettings
-from relaxd.safety.estop import SafetySettings
-from relaxd.safety.thermal import ThermalSettings
+from relaxd.outputs.settings import ActuatorSettings
+from relaxd.safety.settings import AlertSettings, SafetySettings, ThermalSettings
 from relaxd.station.settings import UISettings
-from relaxd.vision.mood import MoodSettings
-
-if TYPE_CHECKING:
-    from relaxd.vision.camera import FrameSource
+from relaxd.vision.settings import CameraSettings, ModelSettings, MoodSettings
 
 log = logging.getLogger(__name__)
 
 #: The configuration file when none is named (:data:`relaxd.core.paths.DEFAULT_CONFIG`).
 DEFAULT_PATH = DEFAULT_CONFIG
-
-
-@dataclass
-class CameraSettings:
-    """Where frames come from."""
-
-    source: Literal["picamera", "webcam", "video", "images"] = spec(
-        "picamera", help="picamera (the chair), webcam (USB, by index), video (file), images (folder)")
-    index: int = spec(0, min=0, max=63, help="source webcam: its number (/dev/videoN)")
-    path: Path | None = spec(None, help="source video: the file; source images: the folder")
-    width: int = spec(640, min=160, max=1920, help="frame width asked of a live camera, pixels")
-    height: int = spec(480, min=120, max=1080, help="frame height asked of a live camera, pixels")
-    fps: float = spec(10.0, min=1, max=30, help="frames processed per second at most")
-    read_timeout_s: float = spec(2.0, min=0.1, max=30,
-                                 help="a live camera giving no frame this long counts as failed")
-    retry_backoff_s: float = spec(0.5, min=0.1, max=60,
-                                  help="first wait before reopening a failed camera; doubles each time")
-    retry_backoff_max_s: float = spec(30.0, min=0.1, max=600, help="longest wait between reopens")
-    restart_after_s: float = spec(
-        120.0, min=10, max=3600,
-        help="a live camera down this long stops the watchdog, so systemd restarts relaxd afresh")
-
-    def check(self) -> Iterator[tuple[str | None, str]]:
-        if self.source in ("video", "images") and self.path is None:
-            yield "source", f"source {self.source} needs 'path'"
-        if self.retry_backoff_max_s < self.retry_backoff_s:
-            yield "retry_backoff_max_s", "retry_backoff_max_s must be >= retry_backoff_s"
-
-    def open(self) -> FrameSource:
-        """Open this source (raises :class:`relaxd.vision.camera.CameraError`)."""
-        from relaxd.vision.camera import ImageFolderSource, PiCameraSource, VideoFileSource, WebcamSource
-
-        size = (self.width, self.height)
-        if self.source == "picamera":
-            return PiCameraSource(size, self.read_timeout_s)
-        if self.source == "webcam":
-            return WebcamSource(self.index, size, self.read_timeout_s)
-        assert self.path is not None  # check() requires it
-        if self.source == "images":
-            return ImageFolderSource(self.path, self.fps)
-        return VideoFileSource(self.path)
-
-
-@dataclass
-class ModelSettings:
-    """The emotion classifier."""
-
-    path: Path = spec(default_factory=default_model,
-                      help="int8 TFLite emotion model (default: the bundled one)")
-    threads: int = spec(1, min=1, max=4, help="inference threads (the Pi 4 has 4 cores)")
-    delegate: Literal["auto", "xnnpack", "none"] = spec(
-        "auto", help="auto: XNNPACK where the runtime has int8 XNNPACK (ai-edge-litert), else "
-        "the built-in kernels (tflite-runtime 2.14, as the model card); xnnpack; none")
 
 
 @dataclass

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from relaxd.config import CameraSettings
 from relaxd.core.clock import VirtualClock
 from relaxd.core.errors import RelaxdError
 from relaxd.vision.camera import (
@@ -24,6 +23,7 @@ from relaxd.vision.camera import (
     WebcamSource,
     check_image,
 )
+from relaxd.vision.settings import CameraSettings
 
 
 def open_source(spec) -> object:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from relaxd import config as cfg
-from relaxd.config import CameraSettings, Config, load_config
+from relaxd.config import Config, load_config
 from relaxd.core.errors import RelaxdError
 from relaxd.core.yamlspec import SpecError
+from relaxd.vision.settings import CameraSettings
 
 DEPLOYED = Path(__file__).resolve().parent.parent / "deploy" / "config.yaml"
 

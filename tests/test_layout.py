@@ -168,3 +168,14 @@ def test_nothing_below_the_command_line_sees_argparse_for_a_run():
     for module in ("daemon/build.py", "children/session.py", "sim/virtual_child.py",
                    "core/options.py"):
         assert "argparse" not in (PACKAGE / module).read_text(), module
+
+
+def test_reading_the_configuration_loads_no_device_code():
+    """Every settings class lives in a light module: the configuration (read by the station,
+    safe-off and every command) loads no numpy, camera, model, audio or GPIO stack."""
+    loaded = loaded_by("import relaxd.config; relaxd.config.Config()")
+    assert [m for m in HEAVY + ("gpiozero", "scipy") if m in loaded] == []
+    relaxd_modules = {m for m in loaded if m.startswith("relaxd.")}
+    assert {m.rsplit(".", 1)[-1] for m in relaxd_modules} <= {
+        "config", "settings", "errors", "paths", "yamlspec", "durable", "pins", "core", "outputs",
+        "safety", "station", "vision", "children"}, sorted(relaxd_modules)

@@ -26,7 +26,6 @@ from typing import Any
 from relaxd.control.controller import Caps, Levels
 from relaxd.control.scenario import Scenario, mmss
 from relaxd.core.errors import RelaxdError
-from relaxd.core.yamlspec import spec
 from relaxd.records.sessions import DB_NAME, _connect, connect_read_only
 
 _SCHEMA = """
@@ -52,15 +51,6 @@ CREATE TABLE IF NOT EXISTS session_children (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_child ON session_children(child);
 """
-
-@dataclass(kw_only=True)
-class ChildrenSettings:
-    """The clinic's policy for new child profiles."""
-
-    retention_days: int = spec(
-        365, min=1, max=36500,
-        help="a new child's sessions are deleted after this many days (one child's: relaxd "
-             "children set ID --retention-days N)")
 
 
 #: The profiles' file in the state directory, apart from the session records.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from relaxd.children.session import ChildSession, child_session
-from relaxd.config import CameraSettings, Config, load_config
+from relaxd.config import Config, load_config
 from relaxd.control.controller import Controller
 from relaxd.control.library import bundled_folders, load_named
 from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
@@ -39,6 +39,7 @@ from relaxd.safety.estop import EmergencyStop, Heartbeat, ResetButton
 from relaxd.safety.latch import FaultLatch, RunMarker
 from relaxd.sim.virtual_child import load_virtual_child, virtual_input
 from relaxd.vision.inputs import Input, ScriptInput, VisionInput
+from relaxd.vision.settings import CameraSettings
 
 if TYPE_CHECKING:
     from relaxd.vision.camera import FrameFeed

@@ -28,12 +28,13 @@ from relaxd.outputs.pins import ActuatorPins, save_pins
 from relaxd.safety.latch import FaultLatch, RunMarker
 
 if TYPE_CHECKING:
-    from relaxd.config import CameraSettings, Config
+    from relaxd.config import Config
     from relaxd.core.clock import Clock
     from relaxd.outputs.audio import AudioOutput
     from relaxd.safety.estop import EmergencyStop, SafetySettings
     from relaxd.safety.thermal import ThermalSettings, ThermalWatch
     from relaxd.vision.camera import FrameFeed
+    from relaxd.vision.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ import queue
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from relaxd.core.errors import RelaxdError
-from relaxd.core.yamlspec import spec
+from relaxd.safety.settings import AlertSettings
 
 if TYPE_CHECKING:
     from relaxd.records.events import EventLog
@@ -39,20 +38,6 @@ _PATTERN_STEP = 0.05  # seconds between pattern updates while one plays
 
 def _no_job() -> None:
     """The worker's wake-up to advance the patterns."""
-
-
-@dataclass(kw_only=True)
-class AlertSettings:
-    """The caregiver's alert outputs (BCM pin numbers) and command."""
-
-    buzzer_pin: int | None = spec(6, min=2, max=27, help="BCM pin of the alert buzzer; none")
-    led_pin: int | None = spec(26, min=2, max=27, help="BCM pin of the alert LED; none")
-    command: list[str] = spec(
-        default_factory=list, help="program + args run on each alert (no shell); reason appended")
-    timeout: float = spec(10.0, min=1, max=120, help="seconds before the command is killed")
-
-    def pins(self) -> dict[str, int | None]:
-        return {"buzzer": self.buzzer_pin, "alert LED": self.led_pin}
 
 
 class Alerter:

@@ -28,13 +28,12 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable
 
 from relaxd.control.controller import Controller, State, Step
 from relaxd.core.errors import RelaxdError
-from relaxd.core.yamlspec import spec
 from relaxd.safety.latch import Clearer, StopRefused
+from relaxd.safety.settings import SafetySettings
 
 if TYPE_CHECKING:
     from relaxd.outputs.actuators import Actuators
@@ -43,32 +42,6 @@ if TYPE_CHECKING:
     from relaxd.safety.latch import FaultLatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class SafetySettings:
-    """The e-stop, the chair's reset button and the heartbeat (BCM pin numbers)."""
-
-    estop_pin: int = spec(5, min=2, max=27, help="BCM pin of the e-stop's sense contact (to GND)")
-    estop_contact: Literal["nc", "no"] = spec(
-        "nc", help="nc: the sense contact is closed while released and opens when pressed, so a "
-        "broken wire reads pressed (recommended); no: it closes to GND when pressed")
-    bounce_time: float = spec(
-        0.01, min=0.001, max=0.03, help="debounce in seconds (adds at most this to the latency)")
-    reset_pin: int = spec(16, min=2, max=27,
-                          help="BCM pin of the chair's reset button (momentary, to GND)")
-    hold_to_reset: float = spec(
-        3.0, min=3, max=30, help="seconds the reset button must be held to clear a stop")
-    remote_reset: bool = spec(
-        False, help="let `relaxd reset` restart the chair from a shell; off: only the reset "
-        "button at the chair (someone away from the chair cannot see the child)")
-    heartbeat_pin: int | None = spec(
-        None, min=2, max=27, help="BCM pin toggled every tick while the loop is healthy, for a "
-        "hardware watchdog that drops the actuator relay when it stops; none: not fitted")
-
-    def pins(self) -> dict[str, int | None]:
-        return {"e-stop": self.estop_pin, "reset": self.reset_pin,
-                "heartbeat": self.heartbeat_pin}
 
 
 def never_raises(callback: Callable[..., None]) -> Callable[..., None]:

@@ -29,18 +29,13 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Protocol, TypeVar
+from typing import Callable, Literal, Protocol, TypeVar
 
 from relaxd.core.errors import RelaxdError
-from relaxd.core.yamlspec import spec
+from relaxd.safety.settings import ThermalSettings
 
 log = logging.getLogger(__name__)
 
-#: Where Raspberry Pi OS exposes the SoC temperature (millidegrees Celsius).
-SOC_TEMP_PATH = Path("/sys/class/thermal/thermal_zone0/temp")
-#: Where its firmware driver exposes the throttling flags (hex bitmask, as ``vcgencmd
-#: get_throttled`` prints them).
-THROTTLED_PATH = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 
 #: The firmware's throttling bits; the same bit + 16 means "has occurred since boot".
 THROTTLE_BITS = {0: "under-voltage", 1: "arm frequency capped", 2: "throttled",
@@ -52,32 +47,6 @@ THROTTLE_REPEAT_S = 600.0
 
 #: No new reading for this many read periods: the temperature is reported unknown.
 STALE_PERIODS = 10
-
-
-@dataclass
-class ThermalSettings:
-    """The Pi's temperature and throttling watch (the sysfs files, the two thresholds)."""
-
-    temp_path: Path | None = spec(
-        SOC_TEMP_PATH, help="the SoC temperature file (millidegrees Celsius); null: not watched")
-    throttled_path: Path | None = spec(
-        THROTTLED_PATH, help="the firmware's throttling flags (hex bitmask); null: not read")
-    warn_c: float = spec(75.0, min=40, max=85,
-                         help="at or above this many degrees Celsius the caregiver is alerted")
-    halt_c: float = spec(80.0, min=45, max=90,
-                         help="at or above this every output goes to 0 until a deliberate "
-                              "start once the chair has cooled")
-    cool_by_c: float = spec(5.0, min=1, max=20,
-                            help="a level clears only once the temperature is this far below "
-                                 "its threshold")
-    confirm_s: float = spec(2.0, min=0, max=30,
-                            help="a threshold counts as crossed once the readings stay beyond "
-                                 "it this long")
-    read_every_s: float = spec(1.0, min=0.2, max=10, help="seconds between two readings")
-
-    def check(self) -> Iterator[tuple[str | None, str]]:
-        if self.warn_c >= self.halt_c:
-            yield "warn_c", f"warn_c ({self.warn_c:g}) must be below halt_c ({self.halt_c:g})"
 
 
 class Level(str, Enum):

@@ -19,42 +19,12 @@ turned away, or only followed) counts as a face for the timeout and holds the mo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from relaxd.core.labels import MOODS, Mood
-from relaxd.core.yamlspec import limit_problem, spec
-
-
-@dataclass(frozen=True)
-class MoodSettings:
-    """How moods are smoothed and switched (seconds and probabilities; defaults are safe).
-
-    Loadable from the configuration file by :mod:`relaxd.core.yamlspec` (limits in each field's spec);
-    :meth:`check` lists values outside them, and :class:`MoodSmoother` refuses such settings.
-    """
-
-    window_s: float = spec(2.0, min=0.001, max=60,
-                           help="time constant of the moving average of mood probabilities, s")
-    max_gap_s: float = spec(0.5, min=0.001, max=10,
-                            help="longest time one frame may stand for after a gap, s")
-    enter_threshold: float = spec(0.5, min=0, max=1,
-                                  help="a new mood needs at least this smoothed probability")
-    switch_margin: float = spec(0.15, min=0, max=1,
-                                help="and must lead the current mood's probability by this much")
-    min_dwell_s: float = spec(2.0, min=0, max=600,
-                              help="a mood is kept at least this long before another replaces it, s")
-    no_face_timeout_s: float = spec(3.0, min=0.001, max=600,
-                                    help="no face for longer than this: the mood is no_face, s")
-
-    def check(self) -> Iterator[tuple[str, str]]:
-        """(field, message) for each value outside its limits (NaN included)."""
-        for f in fields(self):
-            problem = limit_problem(f, getattr(self, f.name))
-            if problem is not None:
-                yield f.name, problem
+from relaxd.vision.settings import MoodSettings
 
 
 @dataclass(frozen=True)
