@@ -10,8 +10,9 @@ from relaxd.control.controller import Levels, State, Step, Stimulus
 from relaxd.control.scenario import Audio, Generator, Pattern
 from relaxd.core import yamlspec
 from relaxd.core.errors import RelaxdError
-from relaxd.outputs.actuators import Actuators, ActuatorSettings, MaxRamp, pattern_level, pulse_level
+from relaxd.outputs.actuators import Actuators, pattern_level, pulse_level
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings, MaxRamp
 
 #: Ramps free enough that one apply() shows the mapping; the installation's slew limit (the
 #: defaults) has tests of its own below.

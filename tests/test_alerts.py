@@ -10,7 +10,8 @@ import time
 from conftest import failing_pin
 
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import BEEPS, Alerter, AlertSettings
+from relaxd.safety.alerts import BEEPS, Alerter
+from relaxd.safety.settings import AlertSettings
 
 S = AlertSettings()
 

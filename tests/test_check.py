@@ -31,7 +31,7 @@ from relaxd.commands.check import (
 )
 from relaxd.core.errors import RelaxdError
 from relaxd.daemon.hardware import SimulatedHands
-from relaxd.safety.estop import SafetySettings
+from relaxd.safety.settings import SafetySettings
 from relaxd.vision.camera import CameraError, Frame
 
 # A 2.7 kB int8 TFLite model with the classifier's shapes, (1, 48, 48, 1) -> (1, 7): one conv,

@@ -29,12 +29,14 @@ from relaxd.daemon.link import ControlLink
 from relaxd.daemon.loop import Session
 from relaxd.daemon.server import ControlServer
 from relaxd.daemon.station_inputs import ManualInput, StayUp, manual_or_camera, read_against
-from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.actuators import Actuators
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import Alerter, AlertSettings
-from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop
 from relaxd.safety.latch import FaultLatch
+from relaxd.safety.settings import AlertSettings, SafetySettings
 from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()

@@ -14,7 +14,8 @@ from relaxd.vision.camera import ImageFolderSource
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
 from relaxd.vision.inputs import VisionInput
-from relaxd.vision.mood import MoodSettings, MoodSmoother
+from relaxd.vision.mood import MoodSmoother
+from relaxd.vision.settings import MoodSettings
 
 
 def test_every_other_face_is_classified_mirrored(tmp_path: Path):

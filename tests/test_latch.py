@@ -9,12 +9,14 @@ import time
 
 import pytest
 
-from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.actuators import Actuators
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import Alerter, AlertSettings
-from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop
 from relaxd.safety.latch import CRASH_SEQ_GAP, FaultLatch, RunMarker, StopRefused, latch_if_unclean
+from relaxd.safety.settings import AlertSettings, SafetySettings
 
 SAFE = SafetySettings(estop_contact="no")
 

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from relaxd.core.labels import Mood
-from relaxd.vision.mood import MoodReading, MoodSettings, MoodSmoother
+from relaxd.vision.mood import MoodReading, MoodSmoother
+from relaxd.vision.settings import MoodSettings
 
 NEG, NEU, POS = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 

@@ -17,11 +17,13 @@ from relaxd.core import yamlspec
 from relaxd.core.errors import RelaxdError
 from relaxd.core.labels import Mood
 from relaxd.core.paths import default_scenario
-from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.actuators import Actuators
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import Alerter, AlertSettings
-from relaxd.safety.estop import EmergencyStop, ResetButton, SafetySettings
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop, ResetButton
+from relaxd.safety.settings import AlertSettings, SafetySettings
 
 A = ActuatorSettings()
 HOLD = 0.15

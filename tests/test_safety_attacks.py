@@ -29,12 +29,14 @@ from relaxd.core.paths import default_scenario
 from relaxd.daemon import server as control
 from relaxd.daemon.hardware import SimulatedHands
 from relaxd.daemon.loop import Session
-from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.actuators import Actuators
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import Alerter, AlertSettings
-from relaxd.safety.estop import EmergencyStop, ResetButton, SafetySettings
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop, ResetButton
 from relaxd.safety.latch import FaultLatch, RunMarker
+from relaxd.safety.settings import AlertSettings, SafetySettings
 from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()

@@ -23,12 +23,14 @@ from relaxd.core.paths import default_scenario
 from relaxd.core.yamlspec import SpecError
 from relaxd.daemon.hardware import ChairHardware, SimulatedHands, SimulatedHardware
 from relaxd.daemon.loop import Session
-from relaxd.outputs.actuators import Actuators, ActuatorSettings
+from relaxd.outputs.actuators import Actuators
 from relaxd.outputs.audio import NullOutput
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.records.events import EventLog, MemorySink
-from relaxd.safety.alerts import Alerter, AlertSettings
-from relaxd.safety.estop import EmergencyStop, SafetySettings
+from relaxd.safety.alerts import Alerter
+from relaxd.safety.estop import EmergencyStop
 from relaxd.safety.latch import FaultLatch
+from relaxd.safety.settings import AlertSettings, SafetySettings
 from relaxd.safety.thermal import (
     THROTTLE_REPEAT_S,
     BackgroundSampler,

@@ -301,9 +301,11 @@ class _StalledChair:
 
     def __init__(self) -> None:
         from relaxd.daemon.hardware import SimulatedHands, simulated_pins
-        from relaxd.outputs.actuators import Actuators, ActuatorSettings
+        from relaxd.outputs.actuators import Actuators
         from relaxd.outputs.audio import NullOutput
-        from relaxd.safety.estop import EmergencyStop, SafetySettings
+        from relaxd.outputs.settings import ActuatorSettings
+        from relaxd.safety.estop import EmergencyStop
+        from relaxd.safety.settings import SafetySettings
 
         self.gate, self.edge, self.done = threading.Event(), threading.Event(), threading.Event()
         gate = self.gate

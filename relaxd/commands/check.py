@@ -33,9 +33,10 @@ import numpy as np
 from relaxd.config import Config, load_config
 from relaxd.core.errors import RelaxdError
 from relaxd.daemon.hardware import ChairHardware, hardware_for
-from relaxd.safety.estop import SafetySettings, open_button
+from relaxd.safety.estop import open_button
 from relaxd.safety.latch import FaultLatch
-from relaxd.safety.thermal import ThermalSettings, read_temp_c, read_throttled, throttle_flags
+from relaxd.safety.settings import SafetySettings, ThermalSettings
+from relaxd.safety.thermal import read_temp_c, read_throttled, throttle_flags
 
 #: Checks of the actuators' outputs (their polarity is ``actuators.active_high``).
 ACTUATOR_CHECKS = ("light red", "light green", "light blue", "vibration")

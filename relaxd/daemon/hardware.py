@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from relaxd.config import Config
     from relaxd.core.clock import Clock
     from relaxd.outputs.audio import AudioOutput
-    from relaxd.safety.estop import EmergencyStop, SafetySettings
-    from relaxd.safety.thermal import ThermalSettings, ThermalWatch
+    from relaxd.safety.estop import EmergencyStop
+    from relaxd.safety.settings import SafetySettings, ThermalSettings
+    from relaxd.safety.thermal import ThermalWatch
     from relaxd.vision.camera import FrameFeed
     from relaxd.vision.settings import CameraSettings
 

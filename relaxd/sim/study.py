@@ -21,7 +21,7 @@ from relaxd.control.library import bundled_folders, installed_scenarios
 from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.core.plotting import pyplot, save_figure
-from relaxd.outputs.actuators import ActuatorSettings
+from relaxd.outputs.settings import ActuatorSettings
 from relaxd.sim.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
 from relaxd.vision.baseline import Baseline
 from relaxd.vision.mood import MoodSmoother
