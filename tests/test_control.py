@@ -452,7 +452,8 @@ def test_a_dead_control_socket_is_alerted_at_the_chair(mock_factory, folder):
     with Chair(mock_factory, folder) as chair:
         server = chair.link.server
         server._sock = FailingListener(server._sock, failures=1, error=errno.EBADF)
-        chair.state()  # wakes the accept under way; the next one fails: the thread ends
+        with socket.socket(socket.AF_UNIX) as poke:  # wakes an accept under way (if any);
+            poke.connect(str(chair.socket))          # the next accept fails: the thread ends
         wait_for(lambda: not chair.link.server.alive, "the accept thread to end")
         wait_for(lambda: any("stopped accepting" in a["detail"] for a in chair.of_type("alert")),
                  "the alert")
