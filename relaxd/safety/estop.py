@@ -129,7 +129,7 @@ class EmergencyStop:
         with every output at 0: a start is its own act (:meth:`enable_outputs`)."""
         if self.pressed:
             raise StopRefused("the e-stop is pressed down: twist it free first")
-        self.latch.clear(by, after_stop)
+        self.latch.release(by, after_stop)  # in memory; the worker writes it
         self._jobs.put(("reset", self.now(), source, ""))
 
     def reset(self, source: str = "command", after_stop: int | None = None) -> bool:

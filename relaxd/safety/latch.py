@@ -150,13 +150,18 @@ class FaultLatch:
         with self._lock:
             self._refusal(by, after_stop)
 
-    def clear(self, by: Clearer, after_stop: int) -> None:
-        """Clear every cause, if ``by`` may and no stop came after ``after_stop``; StopRefused
-        (one line) otherwise. Saved durably; a failed write leaves the disk latched (a restart
-        then comes up stopped) and is logged."""
+    def release(self, by: Clearer, after_stop: int) -> None:
+        """Clear every cause in memory (never waits on the disk: the reset button's callback
+        calls it), if ``by`` may and no stop came after ``after_stop``; StopRefused (one line)
+        otherwise. :meth:`save` writes it."""
         with self._lock:
             self._refusal(by, after_stop)
             self._causes.clear()
+
+    def clear(self, by: Clearer, after_stop: int) -> None:
+        """:meth:`release` and :meth:`save` in one. A failed write leaves the disk latched (a
+        restart then comes up stopped) and is logged."""
+        self.release(by, after_stop)
         try:
             self.save()
         except OSError as exc:
