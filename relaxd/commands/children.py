@@ -106,7 +106,7 @@ def apply_profile_args(store: ChildStore, child: Child, args: argparse.Namespace
         "vibration": _limit(args.max_vibration, "vibration"), "no_pulse": args.no_pulse,
         "session_min": args.session_min, "daily_min": args.daily_min}.items() if v is not None}
     if args.pin is not None:
-        changes["pinned"] = _installed_name(args.pin, args) if args.pin else None
+        changes["pinned"] = _installed_names([args.pin], args)[0] if args.pin else None
     forbidden = tuple(dict.fromkeys(lim.forbidden + _installed_names(args.forbid, args)))
     allowed = tuple(dict.fromkeys(lim.allowed_again + _installed_names(args.allow_again, args)))
     child.limits = replace(lim, **changes, forbidden=forbidden, allowed_again=allowed)
@@ -120,16 +120,15 @@ def apply_profile_args(store: ChildStore, child: Child, args: argparse.Namespace
         store.consent(child, args.consent_by, args.consent_scope)
 
 
-def _installed_name(wanted: str, args: argparse.Namespace) -> str:
-    """The name of the installed scenario ``wanted`` names (stem or name, as the library finds
-    it); an unknown one is refused now, not at the child's next session."""
+def _installed_names(wanted: list[str], args: argparse.Namespace) -> tuple[str, ...]:
+    """The names of the installed scenarios ``wanted`` names (stem or name, as the library
+    finds them); an unknown one is refused now, not at the child's next session."""
+    if not wanted:
+        return ()
     from relaxd.control.library import bundled_folders, load_named
 
-    return load_named(wanted, bundled_folders(_config(args).scenario)).name
-
-
-def _installed_names(wanted: list[str], args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(_installed_name(name, args) for name in wanted)
+    folders = bundled_folders(_config(args).scenario)
+    return tuple(load_named(name, folders).name for name in wanted)
 
 
 def run_add(args: argparse.Namespace) -> int:
