@@ -172,7 +172,7 @@ def test_the_vision_benchmark_reports_its_switch_interval(fake_model, capsys):
         bench.run(bench_args("--frames", "2", "--switch-interval", "0"))
 
 
-def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
+def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch, tmp_path):
     from relaxd.core.options import RunOptions
     from relaxd.daemon import build as app
 
@@ -188,7 +188,7 @@ def test_the_daemon_runs_its_loop_under_the_short_switch_interval(monkeypatch):
 
     monkeypatch.setattr(app, "setup_logging", lambda verbose: None)
     monkeypatch.setattr(app, "install_signal_handlers", lambda session: None)
-    monkeypatch.setattr(app, "build_session", lambda args, stack: Loop())
+    monkeypatch.setattr(app, "build_session", lambda args, stack, hw: Loop())
     before = sys.getswitchinterval()
-    assert app.run(RunOptions()) == 0
+    assert app.run(RunOptions(simulate=True, out=tmp_path)) == 0
     assert seen == [app.STOP_SWITCH_INTERVAL_S] and sys.getswitchinterval() == before

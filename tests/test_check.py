@@ -211,11 +211,10 @@ def test_output_pins(factory):
 
 def test_no_actuator_is_pulsed_while_the_chair_is_latched(factory, tmp_path):
     from relaxd.config import Config
-    from relaxd.daemon.hardware import hardware_for
+    from relaxd.daemon.hardware import SimulatedHardware
 
     config = Config()
-    hw = hardware_for(config, simulate=True, out=tmp_path / "state")
-    hw.pin_factory = factory
+    hw = SimulatedHardware(config, tmp_path / "state", pins=factory)
     checks = {c.name: c for c in check._pin_checks(config, hw, tmp_path, latched=True)}
     a = config.actuators
     for pin in (a.red_pin, a.green_pin, a.blue_pin, a.vibration_pin):
@@ -322,10 +321,10 @@ def test_station_line_while_relaxd_is_stopped_says_to_check_again_while_it_runs(
     from relaxd.safety.latch import RunMarker
 
     RunMarker.in_state_dir(station_config.state_dir).end()
-    result = check.check_station(station_config, simulate=False)
+    result = check.check_station(station_config, simulated=False)
     assert result.ok and "relaxd is not running now" in result.detail
     (station_config.state_dir / "running").write_text('{"pid": 999999999}')  # a crashed run
-    assert "not running now" in check.check_station(station_config, simulate=False).detail
+    assert "not running now" in check.check_station(station_config, simulated=False).detail
 
 
 def test_station_reaching_the_daemon_passes(station_config):
@@ -334,7 +333,7 @@ def test_station_reaching_the_daemon_passes(station_config):
     server = ControlServer(station_config.ui.socket, stop=lambda by: None)
     try:
         server.publish({"state": "idle"})
-        result = check.check_station(station_config, simulate=False)
+        result = check.check_station(station_config, simulated=False)
     finally:
         server.close()
     assert result.ok and "daemon socket answering (chair idle)" in result.detail, result
@@ -362,7 +361,7 @@ def _gone(path: Path) -> socket.socket:
 def test_station_that_cannot_reach_the_daemon_fails_in_one_line(station_config, daemon, why):
     sock = daemon(station_config.ui.socket) if daemon else None
     try:
-        result = check.check_station(station_config, simulate=False)
+        result = check.check_station(station_config, simulated=False)
     finally:
         if sock is not None:
             sock.close()

@@ -179,3 +179,33 @@ def test_reading_the_configuration_loads_no_device_code():
     assert {m.rsplit(".", 1)[-1] for m in relaxd_modules} <= {
         "config", "settings", "errors", "paths", "yamlspec", "durable", "pins", "core", "outputs",
         "safety", "station", "vision", "children"}, sorted(relaxd_modules)
+
+
+#: Where a branch on "simulate" may stand: the hardware (the one decision), the options'
+#: validation, and safe-off, which must switch the pins off without a valid configuration and so
+#: without building the hardware.
+DECIDE_SIMULATED = {"relaxd.daemon.hardware", "relaxd.core.options", "relaxd.commands.safe_off"}
+
+
+def _branches_on_simulate(path: Path) -> list[int]:
+    """Lines of ``path`` where an ``if``, a conditional expression or a boolean operation
+    tests something named ``simulate``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        test = node.test if isinstance(node, (ast.If, ast.IfExp, ast.While)) else \
+            node if isinstance(node, ast.BoolOp) else None
+        if test is None:
+            continue
+        names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)} | \
+            {n.attr for n in ast.walk(test) if isinstance(n, ast.Attribute)}
+        if "simulate" in names:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_hardware_decides_real_or_simulated():
+    """As gpiozero's devices ask their pin factory, every real/simulated difference is asked of
+    the hardware object (relaxd.daemon.hardware); nothing else branches on ``simulate``."""
+    found = {name: lines for name, path in modules().items()
+             if name not in DECIDE_SIMULATED and (lines := _branches_on_simulate(path))}
+    assert found == {}

@@ -366,7 +366,7 @@ def test_check_reports_the_temperature_warm_as_warn_too_hot_as_fail(tmp_path):
     assert not check.check_temperature(settings).ok  # not watched: it fails
     unwatched = check.check_temperature(ThermalSettings(temp_path=None))
     assert unwatched.ok and unwatched.warn
-    simulated = check.check_temperature(ThermalSettings(temp_path=None), simulate=True)
+    simulated = check.check_temperature(ThermalSettings(temp_path=None), simulated=True)
     assert simulated.ok and not simulated.warn
 
 

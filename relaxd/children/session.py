@@ -1,5 +1,5 @@
 """A session for one child: the profile, its checks, the scenario chosen and why,
-the child's caps and baseline. :func:`child_session` is the one hook ``app.build_session``
+the child's caps and baseline. :func:`child_session` is the one hook ``relaxd.daemon.build``
 calls; it returns None when no child is named (the chair as before).
 """
 
@@ -69,12 +69,12 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:32] or "virtual"
 
 
-def _profile(store: ChildStore, child_id: str, simulate: bool, name: str | None,
+def _profile(store: ChildStore, child_id: str, add_unknown: bool, name: str | None,
              retention_days: int) -> Child:
     child = store.find(check_id(child_id))
     if child is not None:
         return child
-    if not simulate:
+    if not add_unknown:
         raise RelaxdError(f"no child '{child_id}' on this chair (relaxd children add)")
     child = store.add(child_id, name, retention_days=retention_days)
     store.consent(child, "simulation (virtual child)", "camera")
@@ -125,18 +125,19 @@ def fits(child: Child, scenario: Scenario) -> bool:
     return limit is None or scenario.duration + scenario.rules.fade_out <= limit * 60
 
 
-def child_session(options: RunOptions, config: Any, camera: bool,
-                  virtual: Any = None) -> ChildSession | None:
+def child_session(options: RunOptions, config: Any, camera: bool, virtual: Any = None, *,
+                  state_dir: Path, add_unknown: bool = False) -> ChildSession | None:
     """The child named by ``--child`` (or the ``virtual`` child of a ``--virtual-child`` file,
-    a :class:`relaxd.sim.virtual_child.ChildModel`), checked; None if none."""
+    a :class:`relaxd.sim.virtual_child.ChildModel`), checked, from the store in ``state_dir``;
+    None if none. ``add_unknown`` (the hardware's choice: simulation) makes a profile for a
+    child the store does not have, else one is refused."""
     child_id = options.child or (virtual and _slug(virtual.name))
     if not child_id:
         if options.scenario in ("auto",) or options.scenarios:
             raise RelaxdError("--scenario auto and --scenarios need --child ID")
         return None
-    state_dir = options.out if options.simulate else config.state_dir
     store = ChildStore(state_dir)
-    child = _profile(store, child_id, options.simulate, virtual.name if virtual else None,
+    child = _profile(store, child_id, add_unknown, virtual.name if virtual else None,
                      config.children.retention_days)
     folder = options.scenarios if options.scenarios else \
         Path(config.scenario).parent

@@ -265,12 +265,12 @@ def check_state_dir(path: Path) -> Check:
 
 # Temperature
 
-def check_temperature(settings: ThermalSettings, simulate: bool = False) -> Check:
+def check_temperature(settings: ThermalSettings, simulated: bool = False) -> Check:
     """The SoC temperature: readable and below ``warn_c``; WARN from ``warn_c``, FAIL from
     ``halt_c`` (the daemon would stop every output) or when it cannot be read."""
     path = settings.temp_path
     if path is None:
-        if simulate:
+        if simulated:
             return Check("temperature", True, "simulated: no file named (a laptop's own /sys "
                                               "is never read)")
         return Check("temperature", True, "not watched (thermal.temp_path: null)", warn=True)
@@ -330,35 +330,40 @@ def _synthetic_source(folder: Path) -> Callable[[], Any]:
 
 
 def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check]:
-    """Every check in order (see the module's docstring)."""
+    """Every check in order (see the module's docstring), on the hardware ``simulate`` asks
+    for: every real/simulated difference below is the hardware object's."""
     config_check, config = check_config(config_path)
     yield config_check
     yield check_scenario(config.scenario)
     with tempfile.TemporaryDirectory(prefix="relaxd-check-") as tmp:
         scratch = Path(tmp)
         hw = hardware_for(config, simulate=simulate, out=scratch / "state")
-        yield check_camera(_synthetic_source(scratch) if simulate else config.camera.open)
-        yield check_model(config.model.path, config.model.threads)
-        yield from _pin_checks(config, hw, scratch, latched=not simulate and FaultLatch.in_state_dir(
-            config.state_dir).latched)
-        if simulate:
-            hw.state_dir.mkdir()
-        yield check_audio(hw.audio_output)
-        yield check_state_dir(hw.state_dir)
-        if not simulate:
-            yield check_latch(config.state_dir, config.safety)
-        yield check_temperature(hw.thermal_settings(), simulate)
-        yield check_throttling(hw.thermal_settings())
-        yield check_station(config, simulate)
+        yield from _hardware_checks(config, hw, scratch)
 
 
-def check_station(config: Config, simulate: bool) -> Check:
+def _hardware_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Check]:
+    kept = hw.kept_latch()
+    yield check_camera(_synthetic_source(scratch) if hw.simulated else config.camera.open)
+    yield check_model(config.model.path, config.model.threads)
+    yield from _pin_checks(config, hw, scratch, latched=kept is not None and kept.latched)
+    if hw.simulated:
+        hw.state_dir.mkdir()
+    yield check_audio(hw.audio_output)
+    yield check_state_dir(hw.state_dir)
+    if kept is not None:
+        yield check_latch(config.state_dir, config.safety)
+    yield check_temperature(hw.thermal_settings(), hw.simulated)
+    yield check_throttling(hw.thermal_settings())
+    yield check_station(config, hw.simulated)
+
+
+def check_station(config: Config, simulated: bool) -> Check:
     """The caregiver station (relaxd.station.health)."""
     from relaxd.safety.latch import RunMarker
     from relaxd.station.health import station_report
 
     running = RunMarker.in_state_dir(config.state_dir).owner_alive()
-    return Check("station", *station_report(config.ui, simulate, daemon_running=running))
+    return Check("station", *station_report(config.ui, simulated, daemon_running=running))
 
 
 def _pin_checks(config: Config, hw: ChairHardware, scratch: Path,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from relaxd.config import load_config
 from relaxd.core.errors import RelaxdError
-from relaxd.safety.latch import RESET_REQUEST_TTL_S, FaultLatch
+from relaxd.daemon.hardware import hardware_configured
+from relaxd.safety.latch import RESET_REQUEST_TTL_S
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,18 +24,20 @@ def run(args: argparse.Namespace) -> int:
     """Ask the running daemon to clear a latched stop -- only where the configuration allows
     a reset away from the chair (``safety.remote_reset``); otherwise say where the button is.
     In simulation it stands for the simulated chair's reset button."""
-    config = load_config(args.config)
-    state_dir = Path(args.out) if args.simulate else config.state_dir
-    latch = FaultLatch.in_state_dir(state_dir)
+    hw = hardware_configured(args.config, simulate=args.simulate, out=Path(args.out),
+                             keep_latch=True)
+    latch = hw.kept_latch()
+    assert latch is not None  # a chair's, or a --keep-latch simulation's
     if latch.reason is None:
-        print("relaxd: nothing is latched" + (f" in {state_dir} (a simulated chair keeps its "
+        print("relaxd: nothing is latched" + (f" in {hw.state_dir} (a simulated chair keeps its "
                                               "latch there only with --keep-latch)"
-                                              if args.simulate else ""))
+                                              if hw.simulated else ""))
         return 0
-    if not (config.safety.remote_reset or args.simulate):
+    if not hw.remote_reset():
+        safety = hw.config.safety
         raise RelaxdError(
             f"latched ({latch.reason}); to restart, a caregiver at the chair holds its reset "
-            f"button (GPIO{config.safety.reset_pin}) for {config.safety.hold_to_reset:g} s and "
+            f"button (GPIO{safety.reset_pin}) for {safety.hold_to_reset:g} s and "
             "lets go. `relaxd reset` is off (safety.remote_reset: false) so that nobody away "
             "from the chair can restart stimulation")
     try:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.core.errors import RelaxdError
-from relaxd.core.paths import SOCKET_FILE
 from relaxd.station.audit import shell_user
 
 TIMEOUT_S = 30.0  # a recommendation reads every child's sessions
@@ -44,18 +43,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def socket_path(args: argparse.Namespace) -> Path:
+    """The socket named, else where the hardware's daemon listens (the configuration's
+    ``ui.socket``; a simulated chair's, from its ``--out`` folder)."""
     if args.socket:
         return Path(args.socket)
-    if args.simulate:
-        named = Path(args.out) / SOCKET_FILE
-        try:
-            return Path(named.read_text().strip())
-        except OSError:
-            raise RelaxdError(f"no simulated chair with a station in {args.out} (start "
-                              f"`relaxd --simulate --ui --out {args.out}` first)") from None
-    from relaxd.config import load_config
+    from relaxd.daemon.hardware import hardware_configured
 
-    return Path(load_config(args.config).ui.socket)
+    return hardware_configured(args.config, simulate=args.simulate,
+                               out=Path(args.out)).control_socket()
 
 
 def ask(path: Path, message: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:

@@ -6,6 +6,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from relaxd.core.errors import RelaxdError
+
+#: Options that only mean something in simulation, and why (refused before anything opens).
+SIMULATION_ONLY = {
+    "keep_latch": "on the chair the latch is always kept",
+    "ui": "on the chair: ui.enabled in the configuration",
+    "trace": "it records a simulated chair's outputs",
+    "virtual_child": "a virtual child stands in for a real one",
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
@@ -31,6 +41,13 @@ class RunOptions:
     ui_port: int = 0
     quiet: bool = False
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.simulate:
+            return
+        for name, why in SIMULATION_ONLY.items():
+            if getattr(self, name):
+                raise RelaxdError(f"--{name.replace('_', '-')} needs --simulate ({why})")
 
     @classmethod
     def of(cls, values: Any) -> RunOptions:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from relaxd.children.session import ChildSession, child_session
-from relaxd.config import Config, load_config
+from relaxd.config import Config
 from relaxd.control.controller import Controller
 from relaxd.control.library import bundled_folders, load_named
 from relaxd.control.scenario import Scenario, ScriptEntry, load_mood_script, load_scenario
@@ -27,7 +27,7 @@ from relaxd.core.errors import RelaxdError
 from relaxd.core.logsetup import setup_logging
 from relaxd.core.options import RunOptions
 from relaxd.core.paths import resource_dir
-from relaxd.daemon.hardware import ChairHardware, hardware_for, open_frames
+from relaxd.daemon.hardware import DEMO_SCRIPT, ChairHardware, hardware_for_run, open_frames
 from relaxd.daemon.loop import Session, install_signal_handlers
 from relaxd.daemon.notify import Notifier
 from relaxd.daemon.status import StatusLine, StatusLogHandler
@@ -42,13 +42,13 @@ from relaxd.vision.inputs import Input, ScriptInput, VisionInput
 from relaxd.vision.settings import CameraSettings
 
 if TYPE_CHECKING:
+    from relaxd.daemon.link import ControlLink
     from relaxd.vision.camera import FrameFeed
     from relaxd.vision.emotion import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
-#: The mood script ``relaxd --simulate`` plays when given no input, and its speed.
-DEMO_SCRIPT = resource_dir("scenarios") / "moods" / "demo.yaml"
+#: The speed the bundled demo (``relaxd --simulate``) plays at unless told otherwise.
 DEMO_SPEED = 20.0
 
 #: Seconds between ticks when the input does not pace the loop (mood scripts, image folders).
@@ -87,31 +87,20 @@ class Plan:
     virtual: bool = False  # a virtual child stands in for the camera
 
 
-def plan_run(options: RunOptions) -> Plan:
-    """Resolve the arguments against the configuration; bad input raises RelaxdError."""
-    _simulation_only(options)
-    config = load_config(options.config) if options.config or not options.simulate else Config()
+def plan_run(options: RunOptions, hw: ChairHardware) -> Plan:
+    """Resolve the arguments against the hardware's configuration; bad input raises
+    RelaxdError."""
+    config = hw.config
     child = child_session(options, config, camera=not options.mood_script,
-                          virtual=load_virtual_child(options))
+                          virtual=load_virtual_child(options), state_dir=hw.state_dir,
+                          add_unknown=hw.adds_unknown_children)
     scenario = child.scenario if child else _scenario(options.scenario, config.scenario)
-    if options.trace and not options.simulate:
-        raise RelaxdError("--trace needs --simulate")
     virtual = bool(options.virtual_child)
-    script = _mood_script(options, virtual)
+    script = _mood_script(options, virtual, hw.default_mood_script)
     camera = _camera(options, config.camera)
     live = script is None and not virtual and camera.source in ("picamera", "webcam")
     return Plan(config, scenario, script, camera, live, _clock(options.speed, live, script),
                 child, virtual)
-
-
-def _simulation_only(options: RunOptions) -> None:
-    """Options that only mean something in simulation, refused before anything opens."""
-    if options.simulate:
-        return
-    for flag, why in (("keep_latch", "on the chair the latch is always kept"),
-                      ("ui", "on the chair: ui.enabled in the configuration")):
-        if getattr(options, flag):
-            raise RelaxdError(f"--{flag.replace('_', '-')} needs --simulate ({why})")
 
 
 def _scenario(wanted: str | None, configured: Path) -> Scenario:
@@ -124,11 +113,12 @@ def _scenario(wanted: str | None, configured: Path) -> Scenario:
     return load_named(wanted, bundled_folders(configured))
 
 
-def _mood_script(options: RunOptions, virtual: bool) -> Path | None:
+def _mood_script(options: RunOptions, virtual: bool, default: Path | None) -> Path | None:
+    """The mood script named, else the hardware's default when no input is named."""
     if options.mood_script:
         return Path(options.mood_script)
     named = options.video or options.images or options.camera is not None or virtual
-    return DEMO_SCRIPT if options.simulate and not named else None
+    return None if named else default
 
 
 def _camera(options: RunOptions, camera: CameraSettings) -> CameraSettings:
@@ -273,13 +263,15 @@ def open_safety(plan: Plan, hw: ChairHardware, outputs: Outputs, events: EventLo
     return SafetyParts(estop, latch, marker, heartbeat, hw.hands(estop))
 
 
-def build_session(options: RunOptions, stack: ExitStack) -> Session:
-    """Every part of a session, in the order that checks the user's input first."""
-    plan = plan_run(options)
+def build_session(options: RunOptions, stack: ExitStack,
+                  hw: ChairHardware | None = None) -> Session:
+    """Every part of a session on ``hw`` (None: the hardware the options ask for), in the
+    order that checks the user's input first."""
+    if hw is None:
+        hw = hardware_for_run(options)
+        stack.callback(hw.close)
+    plan = plan_run(options, hw)
     sensing = open_sensing(plan, named_webcam=options.camera is not None, stack=stack)
-    hw = hardware_for(plan.config, simulate=options.simulate, out=Path(options.out),
-                      keep_latch=options.keep_latch)
-    stack.callback(hw.close)
     records = SessionRecords(hw.state_dir, plan.scenario.name, sensing.name, options.events,
                              plan.child)
     stack.callback(records.close)
@@ -299,43 +291,39 @@ def build_session(options: RunOptions, stack: ExitStack) -> Session:
         actuators=outputs.actuators, estop=safety.estop, alerter=outputs.alerter,
         events=records.events, latch=safety.latch, period=sensing.period, notifier=Notifier(),
         status=None if options.quiet else StatusLine(), repeat=plan.live, roll_record=records.roll,
-        marker=safety.marker, remote_reset=c.safety.remote_reset or options.simulate,
+        marker=safety.marker, remote_reset=hw.remote_reset(),
         heartbeat=safety.heartbeat,
         camera_grace=c.camera.restart_after_s,
         stall_timeout=max(5.0, 2 * c.camera.read_timeout_s + 1), trace=trace,
         child=plan.child, thermal=thermal)
-    _attach_station(options, c, session, stack, hw.state_dir)
+    _attach_station(options, hw, session, stack)
     return session
 
 
-def _attach_station(options: RunOptions, config: Config, session: Session, stack: ExitStack,
-                    state_dir: Path) -> None:
-    """The caregiver station's control socket: on the chair with ``ui.enabled`` (then no
-    session starts by itself), in simulation with ``--ui`` (the script plays the first
-    session; the chair then stays up, idle, for the station's Start)."""
-    simulated = options.simulate and options.ui
-    if not (simulated or (config.ui.enabled and not options.simulate)):
-        if options.ui:
-            raise RelaxdError("--ui needs --simulate (on the chair: ui.enabled in the configuration)")
+def _attach_station(options: RunOptions, hw: ChairHardware, session: Session,
+                    stack: ExitStack) -> None:
+    """The caregiver station's control socket, where the hardware wants one: on the chair with
+    ``ui.enabled`` (then no session starts by itself), in simulation with ``--ui`` (the script
+    plays the first session; the chair then stays up, idle, for the station's Start)."""
+    if not hw.wants_station(options.ui):
         return
-    if simulated and options.speed is not None and math.isinf(options.speed):
+    beside = hw.runs_station()
+    if beside and options.speed is not None and math.isinf(options.speed):
         raise RelaxdError("--ui keeps the chair up between sessions: give --speed N, not max")
-    import tempfile
-
     from relaxd.daemon.link import ControlLink
 
-    ui_dir = state_dir / "station" if options.simulate else config.ui.state_dir
-    socket_path = (Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
-                   if options.simulate else config.ui.socket)
+    config = hw.config
+    ui_dir, socket_path = hw.station_paths()
     link = ControlLink(socket_path, [ui_dir / "scenarios", Path(config.scenario).parent,
                                      resource_dir("scenarios")],
-                       estop=session.estop, latch=session.latch, state_dir=state_dir,
+                       estop=session.estop, latch=session.latch, state_dir=hw.state_dir,
                        caps=config.actuators.caps())
     stack.callback(link.close)
     session.events.sinks.append(link.board)
-    session.attach_station(link, stay_up=simulated)
-    if simulated:
-        _tell_socket(state_dir, socket_path, stack)
+    session.attach_station(link, stay_up=beside)
+    if beside:
+        _tell_socket(hw.state_dir, socket_path, stack)
+        _spawn_station(link, hw.state_dir, options.ui_port, stack)
 
 
 def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
@@ -350,9 +338,9 @@ def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:
 def run(options: RunOptions) -> int:
     handler = setup_logging(options.verbose)
     with ExitStack() as stack:
-        session = build_session(options, stack)
-        if session.control is not None and options.simulate:
-            _spawn_station(options, session, stack)
+        hw = hardware_for_run(options)
+        stack.callback(hw.close)
+        session = build_session(options, stack, hw)
         if session.status is not None and isinstance(handler, logging.StreamHandler):
             root = logging.getLogger()
             root.removeHandler(handler)
@@ -361,21 +349,17 @@ def run(options: RunOptions) -> int:
         with quick_switches():
             code = session.run()
     log.info("session ended: %s", session.stop_reason)
-    if options.simulate:
-        print(f"relaxd: session ended ({session.stop_reason}); sound in "
-              f"{Path(options.out) / 'audio.wav'}, record in {Path(options.out) / 'sessions.sqlite'}"
-              + (f", events in {options.events}" if options.events else ""), file=sys.stderr)
+    farewell = hw.farewell(session.stop_reason, options.events)
+    if farewell:
+        print(farewell, file=sys.stderr)
     return code
 
 
-def _spawn_station(options: RunOptions, session: Session, stack: ExitStack) -> None:
+def _spawn_station(link: ControlLink, out: Path, port: int, stack: ExitStack) -> None:
     """``--simulate --ui``: the station in its own process; it prints its sign-in link."""
-    from relaxd.daemon.link import ControlLink
     from relaxd.station.launch import new_token, spawn
 
-    link = session.control
-    assert isinstance(link, ControlLink)  # attached by _attach_station
-    station = spawn(link.server.path, Path(options.out).resolve(), options.ui_port, new_token())
+    station = spawn(link.server.path, out.resolve(), port, new_token())
 
     def end_station() -> None:
         station.terminate()

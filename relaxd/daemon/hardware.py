@@ -1,11 +1,14 @@
 """The one place that decides real or simulated hardware, and ``relaxd safe-off``.
 
-:class:`ChairHardware` gives the chair's parts: gpiozero's default pin factory (lgpio on the
-Pi), the sound card, the latch and run marker in the state directory, the SoC temperature watch.
-:class:`SimulatedHardware` gives the same parts for a laptop: gpiozero's MockFactory with PWM
-pins, a WAV file, an in-memory latch (or the ``--out`` folder's with ``--keep-latch``), a
-temperature watch on plain files only (never the laptop's own /sys), and a caregiver's hands on
-the simulated buttons::
+:class:`ChairHardware` gives the chair's parts: its configuration (required), gpiozero's default
+pin factory (lgpio on the Pi), the sound card, the latch and run marker in the state directory,
+the SoC temperature watch, the station's socket from the configuration.
+:class:`SimulatedHardware` gives the same parts for a laptop: the defaults (or a configuration
+named), gpiozero's MockFactory with PWM pins, a WAV file, an in-memory latch (or the ``--out``
+folder's with ``--keep-latch``), a temperature watch on plain files only (never the laptop's own
+/sys), a caregiver's hands on the simulated buttons, the bundled demo when no input is named, and
+a station run beside the chair. Everything else asks the hardware object, as gpiozero's devices
+ask their pin factory; nothing else reads ``--simulate``::
 
     hw = hardware_for(config, simulate=True, out=Path("relaxd-sim"))
     actuators = Actuators(config.actuators, hw.audio_output(), pin_factory=hw.pin_factory)
@@ -24,12 +27,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relaxd.core.paths import SOCKET_FILE, resource_dir
 from relaxd.outputs.pins import ActuatorPins, save_pins
 from relaxd.safety.latch import FaultLatch, RunMarker
 
 if TYPE_CHECKING:
     from relaxd.config import Config
     from relaxd.core.clock import Clock
+    from relaxd.core.options import RunOptions
     from relaxd.outputs.audio import AudioOutput
     from relaxd.safety.estop import EmergencyStop
     from relaxd.safety.settings import SafetySettings, ThermalSettings
@@ -39,16 +44,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The mood script a simulated chair plays when given no input.
+DEMO_SCRIPT = resource_dir("scenarios") / "moods" / "demo.yaml"
+
 
 class ChairHardware:
     """The chair's own parts."""
 
     simulated = False
+    #: A child named at the start who has no profile: refused on the chair (a caregiver adds
+    #: children with consent); simulation makes a virtual child's profile.
+    adds_unknown_children = False
+    #: What plays when the command line names no input (None: the configured camera).
+    default_mood_script: Path | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
-        self.pin_factory: Any = None  # gpiozero's default: lgpio on the Pi
+
+    @property
+    def pin_factory(self) -> Any:
+        """The pins every device is given (None: gpiozero's default, lgpio on the Pi)."""
+        return None
+
+    def remote_reset(self) -> bool:
+        """Whether ``relaxd reset`` may clear the latch from a shell (the configuration's
+        choice; the reset button always may)."""
+        return self.config.safety.remote_reset
+
+    def wants_station(self, ui_flag: bool) -> bool:
+        """Whether the daemon serves the station's control socket (``ui.enabled``)."""
+        return self.config.ui.enabled
+
+    def station_paths(self) -> tuple[Path, Path]:
+        """The station's state folder and the control socket's path."""
+        return Path(self.config.ui.state_dir), Path(self.config.ui.socket)
+
+    def runs_station(self) -> bool:
+        """Whether the daemon starts the station's process itself (on the chair systemd does)."""
+        return False
+
+    def control_socket(self) -> Path:
+        """Where a running daemon's control socket is (``relaxd start``)."""
+        return Path(self.config.ui.socket)
+
+    def farewell(self, stop_reason: str, events: Path | None) -> str | None:
+        """A line for the person at the terminal when the run ends (None: the journal has it)."""
+        return None
 
     def audio_output(self) -> AudioOutput:
         from relaxd.outputs.audio import SoundDeviceOutput
@@ -63,6 +105,10 @@ class ChairHardware:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.save_pins()
         return FaultLatch.in_state_dir(self.state_dir), RunMarker.in_state_dir(self.state_dir)
+
+    def kept_latch(self) -> FaultLatch | None:
+        """The latch as a run before left it, read only (None: this hardware keeps none)."""
+        return FaultLatch.in_state_dir(self.state_dir)
 
     def save_pins(self) -> None:
         """The copy of the actuator pins in the state directory (a failure is logged: the
@@ -104,11 +150,57 @@ class SimulatedHardware(ChairHardware):
     with ``keep_latch`` (to rehearse a crash), else in memory."""
 
     simulated = True
+    adds_unknown_children = True
+    default_mood_script = DEMO_SCRIPT
 
-    def __init__(self, config: Config, out: Path, keep_latch: bool = False) -> None:
+    def __init__(self, config: Config, out: Path, keep_latch: bool = False,
+                 pins: Any = None) -> None:
         super().__init__(config)
         self.state_dir, self.keep_latch = Path(out), keep_latch
-        self.pin_factory = simulated_pins()
+        self._pins: Any = pins  # None: made when first asked for
+        self._socket: Path | None = None
+
+    @property
+    def pin_factory(self) -> Any:
+        """gpiozero's MockFactory with PWM pins, made when first asked for."""
+        if self._pins is None:
+            self._pins = simulated_pins()
+        return self._pins
+
+    def remote_reset(self) -> bool:
+        """``relaxd reset --simulate`` rehearses the chair's remote reset."""
+        return True
+
+    def wants_station(self, ui_flag: bool) -> bool:
+        return ui_flag
+
+    def station_paths(self) -> tuple[Path, Path]:
+        """A folder in ``out``, and a socket of this run's own under /tmp (a unix socket's path
+        is too short for most ``out`` folders); its path is written to ``out``/SOCKET_FILE."""
+        import tempfile
+
+        if self._socket is None:
+            self._socket = Path(tempfile.mkdtemp(prefix="relaxd-", dir="/tmp")) / "ctl.sock"
+        return self.state_dir / "station", self._socket
+
+    def runs_station(self) -> bool:
+        return True
+
+    def control_socket(self) -> Path:
+        """The simulated chair's socket, as ``relaxd --simulate --ui --out DIR`` wrote it."""
+        from relaxd.core.errors import RelaxdError
+
+        named = self.state_dir / SOCKET_FILE
+        try:
+            return Path(named.read_text().strip())
+        except OSError:
+            raise RelaxdError(f"no simulated chair with a station in {self.state_dir} (start "
+                              f"`relaxd --simulate --ui --out {self.state_dir}` first)") from None
+
+    def farewell(self, stop_reason: str, events: Path | None) -> str | None:
+        return (f"relaxd: session ended ({stop_reason}); sound in {self.state_dir / 'audio.wav'}, "
+                f"record in {self.state_dir / 'sessions.sqlite'}"
+                + (f", events in {events}" if events else ""))
 
     def audio_output(self) -> AudioOutput:
         from relaxd.outputs.audio import WavFileOutput
@@ -118,6 +210,10 @@ class SimulatedHardware(ChairHardware):
 
     def fault_latch(self) -> tuple[FaultLatch, RunMarker | None]:
         return super().fault_latch() if self.keep_latch else (FaultLatch(None), None)
+
+    def kept_latch(self) -> FaultLatch | None:
+        """A simulated chair keeps a latch only with ``keep_latch``."""
+        return FaultLatch.in_state_dir(self.state_dir) if self.keep_latch else None
 
     def thermal_settings(self) -> ThermalSettings:
         """Only plain files the configuration names, to rehearse a hot chair: never the
@@ -134,7 +230,8 @@ class SimulatedHardware(ChairHardware):
         return SimulatedHands(self.pin_factory, estop.settings)
 
     def close(self) -> None:
-        self.pin_factory.close()
+        if self._pins is not None:
+            self._pins.close()
 
 
 def hardware_for(config: Config, *, simulate: bool, out: Path | None = None,
@@ -143,6 +240,25 @@ def hardware_for(config: Config, *, simulate: bool, out: Path | None = None,
     if simulate:
         return SimulatedHardware(config, out or Path("relaxd-sim"), keep_latch)
     return ChairHardware(config)
+
+
+def hardware_for_run(options: RunOptions) -> ChairHardware:
+    """The hardware a run asks for, with its configuration."""
+    return hardware_configured(options.config, simulate=options.simulate, out=options.out,
+                               keep_latch=options.keep_latch)
+
+
+def hardware_configured(config_path: str | Path | None, *, simulate: bool,
+                        out: Path | None = None, keep_latch: bool = False) -> ChairHardware:
+    """The hardware with its configuration: on the chair the configuration file (required;
+    None: ``$RELAXD_CONFIG`` or the installed one); in simulation the defaults unless one is
+    named. A bad configuration raises RelaxdError."""
+    from relaxd.config import Config, load_config
+
+    if simulate:
+        config = load_config(config_path) if config_path else Config()
+        return hardware_for(config, simulate=True, out=out, keep_latch=keep_latch)
+    return hardware_for(load_config(config_path), simulate=False)
 
 
 def open_frames(camera: CameraSettings, clock: Clock, *, live: bool,

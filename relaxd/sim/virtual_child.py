@@ -200,8 +200,6 @@ def load_virtual_child(options: RunOptions) -> ChildModel | None:
     """The ``--virtual-child`` file's child (simulation only), or None."""
     if options.virtual_child is None:
         return None
-    if not options.simulate:
-        raise RelaxdError("--virtual-child needs --simulate")
     return load_child(options.virtual_child)
 
 

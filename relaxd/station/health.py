@@ -11,7 +11,7 @@ from relaxd.station.settings import UISettings
 HERE = Path(__file__).resolve().parent
 
 
-def station_report(ui: UISettings, simulate: bool = False,
+def station_report(ui: UISettings, simulated: bool = False,
                    daemon_running: bool = True) -> tuple[bool, str]:
     """(ok, detail): the web stack and its files; on the chair also accounts and, while relaxd
     runs (``daemon_running``), that it answers on its control socket."""
@@ -25,7 +25,7 @@ def station_report(ui: UISettings, simulate: bool = False,
                            "static/station.css") if not (HERE / p).is_file()]
     if missing:
         return False, f"the station's files are missing: {', '.join(missing)}"
-    if simulate:
+    if simulated:
         return True, "web stack ready (relaxd --simulate --ui runs it)"
     if not ui.enabled:
         return True, "not installed (ui.enabled off): a session starts when a face is seen"
