@@ -29,6 +29,8 @@ class RunOptions:
     keep_latch: bool = False
     ui: bool = False
     ui_port: int = 0
+    bridge: str | None = None  # the clinic's broker URL: a bridge beside the simulated chair
+    chair_id: str | None = None  # the simulated chair's id on the broker
     quiet: bool = False
     verbose: bool = False
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from relaxd.children.session import ChildSession, child_session
+from relaxd.clinic import launch as clinic_launch
 from relaxd.config import Config, load_config
 from relaxd.control.controller import Controller
 from relaxd.control.library import bundled_folders, load_named
@@ -90,6 +91,7 @@ class Plan:
 def plan_run(options: RunOptions) -> Plan:
     """Resolve the arguments against the configuration; bad input raises RelaxdError."""
     _simulation_only(options)
+    clinic_launch.check(options)
     config = load_config(options.config) if options.config or not options.simulate else Config()
     child = child_session(options, config, camera=not options.mood_script,
                           virtual=load_virtual_child(options))
@@ -376,6 +378,9 @@ def _spawn_station(options: RunOptions, session: Session, stack: ExitStack) -> N
     link = session.control
     assert isinstance(link, ControlLink)  # attached by _attach_station
     station = spawn(link.server.path, Path(options.out).resolve(), options.ui_port, new_token())
+    if options.bridge:  # --bridge URL --chair-id ID: the chair's bridge to the clinic's broker
+        stack.callback(clinic_launch.end, clinic_launch.spawn(
+            options.bridge, str(options.chair_id), link.server.path, Path(options.out).resolve()))
 
     def end_station() -> None:
         station.terminate()
