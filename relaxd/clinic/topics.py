@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from relaxd.clinic.settings import OVERVIEW, PREFIX
+from relaxd.clinic.settings import CHAIR_ID, OVERVIEW, PREFIX
 
 OVERVIEW_STATUS_FILTER = f"{PREFIX}/{OVERVIEW}/+/status"
 
@@ -72,9 +72,11 @@ def overview_status(name: str) -> str:
 
 
 def split_topic(name: str) -> tuple[str, str] | None:
-    """``relaxd/<chair>/<leaf>`` -> (chair, leaf); None for anything else (overviews too)."""
+    """``relaxd/<chair>/<leaf>`` -> (chair, leaf); None for anything else (overviews, and
+    names no chair may have, such as the overview's and viewers' accounts)."""
     parts = name.split("/", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or parts[1] == OVERVIEW:
+    if len(parts) != 3 or parts[0] != PREFIX or parts[1] == OVERVIEW \
+            or not CHAIR_ID.fullmatch(parts[1]):
         return None
     return parts[1], parts[2]
 
