@@ -121,8 +121,9 @@ def measure(chairs: FakeChairs, overview: OverviewProcess, counter: Watcher,
         chair = i % args.chairs
         alert_id = chairs.alert(chair)
         raised = chairs.raised[(chair, alert_id)]
-        wait_until(lambda: any(a["chair"] == f"c{chair}" and a["id"] == alert_id
-                               for a in overview.view()["alerts"]), 20, "the alert")
+        wait_until(lambda c=chair, n=alert_id: any(a["chair"] == f"c{c}" and a["id"] == n
+                                                   for a in overview.view()["alerts"]),
+                   20, "the alert")
         latencies.append((time.monotonic() - raised) * 1000)
         i += 1
     counter.elapsed = time.monotonic() - counter.started  # type: ignore[attr-defined]
