@@ -57,6 +57,13 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                     "drive every actuator pin off; latch if the last run ended uncleanly"),
     ("config", "boot-pins"): ("relaxd.commands.config", "configure_boot_pins", "run_boot_pins",
                               "print the config.txt gpio= line: the actuator pins off from boot"),
+    # The clinic: a bridge per chair, one overview
+    ("bridge",): ("relaxd.commands.bridge", "configure", "run",
+                  "bridge this chair to the clinic's MQTT broker (status, alerts, remote stop)"),
+    ("overview",): ("relaxd.commands.overview", "configure", "run",
+                    "the clinic's overview of every chair, through the broker (web application)"),
+    ("overview-user",): ("relaxd.commands.overview", "configure_user", "run_user",
+                         "add a clinic overview account (nurse or viewer), or change its password"),
     # The caregiver station
     ("ui", "serve"): ("relaxd.commands.ui", "configure_serve", "run_serve",
                       "run the caregiver station (web application) beside the daemon"),
@@ -124,6 +131,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "stays up, idle, after a session ends (Ctrl-C ends it)")
     p.add_argument("--ui-port", type=int, default=0, metavar="N",
                    help="--ui: the station's port (default 0: any free port)")
+    p.add_argument("--bridge", metavar="URL",
+                   help="--ui: a bridge to the clinic's broker beside the simulated chair "
+                        "(mqtt://127.0.0.1:PORT, unix:///PATH or mqtts://HOST:PORT)")
+    p.add_argument("--chair-id", metavar="ID", help="--bridge: the simulated chair's id")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

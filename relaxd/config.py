@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import yaml
 
 from relaxd.children.settings import ChildrenSettings
+from relaxd.clinic.settings import ClinicSettings
 from relaxd.core import yamlspec
 from relaxd.core.paths import (
     DEFAULT_CONFIG,
@@ -58,6 +59,8 @@ class Config:
     state_dir: Path = spec(default_factory=default_state_dir,
                            help="session records (default: $STATE_DIRECTORY or /var/lib/relaxd)")
     ui: UISettings = spec(default_factory=UISettings, help="the caregiver station")
+    clinic: ClinicSettings = spec(default_factory=ClinicSettings,
+                                  help="the chair's bridge to the clinic's broker (relaxd bridge)")
     #: The file this was read from (None: all defaults).
     path: Path | None = field(default=None, init=False, compare=False)
 

@@ -122,7 +122,7 @@ def test_safe_off_loads_no_model_camera_or_audio_stack(tmp_path):
 #: ``config`` gathers every section's settings for the daemon and the commands; ``cli`` and
 #: ``__main__`` are the entry point.
 GROUPS = ("core", "control", "vision", "outputs", "records", "safety", "children", "sim",
-          "station", "config", "daemon", "commands", "cli")
+          "station", "clinic", "config", "daemon", "commands", "cli")
 
 
 def group_of(module: str) -> str:
@@ -152,6 +152,16 @@ def test_the_web_process_loads_no_vision_or_outputs():
     assert [m for m in heavy if m in loaded] == []
 
 
+def test_the_clinic_processes_load_no_vision_or_outputs():
+    """The bridge and the overview talk to the daemon over the socket and to the broker only."""
+    heavy = ("cv2", "tflite_runtime", "ai_edge_litert", "sounddevice", "picamera2", "gpiozero")
+    loaded = loaded_by("import relaxd.clinic.bridge, relaxd.clinic.server, relaxd.commands.bridge, "
+                       "relaxd.commands.overview")
+    assert [m for m in loaded if m.startswith(("relaxd.vision", "relaxd.outputs",
+                                               "relaxd.daemon"))] == []
+    assert [m for m in heavy if m in loaded] == []
+
+
 def test_the_command_table_names_modules_that_exist():
     from relaxd.cli import _COMMANDS
 
@@ -178,7 +188,7 @@ def test_reading_the_configuration_loads_no_device_code():
     relaxd_modules = {m for m in loaded if m.startswith("relaxd.")}
     assert {m.rsplit(".", 1)[-1] for m in relaxd_modules} <= {
         "config", "settings", "errors", "paths", "yamlspec", "durable", "pins", "core", "outputs",
-        "safety", "station", "vision", "children"}, sorted(relaxd_modules)
+        "safety", "station", "vision", "children", "clinic"}, sorted(relaxd_modules)
 
 
 #: Where a branch on "simulate" may stand: the hardware (the one decision), the options'

@@ -14,6 +14,7 @@ SIMULATION_ONLY = {
     "ui": "on the chair: ui.enabled in the configuration",
     "trace": "it records a simulated chair's outputs",
     "virtual_child": "a virtual child stands in for a real one",
+    "bridge": "on the chair: relaxd-bridge.service",
 }
 
 
@@ -39,6 +40,8 @@ class RunOptions:
     keep_latch: bool = False
     ui: bool = False
     ui_port: int = 0
+    bridge: str | None = None  # the clinic's broker URL: a bridge beside the simulated chair
+    chair_id: str | None = None  # the simulated chair's id on the broker
     quiet: bool = False
     verbose: bool = False
 

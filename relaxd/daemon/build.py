@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from relaxd.children.session import ChildSession, child_session
+from relaxd.clinic import launch as clinic_launch
 from relaxd.config import Config
 from relaxd.control.controller import Controller
 from relaxd.control.library import bundled_folders, load_named
@@ -90,6 +91,7 @@ class Plan:
 def plan_run(options: RunOptions, hw: ChairHardware) -> Plan:
     """Resolve the arguments against the hardware's configuration; bad input raises
     RelaxdError."""
+    clinic_launch.check(options)
     config = hw.config
     child = child_session(options, config, camera=not options.mood_script,
                           virtual=load_virtual_child(options), state_dir=hw.state_dir,
@@ -324,6 +326,9 @@ def _attach_station(options: RunOptions, hw: ChairHardware, session: Session,
     if beside:
         _tell_socket(hw.state_dir, socket_path, stack)
         _spawn_station(link, hw.state_dir, options.ui_port, stack)
+        if options.bridge:  # --bridge URL --chair-id ID: the chair's bridge to the clinic's broker
+            stack.callback(clinic_launch.end, clinic_launch.spawn(
+                options.bridge, str(options.chair_id), socket_path, hw.state_dir.resolve()))
 
 
 def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:

@@ -14,6 +14,9 @@ Rules (deploy/SAFETY.md, H10), kept by the stop arbiter (:mod:`relaxd.safety.lat
   its only cause and the e-stop is not pressed down; any other cause (the button, a fault, a
   crash, a stall) needs the reset button at the chair. Start is refused while a session runs.
 - With a station, no session starts by itself: each waits for a caregiver's Start.
+- The clinic overview's stop (``clinic_stop``, from the chair's bridge) is the same software
+  path latched as ``clinic-stop``: not an emergency stop; only this chair's station Start or
+  its reset button clears it, never anything from afar.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class ControlLink:
         self.board = AlertBoard()
         self.server = ControlServer(
             socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
-            direct={"children": self._children, "recommend": self._recommend})
+            direct={"children": self._children, "recommend": self._recommend,
+                    "clinic_stop": self._clinic_stop})
         self._handlers: dict[str, Handler] = {
             "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
             "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,
@@ -74,6 +78,16 @@ class ControlLink:
         """The station's STOP: the e-stop's software path, latched as ``station-stop``; the
         stop's number."""
         return self.estop.trigger(f"{STATION_STOP} by {by}", cause="station-stop")
+
+    def _clinic_stop(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The clinic overview's software stop (through the chair's bridge): every output 0 at
+        once, latched as ``clinic-stop``, which only this chair's station Start or its reset
+        button clears. Not an emergency stop; one already latched is not stopped again."""
+        if "clinic-stop" in self.latch.causes:
+            return {"ok": True, "stop_seq": self.latch.stop_seq, "already": True}
+        by = str(message.get("by") or "clinic")[:64]
+        return {"ok": True, "stop_seq": self.estop.trigger(f"clinic stop by {by}",
+                                                           cause="clinic-stop")}
 
     def _children(self, message: dict[str, Any]) -> dict[str, Any]:
         """The profiles for the Start screen."""

@@ -74,7 +74,7 @@ def open_button(pin: int, *, active_when_open: bool, bounce_time: float,
 
 #: How each stop cause is alerted: the alert's reason.
 _ALERT_REASONS = {"estop": "estop", "station-stop": "estop", "fault": "fault", "crash": "fault",
-                  "stall": "stalled"}
+                  "stall": "stalled", "clinic-stop": "clinic-stop"}
 
 
 class EmergencyStop:

@@ -4,8 +4,9 @@ A stop, from any source, overrides every start or reset given before it (IEC 602
 §9.2.5.3). Each stop gets a number, ``stop_seq``, that only ever grows and is kept in
 ``latch.json`` across restarts. A reset or a Start names the newest stop it knew of when relaxd
 received it (``after_stop``); once a newer stop exists it is refused. The latch remembers every
-cause it holds, and only a Start at the station may clear a latch whose only cause is the
-station's own STOP; every other cause needs the reset button at the chair::
+cause it holds, and only a Start at the station may clear a latch whose only causes are the
+station's own STOP or the clinic overview's software stop; every other cause needs the reset
+button at the chair::
 
     latch = FaultLatch.in_state_dir(state_dir)
     seq = latch.stop("estop", "emergency stop (button)")   # in memory, at once; never waits
@@ -40,14 +41,16 @@ RESET_REQUEST_TTL_S = 60.0
 #: Every cause a latch can hold, and how it reads to a caregiver.
 CAUSES: dict[str, str] = {
     "station-stop": "STOP at the caregiver station",
+    "clinic-stop": "a software stop from the clinic's overview (not an emergency stop)",
     "estop": "the emergency stop",
     "fault": "a fault",
     "crash": "the previous run ended uncleanly (crash, kill or power cut)",
     "stall": "the main loop stalled",
 }
 
-#: The causes a Start at the station may clear; every other needs the reset button at the chair.
-STATION_CLEARABLE = frozenset({"station-stop"})
+#: The causes a Start at the chair's own station may clear (its STOP, and the clinic overview's
+#: software stop, which nothing from afar clears); every other needs the reset button.
+STATION_CLEARABLE = frozenset({"station-stop", "clinic-stop"})
 
 #: After a crash, stop numbers go on this far above the last one saved, beyond any the crashed
 #: run could have handed out and not yet written.

@@ -1,0 +1,89 @@
+"""Connecting to the clinic's broker: aiomqtt (on paho-mqtt), MQTT v5, TLS with a pinned CA.
+
+Both the bridge and the overview connect here; each retries with :class:`Backoff` (doubling,
+with jitter, so that thirty chairs do not all knock at once when the broker returns).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from relaxd.clinic.settings import BrokerAddress, Credentials
+from relaxd.clinic.topics import COMMAND_EXPIRY_S, dumps
+
+MqttError = aiomqtt.MqttError
+#: Seconds a publish or subscribe waits for the broker before the link counts as broken.
+BROKER_TIMEOUT_S = 10.0
+KEEPALIVE_S = 10
+
+
+def tls_context(credentials: Credentials) -> ssl.SSLContext:
+    """Trust the clinic's CA only (no system CAs), check the broker's name, and present the
+    client certificate if there is one."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(credentials.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if credentials.certificate is not None and credentials.key is not None:
+        context.load_cert_chain(str(credentials.certificate), str(credentials.key))
+    return context
+
+
+#: How long the broker keeps an overview's subscriptions (and queues what they match) while it
+#: is away, so a session summary published meanwhile still reaches it.
+OVERVIEW_SESSION_S = 24 * 3600
+
+
+def client(broker: BrokerAddress, credentials: Credentials, identifier: str,
+           will: tuple[str, dict[str, Any]] | None = None,
+           keep_session: bool = False) -> aiomqtt.Client:
+    """A client for one connection (``async with``). A bridge starts clean, so nothing queued
+    for an earlier connection (a stale command) is ever delivered; an overview
+    (``keep_session``) finds what came while it was away."""
+    properties = None
+    if keep_session:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = OVERVIEW_SESSION_S
+    return aiomqtt.Client(
+        broker.host, broker.port, transport="unix" if broker.transport == "unix" else "tcp",
+        username=credentials.username, password=credentials.password(), identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5, clean_start=not keep_session,
+        properties=properties, keepalive=KEEPALIVE_S,
+        timeout=BROKER_TIMEOUT_S,
+        will=aiomqtt.Will(will[0], dumps(will[1]), qos=1, retain=True) if will else None,
+        tls_context=tls_context(credentials) if broker.tls else None)
+
+
+def command_properties() -> Properties:
+    """A command's MQTT v5 properties: it expires after :data:`COMMAND_EXPIRY_S`."""
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = COMMAND_EXPIRY_S
+    return properties
+
+
+def expiry_of(message: aiomqtt.Message) -> float | None:
+    """The message expiry interval a message still carries (None: none)."""
+    value = getattr(message.properties, "MessageExpiryInterval", None)
+    return float(value) if isinstance(value, int) else None
+
+
+class Backoff:
+    """Delays between attempts: doubling from ``first`` to ``longest``, each times a random
+    factor from 0.5 to 1.5; :meth:`reset` after a connection that worked."""
+
+    def __init__(self, first: float = 0.5, longest: float = 30.0,
+                 rng: random.Random | None = None) -> None:
+        self.first, self.longest = first, longest
+        self._next = first
+        self._rng = rng or random.Random()
+
+    def delay(self) -> float:
+        base, self._next = self._next, min(self.longest, self._next * 2)
+        return base * self._rng.uniform(0.5, 1.5)
+
+    def reset(self) -> None:
+        self._next = self.first

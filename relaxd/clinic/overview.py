@@ -1,0 +1,228 @@
+"""The overview's view of the clinic: every chair, every alert, the session summaries.
+
+:class:`Overview` follows ``relaxd/+/...`` on the broker (a session the broker keeps for it, so
+what came while it was away still arrives), keeps each chair's status, state and alerts in
+memory, stores the session summaries and the alerts in its own SQLite file, and sends the
+commands from afar, each waiting for the chair's reply. It never shows a child's name: the
+chairs send ids only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relaxd.clinic import mqtt, topics
+from relaxd.clinic.settings import BrokerAddress, Credentials
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "overview.sqlite"
+#: How long the overview waits for a chair's reply to a command (the bridge waits up to 8 s
+#: for its daemon).
+REPLY_WAIT_S = 12.0
+RECENT_ALERTS = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, chair TEXT NOT NULL, received REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    chair TEXT NOT NULL, alert INTEGER, at REAL, received REAL NOT NULL, data TEXT NOT NULL,
+    UNIQUE (chair, alert, at));
+"""
+
+
+@dataclass
+class Chair:
+    """One chair as last heard: ``heard`` is when its state came (this machine's clock)."""
+
+    status: dict[str, Any] | None = None
+    state: dict[str, Any] | None = None
+    heard: float | None = None
+    alerts: list[dict[str, Any]] | None = None
+
+
+class Overview:
+    """The clinic's chairs through the broker, and a way to send them commands."""
+
+    def __init__(self, broker: BrokerAddress, credentials: Credentials, state_dir: Path,
+                 name: str = "desk") -> None:
+        self.broker, self.credentials, self.name = broker, credentials, name
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(state_dir / DB_NAME, check_same_thread=False)
+        self.db.executescript(_SCHEMA)
+        self.chairs: dict[str, Chair] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
+        self.connected = False
+        self.version = 0
+        self._changed = asyncio.Event()
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._client: Any = None
+        self._task: asyncio.Task | None = None
+        self.recent.extend(self._stored_alerts())
+
+    # --- the broker --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _follow(self) -> None:
+        backoff = mqtt.Backoff()
+        while True:
+            try:
+                await self._connected_session(backoff)
+            except mqtt.MqttError as exc:
+                log.warning("broker %s: %s", self.broker, exc)
+            self._client = None
+            if self.connected:
+                self.connected = False
+                self._touch()
+            await asyncio.sleep(backoff.delay())
+
+    async def _connected_session(self, backoff: mqtt.Backoff) -> None:
+        status = topics.overview_status(self.name)
+        async with mqtt.client(self.broker, self.credentials, f"relaxd-overview-{self.name}",
+                               (status, {"online": False}), keep_session=True) as client:
+            for leaf in (topics.STATUS, topics.STATE, topics.ALERTS, topics.ALERT,
+                         topics.SESSION, topics.REPLY):
+                await client.subscribe(f"{topics.PREFIX}/+/{leaf}", qos=1,
+                                       timeout=mqtt.BROKER_TIMEOUT_S)
+            await client.publish(status, topics.dumps({"online": True, "at": time.time()}),
+                                 qos=1, retain=True, timeout=mqtt.BROKER_TIMEOUT_S)
+            self._client, self.connected = client, True
+            backoff.reset()
+            self._touch()
+            log.info("connected to %s", self.broker)
+            async for message in client.messages:
+                self.receive(str(message.topic), bytes(message.payload or b""))
+
+    # --- what comes in -------------------------------------------------------------------------
+
+    def receive(self, name: str, payload: bytes, now: float | None = None) -> None:
+        """One message from the broker."""
+        where = topics.split_topic(name)
+        message = topics.loads(payload)
+        if where is None or message is None:
+            return
+        chair_id, leaf = where
+        chair = self.chairs.setdefault(chair_id, Chair())
+        if leaf == topics.STATUS:
+            chair.status = message
+        elif leaf == topics.STATE:
+            chair.state, chair.heard = message, time.monotonic() if now is None else now
+        elif leaf == topics.ALERTS:
+            chair.alerts = [a for a in message.get("alerts") or [] if isinstance(a, dict)]
+            for alert in chair.alerts:
+                self._keep_alert(chair_id, alert)
+        elif leaf == topics.ALERT:
+            self._keep_alert(chair_id, message)
+        elif leaf == topics.SESSION:
+            self._keep_session(chair_id, message)
+        elif leaf == topics.REPLY:
+            future = self._replies.get(str(message.get("id")))
+            if future is not None and not future.done():
+                future.set_result(message)
+        self._touch()
+
+    def _keep_alert(self, chair: str, alert: dict[str, Any]) -> None:
+        alert = {**alert, "chair": chair}
+        try:
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO alerts (chair, alert, at, received, data) "
+                "VALUES (?, ?, ?, ?, ?)", (chair, alert.get("id"), alert.get("at"), time.time(),
+                                           json.dumps(alert)))
+            self.db.commit()
+        except sqlite3.Error as exc:
+            log.error("cannot store an alert: %s", exc)
+            return
+        if cur.rowcount:
+            self.recent.appendleft(alert)
+
+    def _keep_session(self, chair: str, summary: dict[str, Any]) -> None:
+        """Stored once, by its id."""
+        if not isinstance(summary.get("id"), str):
+            return
+        try:
+            self.db.execute("INSERT OR IGNORE INTO sessions (id, chair, received, data) "
+                            "VALUES (?, ?, ?, ?)", (summary["id"], chair, time.time(),
+                                                    json.dumps(summary)))
+            self.db.commit()
+        except sqlite3.Error as exc:
+            log.error("cannot store a session summary: %s", exc)
+
+    def _stored_alerts(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT data FROM alerts ORDER BY received DESC, rowid DESC "
+                               "LIMIT ?", (RECENT_ALERTS,)).fetchall()
+        return [json.loads(data) for (data,) in rows]
+
+    def sessions(self, chair: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT data FROM sessions WHERE ? IS NULL OR chair = ? ORDER BY received DESC "
+            "LIMIT ?", (chair, chair, limit)).fetchall()
+        return [json.loads(data) for (data,) in rows]
+
+    def _touch(self) -> None:
+        self.version += 1
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def changed(self, seen: int, timeout: float) -> int:
+        """Wait (up to ``timeout``) for a view newer than version ``seen``; the version."""
+        if self.version == seen:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.version
+
+    # --- what the screen shows -----------------------------------------------------------------
+
+    def view(self, now: float | None = None) -> dict[str, Any]:
+        now = time.monotonic() if now is None else now
+        chairs = []
+        for chair_id in sorted(self.chairs):
+            chair = self.chairs[chair_id]
+            state, status = chair.state or {}, chair.status or {}
+            chairs.append({"chair": chair_id, "room": status.get("room") or state.get("room"),
+                           "tile": topics.tile(chair.status, chair.state, chair.heard, now),
+                           "state": state, "alerts": chair.alerts or []})
+        return {"broker": self.connected, "chairs": chairs, "alerts": list(self.recent)[:50]}
+
+    # --- commands ------------------------------------------------------------------------------
+
+    async def command(self, chair: str, name: str, by: str) -> dict[str, Any]:
+        """Send ``name`` to ``chair`` and wait for its reply; ``ok`` False with a reason if it
+        cannot be sent or no reply comes."""
+        client = self._client
+        if client is None:
+            return {"ok": False, "error": "the broker cannot be reached: the command was not sent"}
+        command_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[command_id] = future
+        try:
+            await client.publish(topics.topic(chair, f"{topics.CMD}/{name}"), topics.dumps(
+                {"id": command_id, "by": by, "at": time.time()}), qos=1,
+                properties=mqtt.command_properties(), timeout=mqtt.BROKER_TIMEOUT_S)
+            return await asyncio.wait_for(future, REPLY_WAIT_S)
+        except mqtt.MqttError as exc:
+            return {"ok": False, "error": f"not sent: {exc}"}
+        except asyncio.TimeoutError:
+            return {"ok": False, "error": f"no reply from chair {chair} within "
+                                          f"{REPLY_WAIT_S:.0f} s: look at the chair"}
+        finally:
+            self._replies.pop(command_id, None)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,175 @@
+"""The clinic overview's web application (Starlette on uvicorn, as the caregiver station).
+
+One page, ``/``: a tile per chair, every alert with the child's id and the room, the session
+summaries, and a software stop per chair (not an emergency stop, and drawn unlike one). The
+live view comes as server-sent events on ``/api/events``; when the broker is lost the page is
+covered by a warning. Accounts, sign-in sessions, the sign-in rate limit, CSRF and same-origin
+checks are the station's (:mod:`relaxd.station.auth`, :func:`relaxd.station.server.guarded`):
+a ``nurse`` may send the commands from afar, a ``viewer`` only looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from relaxd.clinic.overview import Overview
+from relaxd.clinic.topics import REMOTE_COMMANDS
+from relaxd.core.errors import RelaxdError
+from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore, hash_secret
+from relaxd.station.server import SecurityHeaders, guarded, login, login_page, same_origin
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "relaxd_overview"
+#: Who may do what on the overview: a nurse sends the commands from afar; a viewer only looks.
+ROLES = ("nurse", "viewer")
+SSE_MIN_INTERVAL_S = 0.2
+
+
+class OverviewUsers(UserStore):
+    """The overview's accounts: the station's hashed store, with the overview's roles."""
+
+    def set_user(self, name: str, password: str, role: str | None = None) -> None:
+        if role is not None and role not in ROLES:
+            raise RelaxdError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        data = self._load()
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise RelaxdError(f"a user name is letters, digits, '.', '-' and '_', got {name!r}")
+        old = data["users"].get(name)
+        if role is None and old is None:
+            raise RelaxdError(f"no user {name!r} (add it with `relaxd overview add-user`)")
+        if len(password) < 8:
+            raise RelaxdError("a password needs at least 8 characters")
+        data["users"][name] = {"role": role or old["role"], "hash": hash_secret(password)}
+        self._save(data)
+
+
+@dataclass
+class Desk:
+    """Everything the routes share (``app.state.station``, as the station's guards expect)."""
+
+    overview: Overview
+    users: UserStore
+    sessions: Sessions
+    token: str | None = None  # the sign-in link's token (simulation and tests)
+    tls: bool = False
+    limiter: RateLimit = field(default_factory=RateLimit)
+
+    def signed_in(self, request: Request) -> SignedIn | None:
+        return self.sessions.get(request.cookies.get(COOKIE), time.time())
+
+    def sign_in(self, response: Response, user: str, role: str) -> None:
+        token, _ = self.sessions.new(user, role, time.time())
+        response.set_cookie(COOKIE, token, max_age=int(self.sessions.lifetime), httponly=True,
+                            samesite="strict", secure=self.tls, path="/")
+
+
+async def index(request: Request) -> Response:
+    """The overview (signed in), the sign-in link (``?token=``), or the sign-in page."""
+    desk: Desk = request.app.state.station
+    token = request.query_params.get("token")
+    if token is not None:
+        address = request.client.host if request.client else "?"
+        if desk.limiter.blocked(address):
+            return await login_page(request, "Too many attempts: wait a minute.", 429)
+        if desk.token and hmac.compare_digest(token, desk.token):
+            response = RedirectResponse("/", status_code=303)
+            desk.sign_in(response, "technician", "nurse")
+            return response
+        desk.limiter.failed(address)
+        return await login_page(request, "That sign-in link is not valid.", 401)
+    signed = desk.signed_in(request)
+    if signed is None:
+        return RedirectResponse("/login", status_code=303)
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, "overview.html", {"user": signed})
+
+
+async def logout(request: Request) -> Response:
+    desk: Desk = request.app.state.station
+    if same_origin(request):
+        desk.sessions.drop(request.cookies.get(COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@guarded()
+async def api_overview(request: Request) -> Response:
+    return JSONResponse(request.app.state.station.overview.view())
+
+
+@guarded()
+async def api_events(request: Request) -> Response:
+    """Server-sent events: the view on every change (at most 5 a second), and every 2 s (the
+    tiles age into ``stale`` with no message at all)."""
+    desk: Desk = request.app.state.station
+    token = request.cookies.get(COOKIE)
+
+    async def stream() -> Any:
+        seen = -1
+        while desk.sessions.get(token, time.time()) is not None:
+            seen = await desk.overview.changed(seen, 2.0)
+            yield f"data: {json.dumps(desk.overview.view(), separators=(',', ':'))}\n\n"
+            await asyncio.sleep(SSE_MIN_INTERVAL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@guarded()
+async def api_sessions(request: Request) -> Response:
+    chair = request.query_params.get("chair") or None
+    return JSONResponse({"sessions": request.app.state.station.overview.sessions(chair)})
+
+
+@guarded(role="nurse", change=True)
+async def api_command(request: Request) -> Response:
+    """A command from afar to one chair (only those that lower stimulation); the chair's reply."""
+    desk: Desk = request.app.state.station
+    chair, name = request.path_params["chair"], request.path_params["command"]
+    if name not in REMOTE_COMMANDS:
+        return JSONResponse({"error": f"{name!r} is not sent from afar"}, status_code=404)
+    if chair not in desk.overview.chairs:
+        return JSONResponse({"error": f"no chair {chair!r}"}, status_code=404)
+    reply = await desk.overview.command(chair, name, request.state.user.user)
+    if not reply.get("ok"):
+        return JSONResponse({"error": str(reply.get("error") or "refused")}, status_code=409)
+    return JSONResponse({"ok": True})
+
+
+def create_app(desk: Desk) -> Starlette:
+    post = ["POST"]
+    routes = [
+        Route("/", index), Route("/login", login_page), Route("/login", login, methods=post),
+        Route("/logout", logout, methods=post),
+        Route("/api/overview", api_overview), Route("/api/events", api_events),
+        Route("/api/sessions", api_sessions),
+        Route("/api/chairs/{chair}/{command}", api_command, methods=post),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        desk.overview.start()
+        yield
+        await desk.overview.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    app.state.station = desk
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    return app
