@@ -12,7 +12,8 @@ from station_process import ROOT, SimulatedChair, wait_for
 pytest.importorskip("starlette")
 
 from relaxd.children.store import ChildStore  # noqa: E402
-from relaxd.commands.start import SOCKET_FILE, ask  # noqa: E402
+from relaxd.commands.start import ask  # noqa: E402
+from relaxd.core.paths import SOCKET_FILE  # noqa: E402
 
 SCRIPT = "- {at: 0, mood: neutral}\n- {at: 30, mood: positive}\n"
 
