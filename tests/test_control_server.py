@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -167,6 +167,28 @@ def test_stop_is_answered_with_its_number_while_idle_clients_hold_every_slot(pla
             assert refused["id"] == 10 and not refused["ok"]
             assert refused["error"] == "too many clients: only stop is answered now"
             assert server.take() == []
+        finally:
+            for client in idle:
+                client.close()
+
+
+def test_another_kind_of_stop_is_answered_like_stop_while_every_slot_is_taken(place):
+    """The clinic's stop (through the chair's bridge) is a stop: the reserve answers it too."""
+    clinic: list[str] = []
+
+    def clinic_stop(message: dict[str, Any]) -> dict[str, Any]:
+        clinic.append(str(message.get("by")))
+        return {"ok": True, "stop_seq": 7}
+
+    server = ControlServer(place / "ctl.sock", stop=Stops(), stops={"clinic_stop": clinic_stop})
+    with closing(server):
+        idle = [Client(server.path) for _ in range(control.MAX_CLIENTS)]
+        try:
+            for client in idle:
+                assert client.ask({"cmd": "state"})["ok"]
+            assert ask(server.path, {"id": 3, "cmd": "clinic_stop", "by": "desk"}) == {
+                "id": 3, "ok": True, "stop_seq": 7}
+            assert clinic == ["desk"]
         finally:
             for client in idle:
                 client.close()

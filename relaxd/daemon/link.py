@@ -65,8 +65,8 @@ class ControlLink:
         self.board = AlertBoard()
         self.server = ControlServer(
             socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
-            direct={"children": self._children, "recommend": self._recommend,
-                    "clinic_stop": self._clinic_stop})
+            direct={"children": self._children, "recommend": self._recommend},
+            stops={"clinic_stop": self._clinic_stop})
         self._handlers: dict[str, Handler] = {
             "start": self._start, "ack": self._ack, "calmer": self._calmer, "hold": self._hold,
             "end_gently": self._end_gently, "nudge": self._nudge, "observe": self._observe,

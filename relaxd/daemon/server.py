@@ -126,12 +126,16 @@ class ControlServer:
 
     def __init__(self, path: str | Path, stop: Callable[[str], int], mode: int = 0o660, *,
                  direct: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+                 stops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
                  prepare: Callable[[Command], None] | None = None,
                  stop_seq: Callable[[], int] = lambda: 0) -> None:
         self.path = Path(path)
         self._stop_seq = stop_seq
         #: Queries answered on the connection's thread (they never touch the loop's parts).
-        self._direct = direct or {}
+        #: Other stops (the clinic's), answered like ``stop``: on the connection's thread, and on
+        #: a reserve connection when every slot is taken.
+        self._direct = {**(direct or {}), **(stops or {})}
+        self._stop_names = {"stop", *(stops or {})}
         #: Called on the connection's thread before a command is queued (slow lookups there,
         #: not in the loop); raises CommandRefused to answer at once.
         self._prepare = prepare
@@ -276,7 +280,7 @@ class ControlServer:
                 message = decode(line)
             except ValueError:
                 message = {}
-            if message.get("cmd") == "stop":
+            if message.get("cmd") in self._stop_names:
                 _send(conn, self._reply(message))
             else:
                 _send(conn, {**_echo_id(message), "ok": False, "error": refusal})
