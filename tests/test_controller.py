@@ -73,8 +73,8 @@ RULES = [
      State.RUNNING),
     ("negative for reduce_after: reduce, again each reduce_after; halt_after: halt",
      [(0, NEG, 0.7)], 20, [(5, "reduce"), (10, "reduce"), (15, "halt")], State.HALTED),
-    ("strong negative: halt at once",
-     [(0, NEU, 0.7), (3, NEG, 0.95)], 10, [(0, "hold"), (3, "halt")], State.HALTED),
+    ("strong negative held over strong_for (1 s) of frames: halt",
+     [(0, NEU, 0.7), (3, NEG, 0.95)], 10, [(0, "hold"), (4, "halt")], State.HALTED),
     ("negative just below the strong threshold: only a reduction",
      [(0, NEU, 0.7), (3, NEG, 0.89)], 9, [(0, "hold"), (8, "reduce")], State.REDUCED),
     ("negative passes after a reduction: restart after recover_after calm",
@@ -85,10 +85,10 @@ RULES = [
      State.RUNNING),
     ("negative passes after a halt: restart after recover_after calm",
      [(0, NEU, 0.7), (2, NEG, 0.95), (4, NEU, 0.7)], 20,
-     [(0, "hold"), (2, "halt"), (12, "restart")], State.RUNNING),
+     [(0, "hold"), (3, "halt"), (12, "restart")], State.RUNNING),
     ("negative again while recovering: the calm count starts over",
-     [(0, NEG, 0.95), (1, NEU, 0.7), (5, NEG, 0.5), (6, NEU, 0.7)], 20,
-     [(0, "halt"), (14, "restart")], State.RUNNING),
+     [(0, NEG, 0.95), (2, NEU, 0.7), (5, NEG, 0.5), (6, NEU, 0.7)], 20,
+     [(1, "halt"), (14, "restart")], State.RUNNING),
     ("no face for a moment: nothing",
      [(0, NEU, 0.7), (3, NONE, 0.0), (4, NEU, 0.7)], 20, [(0, "hold"), (4, "hold")],
      State.RUNNING),
@@ -98,10 +98,10 @@ RULES = [
     ("paused and the face comes back negative: stay paused",
      [(0, NONE, 0.0), (8, NEG, 0.7)], 14, [(2, "hold"), (6, "pause")], State.PAUSED),
     ("paused and the face comes back strongly negative: halt",
-     [(0, NONE, 0.0), (8, NEG, 0.95)], 14, [(2, "hold"), (6, "pause"), (8, "halt")],
+     [(0, NONE, 0.0), (8, NEG, 0.95)], 14, [(2, "hold"), (6, "pause"), (9, "halt")],
      State.HALTED),
     ("halted and the child leaves: stay halted, absence is not calm",
-     [(0, NEG, 0.95), (1, NONE, 0.0)], 30, [(0, "halt")], State.HALTED),
+     [(0, NEG, 0.95), (2, NONE, 0.0)], 30, [(1, "halt")], State.HALTED),
     ("reduced and the child leaves: hold, then pause",
      [(0, NEG, 0.7), (6, NONE, 0.0)], 14, [(5, "reduce"), (8, "hold"), (12, "pause")],
      State.PAUSED),
@@ -141,10 +141,10 @@ def test_halts_and_pauses_alert_the_caregiver_others_do_not():
 
 
 def test_restart_after_a_halt_never_above_start_and_ramps_from_zero():
-    _, ctrl, steps = run([(0, POS, 0.7), (30, NEG, 0.95), (31, NEU, 0.7)], 50)
+    _, ctrl, steps = run([(0, POS, 0.7), (30, NEG, 0.95), (32, NEU, 0.7)], 50)
     assert steps[29].intensity == pytest.approx(0.7)
-    assert steps[32].levels == Levels()  # halted: 0 within halt_fade
-    restart = steps[39]
+    assert steps[33].levels == Levels()  # halted at 31: 0 within halt_fade
+    restart = steps[40]
     assert [d.action for d in restart.decisions] == ["restart"] and restart.intensity == 0.5
     assert restart.levels.light == pytest.approx(0.1)  # one ramp step up from 0
     after_reduce = run([(0, NEG, 0.7), (6, NEU, 0.7)], 20)[1]
@@ -225,8 +225,9 @@ def test_accepts_any_reading_with_mood_and_confidence():
     class Reading:
         mood, confidence = "negative", 0.99
 
-    s = Controller(scenario()).step(0, Reading())
-    assert s.state is State.HALTED
+    c = Controller(scenario())
+    c.step(0, Reading())
+    assert c.step(1.0, Reading()).state is State.HALTED
 
 
 def test_a_late_tick_ramps_one_second_at_most():
@@ -237,7 +238,7 @@ def test_a_late_tick_ramps_one_second_at_most():
 
 
 @pytest.mark.parametrize("script, decisions", [
-    ([(0, NEG, 0.95)], [(0, "halt"), (20, "fade"), (24, "end")]),
+    ([(0, NEG, 0.95)], [(1, "halt"), (20, "fade"), (24, "end")]),
     ([(0, NONE, 0.0)], [(2, "hold"), (6, "pause"), (20, "fade"), (24, "end")]),
 ], ids=["halted at the end", "paused at the end"])
 def test_the_end_comes_whatever_the_state(script, decisions):
@@ -272,9 +273,10 @@ def test_strong_negative_while_fading_out_halts_fast_and_alerts():
     for t in range(0, int(end) + 1, 1):
         c.step(float(t), MoodSample(Mood.NEUTRAL))
     assert c.state is State.FADING
-    step = c.step(end + 2, MoodSample(Mood.NEGATIVE, 0.99))
+    assert not c.step(end + 2, MoodSample(Mood.NEGATIVE, 0.99)).decisions
+    step = c.step(end + 3, MoodSample(Mood.NEGATIVE, 0.99))
     assert [d.action for d in step.decisions] == ["halt"] and step.decisions[0].alert
-    step = c.step(end + 2 + sc.rules.halt_fade, MoodSample(Mood.NEGATIVE, 0.99))
+    step = c.step(end + 3 + sc.rules.halt_fade, MoodSample(Mood.NEGATIVE, 0.99))
     assert step.levels == Levels() and c.state is State.ENDED
 
 
@@ -348,3 +350,83 @@ def test_the_caregivers_hands_go_through_methods():
     assert ctrl.manual and ctrl.nudge(30.0, 1) is not None and ctrl.intensity == 0.6
     ctrl.set_manual(False)
     assert not ctrl.manual and ctrl.nudge(31.0, 1) is None
+
+
+# --- a strong negative needs evidence over time; the body's second channel ---------------
+
+
+def _strong_run(frames: list[tuple[float, float, bool]]) -> list[tuple[float, str]]:
+    """Step a seated child through (t, p(negative) confidence, read frontally) frames at 15 fps."""
+    ctrl = Controller(scenario())
+    ctrl.step(0.0, MoodSample(NEU))
+    out = []
+    for t, confidence, sampled in frames:
+        mood = NEG if confidence >= 0.5 else NEU
+        out += [(round(t, 3), d.action) for d in
+                ctrl.step(t, MoodSample(mood, confidence, sampled)).decisions]
+    return out
+
+
+def test_a_strong_negative_from_a_faces_first_frames_alone_never_halts():
+    """A face that reads strongly negative for 0.9 s, then calm, is not halted; one that stays
+    strongly negative over 1.0 s of frontal frames is, at 1.0 s and not before."""
+    brief = [(1 + i / 15, 0.95 if i < 14 else 0.2, True) for i in range(30)]
+    assert [a for _, a in _strong_run(brief)] == ["hold"]  # the neutral face back: a hold
+    held = [(1 + i / 15, 0.95, True) for i in range(30)]
+    halts = [t for t, a in _strong_run(held) if a == "halt"]
+    assert halts == [pytest.approx(2.0, abs=1 / 15 + 1e-9)]
+
+
+def test_frames_not_read_neither_end_nor_extend_a_strong_negative_but_one_read_calm_ends_it():
+    turned = [(1 + i / 15, 0.95, i % 3 == 0) for i in range(30)]  # two of three frames unread
+    assert any(a == "halt" for _, a in _strong_run(turned))
+    interrupted = [(1 + i / 15, 0.95 if i != 10 else 0.6, True) for i in range(25)]
+    assert not any(a == "halt" for _, a in _strong_run(interrupted))
+
+
+class Body:
+    def __init__(self, breathing: float | None, movement: float) -> None:
+        self.breathing, self.movement = breathing, movement
+
+
+def _body_run(body: Body | None, until: float, sc: Scenario | None = None,
+              calm: float = 20.0) -> tuple[list[tuple[float, str, str]], Controller]:
+    ctrl = Controller(sc or scenario())
+    ctrl.calm_breathing = calm
+    ctrl.step(0.0, MoodSample(NEU))
+    out, t = [], 1.0
+    while t <= until:
+        out += [(t, d.action, d.alert or d.reason) for d in
+                ctrl.step(t, MoodSample(NEU), body).decisions]
+        t += 1.0
+    return out, ctrl
+
+
+def test_a_calm_face_with_a_racing_breath_and_restlessness_is_reduced_then_halted():
+    """Breathing 1.4x the calm rate and restless for for_s (5 s) counts as negative: reduce
+    after reduce_after (5 s) more, halt after halt_after (15 s), the alert saying what was seen."""
+    out, ctrl = _body_run(Body(32.0, 0.8), 30)
+    actions = [(t, a) for t, a, _ in out]
+    assert actions[:3] == [(11.0, "reduce"), (16.0, "reduce"), (21.0, "halt")]
+    alert = next(text for _, a, text in out if a == "halt")
+    assert "breathing fast (32 / min, calm 20) and restless" in alert and "face calm" in alert
+    assert ctrl.state is State.HALTED
+
+
+@pytest.mark.parametrize("body", [None, Body(None, 0.1), Body(27.0, 0.3), Body(20.0, 0.59)],
+                         ids=["no body", "breathing unknown", "just below fast", "calm"])
+def test_a_calm_body_or_an_unknown_breath_adds_nothing(body):
+    out, ctrl = _body_run(body, 40)
+    assert all(a not in ("reduce", "halt") for _, a, _ in out) and ctrl.state is State.RUNNING
+
+
+def test_a_short_burst_of_movement_adds_nothing_and_the_channel_can_be_switched_off():
+    ctrl = Controller(scenario())
+    ctrl.step(0.0, MoodSample(NEU))
+    for t in range(1, 30):
+        body = Body(None, 0.9 if t % 6 < 4 else 0.1)  # bursts of 4 s, under for_s
+        assert all(d.action != "reduce" for d in ctrl.step(float(t), MoodSample(NEU), body).decisions)
+    sc = scenario()
+    sc.rules.body.use = False
+    out, _ = _body_run(Body(40.0, 1.0), 30, sc)
+    assert all(a not in ("reduce", "halt") for _, a, _ in out)

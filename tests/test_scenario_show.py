@@ -49,7 +49,7 @@ def test_show_rehearses_a_mood_script_and_plots(tmp_path, capsys):
     assert run(_args([str(default_scenario()), "--mood-script", str(script),
                       "--plot", str(png)])) == 0
     out = capsys.readouterr().out
-    assert "1:30 raise" in out and "3:20 halt" in out and "ALERT    halt: strong negative" in out
+    assert "1:30 raise" in out and "3:21 halt" in out and "ALERT    halt: strong negative" in out
     assert "6:40 estop" in out and "7:00 reset    stop reset at the chair" in out
     assert "0:00 start    started by a caregiver" in out  # the second press: a new session
     assert "20:00 fade" in out and "20:30 end" in out

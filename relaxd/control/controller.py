@@ -5,8 +5,12 @@ A pure state machine; time ``t`` (seconds since session start) is passed in. The
     positive for raise_after         -> raise one step (never above max)
     neutral                          -> hold (one decision when the mood turns neutral)
     negative for reduce_after        -> reduce one step (never below min), again each reduce_after
-    negative for halt_after, or negative with confidence >= strong_negative (also while fading)
+    negative for halt_after, or negative with confidence >= strong_negative over strong_for s
+    of frontal frames (also while fading)
                                      -> halt: targets 0 within halt_fade s, alert the caregiver
+    body distress (rules.body: breathing fast_breathing x the calm rate, or restlessness) for
+    for_s while the face reads calm -> counts as negative (reduce, then halt, as above; the
+                                        decisions say what was seen)
     calm (neutral/positive) for recover_after after a reduction or halt
                                      -> restart the cycle from neutral at min(start, intensity):
                                         the start intensity, never above where the child
@@ -34,6 +38,7 @@ from dataclasses import astuple, dataclass
 from enum import Enum
 from typing import Callable, Literal, Protocol
 
+from relaxd.control.body import ADULT_CALM, BodyReading, distress_seen
 from relaxd.control.breath import Breath, BreathClock
 from relaxd.control.scenario import Audio, Pattern, Scenario
 from relaxd.core.labels import Mood
@@ -68,10 +73,11 @@ class Reading(Protocol):
 
 @dataclass(frozen=True)
 class MoodSample:
-    """A plain reading, for scripts and tests."""
+    """A plain reading, for scripts and tests: each one stands for a face read (``sampled``)."""
 
     mood: Mood
     confidence: float = 0.7
+    sampled: bool = True
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,11 @@ class Controller:
         self._phase = 0
         self._colour_from: tuple[int, int, int] = scenario.phases[0].light.colour
         self._colour_t = 0.0
+        #: The child's calm breathing rate, breaths a minute (their own, or an age default).
+        self.calm_breathing = ADULT_CALM
+        self._strong_since: float | None = None  # a strong negative held since (frontal frames)
+        self._body_since: float | None = None  # the body's distress seen since
+        self._body_seen = ""  # what the body showed, while it counts
 
     # --- outside events -------------------------------------------------------------------
 
@@ -334,12 +345,14 @@ class Controller:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def step(self, t: float, reading: Reading) -> Step:
-        """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``)."""
+    def step(self, t: float, reading: Reading, body: BodyReading | None = None) -> Step:
+        """Advance to time ``t`` with the latest mood reading (``.mood``, ``.confidence``) and
+        the body's signals (None: not known)."""
         dt = self._advance_clock(t)
         decisions: list[Decision] = []
         if self.manual:
-            reading = _MANUAL
+            reading, body = _MANUAL, None
+        self._watch_body(t, body)
         if self.state is State.IDLE and not self._seated(t, reading, decisions):
             return self._step(t, ZERO, ())
         if self.state is State.ESTOPPED or self.state is State.ENDED:
@@ -429,9 +442,36 @@ class Controller:
         self._mood, self._mood_since, self._anchor = None, t, t
         self._calm_since = self._absent_since = None
         self._held_absent = False
+        self._strong_since = self._body_since = None
+        self._body_seen = ""
+
+    def _watch_body(self, t: float, body: BodyReading | None) -> None:
+        """The body's distress, once it has lasted ``rules.body.for_s`` (``_body_seen``)."""
+        rules = self.scenario.rules.body
+        seen = distress_seen(body, self.calm_breathing, rules.fast_breathing,
+                             rules.restless) if rules.use else ""
+        if not seen:
+            self._body_since, self._body_seen = None, ""
+            return
+        self._body_since = t if self._body_since is None else self._body_since
+        self._body_seen = seen if t - self._body_since >= rules.for_s else ""
+
+    def _watch_strong(self, t: float, mood: Mood, reading: Reading) -> None:
+        """When a strong negative began to hold over frontal frames: a frame read and not
+        strongly negative, or no face, ends it; frames not read (a turned face) neither end
+        nor extend it."""
+        strong = (mood is Mood.NEGATIVE and float(getattr(reading, "confidence", 0.0) or 0.0)
+                  >= self.scenario.rules.strong_negative)
+        if mood is Mood.NO_FACE or (getattr(reading, "sampled", True) and not strong):
+            self._strong_since = None
+        elif strong and getattr(reading, "sampled", True) and self._strong_since is None:
+            self._strong_since = t
 
     def _track_mood(self, t: float, reading: Reading) -> None:
         mood = Mood(reading.mood)
+        self._watch_strong(t, mood, reading)
+        if mood in _CALM and self._body_seen:
+            mood = Mood.NEGATIVE  # the body's evidence, while the face reads calm
         if mood is not self._mood:
             self._mood, self._mood_since, self._anchor = mood, t, t
         if mood in _CALM:
@@ -473,7 +513,7 @@ class Controller:
             self._anchor, old = t, self.intensity
             self.intensity = max(limits.min, round(old - limits.step, 6))
             self.state = State.REDUCED
-            return [Decision("reduce", f"negative for {lasted:.0f} s: intensity "
+            return [Decision("reduce", f"{self._what_seen()} for {lasted:.0f} s: intensity "
                              + self._change(old, "minimum"))]
         if mood is Mood.NO_FACE:
             return self._absent_rules(t)
@@ -511,11 +551,18 @@ class Controller:
             return ""
         rules = self.scenario.rules
         confidence = float(getattr(reading, "confidence", 0.0) or 0.0)
-        if confidence >= rules.strong_negative:
-            return f"strong negative reaction (confidence {confidence:.2f})"
+        if self._strong_since is not None and t - self._strong_since >= rules.strong_for:
+            return (f"strong negative reaction (confidence {confidence:.2f} over "
+                    f"{t - self._strong_since:.1f} s)")
         if t - self._mood_since >= rules.halt_after:
-            return f"negative mood for {t - self._mood_since:.0f} s"
+            return f"{self._what_seen(mood=True)} for {t - self._mood_since:.0f} s"
         return ""
+
+    def _what_seen(self, mood: bool = False) -> str:
+        """What made the mood negative: the face, or the body while the face read calm."""
+        if self._body_seen:
+            return f"{self._body_seen}; face calm"
+        return "negative mood" if mood else "negative"
 
     @staticmethod
     def _halt_decision(why: str) -> Decision:

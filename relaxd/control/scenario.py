@@ -170,6 +170,21 @@ class Ramp:
 
 
 @dataclass(kw_only=True)
+class BodyRules:
+    """The body's second channel: breathing clearly above the child's calm rate, or a burst
+    of movement, counts as distress alongside the face (reduce, then halt, on the face's
+    timings)."""
+
+    use: bool = spec(True, help="read breathing and movement as evidence of distress")
+    fast_breathing: float = spec(
+        1.4, min=1.1, max=3, help="breathing at least this many times the child's calm rate "
+                                  "counts as distress")
+    restless: float = spec(0.6, min=0.2, max=1, help="restlessness (0..1) counting as distress")
+    for_s: float = spec(5.0, min=1, max=60,
+                        help="the body's evidence must last this long before it counts, s")
+
+
+@dataclass(kw_only=True)
 class Rules:
     """When the controller raises, reduces, halts, pauses (all times in seconds)."""
 
@@ -177,7 +192,13 @@ class Rules:
     reduce_after: float = spec(10.0, min=1, max=600, help="negative this long: reduce one step")
     halt_after: float = spec(30.0, min=1, max=600, help="negative this long: halt + alert")
     strong_negative: float = spec(
-        0.8, min=0.5, max=1, help="negative with at least this confidence: halt at once + alert")
+        0.8, min=0.5, max=1, help="negative with at least this confidence, held over "
+                                  "strong_for: halt + alert")
+    strong_for: float = spec(
+        1.0, min=1, max=10, help="seconds of frontal frames a strong negative must stay strong "
+                                 "before it halts (never a face's first frames alone)")
+    body: BodyRules = spec(default_factory=BodyRules,
+                           help="breathing and movement as a second channel")
     recover_after: float = spec(
         20.0, min=1, max=600, help="non-negative this long after a reduction or halt: restart")
     absent_hold: float = spec(2.0, min=0, max=60, help="no face this long: hold")

@@ -34,6 +34,7 @@ from relaxd.records.events import EventLog, TraceWriter
 from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat
 from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
+from relaxd.vision.body.vitals import ChairOutputs
 from relaxd.vision.inputs import Input, Sensed
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: A ``levels`` event is written when any level moved by this much since the last one.
 LEVEL_EPSILON = 0.01
+
+#: A ``vitals`` event at least this often (seconds of session time) while they are known.
+VITALS_EVERY_S = 5.0
 
 #: Exit status of the deliberate restart that recovers a camera down too long: a clean exit
 #: (outputs at 0, run marker removed) that systemd's ``Restart=on-failure`` restarts.
@@ -133,6 +137,7 @@ class Session:
     _no_input: str | None = field(default=None, init=False)
     _down_since: float = field(default=0.0, init=False)
     _last_status: float = field(default=float("-inf"), init=False)
+    _last_vitals: float = field(default=float("-inf"), init=False)
 
     @property
     def stop_reason(self) -> str:
@@ -268,6 +273,7 @@ class Session:
             self.roll_record(scenario.name, child)
         self.clock.restart()
         self._down_since = 0.0
+        self._last_vitals = float("-inf")
         self.controller = Controller(scenario, after_previous=True,
                                      caps=caps or self.controller.caps,
                                      start_on="station" if self.control is not None else "face")
@@ -335,17 +341,35 @@ class Session:
             self._last_mood = reading.mood
             self.events.emit(t, "mood", mood=reading.mood.value,
                              confidence=round(float(reading.confidence), 3))
-        step = self.controller.step(t, reading)
+        self._record_vitals(t, sensed)
+        step = self.controller.step(t, reading, sensed.vitals)
         self._record_step(t, step)
         self.actuators.apply(t, step)
+        driven = self.actuators.levels()
         if self.trace is not None:
-            self.trace.write(t, self.actuators.levels())
+            self.trace.write(t, driven)
+        self._hand_over(driven, step)
         shown = step.levels if not self.actuators.inhibited else Levels()
         self._record_levels(t, shown)
         self._show(t, sensed, step, shown)
         if self.control is not None:
             self.control.publish(t, self, sensed, step)
         return step
+
+    def _record_vitals(self, t: float, sensed: Sensed) -> None:
+        """A ``vitals`` event every :data:`VITALS_EVERY_S` of session time while they are known
+        (the child seen and the first window full), whatever the session's state."""
+        if sensed.vitals is not None and t - self._last_vitals >= VITALS_EVERY_S:
+            self._last_vitals = t
+            self.events.emit(t, "vitals", **sensed.vitals.event())
+
+    def _hand_over(self, driven: Levels, step: Step) -> None:
+        """The outputs as driven, as plain numbers, to the input: its body signals tell the
+        child's breathing and pulse apart from the chair's light and vibration (inputs without
+        body signals, such as a test's stand-in, need not take them)."""
+        take = getattr(self.input, "chair", None)
+        if take is not None:
+            take(ChairOutputs(driven.light, step.stimulus.colour, driven.vibration))
 
     def _remote_reset(self) -> None:
         """``relaxd reset`` where ``safety.remote_reset`` lets it stand for the reset button."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from relaxd.vision.baseline import Baseline
+    from relaxd.vision.body.vitals import ChairOutputs
     from relaxd.vision.inputs import Input, Sensed
 
 
@@ -34,6 +35,9 @@ class StayUp:
             self._ended = True
         return Sensed(MoodSample(Mood.NO_FACE, 0.0))
 
+    def chair(self, outputs: ChairOutputs) -> None:
+        self.inner.chair(outputs)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -54,6 +58,9 @@ class ManualInput:
         from relaxd.vision.inputs import Sensed
 
         return Sensed(MoodSample(Mood.NEUTRAL, 0.0))
+
+    def chair(self, outputs: ChairOutputs) -> None:
+        pass  # manual mode reads no body signals
 
     def close(self) -> None:
         self.camera.close()

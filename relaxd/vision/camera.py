@@ -34,10 +34,60 @@ class CameraError(RelaxdError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One image: HxW gray or HxWx3 BGR uint8; ``t`` is seconds into a file of known fps, else None."""
+    """One image: HxW gray or HxWx3 BGR uint8; ``t`` is seconds into a file of known fps, else
+    None. ``yuv420``: the Pi camera's whole YUV420 buffer (``image`` is its luma plane), from
+    which :func:`mean_rgb` reads a region's colour."""
 
     image: np.ndarray
     t: float | None = None
+    yuv420: np.ndarray | None = None
+
+
+class Region(Protocol):
+    """A rectangle of a frame, in pixels (``relaxd.vision.faces.Box`` is one)."""
+
+    @property
+    def x(self) -> int: ...
+
+    @property
+    def y(self) -> int: ...
+
+    @property
+    def w(self) -> int: ...
+
+    @property
+    def h(self) -> int: ...
+
+
+def mean_rgb(frame: Frame, box: Region) -> tuple[float, float, float] | None:
+    """The mean (red, green, blue) of region ``box`` of ``frame``; None for a gray
+    frame without a YUV420 buffer. From a YUV420 buffer only the region's planes are read: the
+    conversion (BT.601, limited range, as OpenCV's I420) is linear, so the mean of the converted pixels is the
+    conversion of the planes' means."""
+    x, y, w, h = box.x, box.y, box.w, box.h
+    if frame.image.ndim == 3:
+        b, g, r = frame.image[y:y + h, x:x + w].reshape(-1, 3).mean(axis=0)
+        return float(r), float(g), float(b)
+    if frame.yuv420 is None:
+        return None
+    return _yuv420_mean_rgb(frame.yuv420, frame.image.shape[0], (x, y, w, h))
+
+
+def _yuv420_mean_rgb(buffer: np.ndarray, height: int,
+                     box: tuple[int, int, int, int]) -> tuple[float, float, float]:
+    """Mean RGB of ``box`` in a planar YUV420 (I420) ``buffer``: ``height`` rows of Y, then the U
+    and V planes at half resolution, each stored in rows of the buffer's full width."""
+    x, y, w, h = box
+    stride = buffer.shape[1]
+    luma = float(buffer[y:y + h, x:x + w].mean())
+    quarter = height // 4
+    u_plane = buffer[height:height + quarter].reshape(height // 2, stride // 2)
+    v_plane = buffer[height + quarter:height + 2 * quarter].reshape(height // 2, stride // 2)
+    cx, cy, cw, ch = x // 2, y // 2, max(1, w // 2), max(1, h // 2)
+    u = float(u_plane[cy:cy + ch, cx:cx + cw].mean()) - 128.0
+    v = float(v_plane[cy:cy + ch, cx:cx + cw].mean()) - 128.0
+    luma = 1.164 * (luma - 16.0)
+    return (luma + 1.596 * v, luma - 0.391 * u - 0.813 * v, luma + 2.018 * u)
 
 
 @dataclass(frozen=True)
@@ -188,7 +238,9 @@ class PiCameraSource:
     """The Raspberry Pi camera through picamera2 (apt's python3-picamera2, imported here only).
 
     The main stream is YUV420 at ``size``: its first ``height`` rows are the Y plane, which is
-    the grayscale image the face detector wants, so no colour conversion is ever done.
+    the grayscale image the face detector wants, so no whole frame is ever converted to colour;
+    the buffer goes with the frame so that the regions needing colour (the skin read for the
+    pulse) convert only themselves (:func:`mean_rgb`).
     """
 
     def __init__(self, size: tuple[int, int] = CAMERA_SIZE, timeout_s: float = 2.0,
@@ -223,9 +275,9 @@ class PiCameraSource:
             raise CameraError(f"{self.name}: capture failed ({_one_line(e)})") from None
         width, height = self._size
         yuv = check_image(yuv, self.name)
-        if yuv.ndim != 2 or yuv.shape[0] < height or yuv.shape[1] < width:
+        if yuv.ndim != 2 or yuv.shape[0] < height * 3 // 2 or yuv.shape[1] < width:
             raise CameraError(f"{self.name}: malformed YUV420 frame (shape {yuv.shape})")
-        return Frame(yuv[:height, :width])
+        return Frame(yuv[:height, :width], yuv420=yuv)
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

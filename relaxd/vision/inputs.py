@@ -15,8 +15,9 @@ import numpy as np
 from relaxd.control.controller import MoodSample, Reading
 from relaxd.control.scenario import ScriptEntry
 from relaxd.core.labels import EMOTIONS, Mood, mood_probs
+from relaxd.vision.body.vitals import BodySignals, ChairOutputs, Vitals
 from relaxd.vision.calibration import MoodCalibration
-from relaxd.vision.camera import Frame, FrameFeed, NoInput
+from relaxd.vision.camera import Frame, FrameFeed, NoInput, mean_rgb
 from relaxd.vision.consensus import TalkFilter
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, FaceDetector, crop_face, to_gray
@@ -36,6 +37,9 @@ class Sensed:
     emotion: str | None = None
     emotion_confidence: float = 0.0
     no_input: str | None = None
+    #: The body's responses (breathing, pulse, restlessness) once their first window is full,
+    #: while the child is seen; None otherwise.
+    vitals: Vitals | None = None
 
 
 class Input(Protocol):
@@ -49,6 +53,10 @@ class Input(Protocol):
     def read(self, t: float) -> Sensed | None:
         """This tick's input at session time ``t``; None once the input has ended."""
 
+    def chair(self, outputs: ChairOutputs) -> None:
+        """The chair's outputs as last driven (plain numbers, handed over by the loop), which
+        the body signals tell the child's own breathing and pulse apart from."""
+
     def close(self) -> None: ...
 
 
@@ -60,20 +68,30 @@ class VisionInput:
     flip averaging) without a second inference per frame. Only faces a frontal cascade found
     are classified (the model was trained on frontal faces and misreads turned ones); a face
     seen only in profile or followed by flow keeps the child present and holds the mood.
+
+    With ``body`` (:class:`relaxd.vision.body.vitals.BodySignals`), every frame with the child's
+    face also feeds the body signals, read against the chair's outputs handed over by
+    :meth:`chair`; each :class:`Sensed` then carries the vitals once their window is full.
     """
 
     def __init__(self, source: FrameFeed, detector: FaceDetector,
                  classifier: EmotionClassifier, smoother: MoodSmoother,
-                 calibration: MoodCalibration | None = None, baseline: Any = None) -> None:
+                 calibration: MoodCalibration | None = None, baseline: Any = None,
+                 body: BodySignals | None = None) -> None:
         self.source, self.detector, self.classifier, self.smoother = (
             source, detector, classifier, smoother)
         self.calibration = calibration or MoodCalibration()  # relaxd.vision.calibration
         self.baseline = baseline  # relaxd.vision.baseline.Baseline: the child's resting face
         self.talk = TalkFilter()  # relaxd.vision.consensus: speech and fleeting expressions
         self._mirror = False
+        self.body = body
+        self._chair = ChairOutputs()
 
     scripted = False
     exhausted = False
+
+    def chair(self, outputs: ChairOutputs) -> None:
+        self._chair = outputs
 
     def read(self, t: float) -> Sensed | None:
         frame: Frame | NoInput | None = self.source.read()
@@ -85,10 +103,13 @@ class VisionInput:
         found = self.detector.track(gray)
         if found.box is None:
             self.talk.lost()
+            if self.body is not None:
+                self.body.lost(t)
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
+        vitals = self._vitals(t, frame, gray, found.box)
         if not found.frontal:
             return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
-                          rule=found.rule)
+                          rule=found.rule, vitals=vitals)
         face = crop_face(gray, found.box)
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
@@ -99,7 +120,15 @@ class VisionInput:
         probs3 = self.talk.update(t, face, probs3)
         return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
-                      emotion_confidence=float(probs7[best]))
+                      emotion_confidence=float(probs7[best]), vitals=vitals)
+
+    def _vitals(self, t: float, frame: Frame, gray: np.ndarray, box: Box) -> Vitals | None:
+        """The body signals of this frame (None without them, or before their window is full)."""
+        if self.body is None:
+            return None
+        vitals = self.body.update(t, gray, box, lambda region: mean_rgb(frame, region),
+                                  self._chair)
+        return vitals if self.body.ready else None
 
     def close(self) -> None:
         self.source.close()
@@ -138,6 +167,9 @@ class ScriptInput:
             elif entry.release is not None:  # each entry is one of the three
                 self._buttons("release", entry.release)
         return Sensed(self._reading)
+
+    def chair(self, outputs: ChairOutputs) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -35,6 +35,8 @@ class MoodReading:
     0 for NO_FACE and before the first face. ``probs``: the smoothed (negative, neutral, positive)
     probabilities, None when none are known. ``face``: a face was seen in this update.
     ``changed``: ``mood`` differs from the previous reading's. ``since``: when ``mood`` began.
+    ``sampled``: this update read a face fit for the mood (a frontal one); a strong negative
+    halts only once such frames have kept it strong for a while (the controller's rule).
     """
 
     mood: Mood
@@ -43,6 +45,7 @@ class MoodReading:
     face: bool
     changed: bool
     since: float
+    sampled: bool = False
 
 
 class MoodSmoother:
@@ -94,7 +97,7 @@ class MoodSmoother:
                 self._set(MOODS[best], t)
         self._t_sample = self._t_face = t
         self._confidence = float(self._p[MOODS.index(self._mood)])
-        return self._reading(self._confidence, True, before)
+        return self._reading(self._confidence, True, before, sampled=True)
 
     def present(self, t: float) -> MoodReading:
         """A face is seen at time ``t`` but gives no mood sample (turned away, or only followed):
@@ -112,7 +115,9 @@ class MoodSmoother:
         if mood != self._mood:
             self._mood, self._since = mood, t
 
-    def _reading(self, confidence: float, face: bool, before: Mood) -> MoodReading:
+    def _reading(self, confidence: float, face: bool, before: Mood,
+                 sampled: bool = False) -> MoodReading:
         p = self._p
         probs = None if p is None else (float(p[0]), float(p[1]), float(p[2]))  # order MOODS
-        return MoodReading(self._mood, confidence, probs, face, self._mood != before, self._since)
+        return MoodReading(self._mood, confidence, probs, face, self._mood != before, self._since,
+                           sampled)

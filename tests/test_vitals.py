@@ -1,0 +1,85 @@
+"""The body signals on deterministic clips made in memory from a real still (a chest rising
+and falling at a known rate, a faint pulse tint, the chair's light and vibration, fidgeting,
+a photograph); time comes from the frames. The full figures: tools/vitals_figures.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from relaxd.sim.bodyclip import Clip, ClipSpec, padded_still
+from relaxd.vision.body.regions import place
+from relaxd.vision.body.vitals import BodySignals, Vitals, mean_colour
+from relaxd.vision.camera import Frame, mean_rgb
+from relaxd.vision.faces import Box, to_gray
+
+STILL = Path(__file__).resolve().parents[2] / "shared" / "video" / "obama.jpg"
+FACE = Box(270, 36, 141, 141)  # relaxd's detector on the padded still
+
+needs_still = pytest.mark.skipif(not STILL.exists(), reason=f"{STILL} (shared video) absent")
+
+
+def play(spec: ClipSpec) -> tuple[Vitals, list[float], Clip]:
+    """The vitals after the clip, the movement each frame, and the clip."""
+    clip, body = Clip(padded_still(STILL, spec.size), FACE, spec), BodySignals()
+    movement = []
+    for f in clip:
+        v = body.update(f.t, to_gray(f.image), FACE, mean_colour(f.image), f.chair)
+        movement.append(v.movement)
+    return v, movement, clip
+
+
+@needs_still
+def test_breathing_and_pulse_are_read_under_the_chairs_light_and_vibration():
+    v, _, clip = play(ClipSpec(breathing=10, pulse=84, tempo=6, seconds=34))
+    truth = (clip.breaths(34) - clip.breaths(4)) * 2
+    assert v.breathing is not None and abs(v.breathing - truth) <= 2, v
+    assert v.pulse is not None and abs(v.pulse - 84) <= 6, v
+    assert v.breathing_quality > 0.45 and v.pulse_quality > 0.4
+
+
+@needs_still
+def test_the_chairs_light_and_vibration_alone_are_never_read_as_breathing():
+    v, _, _ = play(ClipSpec(tempo=7, seconds=34, seed=3))
+    assert v.breathing is None and v.why, v
+
+
+@needs_still
+def test_a_photograph_has_neither_breathing_nor_pulse():
+    v, _, _ = play(ClipSpec(seconds=34, seed=5))
+    assert v.breathing is None and v.pulse is None, v
+
+
+@needs_still
+def test_fidgeting_reads_far_above_a_calm_childs_restlessness():
+    _, calm, _ = play(ClipSpec(breathing=12, tempo=7, seconds=12, seed=1))
+    _, fidget, _ = play(ClipSpec(breathing=12, fidget=((4.0, 12.0),), seconds=12, seed=2))
+    assert np.mean(fidget[-60:]) >= 3 * np.mean(calm[-60:]) and np.mean(fidget[-60:]) > 0.6
+
+
+def test_the_chest_out_of_the_cameras_view_is_said():
+    assert place(Box(270, 36, 141, 141), 640, 480).chest is not None
+    assert place(Box(270, 300, 141, 141), 640, 480).chest is None  # the face low in the frame
+
+
+def test_a_regions_colour_from_the_yuv420_buffer_matches_the_colour_frame():
+    """Only the region's planes are read from the Pi camera's buffer."""
+    rng = np.random.default_rng(0)
+    bgr = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (31, 31), 0)
+    bgr[100:200, 300:400] = (40, 120, 200)
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    for box in (Box(300, 100, 100, 100), Box(10, 10, 200, 100)):
+        got = mean_rgb(Frame(yuv[:480], yuv420=yuv), box)
+        want = mean_rgb(Frame(bgr), box)
+        assert got is not None and want is not None
+        assert np.allclose(got, want, atol=1.5), (got, want)
+    assert mean_rgb(Frame(yuv[:480]), Box(0, 0, 10, 10)) is None  # gray, no buffer: no colour
+
+
+def test_a_vitals_event_has_the_documented_fields():
+    e = Vitals(12.34, None, 0.12345, 0.8, 0.1).event()
+    assert e == {"breathing": 12.3, "pulse": None, "movement": 0.123,
+                 "quality": {"breathing": 0.8, "pulse": 0.1}}
