@@ -163,6 +163,7 @@ class Sensing:
             return ScriptInput(self.script, hands)
         if self.virtual:
             return virtual_input(plan.child, actuators, plan.config)
+        from relaxd.vision.body.vitals import BodySignals
         from relaxd.vision.calibration import load_calibration
         from relaxd.vision.faces import FaceDetector
         from relaxd.vision.mood import MoodSmoother
@@ -171,7 +172,8 @@ class Sensing:
         return VisionInput(self.frames, FaceDetector(), self.classifier,
                            MoodSmoother(plan.config.mood),
                            calibration=load_calibration(plan.config.model.path),
-                           baseline=plan.child.baseline if plan.child else None)
+                           baseline=plan.child.baseline if plan.child else None,
+                           body=BodySignals())
 
 
 def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:

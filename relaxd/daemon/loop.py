@@ -35,7 +35,7 @@ from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat
 from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.vision.body.vitals import ChairOutputs
-from relaxd.vision.inputs import Input, Sensed
+from relaxd.vision.inputs import Input, Sensed, hand_over
 
 if TYPE_CHECKING:
     from relaxd.children.session import ChildSession
@@ -367,9 +367,7 @@ class Session:
         """The outputs as driven, as plain numbers, to the input: its body signals tell the
         child's breathing and pulse apart from the chair's light and vibration (inputs without
         body signals, such as a test's stand-in, need not take them)."""
-        take = getattr(self.input, "chair", None)
-        if take is not None:
-            take(ChairOutputs(driven.light, step.stimulus.colour, driven.vibration))
+        hand_over(self.input, ChairOutputs(driven.light, step.stimulus.colour, driven.vibration))
 
     def _remote_reset(self) -> None:
         """``relaxd reset`` where ``safety.remote_reset`` lets it stand for the reset button."""

@@ -36,7 +36,9 @@ class StayUp:
         return Sensed(MoodSample(Mood.NO_FACE, 0.0))
 
     def chair(self, outputs: ChairOutputs) -> None:
-        self.inner.chair(outputs)
+        from relaxd.vision.inputs import hand_over
+
+        hand_over(self.inner, outputs)
 
     def close(self) -> None:
         self.inner.close()

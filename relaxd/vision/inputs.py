@@ -42,6 +42,14 @@ class Sensed:
     vitals: Vitals | None = None
 
 
+def hand_over(input: object, outputs: ChairOutputs) -> None:
+    """The chair's outputs as driven, to an input that reads body signals (its ``chair``);
+    inputs without them, such as a test's stand-in, need not take them."""
+    take = getattr(input, "chair", None)
+    if take is not None:
+        take(outputs)
+
+
 class Input(Protocol):
     #: A script stands in for the child (and the caregiver's hands): the session may end with it.
     scripted: bool
