@@ -346,6 +346,6 @@ def test_account_changes_from_a_shell_are_in_the_audit_log(station, place, monke
         audit = c.get("/api/audit").json()
     assert [(e["action"], e["detail"], e["by"]) for e in audit if e["session"] is None] == [
         ("set PIN", "the kiosk's caregiver PIN", "tech (shell)"),
-        ("change password", "cara", "tech (shell)"),
+        ("change password", "cara (0 sign-ins ended)", "tech (shell)"),
         ("add user", "cara (caregiver)", "tech (shell)")]  # newest first
     assert [e["action"] for e in audit if e["session"]] == ["stop"]  # with the daemon's
