@@ -111,6 +111,11 @@ class Station:
         response.set_cookie(COOKIE, token, max_age=int(self.sessions.lifetime), httponly=True,
                             samesite="strict", secure=self.tls, path="/")
 
+    def stop_seq(self) -> int | str:
+        """The newest stop's number the chair published ("" before the first state)."""
+        seq = (self.link.state or {}).get("stop_seq")
+        return seq if isinstance(seq, int) else ""
+
     def stop_token(self) -> str:
         """A STOP token for a page: a fresh nonce and its HMAC under :attr:`secret`."""
         nonce = secrets.token_urlsafe(12)
@@ -223,7 +228,7 @@ async def login_page(request: Request, error: str = "", status: int = 200,
     local = is_local(request)
     response = templates.TemplateResponse(request, "login.html", {
         "error": error, "pin": local, "stop_token": station.stop_token() if local else "",
-        "wait": math.ceil(wait)}, status_code=status)
+        "stop_seq": station.stop_seq(), "wait": math.ceil(wait)}, status_code=status)
     if wait:
         response.headers["Retry-After"] = str(math.ceil(wait))
     return response
@@ -287,7 +292,7 @@ async def index(request: Request) -> Response:
     scenarios = _scenario_list(station) if signed.role == "therapist" else []
     return templates.TemplateResponse(request, "index.html", {
         "user": signed, "scenarios": scenarios, "stop_token": station.stop_token(),
-        "kiosk": is_local(request)})
+        "stop_seq": station.stop_seq(), "kiosk": is_local(request)})
 
 
 async def _link_sign_in(request: Request, station: Station, token: str) -> Response:

@@ -20,10 +20,17 @@ async function api(method, path, body) {
     options.body = JSON.stringify(body || {});
   }
   const response = await fetch(path, options);
-  if (response.status === 401) { window.location = "/login"; }
+  if (response.status === 401) showSignedOut();
   let data = {};
   try { data = await response.json(); } catch (e) { data = {}; }
   return {status: response.status, data};
+}
+
+// The sign-in ended (expired, signed out, the account removed): say so plainly, never as
+// "the daemon is not answering"; STOP in the header still works on the chair's display.
+function showSignedOut() {
+  $("signed-out").classList.remove("hidden");
+  $("offline").classList.add("hidden");
 }
 
 function say(text) { $("message").textContent = text; }
@@ -49,7 +56,9 @@ function clock(seconds) {
 
 function render(s) {
   last = s;
-  $("offline").classList.toggle("hidden", s.connected !== false);
+  if (Number.isInteger(s.stop_seq)) stopPage.seq = s.stop_seq;
+  $("offline").classList.toggle("hidden", s.connected !== false
+    || !$("signed-out").classList.contains("hidden"));
   $("state").textContent = STATE_WORDS[s.state] || s.state;
   $("state").dataset.state = s.state;
   $("scenario").textContent = s.scenario || "";
@@ -370,12 +379,26 @@ function showTab(name) {
 function connect() {
   const source = new EventSource("/api/events");
   source.onmessage = (m) => render(JSON.parse(m.data));
-  source.onerror = () => { if (last) render({...last, connected: false}); };
+  source.onerror = async () => {
+    const {status} = await api("GET", "/api/state");  // 401: the sign-in ended, not the chair
+    if (status === 401) { source.close(); return; }
+    if (last) render({...last, connected: false});
+  };
 }
 
 function wire() {
   for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => showTab(b.dataset.tab));
-  $("stop").addEventListener("click", () => command("/api/stop", {}, "Stopped: every output is off."));
+  stopPage.onStopped = (d) => say("Stopped: every output is off (stop number " + d.stop_seq + ").");
+  const signOut = $("sign-out");
+  if (signOut) {  // two taps: a stray one never signs the caregiver out mid-session
+    $("logout").addEventListener("submit", (ev) => {
+      if (signOut.dataset.armed === "yes") return;
+      ev.preventDefault();
+      signOut.dataset.armed = "yes";
+      signOut.textContent = "Tap again to sign out";
+      setTimeout(() => { signOut.dataset.armed = "no"; signOut.textContent = "Sign out"; }, 4000);
+    });
+  }
   $("calmer").addEventListener("click", () => command("/api/calmer", {}, "One step calmer."));
   $("hold").addEventListener("click", () => command("/api/hold", {on: !(last && last.hold)}));
   $("end-gently").addEventListener("click", () => command("/api/end-gently", {}, "Ending gently."));
