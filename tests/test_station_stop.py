@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures of test_station, imported
 """STOP on the caregiver station: from every page, without a sign-in on the chair's own
 display, retries that name the stop they mean, and every STOP in the audit log; sign-ins
 that survive restarts and end when they should (Starlette's TestClient against a stand-in
