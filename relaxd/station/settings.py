@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +63,9 @@ class UISettings:
 
     @property
     def network(self) -> bool:
-        """Tablets on the network are served too (a second, TLS, listener)."""
-        return not _loopback(self.listen)
+        """Tablets on the network are served too (a second, TLS, listener): ``listen`` is
+        anything but the chair's own loopback address (127.0.0.1, ::1, localhost)."""
+        return self.listen not in ("127.0.0.1", "::1", "localhost")
 
     @property
     def sessions_file(self) -> Path:
@@ -82,9 +82,3 @@ class UISettings:
         """Scenarios installed from the station (the daemon reads them too)."""
         return self.state_dir / "scenarios"
 
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
