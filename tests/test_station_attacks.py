@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("starlette")
-from test_station import (  # noqa: E402
+from test_station import (  # noqa: E402,F401 - fixtures
     ORIGIN,
-    StandInDaemon,
     client,
     daemon,
     place,
