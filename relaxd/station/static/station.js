@@ -65,17 +65,19 @@ function render(s) {
   $("why").textContent = s.why ? "(" + s.why + ")" : "";
   $("child").textContent = childName(s.child);
   $("phase").textContent = s.phase || "—";
-  $("phase-left").textContent = s.phase_left == null ? "" : clock(s.phase_left) + " left";
-  const intensity = s.intensity || 0;
-  $("intensity").textContent = intensity.toFixed(2);
-  $("intensity-bar").value = intensity;
   const levels = s.levels || {light: 0, audio: 0, vibration: 0};
+  // Every output at 0 (stopped, halted, ended): show 0, no colour, no countdown, no breathing.
+  const dark = ["light", "audio", "vibration"].every((k) => !levels[k]);
+  $("phase-left").textContent = s.phase_left == null || dark ? "" : clock(s.phase_left) + " left";
+  const intensity = dark ? 0 : (s.intensity || 0);
+  $("intensity").textContent = dark ? "0" : intensity.toFixed(2);
+  $("intensity-bar").value = intensity;
   for (const k of ["light", "audio", "vibration"]) {
     $("level-" + k).textContent = (levels[k] || 0).toFixed(2);
     $("bar-" + k).value = levels[k] || 0;
   }
-  $("swatch").style.backgroundColor = s.colour || "#000000";
-  $("colour").textContent = s.colour || "";
+  $("swatch").style.backgroundColor = dark ? "transparent" : (s.colour || "#000000");
+  $("colour").textContent = dark ? "off" : (s.colour || "");
   const mood = (s.mood || {}).mood || "";
   $("mood").textContent = (MOOD_MARK[mood] || "") + " " + mood.replace("_", " ");
   $("confidence").textContent = s.mood ? Math.round(100 * s.mood.confidence) + " %" : "";
@@ -94,7 +96,8 @@ function render(s) {
 let breath = null;
 
 function renderBreath(s) {
-  breath = s.breath ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
+  const dark = ["light", "audio", "vibration"].every((k) => !(s.levels || {})[k]);
+  breath = s.breath && !dark ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
   $("breath-row").classList.toggle("hidden", !breath);
   if (breath) requestAnimationFrame(animateBreath);
 }
