@@ -73,6 +73,10 @@ _COMMANDS: dict[tuple[str, ...], tuple[str, str, str, str]] = {
                        "change a station account's password"),
     ("ui", "set-pin"): ("relaxd.commands.ui", "configure_users", "run_set_pin",
                         "set the caregiver PIN for signing in at the chair's own screen"),
+    ("ui", "remove-user"): ("relaxd.commands.ui", "configure_remove_user", "run_remove_user",
+                            "remove a station account and end its sign-ins"),
+    ("ui", "renew-cert"): ("relaxd.commands.ui", "configure_renew_cert", "run_renew_cert",
+                           "make a new certificate for tablets (names, addresses, fingerprint)"),
 }
 
 

@@ -95,7 +95,8 @@ def station(place, daemon):
     sink.write({"t": 2.0, "type": "levels", "light": 0.3, "audio": 0.2, "vibration": 0.1})
     sink.write({"t": 3.0, "type": "audit", "action": "stop", "by": "ana", "detail": EVIL})
     sink.close()
-    return Station(link=ChairLink(place / "ctl.sock"), users=users, sessions=Sessions(3600),
+    return Station(link=ChairLink(place / "ctl.sock"), users=users,
+                   sessions=Sessions(3600, place / "ui" / "sessions.json"),
                    records=place / "records",
                    scenario_dirs=[place / "ui" / "scenarios", resource_dir("scenarios")],
                    token="the-link-token", limiter=RateLimit())
@@ -137,16 +138,23 @@ def api_routes(station) -> list[tuple[str, str]]:
 
 
 def test_every_api_route_answers_401_without_a_signed_in_session(station):
-    with client(station) as c:
-        routes = api_routes(station)
-        assert len(routes) >= 15
-        for method, path in routes:
-            r = c.request(method, path, json={}, headers={"Origin": ORIGIN})
-            assert r.status_code == 401, (method, path, r.status_code)
-            assert r.json() == {"error": "sign in first"}
-        assert c.get("/api/no/such/thing").status_code == 401
-        c.cookies.set("relaxd_station", "forged")
-        assert c.get("/api/state").status_code == 401
+    """From the network, every route; on the chair itself every route but STOP (which the
+    chair's display may send without a sign-in, with its page's token: else 403)."""
+    routes = api_routes(station)
+    assert len(routes) >= 16
+    for address in ("192.0.2.50", "127.0.0.1"):
+        with client(station, address) as c:
+            for method, path in routes:
+                r = c.request(method, path, json={}, headers={"Origin": ORIGIN})
+                if address == "127.0.0.1" and path == "/api/stop":
+                    assert r.status_code == 403, r.text
+                    continue
+                assert r.status_code == 401, (address, method, path, r.status_code)
+                assert r.json() == {"error": "sign in first"}
+            assert c.get("/api/no/such/thing").status_code == 401
+            c.cookies.set("relaxd_station", "forged")
+            assert c.get("/api/state").status_code == 401
+            assert c.get("/api/state").json()["expired"] is True
 
 
 def test_changes_need_the_pages_csrf_token_and_the_same_origin(station, daemon):
@@ -338,6 +346,6 @@ def test_account_changes_from_a_shell_are_in_the_audit_log(station, place, monke
         audit = c.get("/api/audit").json()
     assert [(e["action"], e["detail"], e["by"]) for e in audit if e["session"] is None] == [
         ("set PIN", "the kiosk's caregiver PIN", "tech (shell)"),
-        ("change password", "cara", "tech (shell)"),
+        ("change password", "cara (0 sign-ins ended)", "tech (shell)"),
         ("add user", "cara (caregiver)", "tech (shell)")]  # newest first
     assert [e["action"] for e in audit if e["session"]] == ["stop"]  # with the daemon's

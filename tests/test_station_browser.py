@@ -193,3 +193,49 @@ def test_the_now_page_shows_a_warm_or_too_hot_chair_in_one_line(browser, tmp_pat
         shot(browser, tmp_path, "too-hot")
     finally:
         chair.close()
+
+
+def test_stop_is_on_every_page_and_a_stop_that_does_not_reach_the_chair_fills_the_screen(
+        browser, tmp_path):
+    import os
+    import signal
+
+    chair = SimulatedChair(tmp_path / "chair", SCRIPT)
+    station_pid = None
+    try:
+        browser.get(chair.link)
+        wait_for(lambda: text(browser, "state") not in ("", "…"), "the live state")
+        for tab in ("now", "alerts", "history", "scenarios", "audit"):
+            browser.find_element("css selector", f'[data-tab="{tab}"]').click()
+            assert browser.find_element("id", "stop").is_displayed(), tab
+            assert out_of_view(browser) == [] or tab != "now"
+        browser.find_element("css selector", '[data-tab="now"]').click()
+        # The chair's display signed out: its sign-in page still has STOP, and it works.
+        browser.delete_all_cookies()
+        browser.get(chair.link.split("?")[0] + "login")
+        assert browser.find_element("id", "stop").is_displayed()
+        assert browser.find_elements("css selector", ".keypad button[data-key]")
+        shot(browser, tmp_path, "sign-in-kiosk")
+        browser.find_element("id", "stop").click()
+        wait_for(lambda: any(e.get("type") == "estop" for e in chair.read_events()),
+                 "the STOP from the sign-in page")
+        assert "hidden" in browser.find_element("id", "stop-failed").get_attribute("class")
+        # The daemon gone: STOP cannot reach the chair, and says so on the whole screen.
+        station_pid = chair.station_pid()
+        chair.proc.send_signal(signal.SIGKILL)
+        chair.proc.wait(10)
+        browser.find_element("id", "stop").click()
+        overlay = browser.find_element("id", "stop-failed")
+        wait_for(overlay.is_displayed, "the full-screen STOP warning", 10)
+        assert "STOP did NOT reach the chair — press the red button on the chair" in overlay.text
+        size = overlay.size
+        assert size["width"] >= 800 and size["height"] >= 480
+        shot(browser, tmp_path, "stop-not-reached")
+        wait_for(lambda: overlay.get_attribute("data-state") == "gave-up", "10 s of retries", 20)
+        assert overlay.is_displayed()  # it stays until dismissed
+        browser.find_element("id", "stop-dismiss").click()
+        assert not overlay.is_displayed()
+    finally:
+        if station_pid is not None:
+            os.kill(station_pid, signal.SIGTERM)
+        chair.close()

@@ -9,6 +9,12 @@ first state), the update latency (the daemon's publish -> the browser's server-s
 the loop's tick interval p99 (every state the daemon publishes, straight off the control
 socket) quiet and under ``--rate`` requests a second to the station for ``--seconds``.
 
+With ``--attacks``: STOP from the chair's own display (loopback, no sign-in; ten presses,
+median and worst) and the station's peak resident memory, with no attack and under each of a
+stranger's (from another address, 127.0.0.3): one 300 MB request to ``/login`` (declared, and
+chunked without a length), 64 connections that send half a header and then nothing, and 40
+wrong passwords sent in parallel. The goal: STOP within 1 s, the station under 100 MB.
+
 With ``--minutes N``: two browsers (each signed in with the link, each with its own cookie)
 follow the live updates (server-sent events) for N minutes while the simulated chair plays, a
 caregiver starting the next session whenever the chair waits; the station's resident memory is
@@ -19,6 +25,7 @@ printed every minute, then at the start and the end, with the growth and its rat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.cookiejar
 import json
 import re
@@ -149,14 +156,137 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return sum((m - mx) * (r - my) for m, r in points) / den if den else 0.0
 
 
+class PeakRSS:
+    """The station's largest resident memory while it is watched (sampled every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._on = pid, rss_mb(pid), True
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while self._on:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.02)
+
+    def stop(self) -> float:
+        self._on = False
+        self._thread.join()
+        return self.peak
+
+
+def kiosk_stops(port: int, presses: int = 10) -> list[float]:
+    """Milliseconds for each STOP from the chair's own display (its sign-in page's token)."""
+    base = f"http://127.0.0.1:{port}"
+    page = urllib.request.urlopen(base + "/login", timeout=10).read().decode()
+    token = re.search(r'name="stop-token" content="([^"]+)"', page).group(1)
+    took = []
+    for _ in range(presses):
+        request = urllib.request.Request(base + "/api/stop", data=b"{}", method="POST", headers={
+            "Origin": base, "X-Stop-Token": token, "Content-Type": "application/json"})
+        begun = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                ok = r.status == 200
+        except OSError:
+            ok = False
+        took.append((time.perf_counter() - begun) * 1000 if ok else float("inf"))
+        time.sleep(0.2)
+    return took
+
+
+def _stranger(port: int) -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.3", 0))
+    s.settimeout(20)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def big_bodies(port: int, done: threading.Event) -> None:
+    """300 MB to /login: declared, then chunked with no length (1 MB chunks)."""
+    with _stranger(port) as s:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 300000000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(300):
+                s.sendall(b"x" * 0x100000)
+    with _stranger(port) as s:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(300):
+                s.sendall(b"100000\r\n" + b"x" * 0x100000 + b"\r\n")
+    done.wait()
+
+
+def slow_headers(port: int, done: threading.Event) -> None:
+    """64 connections that send half a header, then nothing, until ``done``."""
+    held = []
+    for _ in range(64):
+        with contextlib.suppress(OSError):
+            s = _stranger(port)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            held.append(s)
+    done.wait()
+    for s in held:
+        s.close()
+
+
+def wrong_passwords(port: int, done: threading.Event) -> None:
+    """40 wrong passwords at once."""
+    body = b"username=ana&password=wrong-guess"
+    request = (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n"
+               b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n"
+               b"Connection: close\r\n\r\n%s") % (port, port, len(body), body)
+
+    def one() -> None:
+        with contextlib.suppress(OSError), _stranger(port) as s:
+            s.sendall(request)
+            s.recv(4096)
+
+    threads = [threading.Thread(target=one) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.wait()
+
+
+def attacks(chair: SimulatedChair) -> None:
+    """STOP latency and peak memory with no attack and under each attack."""
+    pid = chair.station_pid()
+    print(f"{'attack':<28} {'STOP median ms':>15} {'STOP worst ms':>14} {'peak RSS MB':>12}")
+    for name, attack in (("none", None), ("300 MB body to /login", big_bodies),
+                         ("64 slow connections", slow_headers),
+                         ("40 parallel wrong passwords", wrong_passwords)):
+        done = threading.Event()
+        peak = PeakRSS(pid)
+        if attack is not None:
+            threading.Thread(target=attack, args=(chair.port, done), daemon=True).start()
+            time.sleep(1.0)  # under way
+        took = kiosk_stops(chair.port)
+        done.set()
+        time.sleep(0.5)
+        print(f"{name:<28} {statistics.median(took):>15.1f} {max(took):>14.1f} "
+              f"{peak.stop():>12.1f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--attacks", action="store_true",
+                        help="STOP latency and memory under each attack, then exit")
     parser.add_argument("--minutes", type=float, default=None,
                         help="memory over time: two browsers connected this long")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    if args.attacks:
+        chair = SimulatedChair(out, SCRIPT, speed=1.0)
+        try:
+            attacks(chair)
+        finally:
+            chair.close()
+        return 0
     if args.minutes is not None:
         chair = SimulatedChair(out, SCRIPT, speed=1.0)
         try:

@@ -84,13 +84,14 @@ async def index(request: Request) -> Response:
     token = request.query_params.get("token")
     if token is not None:
         address = request.client.host if request.client else "?"
-        if desk.limiter.blocked(address):
-            return await login_page(request, "Too many attempts: wait a minute.", 429)
+        wait = desk.limiter.begin(address)  # counted before the check
+        if wait > 0:
+            return await login_page(request, f"Too many attempts: wait {wait:.0f} s.", 429)
         if desk.token and hmac.compare_digest(token, desk.token):
+            desk.limiter.succeeded(address)
             response = RedirectResponse("/", status_code=303)
             desk.sign_in(response, "technician", "nurse")
             return response
-        desk.limiter.failed(address)
         return await login_page(request, "That sign-in link is not valid.", 401)
     signed = desk.signed_in(request)
     if signed is None:
@@ -101,8 +102,9 @@ async def index(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     desk: Desk = request.app.state.station
-    if same_origin(request):
-        desk.sessions.drop(request.cookies.get(COOKIE))
+    if not same_origin(request):  # another site cannot sign a browser out
+        return Response("cross-origin request refused", status_code=403)
+    desk.sessions.drop(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

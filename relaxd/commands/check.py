@@ -355,6 +355,7 @@ def _hardware_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterat
     yield check_temperature(hw.thermal_settings(), hw.simulated)
     yield check_throttling(hw.thermal_settings())
     yield check_station(config, hw.simulated)
+    yield from check_station_certificate(config)
 
 
 def check_station(config: Config, simulated: bool) -> Check:
@@ -364,6 +365,15 @@ def check_station(config: Config, simulated: bool) -> Check:
 
     running = RunMarker.in_state_dir(config.state_dir).owner_alive()
     return Check("station", *station_report(config.ui, simulated, daemon_running=running))
+
+
+def check_station_certificate(config: Config) -> Iterator[Check]:
+    """The tablets' TLS certificate: fingerprint, names, a warning a month before it expires."""
+    from relaxd.station.health import certificate_report
+
+    report = certificate_report(config.ui)
+    if report is not None:
+        yield Check("station certificate", *report)
 
 
 def _pin_checks(config: Config, hw: ChairHardware, scratch: Path,

@@ -309,16 +309,21 @@ class ControlServer:
             with self._changed:
                 reply.update(ok=True, state=self._state)
         elif name == "stop":
-            reply.update(self._stop(str(message.get("by") or "station")))
+            reply.update(self._stop(str(message.get("by") or "station"), message.get("for_stop")))
         elif name in self._direct:
             reply.update(self._direct[name](message))
         else:
             reply.update(self._queue(name, message, conn, bound))
         return reply
 
-    def _stop(self, by: str) -> dict[str, Any]:
-        """STOP, here and now: every output is 0 before the answer goes out."""
+    def _stop(self, by: str, for_stop: Any = None) -> dict[str, Any]:
+        """STOP, here and now: every output is 0 before the answer goes out. ``for_stop`` N (a
+        retry of a STOP pressed when N was the newest stop): carried out only while no stop
+        newer than N exists; otherwise that newer stop is the answer (``already``)."""
         try:
+            newest = self._stop_seq()
+            if isinstance(for_stop, int) and not isinstance(for_stop, bool) and newest > for_stop:
+                return {"ok": True, "stop_seq": newest, "already": True}
             return {"ok": True, "stop_seq": self._stop_chair(by)}
         except Exception as exc:  # noqa: BLE001 - the caregiver must hear that it failed
             log.exception("the station's STOP failed")

@@ -198,8 +198,20 @@ def write_csv(events: list[Event], f: Any) -> None:
     w.writerow(["t", "type", *fields])
     for e in events:
         w.writerow([e["t"], e["type"], *(
-            json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, "")
+            _cell(json.dumps(e[k]) if isinstance(e.get(k), (list, dict)) else e.get(k, ""))
             for k in fields)])
+
+
+#: A text cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a text value that would start a formula gets a
+    leading apostrophe (numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def events_of_type(state_dir: str | Path, type: str, limit: int = 200) -> list[Event]:

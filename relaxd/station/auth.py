@@ -17,7 +17,6 @@ import os
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +91,12 @@ class UserStore:
         data["users"][name] = {"role": role or old["role"], "hash": hash_secret(password)}
         self._save(data)
 
+    def remove_user(self, name: str) -> None:
+        data = self._load()
+        if data["users"].pop(name, None) is None:
+            raise RelaxdError(f"no user {name!r} (the users: {', '.join(data['users']) or 'none'})")
+        self._save(data)
+
     def set_pin(self, pin: str) -> None:
         if not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise RelaxdError("the PIN is 4 to 8 digits")
@@ -122,65 +127,164 @@ class SignedIn:
     expires: float
 
 
+def _digest(token: str) -> str:
+    """What the sign-in file keeps of a browser's token: its SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Sessions:
-    """Sign-in sessions in memory, by the random token in the browser's cookie."""
+    """Sign-in sessions by the random token in the browser's cookie, kept in ``path`` (mode
+    0600, tokens hashed) so a restart of the station signs nobody out; read again whenever
+    another process (``relaxd ui passwd`` or ``remove-user``) changed it. No ``path``: in
+    memory only."""
 
     MAX = 200
 
-    def __init__(self, lifetime: float) -> None:
+    def __init__(self, lifetime: float, path: Path | None = None) -> None:
         self.lifetime = lifetime
-        self._by_token: dict[str, SignedIn] = {}
+        self.path = Path(path) if path is not None else None
+        self._by_digest: dict[str, SignedIn] = {}
+        self._stamp: int | None = None
         self._lock = threading.Lock()
+        self._reload()
 
     def new(self, user: str, role: str, now: float) -> tuple[str, SignedIn]:
         token = secrets.token_urlsafe(32)
         signed = SignedIn(user, role, secrets.token_urlsafe(32), now + self.lifetime)
         with self._lock:
+            self._reload()
             self._prune(now)
-            if len(self._by_token) >= self.MAX:
-                oldest = min(self._by_token, key=lambda k: self._by_token[k].expires)
-                del self._by_token[oldest]
-            self._by_token[token] = signed
+            if len(self._by_digest) >= self.MAX:
+                oldest = min(self._by_digest, key=lambda k: self._by_digest[k].expires)
+                del self._by_digest[oldest]
+            self._by_digest[_digest(token)] = signed
+            self._save()
         return token, signed
 
-    def get(self, token: str | None, now: float) -> SignedIn | None:
+    def get(self, token: str | None, now: float, keep: bool = False) -> SignedIn | None:
+        """The sign-in of ``token``, None when unknown or expired; ``keep``: one that would
+        expire within the next lifetime is renewed (the chair's display during a session)."""
+        if not token:
+            return None
         with self._lock:
-            key = token or ""
-            signed = self._by_token.get(key)
+            self._reload()
+            key = _digest(token)
+            signed = self._by_digest.get(key)
+            if signed is not None and keep and signed.expires < now + self.lifetime / 2:
+                signed.expires = now + self.lifetime
+                self._save()
             if signed is not None and signed.expires <= now:
-                del self._by_token[key]
+                del self._by_digest[key]
+                self._save()
                 return None
             return signed
 
     def drop(self, token: str | None) -> None:
         with self._lock:
-            self._by_token.pop(token or "", None)
+            self._reload()
+            if self._by_digest.pop(_digest(token or ""), None) is not None:
+                self._save()
+
+    def drop_user(self, user: str) -> int:
+        """End every sign-in of ``user``; how many there were."""
+        with self._lock:
+            self._reload()
+            gone = [k for k, s in self._by_digest.items() if s.user == user]
+            for key in gone:
+                del self._by_digest[key]
+            if gone:
+                self._save()
+            return len(gone)
 
     def _prune(self, now: float) -> None:
-        for token in [k for k, s in self._by_token.items() if s.expires <= now]:
-            del self._by_token[token]
+        for key in [k for k, s in self._by_digest.items() if s.expires <= now]:
+            del self._by_digest[key]
+
+    def _reload(self) -> None:
+        """Read the file again if another process changed it (a missing or bad file: none)."""
+        if self.path is None:
+            return
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            data = json.loads(self.path.read_text()) if stamp is not None else {}
+            self._by_digest = {k: SignedIn(**v) for k, v in data.get("sessions", {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            self._by_digest = {}
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {"sessions": {k: s.__dict__ for k, s in self._by_digest.items()}}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            tmp.replace(self.path)
+            self._stamp = self.path.stat().st_mtime_ns
+        except OSError:  # kept in memory: a restart signs these out
+            self._stamp = None
 
 
-class RateLimit:
-    """At most ``limit`` failed sign-ins per ``window`` seconds from one address."""
+class Backoff:
+    """A growing wait between failed sign-ins from one address, counted *before* the check:
+    ``free`` failures go unhindered, then each waits twice as long (``base`` seconds first, at
+    most ``cap``). Failures are forgotten after ``forget`` quiet seconds or on a success."""
 
-    def __init__(self, limit: int = 5, window: float = 60.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[str, deque[float]] = {}
+    def __init__(self, free: int, base: float, cap: float, forget: float | None = None) -> None:
+        self.free, self.base, self.cap = free, base, cap
+        self.forget = 2 * cap if forget is None else forget
+        self._seen: dict[str, tuple[int, float]] = {}  # address -> failures, the last one's time
 
-    def blocked(self, address: str, now: float | None = None) -> bool:
+    def delay(self, failures: int) -> float:
+        """How long to wait after ``failures`` failures in a row."""
+        if failures < self.free:
+            return 0.0
+        return min(self.cap, self.base * 2 ** (failures - self.free))
+
+    def wait(self, address: str, now: float | None = None) -> float:
+        """Seconds before ``address`` may try again (0: now)."""
         now = time.monotonic() if now is None else now
-        recent = self._failures.get(address)
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        if not recent:
-            if recent is not None:  # every failure has aged out
-                del self._failures[address]
-            return False
-        return len(recent) >= self.limit
+        failures, last = self._seen.get(address, (0, now))
+        if now - last >= self.forget:
+            self._seen.pop(address, None)
+            return 0.0
+        return max(0.0, last + self.delay(failures) - now)
 
-    def failed(self, address: str, now: float | None = None) -> None:
+    def begin(self, address: str, now: float | None = None) -> float:
+        """An attempt from ``address``: the wait left (0: go ahead, already counted as a
+        failure until :meth:`succeeded` says otherwise)."""
         now = time.monotonic() if now is None else now
-        if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
-            self._failures.pop(next(iter(self._failures)))
-        self._failures.setdefault(address, deque(maxlen=self.limit * 2)).append(now)
+        left = self.wait(address, now)
+        if left > 0:
+            return left
+        if len(self._seen) > 10_000:  # a flood of addresses: forget the oldest
+            self._seen.pop(next(iter(self._seen)))
+        failures = self._seen.get(address, (0, now))[0]
+        self._seen[address] = (failures + 1, now)
+        return 0.0
+
+    def succeeded(self, address: str) -> None:
+        self._seen.pop(address, None)
+
+
+class RateLimit(Backoff):
+    """Sign-ins over the network: five tries, then a minute, two, four ... (at most 15)."""
+
+    def __init__(self) -> None:
+        super().__init__(free=5, base=60.0, cap=900.0)
+
+
+class PinWait(Backoff):
+    """The PIN on the chair's own display (a child may tap it): three tries, then 2 s, 4 s
+    ... at most 30 s; STOP stays on that page all along."""
+
+    def __init__(self) -> None:
+        super().__init__(free=3, base=2.0, cap=30.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime, timezone
 from pathlib import Path
 
 from relaxd.station.settings import UISettings
@@ -72,3 +73,28 @@ def daemon_answer(path: Path, timeout: float = ANSWER_TIMEOUT_S) -> tuple[bool, 
     except (ValueError, KeyError, TypeError):
         return False, f"gave no state ({line[:60]!r})"
     return True, f"answering (chair {state.get('state', '?') if isinstance(state, dict) else '?'})"
+
+
+def certificate_report(ui: UISettings, now: datetime | None = None) -> tuple[bool, str, bool] | None:
+    """(ok, detail, warn) about the tablets' TLS certificate: its fingerprint, names and
+    expiry, a warning within a month of it; None when the station serves no network."""
+    from relaxd.core.errors import RelaxdError
+    from relaxd.station import cert
+
+    if not ui.enabled or not ui.network or ui.certificate is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    try:
+        info = cert.read(ui.certificate)
+    except RelaxdError as exc:
+        return False, str(exc), False
+    left = info.days_left(now)
+    about = f"SHA-256 {info.fingerprint}; {', '.join(info.names) or 'no subjectAltName'}"
+    if left <= 0:
+        return False, f"expired {info.not_after:%Y-%m-%d}: sudo relaxd ui renew-cert; {about}", False
+    if not any(n.startswith(("DNS:", "IP")) for n in info.names):
+        return True, f"no subjectAltName (browsers reject it): sudo relaxd ui renew-cert; {about}", True
+    if left <= cert.WARN_DAYS:
+        return True, (f"expires in {left:.0f} days ({info.not_after:%Y-%m-%d}): "
+                      f"sudo relaxd ui renew-cert; {about}"), True
+    return True, f"valid until {info.not_after:%Y-%m-%d}; {about}", False

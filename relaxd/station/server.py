@@ -4,8 +4,13 @@ Pages: ``/login``, ``/`` (Now, Alerts, History, Scenarios, Audit: one page, tabs
 ``static/station.js``). JSON API under ``/api/``; live state as server-sent events on
 ``/api/events``. Every ``/api/`` route needs a signed-in session (else 401); every POST also the
 page's CSRF token in ``X-CSRF-Token`` and a same-origin request (else 403); scenarios and the
-audit log are for therapists (else 403). The station never drives the chair itself: it asks the
-daemon over the control socket (:mod:`relaxd.station.link`).
+audit log are for therapists (else 403). One exception, STOP on the chair's own display:
+``POST /api/stop`` from a loopback address with this station's ``Origin`` and the page's STOP
+token (``X-Stop-Token``; every page has one, the sign-in page too) stops the chair with no
+sign-in, as the button on the chair does; without them, 403. STOP is the safe direction
+(deploy/SAFETY.md, H10). The station never drives the chair itself: it asks the daemon over
+the control socket (:mod:`relaxd.station.link`). Body caps, timeouts and connection limits:
+:mod:`relaxd.station.guard`.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import hmac
 import io
 import ipaddress
 import json
 import logging
+import math
+import secrets
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -40,19 +50,25 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from relaxd.control.library import find_scenario, scenario_files
-from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore
+from relaxd.station import audit
+from relaxd.station.auth import Backoff, PinWait, RateLimit, Sessions, SignedIn, UserStore
+from relaxd.station.guard import BodyLimit, SecurityHeaders
 from relaxd.station.link import ChairLink, ChairUnreachable
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "relaxd_station"
-MAX_BODY = 256 * 1024
 SSE_MIN_INTERVAL_S = 0.2
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 #: The events a history plot needs.
 PLOTTED = ("mood", "levels", "decision", "estop", "observation", "alert")
+#: Password and PIN checks (scrypt, 16 MiB each) run at most this many at a time, and at most
+#: PENDING_CHECKS wait; beyond that a sign-in is answered 429 at once.
+PARALLEL_CHECKS = 2
+PENDING_CHECKS = 8
+#: The chair's states in which the chair's own display is never signed out.
+QUIET_STATES = ("idle", "ended", "offline")
+EXPIRED = "your sign-in has ended (expired, or signed out): sign in again"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -68,28 +84,96 @@ class Station:
     scenario_dirs: list[Path]  # the first is where uploads are installed
     token: str | None = None  # the sign-in link's token (relaxd --simulate --ui)
     tls: bool = False
-    limiter: RateLimit = field(default_factory=RateLimit)
+    limiter: Backoff = field(default_factory=RateLimit)
+    pin_wait: Backoff = field(default_factory=PinWait)
+    #: A tablet on the network may Start (ui.network_start); the chair's display always may.
+    network_start: bool = False
+    #: The secret behind the STOP tokens of pages without a sign-in (kept in ui.key_file).
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    checks: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(PARALLEL_CHECKS, "relaxd-check"))
+    _pending: list[int] = field(default_factory=lambda: [0])
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.users.path.parent
 
     def signed_in(self, request: Request) -> SignedIn | None:
-        return self.sessions.get(request.cookies.get(COOKIE), time.time())
+        """The request's sign-in; the chair's own display's is renewed while the chair is in
+        a session, so it never ends in the middle of one."""
+        state = (self.link.state or {}).get("state", "offline")
+        keep = is_local(request) and state not in QUIET_STATES
+        return self.sessions.get(request.cookies.get(COOKIE), time.time(), keep=keep)
 
     def sign_in(self, response: Response, user: str, role: str) -> None:
         token, _ = self.sessions.new(user, role, time.time())
         response.set_cookie(COOKIE, token, max_age=int(self.sessions.lifetime), httponly=True,
                             samesite="strict", secure=self.tls, path="/")
 
+    def stop_seq(self) -> int | str:
+        """The newest stop's number the chair published ("" before the first state)."""
+        seq = (self.link.state or {}).get("stop_seq")
+        return seq if isinstance(seq, int) else ""
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    def stop_token(self) -> str:
+        """A STOP token for a page: a fresh nonce and its HMAC under :attr:`secret`."""
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self._mac(nonce)}"
+
+    def stop_token_ok(self, token: str) -> bool:
+        nonce, _, mac = token.partition(".")
+        return bool(nonce and mac) and hmac.compare_digest(mac, self._mac(nonce))
+
+    def _mac(self, nonce: str) -> str:
+        return hmac.new(self.secret, b"stop:" + nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def check(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A scrypt check on the bounded pool; None at once if too many wait already."""
+        with self._pending_lock:
+            if self._pending[0] >= PENDING_CHECKS:
+                return None
+            self._pending[0] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.checks, fn, *args)
+        finally:
+            with self._pending_lock:
+                self._pending[0] -= 1
+
+    def record(self, action: str, detail: str, by: str) -> None:
+        """One line in the station's audit log (the Audit page shows it)."""
+        try:
+            audit.record(self.state_dir, action, detail, by=by)
+        except Exception as exc:  # noqa: BLE001 - never in the way of what it records
+            log.warning("audit: %s %s by %s not recorded: %s", action, detail, by, exc)
 
 
-def same_origin(request: Request) -> bool:
-    """The request comes from a page of this station (Origin, else Referer)."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def same_origin(request: Request, origin_only: bool = False) -> bool:
+    """The request comes from a page of this station (Origin, else Referer unless
+    ``origin_only``)."""
+    origin = request.headers.get("origin")
+    if not origin and not origin_only:
+        origin = request.headers.get("referer")
     if not origin:
         return False
     got, ours = urlsplit(origin), request.url
     return (got.scheme, got.netloc) == (ours.scheme, ours.netloc)
+
+
+def _unauthorised(request: Request) -> JSONResponse:
+    """401: a plain "sign in first", or that the browser's sign-in has ended."""
+    if request.cookies.get(COOKIE):
+        return _error(401, EXPIRED, expired=True)
+    return _error(401, "sign in first")
+
+
+def _csrf_ok(request: Request, signed: SignedIn) -> bool:
+    sent = request.headers.get("x-csrf-token", "")
+    return bool(sent) and hmac.compare_digest(sent, signed.csrf) and same_origin(request)
 
 
 def guarded(role: str | None = None, change: bool = False) -> Callable[[Handler], Handler]:
@@ -101,12 +185,10 @@ def guarded(role: str | None = None, change: bool = False) -> Callable[[Handler]
             signed = station.signed_in(request)
             if signed is None:
                 if request.url.path.startswith("/api/"):
-                    return _error(401, "sign in first")
+                    return _unauthorised(request)
                 return RedirectResponse("/login", status_code=303)
-            if change:
-                sent = request.headers.get("x-csrf-token", "")
-                if not (sent and hmac.compare_digest(sent, signed.csrf) and same_origin(request)):
-                    return _error(403, "missing or wrong CSRF token, or not from this station")
+            if change and not _csrf_ok(request, signed):
+                return _error(403, "missing or wrong CSRF token, or not from this station")
             if role is not None and signed.role != role:
                 return _error(403, f"only a {role} may do this")
             request.state.user = signed
@@ -116,12 +198,9 @@ def guarded(role: str | None = None, change: bool = False) -> Callable[[Handler]
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; ValueError with a one-line reason."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise ValueError(f"request larger than {MAX_BODY // 1024} KiB")
+    """The request's JSON object (its size capped by guard.BodyLimit); ValueError with a
+    one-line reason."""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ValueError(f"request larger than {MAX_BODY // 1024} KiB")
     try:
         data = json.loads(body or b"{}")
     except ValueError:
@@ -142,45 +221,59 @@ def is_local(request: Request) -> bool:
         return False
 
 
-async def login_page(request: Request, error: str = "", status: int = 200) -> Response:
+async def login_page(request: Request, error: str = "", status: int = 200,
+                     wait: float = 0.0) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, "login.html", {
-        "error": error, "pin": is_local(request)}, status_code=status)
+    station: Station = request.app.state.station
+    local = is_local(request)
+    response = templates.TemplateResponse(request, "login.html", {
+        "error": error, "pin": local, "stop_token": station.stop_token() if local else "",
+        "stop_seq": station.stop_seq(), "wait": math.ceil(wait)}, status_code=status)
+    if wait:
+        response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+def _too_many(wait: float) -> str:
+    return f"Too many tries: wait {math.ceil(wait)} s, then try again."
 
 
 async def login(request: Request) -> Response:
-    """Sign in with the PIN (from the chair itself) or a user name and password."""
+    """Sign in with the PIN (from the chair itself) or a user name and password. Every try
+    counts (as a failure until it succeeds) before the check, so tries sent in parallel are
+    held back too; each wait grows (429 with how long)."""
     station: Station = request.app.state.station
     address = request.client.host if request.client else "?"
-    if station.limiter.blocked(address):
-        return await login_page(request, "Too many attempts: wait a minute.", 429)
     if not same_origin(request):
         return await login_page(request, "Sign in from the station's own page.", 403)
-    form = {k: v[0] for k, v in parse_qs((await request.body())[:4096].decode(errors="replace"),
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace"),
                                           keep_blank_values=True).items()}
+    pin = form.get("pin") if is_local(request) else None
+    limiter = station.pin_wait if pin else station.limiter
+    wait = limiter.begin(address)
+    if wait:
+        return await login_page(request, _too_many(wait), 429, wait)
     role, user = None, form.get("username", "")
-    if form.get("pin") and is_local(request):
-        role = "caregiver" if await _off_loop(station.users.check_pin, form["pin"]) else None
-        user = "kiosk"
+    if pin:
+        role, user = ("caregiver" if await station.check(station.users.check_pin, pin)
+                      else None), "kiosk"
     elif user:
-        role = await _off_loop(station.users.check_password, user, form.get("password", ""))
+        role = await station.check(station.users.check_password, user, form.get("password", ""))
     if role is None:
-        station.limiter.failed(address)
         return await login_page(request, "Wrong PIN, name or password.", 401)
+    limiter.succeeded(address)
     response = RedirectResponse("/", status_code=303)
     station.sign_in(response, user, role)
     return response
 
 
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """A scrypt check in a thread, so the live updates go on meanwhile."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
 async def logout(request: Request) -> Response:
+    """Sign out: only from this station's own page (another website's request changes
+    nothing, the cookie included)."""
     station: Station = request.app.state.station
-    if same_origin(request):
-        station.sessions.drop(request.cookies.get(COOKIE))
+    if not same_origin(request):
+        return PlainTextResponse("Sign out from the station's own page.", status_code=403)
+    station.sessions.drop(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -191,22 +284,33 @@ async def index(request: Request) -> Response:
     station: Station = request.app.state.station
     token = request.query_params.get("token")
     if token is not None:
-        address = request.client.host if request.client else "?"
-        if station.limiter.blocked(address):
-            return await login_page(request, "Too many attempts: wait a minute.", 429)
-        if station.token and hmac.compare_digest(token, station.token):
-            response = RedirectResponse("/", status_code=303)
-            station.sign_in(response, "technician", "therapist")
-            return response
-        station.limiter.failed(address)
-        return await login_page(request, "That sign-in link is not valid.", 401)
+        return await _link_sign_in(request, station, token)
     signed = station.signed_in(request)
     if signed is None:
         return RedirectResponse("/login", status_code=303)
     templates: Jinja2Templates = request.app.state.templates
     scenarios = _scenario_list(station) if signed.role == "therapist" else []
     return templates.TemplateResponse(request, "index.html", {
-        "user": signed, "scenarios": scenarios})
+        "user": signed, "scenarios": scenarios, "stop_token": station.stop_token(),
+        "stop_seq": station.stop_seq(), "kiosk": is_local(request)})
+
+
+async def _link_sign_in(request: Request, station: Station, token: str) -> Response:
+    address = request.client.host if request.client else "?"
+    wait = station.limiter.begin(address)
+    if wait:
+        return await login_page(request, _too_many(wait), 429, wait)
+    if station.token and hmac.compare_digest(token, station.token):
+        station.limiter.succeeded(address)
+        response = RedirectResponse("/", status_code=303)
+        station.sign_in(response, "technician", "therapist")
+        return response
+    return await login_page(request, "That sign-in link is not valid.", 401)
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Blocking work (files, the session records) in a thread, so live updates go on."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 # --- the chair ---------------------------------------------------------------------------------
@@ -260,6 +364,64 @@ def chair_command(cmd: str, role: str | None = None,
             return _error(400, str(exc))
         return await _command(request, cmd, **(args(body, request) if args else {}))
     return endpoint
+
+
+async def api_stop(request: Request) -> Response:
+    """STOP: signed in (CSRF, same origin), or on the chair's own display without a sign-in
+    (loopback, this station's ``Origin`` and the page's STOP token; else 403). ``for_stop``:
+    a retry of a STOP pressed when stop number N was the newest; the chair carries it out
+    only while no newer stop exists, so a late retry never stops a later session. Every STOP
+    is in the audit log, carried out or not."""
+    station: Station = request.app.state.station
+    signed = station.signed_in(request)
+    if signed is not None and _csrf_ok(request, signed):
+        by = signed.user
+    elif is_local(request):
+        if not (same_origin(request, origin_only=True)
+                and station.stop_token_ok(request.headers.get("x-stop-token", ""))):
+            return _error(403, "STOP from the chair's display needs its page's token and origin")
+        by = "chair display"
+    elif signed is None:
+        return _unauthorised(request)
+    else:
+        return _error(403, "missing or wrong CSRF token, or not from this station")
+    try:
+        body = await json_body(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    for_stop = body.get("for_stop")
+    args = {"for_stop": for_stop} if isinstance(for_stop, int) and for_stop >= 0 else {}
+    return await _stop(station, by, args)
+
+
+async def _stop(station: Station, by: str, args: dict[str, Any]) -> Response:
+    retry = f" (retry of a STOP pressed at stop number {args['for_stop']})" if args else ""
+    try:
+        answer = await station.link.command("stop", by=by, **args)
+    except ChairUnreachable as exc:
+        station.record("STOP", f"did NOT reach the chair{retry}: {exc}", f"{by} (station)")
+        return _error(503, str(exc))
+    if not answer.get("ok"):
+        station.record("STOP", f"refused{retry}: {answer.get('error')}", f"{by} (station)")
+        return _error(409, str(answer.get("error", "refused")))
+    done = "already stopped by" if answer.get("already") else "carried out:"
+    station.record("STOP", f"{done} stop number {answer.get('stop_seq')}{retry}", f"{by} (station)")
+    return JSONResponse({k: v for k, v in answer.items() if k != "id"})
+
+
+@guarded(change=True)
+async def api_start(request: Request) -> Response:
+    """Start, from the chair's own display; from a tablet on the network only with
+    ``ui.network_start`` (whoever starts a session must be able to see the child)."""
+    station: Station = request.app.state.station
+    if not is_local(request) and not station.network_start:
+        return _error(403, "Start is only at the chair on this installation (ui.network_start "
+                           "is off): whoever starts must see the child. STOP works here.")
+    try:
+        body = await json_body(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return await _command(request, "start", **_start_args(body, request))
 
 
 def _start_args(body: dict[str, Any], _: Request) -> dict[str, Any]:
@@ -357,7 +519,6 @@ async def api_audit(request: Request) -> Response:
     """The daemon's audit events (session records) and the account changes made from a shell
     (the station's own file), newest first."""
     from relaxd.records.sessions import events_of_type
-    from relaxd.station import audit
 
     station: Station = request.app.state.station
     daemon = await _off_loop(events_of_type, station.records, "audit")
@@ -406,8 +567,10 @@ async def api_scenario(request: Request) -> Response:
 
 @guarded(role="therapist", change=True)
 async def api_upload(request: Request) -> Response:
-    """Validate an uploaded scenario (``{"filename", "text", "install"}``): FILE:LINE:COL
-    problems (422), or ok; installed when asked and valid."""
+    """Validate an uploaded scenario (``{"filename", "text", "install", "replace"}``):
+    FILE:LINE:COL problems (422), or ok; installed when asked and valid. One that would take
+    the place of a bundled scenario (same file or same name) is refused (409) unless
+    ``replace`` confirms it; both are audited."""
     station: Station = request.app.state.station
     try:
         body = await json_body(request)
@@ -419,16 +582,59 @@ async def api_upload(request: Request) -> Response:
         return JSONResponse({"ok": False, "errors": problems}, status_code=422)
     if not body.get("install"):
         return JSONResponse({"ok": True, "name": title, "installed": False})
+    bundled = await _off_loop(_bundled_clash, station, name, title)
+    if bundled and not body.get("replace"):
+        return _error(409, f"{name} ({title}) would replace the bundled scenario {bundled}: "
+                           "confirm the replacement to install it", replaces=bundled)
     target = station.scenario_dirs[0] / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
+    action = "replace bundled scenario" if bundled else "install scenario"
+    await _audit(request, action, f"{name}" + (f" (in place of {bundled})" if bundled else ""))
+    return JSONResponse({"ok": True, "name": title, "installed": True, "replaced": bundled})
+
+
+@guarded(role="therapist", change=True)
+async def api_remove_scenario(request: Request) -> Response:
+    """Remove a scenario installed from the station (a bundled one cannot be)."""
+    station: Station = request.app.state.station
     try:
-        await station.link.command("audit", action="install scenario", detail=name,
-                                   by=request.state.user.user)
+        name = _upload_name(request.path_params["name"] + ".yaml")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    target = station.scenario_dirs[0] / name
+    if not target.is_file():
+        return _error(404, f"{name} was not installed from the station (bundled ones stay)")
+    target.unlink()
+    await _audit(request, "remove scenario", name)
+    return JSONResponse({"ok": True, "removed": name})
+
+
+def _bundled_clash(station: Station, filename: str, title: str) -> str | None:
+    """The bundled scenario an upload would take the place of (same file or same name)."""
+    from relaxd.control.scenario import load_scenario
+    from relaxd.core.errors import RelaxdError
+
+    for folder in station.scenario_dirs[1:]:
+        for stem, path in scenario_files([folder]).items():
+            if path.name == filename:
+                return stem
+            try:
+                if load_scenario(path).name == title:
+                    return stem
+            except RelaxdError:
+                continue
+    return None
+
+
+async def _audit(request: Request, action: str, detail: str) -> None:
+    """A therapist's change in the daemon's audit log (the station's own if it is away)."""
+    station: Station = request.app.state.station
+    by = request.state.user.user
+    try:
+        await station.link.command("audit", action=action, detail=detail, by=by)
     except ChairUnreachable:
-        log.warning("scenario %s installed by %s; the daemon is away, not audited",
-                    name, request.state.user.user)
-    return JSONResponse({"ok": True, "name": title, "installed": True})
+        station.record(action, detail, f"{by} (station)")
 
 
 def _upload_name(filename: Any) -> str:
@@ -461,39 +667,14 @@ async def api_unknown(request: Request) -> Response:
 
 # --- the application -------------------------------------------------------------------------
 
-class SecurityHeaders:
-    """ASGI middleware: the CSP (no inline script) and friends on every response."""
-
-    HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-               (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        api = scope["path"].startswith("/api/")
-
-        async def with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", [])) + self.HEADERS
-                if api and not any(k == b"cache-control" for k, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
 def create_app(station: Station) -> Starlette:
     post = ["POST"]
     routes = [
         Route("/", index), Route("/login", login_page), Route("/login", login, methods=post),
         Route("/logout", logout, methods=post),
         Route("/api/state", api_state), Route("/api/events", api_events),
-        Route("/api/stop", chair_command("stop"), methods=post),
-        Route("/api/start", chair_command("start", args=_start_args), methods=post),
+        Route("/api/stop", api_stop, methods=post),
+        Route("/api/start", api_start, methods=post),
         Route("/api/alerts/{alert:int}/ack", chair_command("ack", args=_ack_args), methods=post),
         Route("/api/calmer", chair_command("calmer"), methods=post),
         Route("/api/hold", chair_command("hold", args=lambda b, _: {"on": bool(b.get("on"))}),
@@ -511,6 +692,7 @@ def create_app(station: Station) -> Starlette:
         Route("/api/sessions/{id:int}.csv", api_session_csv),
         Route("/api/scenarios", api_scenarios), Route("/api/scenarios", api_upload, methods=post),
         Route("/api/scenarios/{name}", api_scenario),
+        Route("/api/scenarios/{name}", api_remove_scenario, methods=["DELETE"]),
         Route("/api/audit", api_audit),
         Route("/api/{rest:path}", api_unknown, methods=["GET", "POST", "PUT", "DELETE"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -522,7 +704,7 @@ def create_app(station: Station) -> Starlette:
         await station.link.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders)])
+                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)])
     app.state.station = station
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,17 @@ class UISettings:
         "a session starts only when a caregiver starts it (never because a face appeared); default: "
         "on where deploy/install.sh installed the station (RELAXD_STATION=1 in the unit)")
     socket: Path = spec(DEFAULT_SOCKET, help="the daemon's control socket (at most 107 bytes)")
-    listen: str = spec("127.0.0.1", help="address the station listens on; anything but "
-                       "127.0.0.1 needs certificate and key (TLS)")
-    port: int = spec(8080, min=0, max=65535, help="the station's port (0: any free port)")
+    listen: str = spec("127.0.0.1", help="the network address tablets reach the station on "
+                       "(over TLS: needs certificate and key); 127.0.0.1: the chair's own "
+                       "display alone")
+    port: int = spec(8080, min=0, max=65535, help="the chair's own display's port on 127.0.0.1 "
+                     "(plain HTTP, never leaves the chair; 0: any free port)")
+    tls_port: int = spec(8443, min=0, max=65535, help="the port tablets use (HTTPS) on "
+                         "ui.listen, when it is not 127.0.0.1")
+    network_start: bool = spec(False, help="a tablet on the network may Start a session (a "
+                               "STOP is always allowed); off where the chair has its own "
+                               "display, whose caregiver sees the child; on for a station-only "
+                               "install")
     certificate: Path | None = spec(None, help="TLS certificate (PEM) for listening on the network")
     key: Path | None = spec(None, help="TLS private key (PEM) of the certificate")
     session_lifetime: float = spec(
@@ -42,11 +49,7 @@ class UISettings:
     def check(self) -> Iterable[tuple[str | None, str]]:
         if len(os.fsencode(str(self.socket))) > 107:
             yield "socket", "a unix socket path is at most 107 bytes"
-        try:
-            loopback = ipaddress.ip_address(self.listen).is_loopback
-        except ValueError:
-            loopback = self.listen == "localhost"
-        if not loopback and (self.certificate is None or self.key is None):
+        if self.network and (self.certificate is None or self.key is None):
             yield "listen", (f"listening on {self.listen} needs TLS: give certificate and key "
                              "(the installer can generate them)")
 
@@ -59,6 +62,23 @@ class UISettings:
         return self.state_dir / "users.json"
 
     @property
+    def network(self) -> bool:
+        """Tablets on the network are served too (a second, TLS, listener): ``listen`` is
+        anything but the chair's own loopback address (127.0.0.1, ::1, localhost)."""
+        return self.listen not in ("127.0.0.1", "::1", "localhost")
+
+    @property
+    def sessions_file(self) -> Path:
+        """Sign-ins (tokens hashed), kept across restarts of the station."""
+        return self.state_dir / "sessions.json"
+
+    @property
+    def key_file(self) -> Path:
+        """The station's secret for the tokens of the pages without a sign-in."""
+        return self.state_dir / "station.key"
+
+    @property
     def scenario_dir(self) -> Path:
         """Scenarios installed from the station (the daemon reads them too)."""
         return self.state_dir / "scenarios"
+

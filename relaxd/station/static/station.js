@@ -20,10 +20,17 @@ async function api(method, path, body) {
     options.body = JSON.stringify(body || {});
   }
   const response = await fetch(path, options);
-  if (response.status === 401) { window.location = "/login"; }
+  if (response.status === 401) showSignedOut();
   let data = {};
   try { data = await response.json(); } catch (e) { data = {}; }
   return {status: response.status, data};
+}
+
+// The sign-in ended (expired, signed out, the account removed): say so plainly, never as
+// "the daemon is not answering"; STOP in the header still works on the chair's display.
+function showSignedOut() {
+  $("signed-out").classList.remove("hidden");
+  $("offline").classList.add("hidden");
 }
 
 function say(text) { $("message").textContent = text; }
@@ -49,24 +56,28 @@ function clock(seconds) {
 
 function render(s) {
   last = s;
-  $("offline").classList.toggle("hidden", s.connected !== false);
+  if (Number.isInteger(s.stop_seq)) stopPage.seq = s.stop_seq;
+  $("offline").classList.toggle("hidden", s.connected !== false
+    || !$("signed-out").classList.contains("hidden"));
   $("state").textContent = STATE_WORDS[s.state] || s.state;
   $("state").dataset.state = s.state;
   $("scenario").textContent = s.scenario || "";
   $("why").textContent = s.why ? "(" + s.why + ")" : "";
   $("child").textContent = childName(s.child);
   $("phase").textContent = s.phase || "—";
-  $("phase-left").textContent = s.phase_left == null ? "" : clock(s.phase_left) + " left";
-  const intensity = s.intensity || 0;
-  $("intensity").textContent = intensity.toFixed(2);
-  $("intensity-bar").value = intensity;
   const levels = s.levels || {light: 0, audio: 0, vibration: 0};
+  // Every output at 0 (stopped, halted, ended): show 0, no colour, no countdown, no breathing.
+  const dark = ["light", "audio", "vibration"].every((k) => !levels[k]);
+  $("phase-left").textContent = s.phase_left == null || dark ? "" : clock(s.phase_left) + " left";
+  const intensity = dark ? 0 : (s.intensity || 0);
+  $("intensity").textContent = dark ? "0" : intensity.toFixed(2);
+  $("intensity-bar").value = intensity;
   for (const k of ["light", "audio", "vibration"]) {
     $("level-" + k).textContent = (levels[k] || 0).toFixed(2);
     $("bar-" + k).value = levels[k] || 0;
   }
-  $("swatch").style.backgroundColor = s.colour || "#000000";
-  $("colour").textContent = s.colour || "";
+  $("swatch").style.backgroundColor = dark ? "transparent" : (s.colour || "#000000");
+  $("colour").textContent = dark ? "off" : (s.colour || "");
   const mood = (s.mood || {}).mood || "";
   $("mood").textContent = (MOOD_MARK[mood] || "") + " " + mood.replace("_", " ");
   $("confidence").textContent = s.mood ? Math.round(100 * s.mood.confidence) + " %" : "";
@@ -85,7 +96,8 @@ function render(s) {
 let breath = null;
 
 function renderBreath(s) {
-  breath = s.breath ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
+  const dark = ["light", "audio", "vibration"].every((k) => !(s.levels || {})[k]);
+  breath = s.breath && !dark ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
   $("breath-row").classList.toggle("hidden", !breath);
   if (breath) requestAnimationFrame(animateBreath);
 }
@@ -370,12 +382,26 @@ function showTab(name) {
 function connect() {
   const source = new EventSource("/api/events");
   source.onmessage = (m) => render(JSON.parse(m.data));
-  source.onerror = () => { if (last) render({...last, connected: false}); };
+  source.onerror = async () => {
+    const {status} = await api("GET", "/api/state");  // 401: the sign-in ended, not the chair
+    if (status === 401) { source.close(); return; }
+    if (last) render({...last, connected: false});
+  };
 }
 
 function wire() {
   for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => showTab(b.dataset.tab));
-  $("stop").addEventListener("click", () => command("/api/stop", {}, "Stopped: every output is off."));
+  stopPage.onStopped = (d) => say("Stopped: every output is off (stop number " + d.stop_seq + ").");
+  const signOut = $("sign-out");
+  if (signOut) {  // two taps: a stray one never signs the caregiver out mid-session
+    $("logout").addEventListener("submit", (ev) => {
+      if (signOut.dataset.armed === "yes") return;
+      ev.preventDefault();
+      signOut.dataset.armed = "yes";
+      signOut.textContent = "Tap again to sign out";
+      setTimeout(() => { signOut.dataset.armed = "no"; signOut.textContent = "Sign out"; }, 4000);
+    });
+  }
   $("calmer").addEventListener("click", () => command("/api/calmer", {}, "One step calmer."));
   $("hold").addEventListener("click", () => command("/api/hold", {on: !(last && last.hold)}));
   $("end-gently").addEventListener("click", () => command("/api/end-gently", {}, "Ending gently."));

@@ -1,0 +1,242 @@
+# ruff: noqa: F811 - the fixtures of test_station, imported
+"""A stranger on the clinic network against the caregiver station: body caps, slow
+connections, headers, the certificate, CSV formulas, bundled scenarios, Start from the
+network. The process tests run the real ``relaxd ui serve`` (uvicorn, both listeners)
+beside a stand-in daemon."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+from test_station import (  # noqa: E402,F401 - fixtures
+    ORIGIN,
+    client,
+    daemon,
+    place,
+    post,
+    signed_in,
+    station,
+)
+
+from relaxd.cli import main  # noqa: E402
+from relaxd.core.paths import resource_dir  # noqa: E402
+from relaxd.records.sessions import write_csv  # noqa: E402
+from relaxd.station import cert  # noqa: E402
+from relaxd.station.health import certificate_report  # noqa: E402
+from relaxd.station.settings import UISettings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_pages_with_tokens_are_never_stored_and_hsts_only_over_tls(station):
+    with client(station) as c:
+        assert c.get("/login").headers["cache-control"] == "no-store"
+        assert "strict-transport-security" not in c.get("/login").headers
+        assert "no-store" not in c.get("/static/station.js").headers.get("cache-control", "")
+    c, _ = signed_in(station)
+    with c:
+        assert c.get("/").headers["cache-control"] == "no-store"
+    from starlette.testclient import TestClient
+
+    from relaxd.station.server import create_app
+    with TestClient(create_app(station), base_url="https://testserver") as tls:
+        assert tls.get("/login").headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_a_body_without_a_length_is_cut_at_the_cap(station):
+    def chunks():
+        for _ in range(64):
+            yield b"x" * 1024
+
+    with client(station) as c:
+        r = c.post("/login", content=chunks(), headers={"Origin": ORIGIN})
+        assert r.status_code == 413 and "KiB" in r.json()["error"]
+
+
+def test_start_from_a_tablet_only_with_network_start(station, daemon):
+    c, csrf = signed_in(station, "bob", "192.0.2.60")
+    with c:
+        r = post(c, "/api/start", csrf, {"scenario": "calm-blue-waves"})
+        assert r.status_code == 403 and "ui.network_start" in r.json()["error"]
+        assert "\n" not in r.json()["error"] and not daemon.commands
+        assert post(c, "/api/stop", csrf).status_code == 200  # STOP always
+        station.network_start = True
+        assert post(c, "/api/start", csrf, {"scenario": "calm-blue-waves"}).status_code == 200
+    kiosk, csrf = signed_in(station, "bob")
+    station.network_start = False
+    with kiosk:
+        assert post(kiosk, "/api/start", csrf, {"scenario": "calm-blue-waves"}).status_code == 200
+
+
+def test_an_upload_replaces_a_bundled_scenario_only_when_confirmed_and_can_be_removed(
+        station, daemon, place):
+    c, csrf = signed_in(station)
+    text = (resource_dir("scenarios") / "calm-blue-waves.yaml").read_text()
+    body = {"filename": "calm-blue-waves.yaml", "text": text, "install": True}
+    with c:
+        r = post(c, "/api/scenarios", csrf, body)
+        assert r.status_code == 409 and r.json()["replaces"] == "calm-blue-waves"
+        assert not (place / "ui" / "scenarios" / "calm-blue-waves.yaml").exists()
+        renamed = {**body, "filename": "my-waves.yaml"}  # same scenario name, other file
+        assert post(c, "/api/scenarios", csrf, renamed).status_code == 409
+        r = post(c, "/api/scenarios", csrf, {**body, "replace": True})
+        assert r.status_code == 200 and r.json()["replaced"] == "calm-blue-waves"
+        audits = [m for m in daemon.commands if m["cmd"] == "audit"]
+        assert audits[-1]["action"] == "replace bundled scenario"
+        r = c.request("DELETE", "/api/scenarios/calm-blue-waves",
+                      headers={"X-CSRF-Token": csrf, "Origin": ORIGIN})
+        assert r.status_code == 200 and not (place / "ui" / "scenarios" /
+                                             "calm-blue-waves.yaml").exists()
+        assert [m for m in daemon.commands if m["cmd"] == "audit"][-1]["action"] == \
+            "remove scenario"
+        r = c.request("DELETE", "/api/scenarios/gentle-start",
+                      headers={"X-CSRF-Token": csrf, "Origin": ORIGIN})
+        assert r.status_code == 404 and (resource_dir("scenarios") / "gentle-start.yaml").exists()
+
+
+def test_csv_cells_that_would_be_formulas_are_text_and_numbers_stay_numbers():
+    events = [{"t": 1.5, "type": "session", "scenario": '=HYPERLINK("http://x","y")',
+               "detail": "+1", "by": "@ana", "note": "-2", "level": -0.25}]
+    out = io.StringIO()
+    write_csv(events, out)
+    row = dict(zip(*csv.reader(io.StringIO(out.getvalue()))))
+    assert row["scenario"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert (row["detail"], row["by"], row["note"]) == ("'+1", "'@ana", "'-2")
+    assert row["level"] == "-0.25" and row["t"] == "1.5"
+
+
+def test_renew_cert_names_the_chair_and_check_warns_a_month_ahead(place, capsys):
+    crt, key = place / "ui.crt", place / "ui.key"
+    assert main(["ui", "renew-cert", "--cert", str(crt), "--key", str(key),
+                 "--config", str(ROOT / "deploy" / "config.yaml")]) == 0
+    printed = capsys.readouterr().out
+    info = cert.read(crt)
+    host = socket.gethostname().split(".")[0]
+    assert f"DNS:{host}" in info.names and f"DNS:{host}.local" in info.names
+    assert any(n.startswith("IP") for n in info.names)
+    assert info.fingerprint in printed and oct(os.stat(key).st_mode & 0o777) == "0o600"
+    now = datetime.now(timezone.utc)
+    assert 396 <= info.days_left(now) <= 397
+    ui = UISettings(enabled=True, listen="192.168.1.20", certificate=crt, key=key)
+    ok, detail, warn = certificate_report(ui, now)
+    assert ok and not warn and info.fingerprint in detail
+    ok, detail, warn = certificate_report(ui, info.not_after - timedelta(days=20))
+    assert ok and warn and "expires in 20 days" in detail and "renew-cert" in detail
+    assert certificate_report(ui, info.not_after + timedelta(days=1))[0] is False
+    assert main(["ui", "renew-cert", "--cert", str(crt), "--key", str(key), "--days", "3650",
+                 "--config", str(ROOT / "deploy" / "config.yaml")]) == 2
+
+
+# --- the real server ---------------------------------------------------------------------------
+
+@pytest.fixture
+def served(place, daemon):
+    """``relaxd ui serve``: loopback (HTTP) and a network listener (TLS) on 127.0.0.2."""
+    crt, key = place / "ui.crt", place / "ui.key"
+    cert.make(crt, key, ["DNS:localhost", "IP:127.0.0.2"], days=30)
+    config = place / "config.yaml"
+    config.write_text(f"ui:\n  enabled: true\n  listen: 127.0.0.2\n  certificate: {crt}\n"
+                      f"  key: {key}\n  socket: {place / 'ctl.sock'}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RELAXD_UI_TOKEN": "tok"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relaxd", "ui", "serve", "--config", str(config), "--records",
+         str(place / "records"), "--state-dir", str(place / "ui"), "--port", "0",
+         "--tls-port", "0", "--link"], stdout=subprocess.PIPE, text=True, env=env)
+    local = re.search(r":(\d+)/", proc.stdout.readline()).group(1)
+    network = re.search(r":(\d+)/", proc.stdout.readline()).group(1)
+    yield int(local), int(network), proc
+    proc.terminate()
+    proc.wait(20)
+
+
+def raw(port: int, request: bytes, host: str = "127.0.0.1", source: str | None = None,
+        tls: bool = False) -> socket.socket:
+    s = socket.socket()
+    if source:
+        s.bind((source, 0))
+    s.settimeout(10)
+    s.connect((host, port))
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        s = context.wrap_socket(s)
+    s.sendall(request)
+    return s
+
+
+def answer(s: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    return data
+
+
+def kiosk_stop_ms(port: int) -> tuple[int, float]:
+    import urllib.request
+
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5).read().decode()
+    token = re.search(r'name="stop-token" content="([^"]+)"', page).group(1)
+    begun = time.monotonic()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/stop", data=b"{}", method="POST", headers={
+            "Origin": f"http://127.0.0.1:{port}", "X-Stop-Token": token,
+            "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return r.status, (time.monotonic() - begun) * 1000
+
+
+def test_a_300_mb_declared_or_unending_body_is_refused_before_it_is_read(served):
+    local, _, proc = served
+    s = raw(local, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 300000000\r\n\r\n")
+    assert answer(s).startswith(b"HTTP/1.1 413")
+    s = raw(local, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sent = 0
+    try:
+        for _ in range(300):  # up to 300 MB, 1 MB a chunk
+            s.sendall(b"100000\r\n" + b"x" * 0x100000 + b"\r\n")
+            sent += 1
+    except OSError:
+        pass  # the station hung up
+    assert sent < 300
+    rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text()).group(1))
+    assert rss < 150 * 1024, f"{rss} kB"
+
+
+def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served, daemon):
+    local, network, _ = served
+    half = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    slow = [raw(network, half, "127.0.0.2", "127.0.0.3", tls=True) for _ in range(64)]
+    time.sleep(0.5)
+    closed = 0
+    for s in slow:
+        s.settimeout(0.05)
+        try:
+            closed += s.recv(1) == b""
+        except (TimeoutError, socket.timeout, ssl.SSLError):
+            pass
+        except OSError:
+            closed += 1
+    assert closed >= 64 - 8, closed  # at most 8 from one address are kept
+    status, ms = kiosk_stop_ms(local)
+    assert status == 200 and ms < 1000 and daemon.stops == ["chair display"]
+    other = raw(network, b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                "127.0.0.2", "127.0.0.4", tls=True)
+    assert answer(other).startswith(b"HTTP/1.1 200")  # another tablet is served
+    for s in slow:
+        s.close()
