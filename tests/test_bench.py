@@ -29,7 +29,7 @@ class FakeClassifier:
 
     runtime = "fake runtime, no kernels"
 
-    def __init__(self, model_path, num_threads=1, delegate="auto"):
+    def __init__(self, model_path, num_threads=1, delegate="xnnpack"):
         self.num_threads, self.delegate, self.faces = num_threads, delegate, []
         FakeClassifier.made.append(self)
 

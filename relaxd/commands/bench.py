@@ -197,7 +197,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--faces", metavar="OUT.jsonl", help="also write each frame's face as "
                         "a JSON line: frame, size, box (or null), tracked, how, frontal, ms")
-    add_delegate_argument(parser, default="auto")
+    add_delegate_argument(parser, default="xnnpack")
     parser.add_argument("--estop", type=int, metavar="N",
                         help="instead: time N e-stop presses (button -> every actuator pin at 0) "
                         "on gpiozero mock pins while the main loop is stalled")
