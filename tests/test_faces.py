@@ -152,7 +152,7 @@ def test_the_sweep_parts_together_find_what_one_full_search_finds():
     gray = to_gray(frame)
     full = det._full_region(640, 480)
     plan = plan_sweep(640, 480, full.scale, full.min_face, det.sweep_parts)
-    assert len(plan) >= det.sweep_parts - 2 and abs(sum(p.share for p in plan) - 1) < 1e-6
+    assert len(plan) >= 0.8 * det.sweep_parts and abs(sum(p.share for p in plan) - 1) < 1e-6
     windows = [b for p in plan for b in det._cascades.search(gray, p.region, raw=True)
                if p.keep_x0 <= b.x < p.keep_x1]
     swept, whole = group(windows, det.min_neighbors), det.find_all(gray)
@@ -172,7 +172,7 @@ class Scripted(FaceDetector):
         faces = self.script.pop(0)
         return faces, faces
 
-    def _verify(self, gray, track, work):
+    def _verify(self, gray, track, work, again=False):
         track.verified = True
         return True
 
@@ -304,18 +304,53 @@ def test_a_face_in_the_background_never_takes_over_from_the_child():
     assert any(len(d.faces) == 2 for d in chosen)     # the poster was seen, and not chosen
 
 
-def test_work_per_frame_is_spread_evenly():
+def test_work_per_frame_is_spread_evenly_and_rests_while_following():
     """Counted, not timed: each frame's searching as a fraction of one full-frame search."""
     from relaxd.commands.bench import builtin_frames
 
     det = FaceDetector()
-    work = [det.track(f).work for f in builtin_frames(48)]
+    found = [det.track(f) for f in builtin_frames(60)]
+    work = [d.work for d in found if d.tracked]      # the face followed by frontal finds
+    assert len(work) >= 50 and all(d.frontal for d in found if d.tracked)
     median = float(np.median(work))
-    assert max(work) <= 2 * median and max(work) <= 0.3   # the old full search: 1.0 at once
+    assert max(work) <= 2 * median and max(d.work for d in found) <= 0.3
+    assert median <= 0.5 / det.search_parts           # resting: the sweep paced down
     det.reset()
     nobody = [det.track(clutter(seed=i % 3)).work for i in range(24)]   # nothing to follow
-    assert max(nobody) <= 2 * median
-    assert sum(nobody) >= 1.5                         # yet the whole frame is searched often
+    assert max(nobody) <= 2 * float(np.median(nobody))
+    assert sum(nobody) >= 1.5                         # the whole frame is searched often
+
+
+def _appears_after(det: FaceDetector, before: list[np.ndarray], frame: np.ndarray,
+                   face: Box, limit: int) -> int | None:
+    """Frames from ``frame`` (with ``face``) coming into view to ``face`` being among the faces
+    found, after the frames ``before``; None if not within ``limit`` frames."""
+    for f in before:
+        det.track(f)
+    for n in range(1, limit + 1):
+        if any(b.iou(face) > 0.5 for b in det.track(frame).faces):
+            return n
+    return None
+
+
+def test_a_newcomer_is_found_within_the_stated_bound():
+    empty, beside = FaceDetector().find_bound(640, 480)
+    assert empty <= 16 and beside <= 72              # 1.1 s and 4.8 s at 15 frames a second
+    room = clutter()
+    seated = room.copy()
+    child = paste_astronaut(seated, 130, 300, 230)
+    for wait in (0, 5, 11):                            # the sweep at different places
+        det = FaceDetector()
+        n = _appears_after(det, [room] * wait, seated, child, empty)
+        assert n is not None and det.track(seated).box.iou(child) > 0.5, (wait, n)
+    both = seated.copy()
+    parent = paste_lfw(both, 0, 100, 480, 60)
+    for wait in (40, 57):
+        det = FaceDetector()
+        n = _appears_after(det, [seated] * wait, both, parent, beside)
+        assert n is not None, (wait, n)
+        d = det.track(both)
+        assert d.box.iou(child) > 0.5 and d.tracked   # the child's face is still the one followed
 
 
 # --- the shared real clip, against a hand annotation kept with the tests -------------------------

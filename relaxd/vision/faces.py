@@ -3,19 +3,21 @@ frame, and the one face crop used at run time.
 
 Each frame, :meth:`FaceDetector.track`:
 
-1. follows the child's face: sparse optical flow predicts where its box moved, and the cascades
-   confirm it in a small region around that prediction, scaled so the face is ``roi_face_px``
-   wide: the frontal ``default`` cascade, then ``alt2``, then the profile cascade and its mirror
-   image for a turned head. Found by none (a glance down, a hand over the face), the face is kept
+1. follows the child's face: the frontal ``default`` cascade looks for it close to its last box
+   (``close_margin``, ``close_sizes``); when it misses, sparse optical flow predicts where the
+   box moved, and the cascades confirm it in a region around that prediction, scaled so the face
+   is ``roi_face_px`` wide: the frontal ``default`` cascade, then ``alt2``, then the profile
+   cascade and its mirror image for a turned head. Found by none (a glance down, a hand over the face), the face is kept
    where the flow puts it for at most ``coast_frames`` frames, and without a frontal find for at
    most ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
    (:attr:`Detection.frontal`);
-2. runs one part of the full-frame search (on a copy downscaled to ``detect_width``, faces at
-   least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep` into
-   ``sweep_parts`` parts of about equal work, so that no frame costs many times another; one sweep
-   of the whole frame takes ``sweep_parts`` frames. With no face followed, the part's faces are
-   candidates at once, and a frame with nothing found in its first part runs more while they fit
-   in two parts' average work (following a face and reading its emotion cost about one).
+2. runs parts of the full-frame search (on a copy downscaled to ``detect_width``, faces at
+   least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep`
+   into ``sweep_parts`` parts of about equal work. Resting, while a frontal find follows the
+   face, one part a frame: a whole sweep takes ``sweep_parts`` frames. Searching, while the face
+   is followed otherwise (flow, profile), parts worth up to ``1 / search_parts`` of the search a
+   frame; with no face followed, up to twice that, the part's faces candidates at once.
+   :meth:`FaceDetector.find_bound` states how long a newcomer waits to be found.
 
 A face new to the detector becomes the child's only once the ``alt2`` cascade agrees with the
 ``default`` one around it, and a background face never takes over while the child's face is
@@ -145,8 +147,12 @@ class FaceDetector:
 
     ``detect_width``: the full-frame search runs on at most ``detect_width`` x
     ``0.75 * detect_width`` pixels; ``min_face_frac``: smallest face, as a fraction of the frame's
-    width; ``sweep_parts``: the full search is spread over about this many frames; ``roi_margin``:
-    the region searched around the followed face extends this many face widths on each side;
+    width; ``sweep_parts``: the full search is cut into about this many parts, one a frame while
+    resting; ``search_parts``: while searching, a whole sweep takes about this many frames
+    (half as many with no face followed); ``close_margin`` and ``close_sizes``: where the
+    followed face is looked for first (face widths on each side, and its size's range);
+    ``roi_margin``: the region searched around the face's predicted box extends this many face
+    widths on each side;
     ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
     is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
     find (in profile, or by flow); ``scale_factor`` and ``min_neighbors``: the cascades' own
@@ -155,8 +161,11 @@ class FaceDetector:
 
     detect_width: int = 240
     min_face_frac: float = 0.1
-    sweep_parts: int = 12
+    sweep_parts: int = 36
+    search_parts: int = 12
     roi_margin: float = 0.25
+    close_margin: float = 0.15
+    close_sizes: tuple[float, float] = (0.8, 1.25)
     roi_face_px: int = 48
     coast_frames: int = 45
     unconfirmed_frames: int = 150
@@ -203,9 +212,7 @@ class FaceDetector:
         if not how:
             self._current, self._patch = None, None
         followed = self._current
-        part, swept = self._sweep_step(gray, work)
-        while self._current is None and swept is None and not part and self._fits(work):
-            part, swept = self._sweep_step(gray, work)   # nothing to follow: search on
+        part, swept = self._sweep_on(gray, work, how)
         rule = "tracked" if how else ""
         if how in ("flow", "profile") and followed is not None:
             how = self._snap(followed, part) or how
@@ -228,6 +235,21 @@ class FaceDetector:
         return Detection(box, tuple(faces), faces.index(box), self._current is followed,
                          swept is not None, rule, how, round(work[0], 4))
 
+    def find_bound(self, width: int, height: int) -> tuple[int, int]:
+        """The most frames from a face coming into view to its being found: in an empty chair
+        (the search pace), and beside a face followed frontally (the resting pace, one part a
+        frame). Two whole sweeps: a face that comes during one is in every part of the next, whose
+        end counts it (with nobody followed, the part that holds it chooses it at once)."""
+        full = self._full_region(width, height)
+        shares = [p.share for p in plan_sweep(width, height, full.scale, full.min_face,
+                                               self.sweep_parts, self.scale_factor)]
+        searching, left = 0, 0.0
+        for share in shares:
+            if left < share:          # a new frame: at least one part, up to its budget
+                searching, left = searching + 1, 2 / self.search_parts
+            left -= share
+        return 2 * searching, 2 * len(shares)
+
     def _full_region(self, width: int, height: int) -> Region:
         scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
         min_face = max(HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
@@ -240,15 +262,14 @@ class FaceDetector:
         flow predict the box, where every cascade in turn looks again."""
         if self._unconfirmed >= self.unconfirmed_frames:
             return ""
-        box = self._find_near(gray, cur.box, work, frontal_only=True)
+        box = self._find_near(gray, cur.box, work, frontal_only=True, close=True)
         if box is not None:
             cur.box, self._coasted = box[0], 0
             return box[1]
         predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
                                                               self._patch[1])
         moved_to = predicted if predicted is not None and predicted.iou(cur.box) < 0.7 else None
-        box = self._find_near(gray, cur.box if moved_to is None else moved_to, work,
-                              again=moved_to is None)
+        box = self._find_near(gray, cur.box if moved_to is None else moved_to, work)
         if box is not None:
             cur.box, self._coasted = box[0], 0
             return box[1]
@@ -260,25 +281,45 @@ class FaceDetector:
         return "flow"
 
     def _find_near(self, gray: np.ndarray, guess: Box, work: list[float],
-                   frontal_only: bool = False, again: bool = False) -> tuple[Box, str] | None:
-        """The face the cascades find around ``guess`` at its scale (the frontal one only, or
-        every one in turn, ``again``: but the first frontal one, already tried there), with how
-        it was found; None if none overlaps ``guess``."""
+                   frontal_only: bool = False, close: bool = False) -> tuple[Box, str] | None:
+        """The face the cascades find around ``guess`` (the frontal one only, or every one in
+        turn), with how it was found; None if none overlaps ``guess``. ``close``: only where a
+        face followed from the last frame can be (:attr:`close_margin`, :attr:`close_sizes`),
+        else within ``roi_margin`` and 0.7 to 1.4 times its size."""
         height, width = gray.shape
-        region = region_around(guess, self.roi_margin, self.roi_face_px)
+        region = (region_around(guess, self.close_margin, self.roi_face_px, *self.close_sizes)
+                  if close else region_around(guess, self.roi_margin, self.roi_face_px))
         if frontal_only:
             found, how, runs = self._cascades.search(gray, region), "frontal", 1
         else:
-            found, how, runs = self._cascades.search_any(gray, region, skip_frontal=again)
+            found, how, runs = self._cascades.search_any(gray, region)
         work[0] += runs * region_work(region, width, height, self.scale_factor) / self._sweep.full_work
         best = max(found, key=guess.iou, default=None)
         return (best, how) if best is not None and best.iou(guess) >= 0.2 else None
 
-    def _fits(self, work: list[float]) -> bool:
-        """Whether the sweep's next part fits in this frame's budget while no face is followed:
-        two parts on average (following a face and reading its emotion take about one)."""
+    def _sweep_on(self, gray: np.ndarray, work: list[float],
+                  how: str) -> tuple[list[Box], list[Box] | None]:
+        """This frame's parts of the sweep: the faces they found, and the sweep's when it ended.
+
+        Resting, while a frontal find follows the face: one part (a whole sweep takes
+        ``sweep_parts`` frames). Searching, while the face is followed otherwise (flow, profile):
+        parts worth up to ``1 / search_parts`` of the search; with no face followed, up to twice
+        that, until a part finds a face."""
+        start = work[0]
+        part, swept = self._sweep_step(gray, work)
+        if how in ("frontal", "alt2"):
+            return part, swept
+        budget = (1 if how else 2) / self.search_parts
+        while swept is None and not (part and self._current is None) and self._fits(work[0] - start,
+                                                                                   budget):
+            more, swept = self._sweep_step(gray, work)
+            part = part + more
+        return part, swept
+
+    def _fits(self, done: float, budget: float) -> bool:
+        """Whether the sweep's next part fits in what is left of ``budget`` (``done`` spent)."""
         plan = self._sweep.plan
-        return bool(plan) and work[0] + plan[self._sweep.next].share <= 2 / len(plan)
+        return bool(plan) and done + plan[self._sweep.next].share <= budget
 
     def _snap(self, cur: _Track, part: list[Box]) -> str:
         """A face ``cur`` followed without a frontal find moves to this frame's sweep part's
@@ -314,9 +355,12 @@ class FaceDetector:
         swept, sw.windows, sw.next = group(sw.windows, self.min_neighbors), [], 0
         return found, swept
 
-    def _verify(self, gray: np.ndarray, track: _Track, work: list[float]) -> bool:
-        """Whether the ``alt2`` cascade agrees there is a face at the track's box (once enough)."""
-        if not track.verified:
+    def _verify(self, gray: np.ndarray, track: _Track, work: list[float],
+                again: bool = False) -> bool:
+        """Whether the ``alt2`` cascade agrees there is a face at the track's box: once enough for
+        a face found in this frame; ``again``, in this frame, for one a whole sweep found (its
+        windows come from the sweep's frames, the face may have moved or gone since)."""
+        if again or not track.verified:
             height, width = gray.shape
             region = region_around(track.box, self.roi_margin, self.roi_face_px)
             found = self._cascades.search(gray, region, FRONTAL[1])
@@ -351,7 +395,7 @@ class FaceDetector:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
         ranked = [t for t in self._rank(seen, gray.shape)
-                  if t is cur or self._verify(gray, t, work)]
+                  if t is cur or self._verify(gray, t, work, again=True)]
         self._current = ranked[0] if ranked else None
         return self._rule(ranked, gray.shape) if ranked else ""
 
