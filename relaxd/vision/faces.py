@@ -9,8 +9,8 @@ Each frame, :meth:`FaceDetector.track`:
    is ``roi_face_px`` wide: the frontal ``default`` cascade, then ``alt2``, then the profile
    cascade and its mirror image for a turned head. Found by none (a glance down, a hand over
    the face), the face is kept where the flow puts it for at most ``coast_frames`` frames, and
-   without a frontal find for at most ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
-   (:attr:`Detection.frontal`);
+   without a frontal find for at most ``unconfirmed_frames``. Only a frontal find makes the
+   face fit for the emotion model (:attr:`Detection.frontal`);
 2. runs parts of the full-frame search (on a copy downscaled to ``detect_width``, faces at
    least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep`
    into ``sweep_parts`` parts of about equal work. Resting, while a frontal find follows the
