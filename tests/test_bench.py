@@ -148,6 +148,24 @@ def test_targets_on_the_seated_video(tmp_path):
     assert result["peak_rss_mb"] <= 200 and not result["tensorflow_imported"]
 
 
+#: The daemon's memory goal: its peak resident set, in MB.
+DAEMON_PEAK_MB = 75
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not default_model().is_file(), reason="no bundled model yet")
+def test_the_daemons_peak_memory_on_a_real_clip(tmp_path):
+    """The daemon (a process of its own, as on the chair) peaks at DAEMON_PEAK_MB or less while
+    it reads the shared clip, sound playing (``tools/bench_memory.py --itemise`` shows where)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_memory", Path(__file__).parents[1] / "tools" / "bench_memory.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    if not tool.CLIP.is_file():
+        pytest.skip(f"no shared clip at {tool.CLIP}")
+    assert tool.peak_rss_mb(tool.default_args(str(tmp_path))) <= DAEMON_PEAK_MB
+
+
 def test_estop_latency_benchmark_prints_json(capsys):
     from relaxd.cli import main
 

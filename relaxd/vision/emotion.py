@@ -57,18 +57,15 @@ def check_delegate(delegate: str) -> bool:
 
 
 def runtime() -> Runtime:
-    """ai-edge-litert's ``Interpreter``, name and version."""
-    from importlib.metadata import PackageNotFoundError, version
-
+    """ai-edge-litert's ``Interpreter``, name and version. Only its interpreter module is
+    imported (with the package's ``__version__``): importlib.metadata would pull in the email
+    and zipfile packages, about 45 modules the daemon never uses."""
     name, module = RUNTIME
     try:
         interpreter = importlib.import_module(f"{module}.interpreter").Interpreter
     except ImportError:
         raise RelaxdError(f"no TFLite runtime: install {name} (pip install {name})") from None
-    try:
-        return Runtime(interpreter, name, version(name))
-    except PackageNotFoundError:
-        return Runtime(interpreter, name, "?")
+    return Runtime(interpreter, name, str(getattr(sys.modules[module], "__version__", "?")))
 
 
 def load_interpreter(path: str | Path, num_threads: int = 1, interpreter_cls: Any = None,
