@@ -138,6 +138,8 @@ install_venv() {
     run cp -a "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/relaxd" "$REPO/models" \
         "$REPO/scenarios" "$src/"
     system "$VENV/bin/pip" install --upgrade --no-cache-dir "${src}[pi]"
+    # The runtime before ai-edge-litert: nothing imports it any more.
+    system "$VENV/bin/pip" uninstall --yes --quiet tflite-runtime
     run rm -rf "$src"
     run install -d -m 0755 "$PREFIX"
     run install -m 0644 "$REPO/deploy/README.md" "$PREFIX/README.md"
@@ -160,6 +162,11 @@ install_config() {
             run install -m 0644 "$src" "$dest"
         fi
     done
+    # model.delegate "auto" chose between two runtimes; with ai-edge-litert alone it is xnnpack.
+    if [[ -e $ETC/config.yaml ]] && grep -Eq '^[[:space:]]*delegate:[[:space:]]*auto\b' "$ETC/config.yaml"; then
+        echo "  $ETC/config.yaml: model.delegate auto -> xnnpack"
+        run sed -i -E 's/^([[:space:]]*delegate:[[:space:]]*)auto\b/\1xnnpack/' "$ETC/config.yaml"
+    fi
 }
 
 # The firmware's gpio= line for the actuator pins, from relaxd's own configuration reader, run

@@ -1,4 +1,4 @@
-"""EmotionClassifier on the shipped int8 model (tflite runtime only, no TensorFlow)."""
+"""EmotionClassifier on the shipped int8 model (ai-edge-litert only, no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -141,12 +141,14 @@ def test_this_runtime_gives_the_reference_answers_within_the_tolerance(val_faces
 
 def test_the_delegate_is_explicit_and_named():
     rt = runtime()
+    assert rt.name == "ai-edge-litert"
     none = EmotionClassifier(default_model(), delegate="none")
     assert none.runtime == f"{rt.name} {rt.version}, built-in kernels"
-    auto = EmotionClassifier(default_model(), delegate="auto")
-    assert auto.runtime.endswith("XNNPACK" if rt.has_int8_xnnpack else "built-in kernels")
-    with pytest.raises(RelaxdError, match="unknown delegate 'fast'"):
-        EmotionClassifier(default_model(), delegate="fast")
+    default = EmotionClassifier(default_model())
+    assert default.runtime == f"{rt.name} {rt.version}, XNNPACK"
+    for gone in ("fast", "auto"):
+        with pytest.raises(RelaxdError, match=f"unknown delegate '{gone}'"):
+            EmotionClassifier(default_model(), delegate=gone)
 
 
 def test_the_runtimes_info_line_stays_off_stderr():

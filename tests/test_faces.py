@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
-from relaxd.vision.facesearch import group, plan_sweep
+from relaxd.vision.facesearch import RUN_COST, group, plan_sweep
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -152,7 +152,7 @@ def test_the_sweep_parts_together_find_what_one_full_search_finds():
     gray = to_gray(frame)
     full = det._full_region(640, 480)
     plan = plan_sweep(640, 480, full.scale, full.min_face, det.sweep_parts)
-    assert len(plan) >= det.sweep_parts - 2 and abs(sum(p.share for p in plan) - 1) < 1e-6
+    assert len(plan) >= 0.8 * det.sweep_parts and abs(sum(p.share for p in plan) - 1) < 1e-6
     windows = [b for p in plan for b in det._cascades.search(gray, p.region, raw=True)
                if p.keep_x0 <= b.x < p.keep_x1]
     swept, whole = group(windows, det.min_neighbors), det.find_all(gray)
@@ -168,11 +168,14 @@ class Scripted(FaceDetector):
         super().__init__()
         self.script = list(script)
 
-    def _sweep_step(self, gray, work):
+    def _sweep_step(self, gray, budget):
         faces = self.script.pop(0)
         return faces, faces
 
-    def _verify(self, gray, track, work):
+    def frame_budget(self, followed=True):
+        return float("inf")   # scripted sweeps cost nothing: one ends every frame
+
+    def _verify(self, gray, track, budget, again=False):
         track.verified = True
         return True
 
@@ -304,18 +307,65 @@ def test_a_face_in_the_background_never_takes_over_from_the_child():
     assert any(len(d.faces) == 2 for d in chosen)     # the poster was seen, and not chosen
 
 
-def test_work_per_frame_is_spread_evenly():
-    """Counted, not timed: each frame's searching as a fraction of one full-frame search."""
+def test_no_frame_searches_more_than_twice_the_median_while_a_child_is_followed():
+    """Counted, not timed (:attr:`Detection.work`, in full-frame searches, every search included:
+    the close look, flow, re-finds, sweep parts, checks at a sweep's end). A seated child
+    followed through tilts, a glance down, a hand and a turn (re-finds), beside a face on the
+    wall (checked at each sweep's end), and a face drifting on clutter: after the first find,
+    no frame searches more than twice the median frame's, and a frontal follow rests."""
     from relaxd.commands.bench import builtin_frames
 
-    det = FaceDetector()
-    work = [det.track(f).work for f in builtin_frames(48)]
-    median = float(np.median(work))
-    assert max(work) <= 2 * median and max(work) <= 0.3   # the old full search: 1.0 at once
+    background = clutter()
+    paste_lfw(background, 3, 90, 520, 30)
+    seated = [seated_child(i % 60, 60, background)[0] for i in range(120)]
+    for frames in (seated, list(builtin_frames(90))):
+        det = FaceDetector()
+        found = [det.track(f) for f in frames]
+        first = next(i for i, d in enumerate(found) if d.box is not None)
+        work = [d.work for d in found[first + 1:]]
+        median = float(np.median(work))
+        assert max(work) <= 2 * median, (max(work), median)
+        assert max(work) <= det.frame_budget()
+        assert sum(d.full_search for d in found) >= 2          # the sweep went on
+    resting = [d.work for d in found if d.tracked and d.frontal]
+    one_part = max(p.share for p in det._sweep.plan)   # resting: the close look and one part
+    assert len(resting) >= 80 and max(resting) <= RUN_COST["close"][0] + one_part + 1e-4
     det.reset()
     nobody = [det.track(clutter(seed=i % 3)).work for i in range(24)]   # nothing to follow
-    assert max(nobody) <= 2 * median
-    assert sum(nobody) >= 1.5                         # yet the whole frame is searched often
+    assert max(nobody) <= det.frame_budget(followed=False)
+    assert sum(nobody) >= 1.5                         # the whole frame is searched often
+
+
+def _appears_after(det: FaceDetector, before: list[np.ndarray], frame: np.ndarray,
+                   face: Box, limit: int) -> int | None:
+    """Frames from ``frame`` (with ``face``) coming into view to ``face`` being among the faces
+    found, after the frames ``before``; None if not within ``limit`` frames."""
+    for f in before:
+        det.track(f)
+    for n in range(1, limit + 1):
+        if any(b.iou(face) > 0.5 for b in det.track(frame).faces):
+            return n
+    return None
+
+
+def test_a_newcomer_is_found_within_the_stated_bound():
+    empty, beside = FaceDetector().find_bound(640, 480)
+    assert empty <= 18 and beside <= 72              # 1.2 s and 4.8 s at 15 frames a second
+    room = clutter()
+    seated = room.copy()
+    child = paste_astronaut(seated, 130, 300, 230)
+    for wait in (0, 5, 11):                            # the sweep at different places
+        det = FaceDetector()
+        n = _appears_after(det, [room] * wait, seated, child, empty)
+        assert n is not None and det.track(seated).box.iou(child) > 0.5, (wait, n)
+    both = seated.copy()
+    parent = paste_lfw(both, 0, 100, 480, 60)
+    for wait in (40, 57):
+        det = FaceDetector()
+        n = _appears_after(det, [seated] * wait, both, parent, beside)
+        assert n is not None, (wait, n)
+        d = det.track(both)
+        assert d.box.iou(child) > 0.5 and d.tracked   # the child's face is still the one followed
 
 
 # --- the shared real clip, against a hand annotation kept with the tests -------------------------

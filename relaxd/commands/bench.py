@@ -33,7 +33,8 @@ from relaxd.core.paths import ASTRONAUT_FACE_PX, ASTRONAUT_HEAD, default_model
 from relaxd.daemon.build import STOP_SWITCH_INTERVAL_S, quick_switches
 from relaxd.vision.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.vision.emotion import EmotionClassifier
-from relaxd.vision.faces import Detection, FaceDetector, crop_face, to_gray
+from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.vision.facesearch import FRONTAL, load_cascade
 from relaxd.vision.mood import MoodSmoother
 
 
@@ -104,19 +105,31 @@ def video_frames(path: str | Path, limit: int | None) -> Iterator[np.ndarray]:
         source.close()
 
 
+def textbook_frame(image: np.ndarray, classifier: EmotionClassifier) -> np.ndarray | None:
+    """The textbook pipeline on one frame: a full-frame Viola-Jones search
+    (``detectMultiScale(gray, 1.1, 5, minSize=(48, 48))``) and the largest face's emotion."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    found = load_cascade(FRONTAL[0]).detectMultiScale(gray, 1.1, 5, minSize=(48, 48))
+    if len(found) == 0:
+        return None
+    x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+    return classifier.classify(crop_face(gray, Box(int(x), int(y), int(w), int(h))))
+
+
 def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
             classifier: EmotionClassifier, frame_rate: float = 15.0,
-            faces_out: TextIO | None = None) -> dict[str, float | int]:
+            faces_out: TextIO | None = None, textbook: bool = False) -> dict[str, float | int]:
     """Run the pipeline on every frame; median milliseconds per stage and per frame, and rates.
 
     As in the daemon, only a face a frontal cascade found is cropped and classified; ``crop`` and
     ``classify`` are timed on those frames, the other stages on all. The result's ``fps`` is
     sustained throughput (frames over their summed time). ``face_rate``: frames with the child's
     face, ``frontal_rate``: with a face fit for the mood. The mood smoother sees ``frame_rate``.
-    ``faces_out``: one JSON line per frame (see :func:`face_line`).
+    ``faces_out``: one JSON line per frame (see :func:`face_line`). ``textbook``: also time
+    :func:`textbook_frame` on each frame, right after relaxd's pipeline.
     """
     times: dict[str, list[float]] = {s: [] for s in ("gray", "detect", "crop", "classify", "mood",
-                                                      "frame")}
+                                                      "frame", "textbook")}
     smoother = MoodSmoother()
     clock = time.perf_counter
     n = with_face = frontal = full = 0
@@ -143,6 +156,10 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
             times["classify"].append(t4 - t3)
         if faces_out is not None:
             faces_out.write(face_line(n, gray.shape, found, t5 - t0) + "\n")
+        if textbook:
+            t6 = clock()
+            textbook_frame(image, classifier)
+            times["textbook"].append(clock() - t6)
         n, with_face = n + 1, with_face + (found.box is not None)
         frontal, full = frontal + found.frontal, full + found.full_search
     return _summary(times, n, with_face, frontal, full)
@@ -157,6 +174,12 @@ def _summary(times: dict[str, list[float]], n: int, with_face: int, frontal: int
         f"{stage}_ms_median": round(1000 * statistics.median(v), 3) if v else float("nan")
         for stage, v in times.items()}
     result["frame_ms_p95"] = round(1000 * float(np.percentile(times["frame"], 95)), 3)
+    if times["textbook"]:
+        result["textbook_ms_p95"] = round(1000 * float(np.percentile(times["textbook"], 95)), 3)
+        result["textbook_ratio"] = round(statistics.median(times["textbook"])
+                                         / statistics.median(times["frame"]), 1)
+    else:
+        del result["textbook_ms_median"]
     result["fps"] = round(n / sum(times["frame"]), 1)
     result["frames"] = n
     result["face_rate"] = round(with_face / n, 4)
@@ -194,10 +217,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=300, metavar="N",
                         help="at most N frames (default: %(default)s)")
     parser.add_argument("--model", metavar="FILE", help="emotion model (default: the bundled one)")
+    parser.add_argument("--textbook", action="store_true", help="also time the textbook pipeline "
+                        "on every frame (full-frame detectMultiScale(gray, 1.1, 5, minSize=(48, "
+                        "48)) and the largest face's emotion) and give the ratio of the medians")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--faces", metavar="OUT.jsonl", help="also write each frame's face as "
                         "a JSON line: frame, size, box (or null), tracked, how, frontal, ms")
-    add_delegate_argument(parser, default="auto")
+    add_delegate_argument(parser, default="xnnpack")
     parser.add_argument("--estop", type=int, metavar="N",
                         help="instead: time N e-stop presses (button -> every actuator pin at 0) "
                         "on gpiozero mock pins while the main loop is stalled")
@@ -208,13 +234,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _measure_to(path: str | None, frames: Iterator[np.ndarray], detector: FaceDetector,
-                classifier: EmotionClassifier) -> dict[str, float | int]:
+                classifier: EmotionClassifier, textbook: bool) -> dict[str, float | int]:
     """:func:`measure`, writing the per-frame faces to ``path`` when given."""
     if path is None:
-        return measure(frames, detector, classifier)
+        return measure(frames, detector, classifier, textbook=textbook)
     try:
         with open(path, "w", encoding="utf-8") as out:
-            return measure(frames, detector, classifier, faces_out=out)
+            return measure(frames, detector, classifier, faces_out=out, textbook=textbook)
     except OSError as exc:
         raise RelaxdError(f"--faces {path}: cannot write: {exc.strerror}") from None
 
@@ -252,7 +278,8 @@ def _run_vision(args: argparse.Namespace) -> int:
         frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
     result = {"source": source, "runtime": classifier.runtime,
               "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
-              **_measure_to(args.faces, frames, detector, classifier)}
+              "find_bound_frames": list(detector.find_bound(*CAMERA_SIZE)),
+              **_measure_to(args.faces, frames, detector, classifier, args.textbook)}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -265,6 +292,12 @@ def _run_vision(args: argparse.Namespace) -> int:
     print(f"  face found in {100 * result['face_rate']:.1f}% of frames, frontal in "
           f"{100 * result['frontal_rate']:.1f}% (a sweep of the full frame ended in "
           f"{100 * result['full_search_rate']:.1f}%)")
+    if "textbook_ratio" in result:
+        print(f"  textbook {result['textbook_ms_median']:8.3f} ms median, "
+              f"{result['textbook_ms_p95']:.3f} ms p95: {result['textbook_ratio']}x relaxd's median")
+    empty, beside = detector.find_bound(*CAMERA_SIZE)
+    print(f"  a newcomer is found within {empty} frames in an empty chair, {beside} beside a "
+          f"followed face")
     print(f"  peak RSS {result['peak_rss_mb']} MB")
     return 0
 

@@ -216,7 +216,7 @@ def evaluate_folder(folder: str | Path, model: str | Path, num_threads: int = 1,
                     mirror: bool = False, delegate: str = "none") -> dict:
     """Run the model on every image of a FER-layout folder; the report of :func:`evaluation_report`
     plus ``unreadable`` (count), ``model``, ``mirror`` and ``runtime`` (which kernels produced the
-    figures; by default the built-in ones, as tflite-runtime 2.14 on the Pi).
+    figures; by default the built-in ones, the reference answers).
 
     With ``mirror`` each face's probabilities are averaged with its mirror image's, as the live
     loop's mood smoothing averages them (:class:`relaxd.vision.inputs.VisionInput` mirrors every other face).
@@ -242,9 +242,9 @@ def add_delegate_argument(parser: argparse.ArgumentParser, default: str = "none"
     from relaxd.vision.emotion import DELEGATES
 
     parser.add_argument("--delegate", choices=DELEGATES, default=default,
-                        help="none: the built-in kernels, as tflite-runtime 2.14 on the Pi "
-                             "(default for figures); xnnpack; auto: XNNPACK where the runtime "
-                             "has int8 XNNPACK")
+                        help="xnnpack: XNNPACK's int8 kernels, as the chair runs the model; "
+                             "none: the built-in kernels, the reference answers "
+                             "(default: %(default)s)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -2,10 +2,10 @@
 
 Contract (ARCHITECTURE.md): the model's float input is pixel/255 in [0, 1], shape
 (1, 48, 48, 1), quantized to int8; its int8 output dequantizes to 7 probabilities in the
-order of :data:`relaxd.core.labels.EMOTIONS`. The runtime is ``tflite_runtime`` (the Pi) or
-``ai_edge_litert`` (newer Pythons); TensorFlow is never imported here. The delegate is chosen
-explicitly (:data:`DELEGATES`): XNNPACK's int8 kernels round some ties differently from the
-built-in ones, within :data:`AGREEMENT_MIN` and :data:`ACCURACY_TOLERANCE` on FER2013 val.
+order of :data:`relaxd.core.labels.EMOTIONS`. The runtime is ``ai_edge_litert`` on every Python
+(the Pi's included); TensorFlow is never imported here. The delegate is chosen explicitly
+(:data:`DELEGATES`): XNNPACK's int8 kernels round some ties differently from the built-in ones,
+within :data:`AGREEMENT_MIN` and :data:`ACCURACY_TOLERANCE` on FER2013 val.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ import numpy as np
 from relaxd.core.errors import RelaxdError
 from relaxd.core.labels import EMOTIONS
 
-#: ``delegate`` choices: ``xnnpack`` is the runtime's default delegates (XNNPACK where it has
-#: them), ``none`` its built-in kernels only (what tflite-runtime 2.14 runs int8 models with:
-#: the model card's figures), ``auto`` XNNPACK where the runtime has an int8 XNNPACK path
-#: (ai-edge-litert) and the built-in kernels elsewhere (tflite-runtime 2.14: no gain there).
-DELEGATES = ("auto", "xnnpack", "none")
+#: ``delegate`` choices: ``xnnpack``, the runtime's XNNPACK delegate (its int8 kernels: the
+#: default, about 5x faster), or ``none``, its built-in kernels only (the reference answers the
+#: model card's figures and the calibration come from).
+DELEGATES = ("xnnpack", "none")
 
 #: How far XNNPACK's int8 answers may differ from the built-in kernels' (its rounding of ties
 #: differs): top-1 agreement on FER2013 val faces, and accuracy, in points (the shipped model's
 #: measured figures are in its card).
 AGREEMENT_MIN = 0.99
 ACCURACY_TOLERANCE = 0.2
+
+#: The runtime's distribution and module.
+RUNTIME = ("ai-edge-litert", "ai_edge_litert")
 
 
 @dataclass(frozen=True)
@@ -46,31 +48,24 @@ class Runtime:
     name: str
     version: str
 
-    @property
-    def has_int8_xnnpack(self) -> bool:
-        return self.name == "ai-edge-litert"
 
-    def uses_xnnpack(self, delegate: str) -> bool:
-        if delegate not in DELEGATES:
-            raise RelaxdError(f"unknown delegate {delegate!r}: use one of {', '.join(DELEGATES)}")
-        return delegate == "xnnpack" or (delegate == "auto" and self.has_int8_xnnpack)
+def check_delegate(delegate: str) -> bool:
+    """Whether ``delegate`` is XNNPACK; an unknown name raises :class:`RelaxdError`."""
+    if delegate not in DELEGATES:
+        raise RelaxdError(f"unknown delegate {delegate!r}: use one of {', '.join(DELEGATES)}")
+    return delegate == "xnnpack"
 
 
 def runtime() -> Runtime:
-    """tflite-runtime where installed (the Pi's Python 3.11), else ai-edge-litert."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name, module in (("tflite-runtime", "tflite_runtime"), ("ai-edge-litert", "ai_edge_litert")):
-        try:
-            interpreter = importlib.import_module(f"{module}.interpreter").Interpreter
-        except ImportError:
-            continue
-        try:
-            return Runtime(interpreter, name, version(name))
-        except PackageNotFoundError:
-            return Runtime(interpreter, name, "?")
-    raise RelaxdError("no TFLite runtime: install tflite-runtime (Python <= 3.11) "
-                      "or ai-edge-litert")
+    """ai-edge-litert's ``Interpreter``, name and version. Only its interpreter module is
+    imported (with the package's ``__version__``): importlib.metadata would pull in the email
+    and zipfile packages, about 45 modules the daemon never uses."""
+    name, module = RUNTIME
+    try:
+        interpreter = importlib.import_module(f"{module}.interpreter").Interpreter
+    except ImportError:
+        raise RelaxdError(f"no TFLite runtime: install {name} (pip install {name})") from None
+    return Runtime(interpreter, name, str(getattr(sys.modules[module], "__version__", "?")))
 
 
 def load_interpreter(path: str | Path, num_threads: int = 1, interpreter_cls: Any = None,
@@ -79,7 +74,7 @@ def load_interpreter(path: str | Path, num_threads: int = 1, interpreter_cls: An
     delegates (XNNPACK) or, by default, its built-in kernels only.
 
     ``interpreter_cls`` replaces the runtime's ``Interpreter`` (the training tools pass
-    TensorFlow's own, since tflite_runtime cannot share a process with TensorFlow).
+    TensorFlow's own: they need no second runtime beside TensorFlow).
     A missing or unloadable file raises :class:`RelaxdError` naming it.
     """
     path = Path(path)
@@ -143,20 +138,18 @@ class EmotionClassifier:
     """
 
     def __init__(self, model_path: str | Path, num_threads: int = 1, interpreter_cls: Any = None,
-                 delegate: str = "auto"):
+                 delegate: str = "xnnpack"):
         self.model_path = Path(model_path)
         self.num_threads = num_threads
+        xnnpack = check_delegate(delegate)
+        kernels = "XNNPACK" if xnnpack else "built-in kernels"
         if interpreter_cls is None:
             rt = runtime()
-            xnnpack = rt.uses_xnnpack(delegate)
             interpreter_cls = rt.interpreter
             #: Which runtime and kernels produce this classifier's answers (for every figure).
-            self.runtime = f"{rt.name} {rt.version}, " + ("XNNPACK" if xnnpack else
-                                                           "built-in kernels")
+            self.runtime = f"{rt.name} {rt.version}, {kernels}"
         else:
-            xnnpack = delegate == "xnnpack"
-            self.runtime = f"{interpreter_cls.__module__}, " + ("XNNPACK" if xnnpack else
-                                                                 "built-in kernels")
+            self.runtime = f"{interpreter_cls.__module__}, {kernels}"
         self._interp = load_interpreter(self.model_path, num_threads, interpreter_cls, xnnpack)
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]

@@ -3,19 +3,26 @@ frame, and the one face crop used at run time.
 
 Each frame, :meth:`FaceDetector.track`:
 
-1. follows the child's face: sparse optical flow predicts where its box moved, and the cascades
-   confirm it in a small region around that prediction, scaled so the face is ``roi_face_px``
-   wide: the frontal ``default`` cascade, then ``alt2``, then the profile cascade and its mirror
-   image for a turned head. Found by none (a glance down, a hand over the face), the face is kept
-   where the flow puts it for at most ``coast_frames`` frames, and without a frontal find for at
-   most ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
+1. follows the child's face: the frontal ``default`` cascade looks for it close to its last box
+   (``close_margin``, ``close_sizes``); when it misses, sparse optical flow predicts where the
+   box moved, and one cascade looks in a region around that prediction, scaled so the face is
+   ``roi_face_px`` wide: the one that found the face last, else the next in turn each frame
+   (frontal ``default``, ``alt2``, profile, mirrored profile), so a re-find is spread over
+   frames. Found by none (a glance down, a hand over the face), the face is kept where the flow
+   puts it for at most ``coast_frames`` frames, and without a frontal find for at most
+   ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
    (:attr:`Detection.frontal`);
-2. runs one part of the full-frame search (on a copy downscaled to ``detect_width``, faces at
-   least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep` into
-   ``sweep_parts`` parts of about equal work, so that no frame costs many times another; one sweep
-   of the whole frame takes ``sweep_parts`` frames. With no face followed, the part's faces are
-   candidates at once, and a frame with nothing found in its first part runs more while they fit
-   in two parts' average work (following a face and reading its emotion cost about one).
+2. runs parts of the full-frame search (on a copy downscaled to ``detect_width``, faces at
+   least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep`
+   into ``sweep_parts`` parts of about equal work. Resting, while a frontal find follows the
+   face, one part a frame: a whole sweep takes ``sweep_parts`` frames. Otherwise as many parts
+   as the frame's budget holds; a part runs at least every other frame.
+   :meth:`FaceDetector.find_bound` states how long a newcomer waits to be found.
+
+Every search is counted (:attr:`Detection.work`, in full-frame searches: the sweep's parts by
+their windows, a cascade run around a face and the flow by their measured costs,
+:data:`relaxd.vision.facesearch.RUN_COST`), and no frame searches more than
+:meth:`FaceDetector.frame_budget`, twice a resting frame's work.
 
 A face new to the detector becomes the child's only once the ``alt2`` cascade agrees with the
 ``default`` one around it, and a background face never takes over while the child's face is
@@ -37,9 +44,12 @@ import cv2
 import numpy as np
 
 from relaxd.vision.facesearch import (
+    FLOW_COST,
     FRONTAL,
     HAAR_WINDOW,
     PROFILE,
+    REFIND,
+    RUN_COST,
     Box,
     Cascades,
     Region,
@@ -49,7 +59,6 @@ from relaxd.vision.facesearch import (
     load_cascade,
     plan_sweep,
     region_around,
-    region_work,
 )
 
 __all__ = ["Box", "Detection", "FaceDetector", "crop_face", "to_gray"]
@@ -134,9 +143,22 @@ class _Sweep:
 
     size: tuple[int, int] = (0, 0)
     plan: list[SweepPart] = field(default_factory=list)
-    full_work: float = 1.0
     next: int = 0
     windows: list[Box] = field(default_factory=list)
+
+
+@dataclass
+class _Budget:
+    """A frame's searching, counted in full-frame searches: ``spent`` so far, and ``limit``."""
+
+    limit: float
+    spent: float = 0.0
+
+    def fits(self, cost: float) -> bool:
+        return self.spent + cost <= self.limit + 1e-9
+
+    def spend(self, cost: float) -> None:
+        self.spent += cost
 
 
 @dataclass(eq=False)
@@ -145,8 +167,12 @@ class FaceDetector:
 
     ``detect_width``: the full-frame search runs on at most ``detect_width`` x
     ``0.75 * detect_width`` pixels; ``min_face_frac``: smallest face, as a fraction of the frame's
-    width; ``sweep_parts``: the full search is spread over about this many frames; ``roi_margin``:
-    the region searched around the followed face extends this many face widths on each side;
+    width; ``sweep_parts``: the full search is cut into about this many parts, one a frame while
+    resting; ``empty_pace``: with nobody followed, the share of the full search a frame runs at
+    most; ``close_margin`` and ``close_sizes``: where the
+    followed face is looked for first (face widths on each side, and its size's range);
+    ``roi_margin``: the region searched around the face's predicted box extends this many face
+    widths on each side;
     ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
     is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
     find (in profile, or by flow); ``scale_factor`` and ``min_neighbors``: the cascades' own
@@ -155,8 +181,11 @@ class FaceDetector:
 
     detect_width: int = 240
     min_face_frac: float = 0.1
-    sweep_parts: int = 12
+    sweep_parts: int = 36
+    empty_pace: float = 1 / 6
     roi_margin: float = 0.25
+    close_margin: float = 0.15
+    close_sizes: tuple[float, float] = (0.8, 1.25)
     roi_face_px: int = 48
     coast_frames: int = 45
     unconfirmed_frames: int = 150
@@ -170,6 +199,8 @@ class FaceDetector:
     _patch: tuple[np.ndarray, tuple[int, int]] | None = field(init=False, repr=False, default=None)
     _coasted: int = field(init=False, repr=False, default=0)
     _unconfirmed: int = field(init=False, repr=False, default=0)
+    _refind: int = field(init=False, repr=False, default=0)
+    _starved: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
@@ -180,6 +211,7 @@ class FaceDetector:
         """Forget the faces followed so far (a new session)."""
         self._tracks, self._current, self._sweep = [], None, _Sweep()
         self._patch, self._coasted, self._unconfirmed = None, 0, 0
+        self._refind, self._starved = 0, False
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
@@ -195,28 +227,33 @@ class FaceDetector:
         return [d.faces[d.index]] + [b for i, b in enumerate(d.faces) if i != d.index]
 
     def track(self, gray: np.ndarray) -> Detection:
-        """Find the child's face in this frame: follow it from the last frame, search one part of
-        the full frame, and choose among new faces when none is followed (see the module)."""
+        """Find the child's face in this frame: follow it from the last frame, search parts of
+        the full frame, and choose among new faces when none is followed (see the module), all
+        within :meth:`frame_budget`."""
         gray = to_gray(gray)
-        work = [0.0]
-        how = self._follow(self._current, gray, work) if self._current is not None else ""
+        self._plan_for(gray)
+        budget = _Budget(self.frame_budget(followed=self._current is not None))
+        how = self._follow(self._current, gray, budget) if self._current is not None else ""
         if not how:
             self._current, self._patch = None, None
         followed = self._current
-        part, swept = self._sweep_step(gray, work)
-        while self._current is None and swept is None and not part and self._fits(work):
-            part, swept = self._sweep_step(gray, work)   # nothing to follow: search on
+        part, swept = self._sweep_on(gray, budget, how)
         rule = "tracked" if how else ""
         if how in ("flow", "profile") and followed is not None:
             how = self._snap(followed, part) or how
         if swept is not None:
-            rule = self._end_sweep(gray, swept, work)
+            rule = self._end_sweep(gray, swept, budget)
         elif self._current is None and part:
-            rule = self._choose(gray, part, work)
+            rule = self._choose(gray, part, budget)
+        return self._result(gray, followed, part, swept, rule, how, budget.spent)
+
+    def _result(self, gray: np.ndarray, followed: _Track | None, part: list[Box],
+                swept: list[Box] | None, rule: str, how: str, work: float) -> Detection:
+        """The frame's :class:`Detection`, the followed face's state brought up to date."""
         box = None if self._current is None else self._current.box
         if box is None:
             return Detection(None, tuple(part if swept is None else swept), None, False,
-                             swept is not None, "", "", round(work[0], 4))
+                             swept is not None, "", "", round(work, 4))
         if self._current is not followed:
             how = "frontal" if box in part else "sweep"
             self._coasted = self._unconfirmed = 0
@@ -226,32 +263,63 @@ class FaceDetector:
         if box not in faces:
             faces.insert(0, box)
         return Detection(box, tuple(faces), faces.index(box), self._current is followed,
-                         swept is not None, rule, how, round(work[0], 4))
+                         swept is not None, rule, how, round(work, 4))
+
+    def frame_budget(self, followed: bool = True) -> float:
+        """The most searching a frame does, in full searches: while a face is followed, twice a
+        resting frame's (the face looked for close by, and a sweep part of the median share);
+        with nobody followed, ``empty_pace`` of the sweep and one check of a find."""
+        if not followed:
+            return self.empty_pace + RUN_COST["wide"][1]
+        shares = [p.share for p in self._sweep.plan] or [0.0]
+        return 2 * (RUN_COST["close"][0] + float(np.median(shares)))
+
+    def find_bound(self, width: int, height: int) -> tuple[int, int]:
+        """The most frames from a face coming into view to its being found: in an empty chair
+        (as many parts a frame as :meth:`frame_budget` holds, with room to check a find), and
+        beside a face followed frontally (the resting pace, one part a frame). Two whole sweeps:
+        a face that comes during one is in every part of the next, whose end counts it (with
+        nobody followed, the part that holds it chooses it at once). Beside a face followed
+        only by flow or in profile the sweep runs a part at least every other frame: at most
+        twice the second figure."""
+        self._plan_for(np.zeros((height, width), np.uint8))
+        limit = self.empty_pace
+        searching, left = 0, 0.0
+        for part in self._sweep.plan:
+            if left < part.share:          # a new frame: at least one part, up to the budget
+                searching, left = searching + 1, limit
+            left -= part.share
+        return 2 * searching, 2 * len(self._sweep.plan)
 
     def _full_region(self, width: int, height: int) -> Region:
         scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
         min_face = max(HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
         return Region(0, 0, width, height, scale, min_face)
 
-    def _follow(self, cur: _Track, gray: np.ndarray, work: list[float]) -> str:
+    def _follow(self, cur: _Track, gray: np.ndarray, budget: _Budget) -> str:
         """Find the followed face ``cur`` again, or keep it by flow; how, or "" when it is lost.
 
-        The frontal cascade looks around the last box first; only when it misses does optical
-        flow predict the box, where every cascade in turn looks again."""
+        The frontal cascade looks close to the last box first; when it misses, optical flow
+        predicts the box and one cascade of :data:`REFIND` looks around the prediction: the one
+        that found the face last, else the next in turn each frame (a re-find spread over
+        frames), none while the sweep waits for its part."""
         if self._unconfirmed >= self.unconfirmed_frames:
             return ""
-        box = self._find_near(gray, cur.box, work, frontal_only=True)
+        box = self._look(gray, cur.box, budget, 0, close=True)
         if box is not None:
-            cur.box, self._coasted = box[0], 0
-            return box[1]
+            cur.box, self._coasted, self._refind = box, 0, 0
+            return "frontal"
+        budget.spend(FLOW_COST)
         predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
                                                               self._patch[1])
         moved_to = predicted if predicted is not None and predicted.iou(cur.box) < 0.7 else None
-        box = self._find_near(gray, cur.box if moved_to is None else moved_to, work,
-                              again=moved_to is None)
-        if box is not None:
-            cur.box, self._coasted = box[0], 0
-            return box[1]
+        k = self._refind
+        if not self._starved and budget.fits(RUN_COST["wide"][k]):
+            box = self._look(gray, cur.box if moved_to is None else moved_to, budget, k)
+            if box is not None:
+                cur.box, self._coasted = box, 0
+                return REFIND[k][2]
+            self._refind = (k + 1) % len(REFIND)
         height, width = gray.shape
         if (predicted is None or self._coasted >= self.coast_frames
                 or predicted.inside_fraction(width, height) < 0.5):
@@ -259,26 +327,41 @@ class FaceDetector:
         cur.box, self._coasted = predicted, self._coasted + 1
         return "flow"
 
-    def _find_near(self, gray: np.ndarray, guess: Box, work: list[float],
-                   frontal_only: bool = False, again: bool = False) -> tuple[Box, str] | None:
-        """The face the cascades find around ``guess`` at its scale (the frontal one only, or
-        every one in turn, ``again``: but the first frontal one, already tried there), with how
-        it was found; None if none overlaps ``guess``."""
-        height, width = gray.shape
-        region = region_around(guess, self.roi_margin, self.roi_face_px)
-        if frontal_only:
-            found, how, runs = self._cascades.search(gray, region), "frontal", 1
-        else:
-            found, how, runs = self._cascades.search_any(gray, region, skip_frontal=again)
-        work[0] += runs * region_work(region, width, height, self.scale_factor) / self._sweep.full_work
+    def _look(self, gray: np.ndarray, guess: Box, budget: _Budget, k: int,
+              close: bool = False) -> Box | None:
+        """The face cascade ``REFIND[k]`` finds around ``guess``; None if none overlaps it.
+        ``close``: only where a face followed from the last frame can be (:attr:`close_margin`,
+        :attr:`close_sizes`), else within ``roi_margin`` and 0.7 to 1.4 times its size."""
+        region = (region_around(guess, self.close_margin, self.roi_face_px, *self.close_sizes)
+                  if close else region_around(guess, self.roi_margin, self.roi_face_px))
+        name, mirrored, _ = REFIND[k]
+        found = self._cascades.search(gray, region, self.cascade_path if k == 0 else name,
+                                      mirrored)
+        budget.spend(RUN_COST["close" if close else "wide"][k])
         best = max(found, key=guess.iou, default=None)
-        return (best, how) if best is not None and best.iou(guess) >= 0.2 else None
+        return best if best is not None and best.iou(guess) >= 0.2 else None
 
-    def _fits(self, work: list[float]) -> bool:
-        """Whether the sweep's next part fits in this frame's budget while no face is followed:
-        two parts on average (following a face and reading its emotion take about one)."""
-        plan = self._sweep.plan
-        return bool(plan) and work[0] + plan[self._sweep.next].share <= 2 / len(plan)
+    def _sweep_on(self, gray: np.ndarray, budget: _Budget,
+                  how: str) -> tuple[list[Box], list[Box] | None]:
+        """This frame's parts of the sweep: the faces they found, and the sweep's when it ended.
+
+        Resting, while a frontal find follows the face: one part (a whole sweep takes
+        ``sweep_parts`` frames). Otherwise as many parts as the frame's budget holds (with
+        nobody followed, room kept to check a find, and until a part finds a face). A part
+        runs whatever the budget when the last frame ran none."""
+        reserve = 0.0 if how else RUN_COST["wide"][1]
+        part: list[Box] = []
+        swept, ran = None, 0
+        while swept is None and self._sweep.plan and not (part and self._current is None):
+            if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
+                    or (self._starved and ran == 0)):
+                break
+            more, swept = self._sweep_step(gray, budget)
+            part, ran = part + more, ran + 1
+            if how in ("frontal", "alt2"):
+                break
+        self._starved = ran == 0 and bool(self._sweep.plan)
+        return part, swept
 
     def _snap(self, cur: _Track, part: list[Box]) -> str:
         """A face ``cur`` followed without a frontal find moves to this frame's sweep part's
@@ -289,21 +372,21 @@ class FaceDetector:
         cur.box, self._coasted = box, 0
         return "frontal"
 
-    def _sweep_step(self, gray: np.ndarray, work: list[float]) -> tuple[list[Box], list[Box] | None]:
-        """Run the next part of the sweep: its new faces, and every face of the sweep when it
-        ended with this part (else None)."""
+    def _plan_for(self, gray: np.ndarray) -> None:
+        """The sweep's plan for this frame's size (made again when the size changes)."""
         height, width = gray.shape
-        sw = self._sweep
-        if sw.size != (width, height):
+        if self._sweep.size != (width, height):
             full = self._full_region(width, height)
             plan = plan_sweep(width, height, full.scale, full.min_face, self.sweep_parts,
                               self.scale_factor)
-            self._sweep = sw = _Sweep((width, height), plan,
-                                      max(region_work(full, width, height, self.scale_factor), 1e-9))
-        if not sw.plan:
-            return [], []
+            self._sweep = _Sweep((width, height), plan)
+
+    def _sweep_step(self, gray: np.ndarray, budget: _Budget) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep: its new faces, and every face of the sweep when it
+        ended with this part (else None)."""
+        sw = self._sweep
         part = sw.plan[sw.next]
-        work[0] += part.share
+        budget.spend(part.share)
         windows = [b for b in self._cascades.search(gray, part.region, raw=True)
                    if part.keep_x0 <= b.x < part.keep_x1]
         sw.windows.extend(windows)
@@ -314,17 +397,22 @@ class FaceDetector:
         swept, sw.windows, sw.next = group(sw.windows, self.min_neighbors), [], 0
         return found, swept
 
-    def _verify(self, gray: np.ndarray, track: _Track, work: list[float]) -> bool:
-        """Whether the ``alt2`` cascade agrees there is a face at the track's box (once enough)."""
-        if not track.verified:
-            height, width = gray.shape
+    def _verify(self, gray: np.ndarray, track: _Track, budget: _Budget,
+                again: bool = False) -> bool:
+        """Whether the ``alt2`` cascade agrees there is a face at the track's box: once enough for
+        a face found in this frame; ``again``, in this frame, for one a whole sweep found (its
+        windows come from the sweep's frames, the face may have moved or gone since). A check
+        the frame's budget cannot hold waits (False) for a later frame."""
+        if again or not track.verified:
+            if not budget.fits(RUN_COST["wide"][1]):
+                return False
             region = region_around(track.box, self.roi_margin, self.roi_face_px)
             found = self._cascades.search(gray, region, FRONTAL[1])
-            work[0] += region_work(region, width, height, self.scale_factor) / self._sweep.full_work
+            budget.spend(RUN_COST["wide"][1])
             track.verified = any(f.iou(track.box) >= 0.3 for f in found)
         return track.verified
 
-    def _choose(self, gray: np.ndarray, part: list[Box], work: list[float]) -> str:
+    def _choose(self, gray: np.ndarray, part: list[Box], budget: _Budget) -> str:
         """With no face followed: take the child's among this part's faces; the rule, or ""."""
         candidates = []
         for box in part:
@@ -332,7 +420,7 @@ class FaceDetector:
             if track is None or track.box.iou(box) < 0.3:
                 track = _Track(box, hits=0)   # counted by the sweep's end, like every face
             track.box = box
-            if self._verify(gray, track, work):
+            if self._verify(gray, track, budget):
                 candidates.append(track)
         if not candidates:
             return ""
@@ -342,7 +430,7 @@ class FaceDetector:
             self._tracks.append(ranked[0])
         return self._rule(ranked, gray.shape)
 
-    def _end_sweep(self, gray: np.ndarray, swept: list[Box], work: list[float]) -> str:
+    def _end_sweep(self, gray: np.ndarray, swept: list[Box], budget: _Budget) -> str:
         """The sweep ended: count where each face was seen and choose the child's again."""
         cur = self._current
         others = [f for f in swept if cur is None or f.iou(cur.box) < 0.3]
@@ -351,7 +439,7 @@ class FaceDetector:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
         ranked = [t for t in self._rank(seen, gray.shape)
-                  if t is cur or self._verify(gray, t, work)]
+                  if t is cur or self._verify(gray, t, budget, again=True)]
         self._current = ranked[0] if ranked else None
         return self._rule(ranked, gray.shape) if ranked else ""
 

@@ -1,8 +1,9 @@
 """The searches :class:`relaxd.vision.faces.FaceDetector` is built from: cascades, the spread full search,
 and optical flow.
 
-- :class:`Cascades`: OpenCV's frontal (``default``, then ``alt2``) and profile Haar cascades, the
-  profile one also run mirrored for heads turned the other way, searched in any region at any scale.
+- :class:`Cascades`: OpenCV's frontal (``default``, ``alt2``) and profile Haar cascades, the
+  profile one also run mirrored for heads turned the other way, searched in any region at any
+  scale; :data:`REFIND`, the order they look for a followed face in, and what each run costs.
 - :func:`plan_sweep`: the full-frame search cut into parts of about equal work (bands of face sizes,
   the small sizes, which cost most, also cut into overlapping strips), one part run per frame.
 - :func:`flow_box`: where a face box moved between two frames (sparse Lucas-Kanade flow, checked
@@ -26,6 +27,23 @@ PROFILE = "profileface"
 
 #: The frontal cascade's own window: nothing smaller can be found.
 HAAR_WINDOW = 24
+
+#: The cascades that look for a followed face around where it should be, in the order tried:
+#: (cascade, mirrored, how it was found).
+REFIND = ((FRONTAL[0], False, "frontal"), (FRONTAL[1], False, "alt2"),
+          (PROFILE, False, "profile"), (PROFILE, True, "profile"))
+
+#: What one run of each :data:`REFIND` cascade costs in a region scaled around a face (the face
+#: ``roi_face_px`` wide), in full-frame searches of the reference scene (``relaxd bench``'s
+#: built-in frames, 640x480, one face on clutter; medians measured on this scene, rounded up):
+#: ``close``, the followed face's own place and size (0.15 face widths around, 0.8-1.25 times
+#: its size); ``wide``, 0.25 face widths around a guess, 0.7-1.4 times its size. A region on a
+#: face costs several times what its windows count (:func:`region_work`): a face's windows pass
+#: most of a cascade's stages, and each run has its own set-up.
+RUN_COST = {"close": (0.04, 0.032, 0.017, 0.013), "wide": (0.062, 0.047, 0.046, 0.034)}
+
+#: What following a face's corners by optical flow (:func:`flow_box`) costs, in the same unit.
+FLOW_COST = 0.02
 
 
 @dataclass(frozen=True)
@@ -114,25 +132,6 @@ class Cascades:
                      y0 + int(round(y / s)), int(round(bw / s)), int(round(bh / s)))
                  for x, y, bw, bh in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)
-
-    def search_any(self, gray: np.ndarray, region: Region,
-                   skip_frontal: bool = False) -> tuple[list[Box], str, int]:
-        """Faces of the first cascade that finds any in ``region``: frontal (``default``, unless
-        ``skip_frontal``, then ``alt2``), then profile and mirrored profile; with "frontal",
-        "alt2", "profile" or "", and how many cascades ran."""
-        runs = 0
-        names = dict.fromkeys((self.frontal, *FRONTAL))
-        for name in [n for n in names if not (skip_frontal and n == self.frontal)]:
-            runs += 1
-            found = self.search(gray, region, name)
-            if found:
-                return found, "alt2" if name == FRONTAL[1] else "frontal", runs
-        for mirrored in (False, True):
-            runs += 1
-            found = self.search(gray, region, PROFILE, mirrored)
-            if found:
-                return found, "profile", runs
-        return [], "", runs
 
 
 def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, int, int] | None:

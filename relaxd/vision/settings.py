@@ -62,9 +62,9 @@ class ModelSettings:
     path: Path = spec(default_factory=default_model,
                       help="int8 TFLite emotion model (default: the bundled one)")
     threads: int = spec(1, min=1, max=4, help="inference threads (the Pi 4 has 4 cores)")
-    delegate: Literal["auto", "xnnpack", "none"] = spec(
-        "auto", help="auto: XNNPACK where the runtime has int8 XNNPACK (ai-edge-litert), else "
-        "the built-in kernels (tflite-runtime 2.14, as the model card); xnnpack; none")
+    delegate: Literal["xnnpack", "none"] = spec(
+        "xnnpack", help="xnnpack: ai-edge-litert's XNNPACK int8 kernels; none: its built-in "
+        "kernels only (the reference answers, as the model card's figures)")
 
 
 @dataclass(frozen=True)
