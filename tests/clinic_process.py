@@ -167,7 +167,8 @@ class Chair:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relaxd", "--simulate", "--ui", "--mood-script",
              str(ROOT / script), "--speed", "5", "--out", str(self.out), "--quiet", *bridge],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=open(folder / f"{chair_id}.log", "ab"))
 
     def state(self) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ class Issued:
     key: Path
 
 
-class TestCA:
+class ClinicCA:
     """A CA in ``folder`` (its name ``name``) that issues server and client certificates."""
 
     def __init__(self, folder: Path, name: str) -> None:
@@ -62,7 +62,7 @@ class TlsBroker(Broker):
     """mosquitto with the clinic's CA: ``cert_port`` takes client certificates (the name is the
     user), ``port`` passwords over TLS. ``url``: the password listener, mqtts://localhost."""
 
-    def __init__(self, folder: Path, users: list[str], ca: TestCA) -> None:
+    def __init__(self, folder: Path, users: list[str], ca: ClinicCA) -> None:
         super().__init__(folder, users)
         self.ca, self.cert_port = ca, free_port()
         server = ca.issue("localhost", server=True)
