@@ -34,7 +34,7 @@ async function send(chair, command, label) {
     : `${label}: chair ${chair}: ${data.error || response.status}`;
 }
 
-function tile(chair) {
+function tile(chair, commands) {
   const node = el("article", undefined, "tile " + chair.tile.replace(" ", "-"));
   node.dataset.chair = chair.chair;
   if (chair.alerts.length) node.classList.add("alerting");
@@ -45,7 +45,7 @@ function tile(chair) {
   if (s.scenario) node.append(el("div", `${s.scenario}${s.phase ? " · " + s.phase : ""}`));
   if (s.latch) node.append(el("div", s.latch, "latch"));
   if (chair.alerts.length) node.append(el("div", `${chair.alerts.length} alert(s)`));
-  if (role === "nurse" && !["lost", "daemon down"].includes(chair.tile)) {
+  if (role === "nurse" && commands && !["lost", "daemon down"].includes(chair.tile)) {
     for (const [command, label] of COMMANDS) {
       const button = el("button", label, command === "stop" ? "soft-stop" : "");
       button.dataset.command = command;
@@ -64,7 +64,8 @@ function row(cells) {
 
 function draw(view) {
   $("broker-lost").classList.toggle("hidden", view.broker);
-  $("tiles").replaceChildren(...view.chairs.map(tile));
+  $("read-only").classList.toggle("hidden", view.commands || role !== "nurse");
+  $("tiles").replaceChildren(...view.chairs.map((chair) => tile(chair, view.commands)));
   $("alerts").tBodies[0].replaceChildren(...view.alerts.map((a) => row([
     a.at ? new Date(a.at * 1000).toLocaleTimeString() : "", a.chair, a.room, a.child,
     `${a.reason}: ${a.detail}`])));
