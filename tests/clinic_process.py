@@ -250,6 +250,7 @@ class OverviewProcess:
         found = re.match(r"clinic overview: (http://\S+?)/\?token=(\S+)", line)
         assert found, line
         self.url = found.group(1)
+        self.link = f"{self.url}/?token={found.group(2)}"  # signs a browser in
         self.http = httpx.Client(base_url=self.url, timeout=20)
         self.http.get(f"/?token={found.group(2)}", follow_redirects=True)
         page = self.http.get("/").text

@@ -56,6 +56,27 @@ function tile(chair, commands) {
   return node;
 }
 
+// A tile is drawn again only when what it shows changes, so that a button is not replaced
+// under the nurse's finger by the state's second-by-second updates.
+const drawn = new Map();  // chair -> [what its tile shows, the tile]
+
+function tiles(view) {
+  const nodes = view.chairs.map((chair) => {
+    const s = chair.state || {};
+    const shows = JSON.stringify([chair.tile, chair.room, s.child, s.scenario, s.phase, s.latch,
+      chair.alerts.length, view.commands]);
+    const old = drawn.get(chair.chair);
+    if (old && old[0] === shows) return old[1];
+    const node = tile(chair, view.commands);
+    drawn.set(chair.chair, [shows, node]);
+    return node;
+  });
+  const box = $("tiles");
+  if (nodes.length !== box.children.length || nodes.some((n, i) => box.children[i] !== n)) {
+    box.replaceChildren(...nodes);
+  }
+}
+
 function row(cells) {
   const tr = el("tr");
   for (const cell of cells) tr.append(el("td", cell === null || cell === undefined ? "" : String(cell)));
@@ -65,7 +86,7 @@ function row(cells) {
 function draw(view) {
   $("broker-lost").classList.toggle("hidden", view.broker);
   $("read-only").classList.toggle("hidden", view.commands || role !== "nurse");
-  $("tiles").replaceChildren(...view.chairs.map((chair) => tile(chair, view.commands)));
+  tiles(view);
   $("alerts").tBodies[0].replaceChildren(...view.alerts.map((a) => row([
     a.at ? new Date(a.at * 1000).toLocaleTimeString() : "", a.chair, a.room, a.child,
     `${a.reason}: ${a.detail}`])));
