@@ -267,9 +267,13 @@ class OverviewProcess:
                               headers={"X-CSRF-Token": self.csrf, "Origin": self.url})
 
     def stop(self) -> None:
+        """SIGTERM, as systemd stops it: it must be gone well inside the unit's TimeoutStopSec
+        (10 s), even with a browser's live view open."""
         self.http.close()
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+            raise AssertionError("the overview did not stop within 5 s of SIGTERM") from None

@@ -16,6 +16,7 @@ from tests.clinic_process import (
     MOSQUITTO_PASSWD,
     OVERVIEW_USER,
     ROOT,
+    VIEWER_USER,
     Broker,
     Chair,
     OverviewProcess,
@@ -50,7 +51,7 @@ def browser():
 
 @pytest.fixture
 def clinic(tmp_path):
-    broker = Broker(tmp_path / "broker", ["A", "B", OVERVIEW_USER])
+    broker = Broker(tmp_path / "broker", ["A", "B", OVERVIEW_USER, VIEWER_USER])
     broker.start()
     chairs = {c: Chair(tmp_path, broker, c) for c in ("A", "B")}
     overview = None
@@ -145,6 +146,20 @@ def test_the_nurse_sees_the_chairs_an_alert_stops_one_and_is_warned_of_a_lost_br
     broker.start()
     wait_until(lambda: not cover.is_displayed(), 60, "the warning gone with the broker back")
     wait_until(lambda: looks(browser, "B") == "running", 30, "B's tile after the outage")
+
+
+def test_an_overview_on_the_viewers_broker_account_shows_no_command(browser, clinic, tmp_path):
+    broker, _, _ = clinic
+    viewer = OverviewProcess(tmp_path, broker, VIEWER_USER, name="viewer")
+    try:
+        browser.get(viewer.link)  # signed in on the web as a nurse, but read-only on the broker
+        wait_until(lambda: looks(browser, "A") == looks(browser, "B") == "running", 90,
+                   "both chairs' tiles running")
+        assert browser.find_element("id", "read-only").is_displayed()
+        assert browser.find_elements("css selector", "button[data-command]") == []
+        shot(browser, tmp_path, "viewer")
+    finally:
+        viewer.stop()
 
 
 def _alert_open(driver) -> str | None:
