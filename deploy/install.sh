@@ -6,11 +6,17 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: sudo deploy/install.sh [--dry-run] [--root DIR] [--uninstall]
+                              [--with-bridge] [--with-overview]
 
   (no option)   install or update: apt packages, the relaxd user, /opt/relaxd/venv,
                 /etc/relaxd (config.yaml and scenarios are never overwritten), the unit,
                 then enable and (re)start the service
-  --uninstall   remove the service, unit and /opt/relaxd; keep /etc/relaxd (configuration)
+  --with-bridge    also this chair's bridge to the clinic's MQTT broker: the user
+                   relaxd-bridge and relaxd-bridge.service (fill the clinic: section of
+                   config.yaml, then enable it)
+  --with-overview  also the clinic overview on this machine: the user relaxd-overview,
+                   /etc/relaxd-overview and relaxd-overview.service (then enable it)
+  --uninstall   remove the services, units and /opt/relaxd; keep /etc/relaxd (configuration)
                 and /var/lib/relaxd (session records)
   --dry-run     print every step, change nothing
   --root DIR    write files under DIR instead of /; system steps (apt, user, venv, pip,
@@ -22,10 +28,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=""
 DRY_RUN=0
 UNINSTALL=0
+WITH_BRIDGE=0
+WITH_OVERVIEW=0
 while (($#)); do
     case $1 in
         --dry-run) DRY_RUN=1 ;;
         --uninstall) UNINSTALL=1 ;;
+        --with-bridge) WITH_BRIDGE=1 ;;
+        --with-overview) WITH_OVERVIEW=1 ;;
         --root)
             [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --root needs a folder" >&2; exit 2; }
             ROOT=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -44,6 +54,9 @@ ETC=$ROOT/etc/relaxd
 STATE=$ROOT/var/lib/relaxd
 UNIT=$ROOT/etc/systemd/system/relaxd.service
 UI_UNIT=$ROOT/etc/systemd/system/relaxd-ui.service
+BRIDGE_UNIT=$ROOT/etc/systemd/system/relaxd-bridge.service
+OVERVIEW_UNIT=$ROOT/etc/systemd/system/relaxd-overview.service
+OVERVIEW_ETC=$ROOT/etc/relaxd-overview
 KIOSK=$ROOT/etc/xdg/autostart/relaxd-kiosk.desktop
 BOOT_CONFIG=$ROOT/boot/firmware/config.txt
 
@@ -247,6 +260,56 @@ install_station() {
     install_kiosk
 }
 
+# A system user of its own, without a home or a shell (its state: the unit's StateDirectory).
+service_user() {
+    if ! real_system || ! getent passwd "$1" >/dev/null; then
+        system useradd --system --user-group --home-dir "/var/lib/$1" --no-create-home \
+            --shell /usr/sbin/nologin "$1"
+    fi
+}
+
+# The chair's bridge to the clinic's broker (--with-bridge): it reads the control socket and the
+# session records as a member of the relaxd group; it starts once the clinic: section names a
+# broker, a chair id and its credentials.
+install_bridge() {
+    step "clinic bridge: user relaxd-bridge, $BRIDGE_UNIT"
+    service_user relaxd-bridge
+    system usermod --append --groups relaxd relaxd-bridge
+    run install -m 0644 "$REPO/deploy/relaxd-bridge.service" "$BRIDGE_UNIT"
+}
+
+# The clinic overview (--with-overview): its own user, its broker credentials in
+# /etc/relaxd-overview (the CA and password are the clinic's: not made here).
+install_overview() {
+    step "clinic overview: user relaxd-overview, $OVERVIEW_ETC, $OVERVIEW_UNIT"
+    service_user relaxd-overview
+    run install -d -m 0750 "$OVERVIEW_ETC"
+    system chown root:relaxd-overview "$OVERVIEW_ETC"
+    run install -m 0644 "$REPO/deploy/relaxd-overview.service" "$OVERVIEW_UNIT"
+}
+
+# The clinic's units: each needs the clinic's broker, CA and credentials first, so a new one is
+# left for the administrator to enable; one already running is restarted (an update).
+start_clinic() {
+    local unit
+    for unit in relaxd-bridge relaxd-overview; do
+        [[ $unit == relaxd-bridge ]] && ((!WITH_BRIDGE)) && continue
+        [[ $unit == relaxd-overview ]] && ((!WITH_OVERVIEW)) && continue
+        if ! real_system || systemctl is-active --quiet "$unit"; then
+            system systemctl restart "$unit"
+        fi
+    done
+    if ((WITH_BRIDGE)); then
+        echo "  bridge: fill the clinic: section of /etc/relaxd/config.yaml (broker, chair_id,"
+        echo "  room, ca, password_file), then: sudo systemctl enable --now relaxd-bridge"
+    fi
+    if ((WITH_OVERVIEW)); then
+        echo "  overview: ca.pem and broker-password in /etc/relaxd-overview, its --broker in the"
+        echo "  unit, sudo relaxd overview-user NAME --role nurse, then:"
+        echo "  sudo systemctl enable --now relaxd-overview"
+    fi
+}
+
 # relaxd (re)started with its unit, the station's drop-in and its groups all in place, then the
 # station beside it.
 start_services() {
@@ -263,6 +326,7 @@ start_services() {
     system systemctl restart relaxd-ui
     echo "  accounts: sudo -u relaxd-ui /opt/relaxd/venv/bin/relaxd ui set-pin (the kiosk) and"
     echo "  ... relaxd ui add-user NAME --role caregiver|therapist (tablets, over TLS only)"
+    start_clinic
 }
 
 # Raspberry Pi OS with desktop (Wayland, labwc or wayfire): Chromium full-screen on the touch
@@ -287,6 +351,13 @@ DESKTOP
 
 uninstall() {
     step "stop and remove the service"
+    local unit
+    for unit in relaxd-bridge relaxd-overview; do
+        if ! real_system || [[ -e $ROOT/etc/systemd/system/$unit.service ]]; then
+            system systemctl disable --now "$unit"
+        fi
+    done
+    run rm -f "$BRIDGE_UNIT" "$OVERVIEW_UNIT"
     if ! real_system || [[ -e $UI_UNIT ]]; then
         system systemctl disable --now relaxd-ui
     fi
@@ -301,6 +372,8 @@ uninstall() {
     if [[ -d $PREFIX ]]; then run rmdir "$PREFIX"; fi
     step "kept: $ETC (configuration), $STATE (session records), user relaxd"
     echo "  remove them by hand if wanted: sudo rm -r /etc/relaxd /var/lib/relaxd; sudo userdel relaxd"
+    echo "  (and, if installed, /etc/relaxd-overview, /var/lib/relaxd-bridge, /var/lib/relaxd-overview"
+    echo "  and the users relaxd-bridge, relaxd-overview)"
 }
 
 preflight
@@ -315,6 +388,8 @@ else
     install_boot_pins
     install_unit
     install_station
+    if ((WITH_BRIDGE)); then install_bridge; fi
+    if ((WITH_OVERVIEW)); then install_overview; fi
     start_services
     step "done: systemctl status relaxd relaxd-ui; journalctl -u relaxd -f"
 fi

@@ -139,6 +139,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="--ui: a bridge to the clinic's broker beside the simulated chair "
                         "(mqtt://127.0.0.1:PORT, unix:///PATH or mqtts://HOST:PORT)")
     p.add_argument("--chair-id", metavar="ID", help="--bridge: the simulated chair's id")
+    p.add_argument("--bridge-password-file", metavar="FILE",
+                   help="--bridge: the chair's broker password (default: "
+                        "$RELAXD_BRIDGE_PASSWORD_FILE)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

@@ -157,34 +157,54 @@ class Watcher:
 class Chair:
     """``relaxd --simulate --ui --bridge URL --chair-id ID`` (its station and bridge too)."""
 
-    def __init__(self, folder: Path, broker: Broker, chair_id: str,
+    def __init__(self, folder: Path, broker: Broker | None, chair_id: str,
                  script: str = "scenarios/moods/station.yaml") -> None:
+        """``broker`` None: no bridge beside it (one is started apart, as on the chair)."""
         self.out, self.id = folder / chair_id, chair_id
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
-               "RELAXD_BRIDGE_PASSWORD_FILE": str(broker.password_file(chair_id))}
+        bridge = [] if broker is None else [
+            "--bridge", broker.url, "--chair-id", chair_id,
+            "--bridge-password-file", str(broker.password_file(chair_id))]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relaxd", "--simulate", "--ui", "--mood-script",
-             str(ROOT / script), "--speed", "5", "--out", str(self.out), "--quiet",
-             "--bridge", broker.url, "--chair-id", chair_id],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+             str(ROOT / script), "--speed", "5", "--out", str(self.out), "--quiet", *bridge],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=open(folder / f"{chair_id}.log", "ab"))
 
     def state(self) -> dict[str, Any] | None:
         """The chair's own state, asked over its control socket (None: not up yet)."""
+        answer = self._ask({"cmd": "state"})
+        return (answer or {}).get("state") or None
+
+    def _ask(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        path = self.socket_path()
+        if path is None:
+            return None
         try:
-            path = (self.out / "control-socket").read_text().strip()
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(5)
                 s.connect(path)
-                s.sendall(b'{"cmd":"state"}\n')
+                s.sendall(json.dumps(message).encode() + b"\n")
                 data = b""
                 while not data.endswith(b"\n"):
                     chunk = s.recv(65536)
                     if not chunk:
                         return None
                     data += chunk
-            return json.loads(data).get("state") or None
+            answer = json.loads(data)
+            return answer if isinstance(answer, dict) else None
         except (OSError, ValueError):
+            return None
+
+    def command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
+        """One command over the chair's control socket, as its own station sends it; the
+        answer (None: the chair cannot be reached)."""
+        return self._ask({"cmd": cmd, **args})
+
+    def socket_path(self) -> str | None:
+        try:
+            return (self.out / "control-socket").read_text().strip() or None
+        except OSError:
             return None
 
     def bridge_pid(self) -> int | None:
@@ -214,20 +234,23 @@ def _parent(pid: int) -> int:
 class OverviewProcess:
     """``relaxd overview --broker URL --port 0 --link``, signed in with its link."""
 
-    def __init__(self, folder: Path, broker: Broker, user: str = OVERVIEW_USER) -> None:
+    def __init__(self, folder: Path, broker: Broker, user: str = OVERVIEW_USER,
+                 extra: tuple[str, ...] = (), name: str = "overview") -> None:
         import httpx
 
+        self.state_dir = folder / name
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relaxd", "overview", "--broker", broker.url, "--user", user,
              "--password-file", str(broker.password_file(user)), "--port", "0", "--link",
-             "--state-dir", str(folder / "overview")],
+             "--name", name.replace(".", "-"), "--state-dir", str(self.state_dir), *extra],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=open(folder / "overview.log", "ab"), text=True)
+            stdout=subprocess.PIPE, stderr=open(folder / f"{name}.log", "ab"), text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         found = re.match(r"clinic overview: (http://\S+?)/\?token=(\S+)", line)
         assert found, line
         self.url = found.group(1)
+        self.link = f"{self.url}/?token={found.group(2)}"  # signs a browser in
         self.http = httpx.Client(base_url=self.url, timeout=20)
         self.http.get(f"/?token={found.group(2)}", follow_redirects=True)
         page = self.http.get("/").text
@@ -244,9 +267,13 @@ class OverviewProcess:
                               headers={"X-CSRF-Token": self.csrf, "Origin": self.url})
 
     def stop(self) -> None:
+        """SIGTERM, as systemd stops it: it must be gone well inside the unit's TimeoutStopSec
+        (10 s), even with a browser's live view open."""
         self.http.close()
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+            raise AssertionError("the overview did not stop within 5 s of SIGTERM") from None

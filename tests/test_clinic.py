@@ -4,6 +4,9 @@ the overview's store, and the latch's clinic-stop."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +126,35 @@ def test_the_overview_stores_each_session_once_and_keeps_alerts(tmp_path):
     again = Overview(parse_broker("mqtt://127.0.0.1:1"), Credentials("overview.desk"), tmp_path)
     assert again.view()["alerts"][0]["reason"] == "halt"  # history from its own SQLite
     again.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def relaxd(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "relaxd", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin",
+                                                      "PYTHONPATH": str(ROOT), **env})
+
+
+@pytest.mark.parametrize("args, env, problem", [
+    (["--password-file", "/nonexistent/A.pw"], {}, "cannot read the password file"),
+    ([], {"RELAXD_BRIDGE_PASSWORD_FILE": "/nonexistent/env.pw"}, "/nonexistent/env.pw"),
+])
+def test_the_bridge_password_file_from_the_flag_or_the_environment(args, env, problem):
+    done = relaxd("bridge", "--broker", "mqtt://127.0.0.1:1", "--chair-id", "A", *args, **env)
+    assert done.returncode == 2 and problem in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--bridge-password-file", "x.pw"], "go with --bridge URL"),
+    (["--bridge", "mqtt://127.0.0.1:1", "--chair-id", "A", "--bridge-password-file",
+      "/nonexistent/A.pw"], "no such file: /nonexistent/A.pw"),
+])
+def test_the_simulated_bridge_password_file_is_checked_before_anything_opens(args, problem,
+                                                                            tmp_path):
+    done = relaxd("--simulate", "--ui", "--mood-script", "scenarios/moods/station.yaml",
+                  "--out", str(tmp_path), *args)
+    assert done.returncode == 2 and problem in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import time
 
 import pytest
 
+from relaxd.clinic.topics import HEARTBEAT_S, STALE_HEARTBEATS
+from relaxd.records.sessions import list_sessions
 from tests.clinic_process import (
     MOSQUITTO,
     MOSQUITTO_PASSWD,
@@ -30,20 +34,28 @@ pytestmark = pytest.mark.skipif(MOSQUITTO is None or MOSQUITTO_PASSWD is None,
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clinic")
-    broker = Broker(folder / "broker", ["A", "B", OVERVIEW_USER, VIEWER_USER])
+    broker = Broker(folder / "broker", ["A", "B", "C", OVERVIEW_USER, VIEWER_USER])
     broker.start()
     chairs = {c: Chair(folder, broker, c) for c in ("A", "B")}
     watcher = Watcher(broker, OVERVIEW_USER, ["relaxd/#"])
     overview = OverviewProcess(folder, broker)
+    silent = Watcher(broker, "C")  # chair C: one state, then silence (its bridge hung)
     try:
         for chair in chairs.values():
             wait_until(lambda c=chair: (c.state() or {}).get("state") == "running", 90,
                        f"chair {chair.id} running")
         wait_until(lambda: {"A", "B"} <= {c["chair"] for c in overview.view()["chairs"]}, 30,
                    "both chairs on the overview")
-        yield broker, chairs, watcher, overview
+        silent.publish("relaxd/C/status", {"online": True, "daemon": True, "room": "3"},
+                       retain=True, expiry=None)
+        silent.publish("relaxd/C/state", {"seq": 1, "state": "running"}, retain=True, expiry=None)
+        silent.last_state = time.monotonic()  # type: ignore[attr-defined]
+        wait_until(lambda: (overview.chair("C") or {}).get("tile") == "running", 10,
+                   "C running on the overview")
+        yield broker, chairs, watcher, overview, silent
     finally:
         overview.stop()
+        silent.close()
         watcher.close()
         for chair in chairs.values():
             chair.stop()
@@ -51,7 +63,7 @@ def clinic(tmp_path_factory):
 
 
 def test_both_chairs_appear_as_running_tiles(clinic):
-    _, _, watcher, overview = clinic
+    _, _, watcher, overview, _ = clinic
     wait_until(lambda: all(c["tile"] == "running" for c in overview.view()["chairs"]), 30,
                "running tiles")
     status = watcher.on("relaxd/A/status")[-1]
@@ -59,7 +71,7 @@ def test_both_chairs_appear_as_running_tiles(clinic):
 
 
 def test_start_from_afar_is_refused_with_a_reply(clinic):
-    _, chairs, watcher, _ = clinic
+    _, chairs, watcher, _, _ = clinic
     seq = chairs["B"].state()["stop_seq"]
     for name, fields in (("start", {"scenario": "gentle-start"}), ("hold", {"on": False}),
                          ("nudge", {"steps": 1})):
@@ -69,7 +81,7 @@ def test_start_from_afar_is_refused_with_a_reply(clinic):
 
 
 def test_retained_expired_and_repeated_commands_are_not_carried_out(clinic):
-    _, chairs, watcher, _ = clinic
+    _, chairs, watcher, _, _ = clinic
     retained = watcher.command("B", "stop", retain=True)
     assert "retained" in watcher.reply("B", retained)["error"]
     watcher.client.publish("relaxd/B/cmd/stop", b"", qos=1, retain=True).wait_for_publish(10)
@@ -87,7 +99,7 @@ def test_retained_expired_and_repeated_commands_are_not_carried_out(clinic):
 
 
 def test_a_chair_cannot_write_or_read_another_chairs_topics(clinic):
-    broker, chairs, watcher, _ = clinic
+    broker, chairs, watcher, _, _ = clinic
     intruder = Watcher(broker, "A", ["relaxd/B/cmd/#", "relaxd/overview/+/status"])
     try:
         # mosquitto 2.0 grants the subscription but never delivers what the ACL denies
@@ -108,7 +120,7 @@ def test_a_chair_cannot_write_or_read_another_chairs_topics(clinic):
 
 
 def test_a_stop_from_afar_zeroes_one_chair_and_its_alert_reaches_the_overview(clinic):
-    _, chairs, _, overview = clinic
+    _, chairs, _, overview, _ = clinic
     answer = overview.send("A", "stop")
     assert answer.status_code == 200, answer.text
     a, b = chairs["A"].state(), chairs["B"].state()
@@ -127,7 +139,7 @@ def test_a_stop_from_afar_zeroes_one_chair_and_its_alert_reaches_the_overview(cl
 
 
 def test_a_viewer_sends_no_command(clinic):
-    broker, chairs, watcher, _ = clinic
+    broker, chairs, watcher, _, _ = clinic
     viewer = Watcher(broker, VIEWER_USER)
     try:
         viewer.publish("relaxd/B/cmd/stop", {"id": "from-viewer", "by": "viewer"})
@@ -139,8 +151,75 @@ def test_a_viewer_sends_no_command(clinic):
     assert chairs["B"].state()["latch_causes"] == []
 
 
+def finished(chair: Chair) -> set[str]:
+    """The ids of the chair's finished sessions, as its bridge names their summaries."""
+    return {f"{chair.id}:{s.started}:{s.id}" for s in list_sessions(chair.out) if s.ended}
+
+
+def stored(overview: OverviewProcess, summary: str) -> int:
+    """How many times the overview's SQLite holds the summary ``summary``."""
+    with sqlite3.connect(overview.state_dir / "overview.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM sessions WHERE id = ?", (summary,)).fetchone()[0]
+
+
+def start_again(chair: Chair) -> None:
+    """A Start at the chair's own station."""
+    answer = chair.command("start")
+    assert answer and answer["ok"], answer
+    wait_until(lambda: (chair.state() or {}).get("state") == "running", 30, "running again")
+
+
+def test_a_finished_session_reaches_the_overviews_store_once(clinic):
+    _, chairs, watcher, overview, _ = clinic
+    before = finished(chairs["B"])
+    assert overview.send("B", "end-gently").status_code == 200
+    new = wait_until(lambda: finished(chairs["B"]) - before, 30, "B's session finished")
+    for key in new:
+        wait_until(lambda key=key: stored(overview, key), 20, f"{key} in the overview's store")
+    key = min(new)
+    summary = next(s for s in overview.http.get("/api/sessions?chair=B").json()["sessions"]
+                   if s["id"] == key)
+    assert summary["chair"] == "B" and summary["duration"] > 0 and "name" not in summary
+    # an overview coming online makes each bridge send its latest summaries again: still once
+    sent = len([m for m in watcher.on("relaxd/B/event/session") if m["id"] == key])
+    watcher.publish("relaxd/overview/again/status", {"online": True}, expiry=None)
+    wait_until(lambda: len([m for m in watcher.on("relaxd/B/event/session")
+                            if m["id"] == key]) > sent, 20, "the summaries sent again")
+    overview.view()  # the overview has taken every message before this one
+    assert stored(overview, key) == 1
+    start_again(chairs["B"])
+
+
+def test_a_silent_chair_turns_stale_after_three_heartbeats(clinic):
+    _, _, _, overview, silent = clinic
+    silent.publish("relaxd/C/state", {"seq": 2, "state": "running"}, retain=True, expiry=None)
+    heard = time.monotonic()
+    wait_until(lambda: overview.chair("C")["tile"] == "running", 5, "C fresh again")
+    wait_until(lambda: overview.chair("C")["tile"] == "stale",
+               STALE_HEARTBEATS * HEARTBEAT_S + 5, "C stale")
+    assert time.monotonic() - heard >= STALE_HEARTBEATS * HEARTBEAT_S - 0.5
+    # the chairs with a live bridge send a heartbeat: never stale
+    assert {c["chair"]: c["tile"] for c in overview.view()["chairs"]
+            if c["chair"] != "C"} == {"A": "stopped", "B": "running"}
+
+
+def test_an_overview_signed_in_as_the_viewer_refuses_a_stop_up_front(clinic, tmp_path):
+    broker, chairs, _, desk, _ = clinic
+    viewer = OverviewProcess(tmp_path, broker, VIEWER_USER, name="viewer")
+    try:
+        wait_until(lambda: viewer.view()["broker"] and viewer.chair("B"), 30, "viewer up")
+        assert viewer.view()["commands"] is False and desk.view()["commands"] is True
+        asked = time.monotonic()
+        answer = viewer.send("B", "stop")
+        assert answer.status_code == 403 and time.monotonic() - asked < 2
+        assert "read-only" in answer.json()["error"] and "\n" not in answer.json()["error"]
+    finally:
+        viewer.stop()
+    assert chairs["B"].state()["latch_causes"] == []
+
+
 def test_the_broker_killed_mid_session_changes_nothing_and_all_comes_back(clinic):
-    broker, chairs, _, overview = clinic
+    broker, chairs, _, overview, _ = clinic
     before = {c: chairs[c].state() for c in chairs}
     broker.kill()
     wait_until(lambda: overview.view()["broker"] is False, 30, "the overview's broker warning")
@@ -149,6 +228,11 @@ def test_the_broker_killed_mid_session_changes_nothing_and_all_comes_back(clinic
         assert during[c]["stop_seq"] == before[c]["stop_seq"]
         assert during[c]["latch_causes"] == before[c]["latch_causes"]
     assert during["B"]["state"] in ("running", "reduced") and any(during["B"]["levels"].values())
+    # a session ends at the chair while the broker is away: its summary goes out later
+    sessions = finished(chairs["B"])
+    assert chairs["B"].command("end_gently", by="station")["ok"]
+    unsent = wait_until(lambda: finished(chairs["B"]) - sessions, 30, "B's session finished")
+    start_again(chairs["B"])
     broker.start()  # same port, no persistence: every retained topic is gone
     fresh = Watcher(broker, OVERVIEW_USER, ["relaxd/+/status", "relaxd/+/state", "relaxd/+/alerts"])
     try:
@@ -160,10 +244,13 @@ def test_the_broker_killed_mid_session_changes_nothing_and_all_comes_back(clinic
     wait_until(lambda: overview.view()["broker"] and overview.chair("B")["tile"] == "running",
                60, "the overview back")
     assert overview.chair("A")["tile"] == "stopped"
+    for key in unsent:
+        wait_until(lambda key=key: stored(overview, key), 30, f"{key}, sent after the outage")
+        assert stored(overview, key) == 1
 
 
 def test_the_bridge_killed_its_last_will_is_seen(clinic):
-    broker, chairs, _, overview = clinic
+    broker, chairs, _, overview, _ = clinic
     watcher = Watcher(broker, OVERVIEW_USER, ["relaxd/B/status"])
     try:
         wait_until(lambda: watcher.on("relaxd/B/status"), 10, "B's retained status")

@@ -108,6 +108,36 @@ def test_uninstall_keeps_configuration_and_records(tmp_path):
     install("--uninstall", "--root", root)  # again: nothing left to do, no error
 
 
+CLINIC_UNITS = ("relaxd-bridge.service", "relaxd-overview.service")
+
+
+def test_the_clinic_parts_are_installed_only_when_asked(tmp_path):
+    plain, clinic = tmp_path / "plain", tmp_path / "clinic"
+    out = install("--root", plain)
+    assert not [u for u in CLINIC_UNITS if (plain / "etc/systemd/system" / u).exists()]
+    assert "relaxd-bridge" not in out and "relaxd-overview" not in out
+    assert not (plain / "etc/relaxd-overview").exists()
+
+    out = install("--root", clinic, "--with-bridge", "--with-overview")
+    for unit in CLINIC_UNITS:
+        assert (clinic / "etc/systemd/system" / unit).read_bytes() == (REPO / "deploy" / unit).read_bytes()
+    for user in ("relaxd-bridge", "relaxd-overview"):
+        assert (f"useradd --system --user-group --home-dir /var/lib/{user} --no-create-home "
+                f"--shell /usr/sbin/nologin {user}") in out
+    assert "usermod --append --groups relaxd relaxd-bridge" in out  # the control socket
+    assert (clinic / "etc/relaxd-overview").stat().st_mode & 0o777 == 0o750
+    # each needs the clinic's broker and credentials first: restarted if running, not enabled
+    assert "systemctl restart relaxd-bridge" in out and "systemctl enable relaxd-bridge" not in out
+    assert "sudo systemctl enable --now relaxd-overview" in out
+    first = snapshot(clinic)
+    install("--root", clinic, "--with-bridge", "--with-overview")
+    assert snapshot(clinic) == first
+
+    out = install("--uninstall", "--root", clinic)
+    assert "systemctl disable --now relaxd-bridge" in out
+    assert not [u for u in CLINIC_UNITS if (clinic / "etc/systemd/system" / u).exists()]
+
+
 def test_bad_option_is_refused(tmp_path):
     out = install("--frobnicate", ok=False)
     assert "unknown option --frobnicate" in out

@@ -26,7 +26,8 @@ from relaxd.station.link import ChairLink, ChairUnreachable
 
 log = logging.getLogger(__name__)
 
-#: How often the chair's records are read for finished sessions not yet sent.
+#: How often the chair's records are read for finished sessions not yet sent (and at once after
+#: any discrete change of state: a session may just have ended).
 SESSION_POLL_S = 10.0
 #: The summaries sent again when an overview comes online (it stores each once, by id).
 RESEND_SESSIONS = 20
@@ -111,6 +112,8 @@ class Bridge:
             await self._publish(client, topics.STATUS, self._status(online=True), retain=True)
         now = time.monotonic()
         if snapshot is not None:
+            if topics.discrete(snapshot) != published["discrete"]:
+                published["sessions"] = 0.0  # a session may just have ended: look at once
             await self._publish_state(client, snapshot, published, now)
             await self._publish_alerts(client, snapshot, published)
         if now - published["sessions"] >= SESSION_POLL_S:

@@ -6,16 +6,18 @@ with jitter, so that thirty chairs do not all knock at once when the broker retu
 
 from __future__ import annotations
 
+import queue
 import random
 import ssl
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from relaxd.clinic.settings import BrokerAddress, Credentials
-from relaxd.clinic.topics import COMMAND_EXPIRY_S, dumps
+from relaxd.clinic.settings import OVERVIEW, PREFIX, BrokerAddress, Credentials
+from relaxd.clinic.topics import CMD, COMMAND_EXPIRY_S, dumps
 
 MqttError = aiomqtt.MqttError
 #: Seconds a publish or subscribe waits for the broker before the link counts as broken.
@@ -87,3 +89,38 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first
+
+
+#: Where an overview tries a publish to learn whether its account may send commands: a command
+#: topic no chair reads (no chair may be named "overview"), outside every overview's presence.
+PROBE_TOPIC = f"{PREFIX}/{OVERVIEW}/{CMD}/probe"
+
+
+def may_publish(broker: BrokerAddress, credentials: Credentials, identifier: str,
+                topic: str = PROBE_TOPIC, timeout: float = BROKER_TIMEOUT_S) -> bool | None:
+    """Whether this account may publish to ``topic``: one QoS 1 publish on a short connection of
+    its own, and the broker's answer (MQTT v5 PUBACK: "Not authorized" means no). None when the
+    broker cannot be asked. Blocking: run it in a thread."""
+    answer: queue.Queue[bool | None] = queue.Queue()
+    probe = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=identifier,
+                        protocol=paho.MQTTv5,
+                        transport="unix" if broker.transport == "unix" else "tcp")
+    probe.username_pw_set(credentials.username, credentials.password())
+    if broker.tls:
+        probe.tls_set_context(tls_context(credentials))
+    probe.on_publish = lambda client, userdata, mid, code, properties: answer.put(
+        not code.is_failure)
+    probe.on_connect = lambda client, userdata, flags, code, properties: (
+        answer.put(None) if code.is_failure else None)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.MessageExpiryInterval = 1
+    try:
+        probe.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
+        probe.loop_start()
+        probe.publish(topic, dumps({"probe": True}), qos=1, properties=properties)
+        return answer.get(timeout=timeout)
+    except (OSError, ssl.SSLError, queue.Empty, ValueError):
+        return None
+    finally:
+        probe.loop_stop()
+        probe.disconnect()

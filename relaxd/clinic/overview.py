@@ -30,6 +30,9 @@ DB_NAME = "overview.sqlite"
 #: for its daemon).
 REPLY_WAIT_S = 12.0
 RECENT_ALERTS = 200
+#: Why an overview whose broker account may not publish commands (a viewer's) sends none.
+READ_ONLY = ("this overview signs in to the broker as a read-only viewer: it sends no "
+             "commands (go to the chair, or use the desk's overview)")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -62,6 +65,8 @@ class Overview:
         self.chairs: dict[str, Chair] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
         self.connected = False
+        #: Whether the broker lets this account send commands (None: not known yet).
+        self.may_command: bool | None = None
         self.version = 0
         self._changed = asyncio.Event()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -101,6 +106,9 @@ class Overview:
                                        timeout=mqtt.BROKER_TIMEOUT_S)
             await client.publish(status, topics.dumps({"online": True, "at": time.time()}),
                                  qos=1, retain=True, timeout=mqtt.BROKER_TIMEOUT_S)
+            self.may_command = await asyncio.to_thread(
+                mqtt.may_publish, self.broker, self.credentials,
+                f"relaxd-overview-{self.name}-probe")
             self._client, self.connected = client, True
             backoff.reset()
             self._touch()
@@ -198,7 +206,8 @@ class Overview:
             chairs.append({"chair": chair_id, "room": status.get("room") or state.get("room"),
                            "tile": topics.tile(chair.status, chair.state, chair.heard, now),
                            "state": state, "alerts": chair.alerts or []})
-        return {"broker": self.connected, "chairs": chairs, "alerts": list(self.recent)[:50]}
+        return {"broker": self.connected, "commands": self.may_command is not False,
+                "chairs": chairs, "alerts": list(self.recent)[:50]}
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -206,6 +215,8 @@ class Overview:
         """Send ``name`` to ``chair`` and wait for its reply; ``ok`` False with a reason if it
         cannot be sent or no reply comes."""
         client = self._client
+        if self.may_command is False:
+            return {"ok": False, "error": READ_ONLY}
         if client is None:
             return {"ok": False, "error": "the broker cannot be reached: the command was not sent"}
         command_id = uuid.uuid4().hex

@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from relaxd.clinic.overview import Overview
+from relaxd.clinic.overview import READ_ONLY, Overview
 from relaxd.clinic.topics import REMOTE_COMMANDS
 from relaxd.core.errors import RelaxdError
 from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore, hash_secret
@@ -148,6 +148,8 @@ async def api_command(request: Request) -> Response:
         return JSONResponse({"error": f"{name!r} is not sent from afar"}, status_code=404)
     if chair not in desk.overview.chairs:
         return JSONResponse({"error": f"no chair {chair!r}"}, status_code=404)
+    if desk.overview.may_command is False:
+        return JSONResponse({"error": READ_ONLY}, status_code=403)
     reply = await desk.overview.command(chair, name, request.state.user.user)
     if not reply.get("ok"):
         return JSONResponse({"error": str(reply.get("error") or "refused")}, status_code=409)

@@ -19,6 +19,9 @@ from relaxd.core.errors import RelaxdError
 
 STATE_DIR_ENV = "RELAXD_OVERVIEW_STATE_DIR"
 SESSION_LIFETIME_S = 12 * 3600
+#: How long a stop waits for open connections (a browser's live view never closes by itself),
+#: well inside the unit's TimeoutStopSec.
+SHUTDOWN_WAIT_S = 2
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(create_app(desk), log_level="warning", access_log=False,
                             ssl_certfile=args.web_certificate if tls else None,
                             ssl_keyfile=args.web_key if tls else None,
-                            timeout_keep_alive=5, limit_concurrency=128, lifespan="on")
+                            timeout_keep_alive=5, limit_concurrency=128, lifespan="on",
+                            timeout_graceful_shutdown=SHUTDOWN_WAIT_S)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

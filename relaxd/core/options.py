@@ -15,6 +15,7 @@ SIMULATION_ONLY = {
     "trace": "it records a simulated chair's outputs",
     "virtual_child": "a virtual child stands in for a real one",
     "bridge": "on the chair: relaxd-bridge.service",
+    "bridge_password_file": "on the chair: password_file in the clinic: section",
 }
 
 
@@ -42,6 +43,7 @@ class RunOptions:
     ui_port: int = 0
     bridge: str | None = None  # the clinic's broker URL: a bridge beside the simulated chair
     chair_id: str | None = None  # the simulated chair's id on the broker
+    bridge_password_file: Path | None = None  # its broker password
     quiet: bool = False
     verbose: bool = False
 
@@ -58,7 +60,7 @@ class RunOptions:
         value converted once to its field's type."""
         given = {f.name: getattr(values, f.name, None) for f in fields(cls)}
         paths = {"config", "video", "images", "mood_script", "virtual_child", "scenarios",
-                 "events", "trace", "out"}
+                 "events", "trace", "out", "bridge_password_file"}
         kept = {name: Path(v) if name in paths else v
                 for name, v in given.items() if v is not None}
         return cls(**kept)  # type: ignore[arg-type]  # each value is its field's type

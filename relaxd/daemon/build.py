@@ -330,7 +330,8 @@ def _attach_station(options: RunOptions, hw: ChairHardware, session: Session,
         _spawn_station(link, hw.state_dir, options.ui_port, stack)
         if options.bridge:  # --bridge URL --chair-id ID: the chair's bridge to the clinic's broker
             stack.callback(clinic_launch.end, clinic_launch.spawn(
-                options.bridge, str(options.chair_id), socket_path, hw.state_dir.resolve()))
+                options.bridge, str(options.chair_id), socket_path, hw.state_dir.resolve(),
+                options.bridge_password_file))
 
 
 def _tell_socket(out: Path, socket_path: Path, stack: ExitStack) -> None:

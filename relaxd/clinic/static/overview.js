@@ -34,7 +34,7 @@ async function send(chair, command, label) {
     : `${label}: chair ${chair}: ${data.error || response.status}`;
 }
 
-function tile(chair) {
+function tile(chair, commands) {
   const node = el("article", undefined, "tile " + chair.tile.replace(" ", "-"));
   node.dataset.chair = chair.chair;
   if (chair.alerts.length) node.classList.add("alerting");
@@ -45,7 +45,7 @@ function tile(chair) {
   if (s.scenario) node.append(el("div", `${s.scenario}${s.phase ? " · " + s.phase : ""}`));
   if (s.latch) node.append(el("div", s.latch, "latch"));
   if (chair.alerts.length) node.append(el("div", `${chair.alerts.length} alert(s)`));
-  if (role === "nurse" && !["lost", "daemon down"].includes(chair.tile)) {
+  if (role === "nurse" && commands && !["lost", "daemon down"].includes(chair.tile)) {
     for (const [command, label] of COMMANDS) {
       const button = el("button", label, command === "stop" ? "soft-stop" : "");
       button.dataset.command = command;
@@ -56,6 +56,27 @@ function tile(chair) {
   return node;
 }
 
+// A tile is drawn again only when what it shows changes, so that a button is not replaced
+// under the nurse's finger by the state's second-by-second updates.
+const drawn = new Map();  // chair -> [what its tile shows, the tile]
+
+function tiles(view) {
+  const nodes = view.chairs.map((chair) => {
+    const s = chair.state || {};
+    const shows = JSON.stringify([chair.tile, chair.room, s.child, s.scenario, s.phase, s.latch,
+      chair.alerts.length, view.commands]);
+    const old = drawn.get(chair.chair);
+    if (old && old[0] === shows) return old[1];
+    const node = tile(chair, view.commands);
+    drawn.set(chair.chair, [shows, node]);
+    return node;
+  });
+  const box = $("tiles");
+  if (nodes.length !== box.children.length || nodes.some((n, i) => box.children[i] !== n)) {
+    box.replaceChildren(...nodes);
+  }
+}
+
 function row(cells) {
   const tr = el("tr");
   for (const cell of cells) tr.append(el("td", cell === null || cell === undefined ? "" : String(cell)));
@@ -64,7 +85,8 @@ function row(cells) {
 
 function draw(view) {
   $("broker-lost").classList.toggle("hidden", view.broker);
-  $("tiles").replaceChildren(...view.chairs.map(tile));
+  $("read-only").classList.toggle("hidden", view.commands || role !== "nurse");
+  tiles(view);
   $("alerts").tBodies[0].replaceChildren(...view.alerts.map((a) => row([
     a.at ? new Date(a.at * 1000).toLocaleTimeString() : "", a.chair, a.room, a.child,
     `${a.reason}: ${a.detail}`])));
