@@ -363,13 +363,13 @@ def _post_into(c: httpx.Client, path: str, headers: dict, body: dict, into: dict
 
 
 def test_stop_sent_just_after_a_start_always_wins_through_the_station(sim_chair):
-    """Start and STOP pressed 20 ms apart on two pages: the chair ends stopped every time."""
+    """Start, then STOP 20 ms later, through the station: the chair ends stopped every time
+    (the Start ran and was stopped, or was refused as older than the STOP)."""
     chair, path, base = sim_chair
     with httpx.Client(base_url=base, follow_redirects=True, timeout=15) as c:
         page = c.get(chair.link.replace(base, "")).text
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         headers = {"Origin": base, "X-CSRF-Token": csrf}
-        started = 0
         for trial in range(5):
             ask(path, {"cmd": "stop", "by": "setup"})
             seq = chair_state(path)["stop_seq"]
@@ -384,8 +384,10 @@ def test_stop_sent_just_after_a_start_always_wins_through_the_station(sim_chair)
             assert answers["stop"].status_code == 200, answers["stop"].text
             time.sleep(1.0)
             assert chair_state(path)["state"] != "running", (trial, answers["start"].text)
-            started += answers["start"].status_code == 200
-    assert started, "no Start ran before its STOP: the race was not tried"
+            late = answers["start"].status_code == 409 and "came after this Start" in \
+                answers["start"].json()["error"]
+            assert answers["start"].status_code == 200 or late, answers["start"].text  # ran, or
+            # reached the chair before the STOP and lost to it
 
 
 def test_a_hung_daemon_socket_still_gets_stop_answered_not_reached_in_bounded_time(place):
