@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the browser fixture of test_station_browser, imported
 """The state of the chair at a glance, in a real browser (headless Chromium on a real
 ``relaxd --simulate --ui``, 800x480): a banner per state with its next step, the newest alert
 in plain words naming the child, Start's summary and refusals, manual mode at the child's
@@ -98,7 +99,7 @@ def start(driver, child: str, scenario: str = "auto", manual: bool = False) -> N
     driver.find_element("id", "start").click()
 
 
-def test_the_chair_at_a_glance_in_every_state(browser, tmp_path):  # noqa: F811
+def test_the_chair_at_a_glance_in_every_state(browser, tmp_path):
     chair_dir = tmp_path / "chair"
     children(chair_dir)
     chair = SimulatedChair(chair_dir, SCRIPT, speed=10.0)
@@ -252,7 +253,7 @@ def recorded_session_with_vitals(folder: Path) -> None:
     sink.close()
 
 
-def test_the_childs_breathing_beside_the_chairs_tempo(browser, tmp_path):  # noqa: F811
+def test_the_childs_breathing_beside_the_chairs_tempo(browser, tmp_path):
     """The words come from the station (tested at HTTP level too); here, that a caregiver sees
     them beside the breathing dot, with the pulse as a trend, and nothing pushed off screen;
     and History draws a session's body readings."""

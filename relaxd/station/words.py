@@ -201,18 +201,19 @@ def body_words(view: dict[str, Any], name: str) -> dict[str, str] | None:
         return {"breathing": chair, "pulse": "", "movement": ""}
     vitals = view.get("vitals") or {}
     quality = vitals.get("quality") or {}
-    child = _rate(vitals.get("breathing"))
-    pulse = _rate(vitals.get("pulse"))
+    child = _rate(vitals.get("breathing"), whole=True)
+    pulse = _rate(vitals.get("pulse"), whole=True)
     if pulse != "unknown":
         pulse += f" / min (quality {_percent(quality.get('pulse'))})"
     return {"breathing": f"{name} {child}{' / min' if child != 'unknown' else ''} · {chair}",
             "pulse": pulse, "movement": _movement(vitals.get("movement"))}
 
 
-def _rate(value: Any) -> str:
+def _rate(value: Any, whole: bool = False) -> str:
+    """A rate a minute as read at a glance (the chair's tempo keeps its half breaths)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         return "unknown"
-    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+    return f"{value:.0f}" if whole or abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
 def _percent(value: Any) -> str:
