@@ -5,7 +5,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: sudo deploy/install.sh [--dry-run] [--root DIR] [--uninstall]
+Usage: sudo deploy/install.sh [--dry-run] [--root DIR] [--uninstall] [--station-only]
                               [--with-bridge] [--with-overview]
 
   (no option)   install or update: apt packages, the relaxd user, /opt/relaxd/venv,
@@ -21,6 +21,8 @@ Usage: sudo deploy/install.sh [--dry-run] [--root DIR] [--uninstall]
   --dry-run     print every step, change nothing
   --root DIR    write files under DIR instead of /; system steps (apt, user, venv, pip,
                 systemctl) are printed, not run (for tests)
+  --station-only  the chair has no display of its own (a tablet at the chair): no kiosk,
+                and a tablet may Start (ui.network_start); a Lite image is station-only anyway
 EOF
 }
 
@@ -30,12 +32,14 @@ DRY_RUN=0
 UNINSTALL=0
 WITH_BRIDGE=0
 WITH_OVERVIEW=0
+STATION_ONLY=0
 while (($#)); do
     case $1 in
         --dry-run) DRY_RUN=1 ;;
         --uninstall) UNINSTALL=1 ;;
         --with-bridge) WITH_BRIDGE=1 ;;
         --with-overview) WITH_OVERVIEW=1 ;;
+        --station-only) STATION_ONLY=1 ;;
         --root)
             [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --root needs a folder" >&2; exit 2; }
             ROOT=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -249,15 +253,47 @@ install_station() {
         printf '[Service]\nEnvironment=RELAXD_STATION=1\n' >"$UNIT.d/station.conf"
     fi
     run install -m 0644 "$REPO/deploy/relaxd-ui.service" "$UI_UNIT"
-    # A self-signed certificate for tablets on the clinic network (used once ui.listen names an
-    # address; replace it with the clinic's own, same file names).
-    if ! real_system || [[ ! -f $ETC/ui.crt ]]; then
-        system openssl req -x509 -newkey rsa:3072 -days 3650 -nodes -subj /CN=relaxd-station \
-            -keyout "$ETC/ui.key" -out "$ETC/ui.crt"
-        system chown root:relaxd-ui "$ETC/ui.key" "$ETC/ui.crt"
-        system chmod 0640 "$ETC/ui.key"
+    install_certificate
+    if station_only; then
+        station_only_dropin
+    else
+        run rm -f "$UI_UNIT.d/station-only.conf"
+        install_kiosk
     fi
-    install_kiosk
+}
+
+# The certificate for tablets on the clinic network (used once ui.listen names an address):
+# the chair's names and addresses in its subjectAltName, valid 397 days (relaxd check warns a
+# month ahead). Made when there is none, or in place of one without a subjectAltName (the old
+# 10-year one, which browsers reject even when trusted); a clinic's own is kept.
+install_certificate() {
+    if real_system && [[ -f $ETC/ui.crt ]] \
+            && openssl x509 -in "$ETC/ui.crt" -noout -ext subjectAltName 2>/dev/null | grep -q :; then
+        return
+    fi
+    step "station certificate: $ETC/ui.crt (relaxd ui renew-cert; check its fingerprint on tablets)"
+    system "$PREFIX/venv/bin/relaxd" ui renew-cert --config "$ETC/config.yaml" \
+        --cert "$ETC/ui.crt" --key "$ETC/ui.key"
+    system chown root:relaxd-ui "$ETC/ui.key" "$ETC/ui.crt"
+    system chmod 0640 "$ETC/ui.key"
+    system chmod 0644 "$ETC/ui.crt"
+}
+
+# No display at the chair (--station-only, or an image without a desktop): the tablet is the
+# chair's station, beside the child, so it may Start (ui.network_start's default, set by the
+# station's drop-in; config.yaml is kept and can still say otherwise).
+station_only() {
+    ((STATION_ONLY)) && return 0
+    real_system && [[ ! -d /usr/share/wayland-sessions && ! -d /usr/share/xsessions ]]
+}
+
+station_only_dropin() {
+    step "station only (no display at the chair): $UI_UNIT.d/station-only.conf (ui.network_start)"
+    run install -d -m 0755 "$UI_UNIT.d"
+    echo "+ write $UI_UNIT.d/station-only.conf (Environment=RELAXD_NETWORK_START=1)"
+    if ((!DRY_RUN)); then
+        printf '[Service]\nEnvironment=RELAXD_NETWORK_START=1\n' >"$UI_UNIT.d/station-only.conf"
+    fi
 }
 
 # A system user of its own, without a home or a shell (its state: the unit's StateDirectory).
@@ -332,10 +368,6 @@ start_services() {
 # Raspberry Pi OS with desktop (Wayland, labwc or wayfire): Chromium full-screen on the touch
 # display for the user who logs in automatically. The Lite image has no desktop: station only.
 install_kiosk() {
-    if real_system && [[ ! -d /usr/share/wayland-sessions && ! -d /usr/share/xsessions ]]; then
-        echo "  no desktop (Lite image): the station alone, for tablets"
-        return
-    fi
     step "kiosk: $KIOSK (Chromium on the touch display at login)"
     run install -d -m 0755 "${KIOSK%/*}"
     if ((!DRY_RUN)); then
@@ -361,7 +393,7 @@ uninstall() {
     if ! real_system || [[ -e $UI_UNIT ]]; then
         system systemctl disable --now relaxd-ui
     fi
-    run rm -f "$UI_UNIT" "$KIOSK" "$UNIT.d/station.conf"
+    run rm -f "$UI_UNIT" "$KIOSK" "$UNIT.d/station.conf" "$UI_UNIT.d/station-only.conf"
     if ! real_system || [[ -e $UNIT ]]; then
         system systemctl disable --now relaxd
     fi

@@ -81,7 +81,8 @@ def run_serve(args: argparse.Namespace) -> int:
                       sessions=Sessions(ui.session_lifetime, ui.sessions_file),
                       records=Path(args.records) if args.records else records,
                       scenario_dirs=[ui.scenario_dir, *bundled], token=token, tls=ui.tls,
-                      network_start=ui.network_start, secret=_secret_key(ui.key_file))
+                      network_start=ui.network_start, secret=_secret_key(ui.key_file),
+                      certificate=ui.certificate if ui.tls else None)
     local = _bind("127.0.0.1", ui.port if args.port is None else args.port)
     network = _bind(ui.listen, ui.tls_port if args.tls_port is None else args.tls_port) \
         if ui.network else None

@@ -50,7 +50,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from relaxd.control.library import find_scenario, scenario_files
-from relaxd.station import audit
+from relaxd.station import audit, words
 from relaxd.station.auth import Backoff, PinWait, RateLimit, Sessions, SignedIn, UserStore
 from relaxd.station.guard import BodyLimit, SecurityHeaders
 from relaxd.station.link import ChairLink, ChairUnreachable
@@ -61,13 +61,17 @@ HERE = Path(__file__).resolve().parent
 COOKIE = "relaxd_station"
 SSE_MIN_INTERVAL_S = 0.2
 #: The events a history plot needs.
-PLOTTED = ("mood", "levels", "decision", "estop", "observation", "alert")
+PLOTTED = ("mood", "levels", "decision", "estop", "observation", "alert", "vitals", "session")
 #: Password and PIN checks (scrypt, 16 MiB each) run at most this many at a time, and at most
 #: PENDING_CHECKS wait; beyond that a sign-in is answered 429 at once.
 PARALLEL_CHECKS = 2
 PENDING_CHECKS = 8
 #: The chair's states in which the chair's own display is never signed out.
 QUIET_STATES = ("idle", "ended", "offline")
+#: A manual step's outcome is read from the chair's state this many states after its answer.
+MANUAL_STATES = 2
+#: How long the station looks for the alert of a STOP pressed on the chair's own display.
+OWN_STOP_WAIT_S = 5.0
 EXPIRED = "your sign-in has ended (expired, or signed out): sign in again"
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -92,6 +96,13 @@ class Station:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     checks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(PARALLEL_CHECKS, "relaxd-check"))
+    #: The tablets' TLS certificate (its fingerprint is on the About page), if any.
+    certificate: Path | None = None
+    #: The children's names by id (from the daemon), for the station's own pages only.
+    names: dict[str, str] = field(default_factory=dict)
+    _asked: set[str] = field(default_factory=set)
+    _alert_children: dict[int, str | None] = field(default_factory=dict)
+    _ending: str | None = None  # the child of a session that is ending or ended ("" none)
     _pending: list[int] = field(default_factory=lambda: [0])
     _pending_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -139,6 +150,59 @@ class Station:
         finally:
             with self._pending_lock:
                 self._pending[0] -= 1
+
+    def view(self) -> dict[str, Any]:
+        """The chair's state for a browser, in words (:func:`relaxd.station.words.present`);
+        a child not yet known by name is asked for once."""
+        view = self._ended(self.link.view())
+        child = view.get("child")
+        if isinstance(child, str) and child not in self.names and child not in self._asked:
+            self._asked.add(child)
+            asyncio.get_running_loop().create_task(self.load_names())
+        return words.present(view, self.names, self._alert_children)
+
+    def _ended(self, view: dict[str, Any]) -> dict[str, Any]:
+        """The chair goes from a session's end straight to waiting for the next Start: while it
+        waits, the view says the session ended (``just_ended``) and whose it was."""
+        kind = view.get("state")
+        if kind in ("fading", "ended"):
+            self._ending = view.get("child") or ""
+        elif kind != "idle":
+            self._ending = None
+        if self._ending is None or kind not in ("idle", "ended"):
+            return view
+        return {**view, "just_ended": True, "child": view.get("child") or self._ending or None}
+
+    async def load_names(self) -> list[dict[str, Any]]:
+        """The chair's children (id, name, consent) from the daemon; the names kept.
+        ChairUnreachable, or ValueError with the daemon's refusal."""
+        answer = await self.link.command("children")
+        if not answer.get("ok"):
+            raise ValueError(str(answer.get("error", "refused")))
+        children = [c for c in answer.get("children", []) if isinstance(c, dict)]
+        self.names.update({str(c.get("id")): str(c.get("name")) for c in children})
+        return children
+
+    def name_of(self, child: Any) -> str:
+        return self.names.get(child, "the child") if isinstance(child, str) else "the child"
+
+    async def ack_own_stop(self, by: str, seq: int, since: float) -> None:
+        """A STOP pressed on the chair's own display needs no acknowledgement there: its alert
+        is acknowledged for the one who pressed it (who is at the chair), once it appears."""
+        seen, deadline = -1, time.monotonic() + OWN_STOP_WAIT_S
+        while time.monotonic() < deadline:
+            seen = await self.link.changed(seen, 0.5)
+            state = self.link.state or {}
+            if (state.get("stop_seq") or 0) > seq:
+                return  # a newer stop: its alert is for whoever sees it
+            for alert in state.get("alerts") or []:
+                if (not alert.get("acknowledged") and alert.get("reason") == "estop"
+                        and f"station stop by {by})" in str(alert.get("detail"))
+                        and float(alert.get("at") or 0) >= since - 2):
+                    with contextlib.suppress(ChairUnreachable):
+                        await self.link.command("ack", alert=alert["id"],
+                                                by=f"{by} (pressed STOP at the chair)")
+                    return
 
     def record(self, action: str, detail: str, by: str) -> None:
         """One line in the station's audit log (the Audit page shows it)."""
@@ -317,7 +381,7 @@ async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
 
 @guarded()
 async def api_state(request: Request) -> Response:
-    return JSONResponse(request.app.state.station.link.view())
+    return JSONResponse(request.app.state.station.view())
 
 
 @guarded()
@@ -334,7 +398,7 @@ async def api_events(request: Request) -> Response:
                 yield ": keep-alive\n\n"
                 continue
             seen = version
-            yield f"data: {json.dumps(station.link.view(), separators=(',', ':'))}\n\n"
+            yield f"data: {json.dumps(station.view(), separators=(',', ':'))}\n\n"
             await asyncio.sleep(SSE_MIN_INTERVAL_S)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
@@ -391,10 +455,11 @@ async def api_stop(request: Request) -> Response:
         return _error(400, str(exc))
     for_stop = body.get("for_stop")
     args = {"for_stop": for_stop} if isinstance(for_stop, int) and for_stop >= 0 else {}
-    return await _stop(station, by, args)
+    return await _stop(station, by, args, at_chair=is_local(request))
 
 
-async def _stop(station: Station, by: str, args: dict[str, Any]) -> Response:
+async def _stop(station: Station, by: str, args: dict[str, Any],
+                at_chair: bool = False) -> Response:
     retry = f" (retry of a STOP pressed at stop number {args['for_stop']})" if args else ""
     try:
         answer = await station.link.command("stop", by=by, **args)
@@ -404,6 +469,9 @@ async def _stop(station: Station, by: str, args: dict[str, Any]) -> Response:
     if not answer.get("ok"):
         station.record("STOP", f"refused{retry}: {answer.get('error')}", f"{by} (station)")
         return _error(409, str(answer.get("error", "refused")))
+    if at_chair and not answer.get("already") and isinstance(answer.get("stop_seq"), int):
+        asyncio.get_running_loop().create_task(
+            station.ack_own_stop(by, answer["stop_seq"], time.time()))
     done = "already stopped by" if answer.get("already") else "carried out:"
     station.record("STOP", f"{done} stop number {answer.get('stop_seq')}{retry}", f"{by} (station)")
     return JSONResponse({k: v for k, v in answer.items() if k != "id"})
@@ -421,7 +489,35 @@ async def api_start(request: Request) -> Response:
         body = await json_body(request)
     except ValueError as exc:
         return _error(400, str(exc))
-    return await _command(request, "start", **_start_args(body, request))
+    args = _start_args(body, request)
+    response = await _command(request, "start", **args)
+    if response.status_code == 409:
+        error = json.loads(bytes(response.body))["error"]
+        return _error(409, words.refusal_words(error, args["child"],
+                                               station.name_of(args["child"])), detail=error)
+    return response
+
+
+@guarded(change=True)
+async def api_manual(request: Request) -> Response:
+    """Manual mode: one step up or down; at a limit the answer says so ("at Ada's maximum")."""
+    station: Station = request.app.state.station
+    try:
+        body = await json_body(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    steps = 1 if body.get("steps") == 1 else -1
+    before, seen = (station.link.state or {}).get("intensity"), station.link.version
+    response = await _command(request, "nudge", steps=steps)
+    if response.status_code != 200:
+        return response
+    for _ in range(MANUAL_STATES):  # the state after the step (published before the answer)
+        seen = await station.link.changed(seen, 0.5)
+    state = station.link.state or {}
+    after = state.get("intensity")
+    return JSONResponse({**json.loads(bytes(response.body)), "intensity": after,
+                         "words": words.limit_words(steps, before, after,
+                                                    station.name_of(state.get("child")))})
 
 
 def _start_args(body: dict[str, Any], _: Request) -> dict[str, Any]:
@@ -444,12 +540,11 @@ async def api_children(request: Request) -> Response:
     profiles are readable by the daemon's user alone."""
     station: Station = request.app.state.station
     try:
-        answer = await station.link.command("children")
+        return JSONResponse(await station.load_names())
     except ChairUnreachable as exc:
         return _error(503, str(exc))
-    if not answer.get("ok"):
-        return _error(409, str(answer.get("error", "refused")))
-    return JSONResponse(answer.get("children", []))
+    except ValueError as exc:
+        return _error(409, str(exc))
 
 
 @guarded()
@@ -465,6 +560,23 @@ async def api_recommend(request: Request) -> Response:
     return JSONResponse({k: answer.get(k) for k in ("child", "scenario", "why")})
 
 
+@guarded(change=True)
+async def api_ack_all(request: Request) -> Response:
+    """Acknowledge every alert still open (each one as the caregiver would, one by one)."""
+    station: Station = request.app.state.station
+    open_ids = [a["id"] for a in (station.link.state or {}).get("alerts") or []
+                if not a.get("acknowledged")]
+    for alert_id in open_ids:
+        try:
+            answer = await station.link.command("ack", alert=alert_id,
+                                                by=request.state.user.user)
+        except ChairUnreachable as exc:
+            return _error(503, str(exc))
+        if not answer.get("ok"):
+            return _error(409, str(answer.get("error", "refused")))
+    return JSONResponse({"ok": True, "acknowledged": open_ids})
+
+
 def _ack_args(_: dict[str, Any], request: Request) -> dict[str, Any]:
     return {"alert": request.path_params["alert"]}
 
@@ -476,8 +588,15 @@ async def api_sessions(request: Request) -> Response:
     from relaxd.records.sessions import list_sessions
 
     station: Station = request.app.state.station
-    rows = await _off_loop(list_sessions, station.records)
-    return JSONResponse([r.__dict__ for r in reversed(rows)][:200])
+    rows = [r.__dict__ for r in reversed(await _off_loop(list_sessions, station.records))]
+    state = (station.link.state or {}).get("state")
+    playing = state in words.PLAYING
+    if rows and not rows[0]["ended"] and state == "idle":
+        rows = rows[1:]  # the chair waiting for the next Start: no session yet
+    return JSONResponse([{
+        **row, "child_name": station.names.get(row["child"]) if row["child"] else None,
+        "running": (running := playing and i == 0 and not row["ended"]),
+        "outcome": words.session_outcome(row, running)} for i, row in enumerate(rows[:200])])
 
 
 async def _events_of(request: Request) -> list[dict[str, Any]] | Response:
@@ -661,6 +780,25 @@ def validate_upload(name: str, text: str) -> tuple[list[str], str]:
 
 
 @guarded()
+async def api_about(request: Request) -> Response:
+    """The station's certificate for tablets (SHA-256 fingerprint, names, expiry), to check
+    a tablet's certificate warning against; none where the station has no network listener."""
+    from relaxd.core.errors import RelaxdError
+    from relaxd.station import cert
+
+    station: Station = request.app.state.station
+    if station.certificate is None:
+        return JSONResponse({"certificate": None})
+    try:
+        info = await _off_loop(cert.read, station.certificate)
+    except RelaxdError as exc:
+        return JSONResponse({"certificate": None, "error": str(exc)})
+    return JSONResponse({"certificate": {
+        "fingerprint": info.fingerprint, "names": list(info.names),
+        "expires": info.not_after.isoformat(timespec="seconds")}})
+
+
+@guarded()
 async def api_unknown(request: Request) -> Response:
     return _error(404, "no such route")
 
@@ -675,14 +813,14 @@ def create_app(station: Station) -> Starlette:
         Route("/api/state", api_state), Route("/api/events", api_events),
         Route("/api/stop", api_stop, methods=post),
         Route("/api/start", api_start, methods=post),
+        Route("/api/alerts/ack-all", api_ack_all, methods=post),
         Route("/api/alerts/{alert:int}/ack", chair_command("ack", args=_ack_args), methods=post),
         Route("/api/calmer", chair_command("calmer"), methods=post),
         Route("/api/hold", chair_command("hold", args=lambda b, _: {"on": bool(b.get("on"))}),
               methods=post),
         Route("/api/end-gently", chair_command("end_gently"), methods=post),
-        Route("/api/manual", chair_command(
-            "nudge", args=lambda b, _: {"steps": 1 if b.get("steps") == 1 else -1}),
-              methods=post),
+        Route("/api/manual", api_manual, methods=post),
+        Route("/api/about", api_about),
         Route("/api/observe", chair_command(
             "observe", args=lambda b, _: {"what": str(b.get("what") or "")}), methods=post),
         Route("/api/children", api_children),

@@ -35,10 +35,12 @@ class UISettings:
                      "(plain HTTP, never leaves the chair; 0: any free port)")
     tls_port: int = spec(8443, min=0, max=65535, help="the port tablets use (HTTPS) on "
                          "ui.listen, when it is not 127.0.0.1")
-    network_start: bool = spec(False, help="a tablet on the network may Start a session (a "
-                               "STOP is always allowed); off where the chair has its own "
-                               "display, whose caregiver sees the child; on for a station-only "
-                               "install")
+    network_start: bool = spec(
+        default_factory=lambda: os.environ.get("RELAXD_NETWORK_START") == "1",
+        help="a tablet on the network may Start a session (a STOP is always allowed); off where "
+        "the chair has its own display, whose caregiver sees the child; default: on where "
+        "deploy/install.sh installed a station-only chair (RELAXD_NETWORK_START=1 in "
+        "relaxd-ui.service's drop-in)")
     certificate: Path | None = spec(None, help="TLS certificate (PEM) for listening on the network")
     key: Path | None = spec(None, help="TLS private key (PEM) of the certificate")
     session_lifetime: float = spec(

@@ -30,10 +30,14 @@ async function api(method, path, body) {
 // "the daemon is not answering"; STOP in the header still works on the chair's display.
 function showSignedOut() {
   $("signed-out").classList.remove("hidden");
-  $("offline").classList.add("hidden");
 }
 
 function say(text) { $("message").textContent = text; }
+
+async function manual(steps) {
+  const {status, data} = await api("POST", "/api/manual", {steps});
+  say(status === 200 ? data.words : (data.error || ("failed: " + status)));
+}
 
 async function command(path, body, done) {
   const {status, data} = await api("POST", path, body);
@@ -57,14 +61,11 @@ function clock(seconds) {
 function render(s) {
   last = s;
   if (Number.isInteger(s.stop_seq)) stopPage.seq = s.stop_seq;
-  $("offline").classList.toggle("hidden", s.connected !== false
-    || !$("signed-out").classList.contains("hidden"));
   $("state").textContent = STATE_WORDS[s.state] || s.state;
   $("state").dataset.state = s.state;
   $("scenario").textContent = s.scenario || "";
-  $("why").textContent = s.why ? "(" + s.why + ")" : "";
-  $("child").textContent = childName(s.child);
-  $("phase").textContent = s.phase || "—";
+  $("child").textContent = s.child_name || (s.child ? childName(s.child) : "—");
+  $("phase").textContent = s.phase ? "· " + s.phase : "";
   const levels = s.levels || {light: 0, audio: 0, vibration: 0};
   // Every output at 0 (stopped, halted, ended): show 0, no colour, no countdown, no breathing.
   const dark = ["light", "audio", "vibration"].every((k) => !levels[k]);
@@ -83,11 +84,49 @@ function render(s) {
   $("confidence").textContent = s.mood ? Math.round(100 * s.mood.confidence) + " %" : "";
   drawStrip(s.mood_strip || []);
   renderBreath(s);
-  renderEstop(s);
+  renderBody(s.body);
+  renderBanner(s);
   renderThermal(s.thermal);
   renderControls(s);
   renderAlerts(s.alerts || []);
   fillScenarios(s.scenarios || []);
+  showPlaying();
+}
+
+// One banner for the chair's state: its colour (data-kind), what happened, the next step.
+// The signed-out notice says what happened instead, never "the daemon is not answering".
+function renderBanner(s) {
+  const b = s.connected === false && !$("signed-out").classList.contains("hidden")
+    ? {kind: "offline", title: "Not signed in: the numbers are not live.", next: "Sign in again."}
+    : (s.banner || {kind: "offline", title: "…", next: ""});
+  $("banner").dataset.kind = b.kind;
+  $("banner-title").textContent = b.title;
+  $("banner-next").textContent = b.next;
+}
+
+// The child's breathing beside the chair's tempo, the pulse as a trend with its quality
+// (never an alarm), movement; "unknown" where the camera cannot tell.
+const pulses = [];  // [time ms, beats a minute] over the last minute, for the trend
+
+function renderBody(body) {
+  $("breath-rates").textContent = body ? body.breathing : "";
+  $("pulse-row").classList.toggle("hidden", !body || !body.pulse);
+  $("movement-row").classList.toggle("hidden", !body || !body.movement);
+  if (!body || !body.pulse) return;
+  $("pulse").textContent = body.pulse;
+  const now = Date.now(), bpm = parseFloat(body.pulse);
+  if (!Number.isNaN(bpm)) pulses.push([now, bpm]);
+  while (pulses.length && pulses[0][0] < now - 60000) pulses.shift();
+  $("pulse-trend").textContent = Number.isNaN(bpm) ? "" : trend(pulses, now);
+  $("movement").textContent = body.movement;
+}
+
+function trend(points, now) {
+  const mean = (a) => a.reduce((x, p) => x + p[1], 0) / a.length;
+  const recent = points.filter((p) => p[0] >= now - 15000), before = points.filter((p) => p[0] < now - 15000);
+  if (!recent.length || !before.length) return "";
+  const change = mean(recent) - mean(before);
+  return change > 3 ? "· rising" : change < -3 ? "· falling" : "· steady";
 }
 
 // The breathing indicator: light, sound and vibration swell together on the scenario's tempo;
@@ -98,7 +137,9 @@ let breath = null;
 function renderBreath(s) {
   const dark = ["light", "audio", "vibration"].every((k) => !(s.levels || {})[k]);
   breath = s.breath && !dark ? {bpm: s.breath.bpm, phase: s.breath.phase, at: performance.now()} : null;
-  $("breath-row").classList.toggle("hidden", !breath);
+  $("breath-row").classList.toggle("hidden", !breath && !s.body);
+  $("breath-dot").classList.toggle("hidden", !breath);
+  if (!breath) $("breath-words").textContent = "";
   if (breath) requestAnimationFrame(animateBreath);
 }
 
@@ -107,22 +148,8 @@ function animateBreath(now) {
   const phase = (breath.phase + (now - breath.at) / 1000 * breath.bpm / 60) % 1;
   const swell = 0.5 - 0.5 * Math.cos(2 * Math.PI * phase);
   $("breath-dot").style.transform = "scale(" + (0.5 + 0.5 * swell).toFixed(3) + ")";
-  $("breath-words").textContent = (phase < 0.5 ? "breathe in" : "breathe out") + " · "
-    + breath.bpm.toFixed(1) + " a minute";
+  $("breath-words").textContent = (phase < 0.5 ? "breathe in" : "breathe out") + " ·";
   requestAnimationFrame(animateBreath);
-}
-
-function renderEstop(s) {
-  const banner = $("estop-banner");
-  banner.classList.toggle("hidden", !s.estop);
-  if (!s.estop) return;
-  if (s.estop_pressed) {
-    banner.textContent = "⚠ E-STOP PRESSED: every output is off. Twist the e-stop free, then hold the reset button at the chair.";
-  } else if (s.station_stop) {
-    banner.textContent = "⚠ STOPPED from the station: every output is off. Press Start for a new session, or hold the reset button at the chair.";
-  } else {
-    banner.textContent = "⚠ E-STOP LATCHED (" + (s.latch || "emergency stop") + "): every output is off. Hold the reset button at the chair to reset it; then Start.";
-  }
 }
 
 // The chair's temperature: one line, only while it is warm or too hot (then every output is
@@ -147,7 +174,9 @@ function renderControls(s) {
   $("hold").setAttribute("aria-pressed", s.hold ? "true" : "false");
   $("hold").textContent = s.hold ? "Holding (release)" : "Hold";
   $("manual-row").classList.toggle("hidden", !s.manual);
+  $("observe-row").classList.toggle("hidden", !!s.manual && playing);  // no camera: nothing read
   $("start").disabled = playing || s.estop_pressed || (s.estop && !s.station_stop);
+  for (const id of ["start-child", "start-scenario", "start-manual"]) $(id).disabled = playing;
   for (const b of document.querySelectorAll(".observe")) b.disabled = !playing;
 }
 
@@ -192,7 +221,7 @@ function childName(id) {
   if (!id) return "—";
   const child = children.find((c) => c.id === id);
   if (!child && !askedFor.has(id)) { askedFor.add(id); loadChildren(); }  // a new profile
-  return child ? child.name + " (" + id + ")" : id;
+  return child ? child.name : id;
 }
 
 async function loadChildren() {
@@ -205,21 +234,47 @@ async function loadChildren() {
     option(NO_PROFILE, "no profile (chair's limits)"));
   const values = [...select.options].map((o) => o.value);
   select.value = values.includes(chosen) && chosen ? chosen : (data.length ? "" : NO_PROFILE);
-  if (last) $("child").textContent = childName(last.child);
   showAuto();
 }
 
-// What "auto" would play for the chosen child, and why ("Calm blue waves: calm in 4 of 5").
-async function showAuto() {
-  const child = $("start-child").value, out = $("start-why");
-  if ($("start-scenario").value !== "auto") { out.textContent = ""; return; }
-  if (!child || child === NO_PROFILE) {
-    out.textContent = child ? "auto chooses for a child: choose one" : "";
+// The line under the form: what is playing now (never the next "auto" choice); while
+// nothing plays, a summary of what Start will play and why, before it starts.
+const PLAYING = ["running", "reduced", "halted", "paused", "fading"];
+let summaryFor = null;
+
+function showPlaying() {
+  if (!last || !PLAYING.includes(last.state)) {
+    if (summaryFor === "playing") { summaryFor = null; showAuto(); }
     return;
   }
+  summaryFor = "playing";
+  $("start-why").textContent = "Playing now: " + (last.scenario || "") + " for "
+    + (last.child_name || (last.child ? last.child : "no profile"))
+    + (last.why ? " — " + last.why : "") + (last.manual ? " (manual, camera off)" : "");
+}
+
+async function showAuto() {
+  if (last && PLAYING.includes(last.state)) { showPlaying(); return; }
+  const child = $("start-child").value, scenario = $("start-scenario").value, out = $("start-why");
+  const key = child + "\n" + scenario + "\n" + $("start-manual").checked;
+  summaryFor = key;
+  const camera = $("start-manual").checked ? "manual, camera off" : "camera on";
+  if (!child) { out.textContent = "Choose the child first."; return; }
+  const who = child === NO_PROFILE ? "no profile, the chair's limits" : childLabel(child) + "'s limits";
+  if (scenario !== "auto") {
+    out.textContent = "Will play: " + scenario + " (" + who + "; " + camera + ").";
+    return;
+  }
+  if (child === NO_PROFILE) { out.textContent = "auto chooses for a child: choose one, or a scenario."; return; }
   const {status, data} = await api("GET", "/api/children/" + encodeURIComponent(child) + "/auto");
-  if ($("start-child").value !== child) return;  // changed meanwhile
-  out.textContent = status === 200 ? "auto: " + data.why : (data.error || "");
+  if (summaryFor !== key) return;  // changed meanwhile
+  out.textContent = status === 200 ? "Will play: " + data.why + " (" + who + "; " + camera + ")."
+    : (data.error || "");
+}
+
+function childLabel(id) {
+  const child = children.find((c) => c.id === id);
+  return child ? child.name : id;
 }
 
 async function start() {
@@ -230,46 +285,75 @@ async function start() {
   // The newest stop this page has shown: a STOP from anywhere after it refuses this Start.
   if (last && Number.isInteger(last.stop_seq)) body.after_stop = last.stop_seq;
   const {status, data} = await api("POST", "/api/start", body);
-  say(status === 200 ? "Started: " + data.scenario + (data.child ? " for " + childName(data.child) : "")
-    : (data.error || ("failed: " + status)));  // why: beside the scenario, above
-  if (status === 200) showAuto();
+  say(status === 200 ? "Started: " + data.scenario + (data.child ? " for " + childLabel(data.child) : "")
+    : "Not started: " + (data.error || ("failed: " + status)));
 }
 
 // --- Alerts ------------------------------------------------------------------------------------
 
+// The newest open alert on Now (in plain words naming the child) with its Acknowledge button;
+// every alert on the Alerts tab, local time; "Acknowledge all" when more than one is open.
 function renderAlerts(alerts) {
   const open = alerts.filter((a) => !a.acknowledged);
   $("alert-count").textContent = open.length ? String(open.length) : "";
+  const newest = open[open.length - 1];
+  $("alert-now").classList.toggle("hidden", !newest);
+  if (newest) {
+    $("alert-now-words").textContent = localTime(newest.at) + " — " + newest.words;
+    $("alert-now-ack").dataset.id = newest.id;
+  }
+  for (const id of ["ack-all", "ack-all-list"]) {
+    $(id).classList.toggle("hidden", open.length < 2);
+    $(id).textContent = "Acknowledge all " + open.length;
+  }
   const list = $("alerts");
-  const key = JSON.stringify(alerts.map((a) => [a.id, a.acknowledged]));
+  const key = JSON.stringify(alerts.map((a) => [a.id, a.acknowledged, a.words]));
   if (list.dataset.key === key) return;  // unchanged: keep the buttons under the finger
   list.dataset.key = key;
-  const items = alerts.slice().reverse().map((a) => {
-    const li = el("li", undefined, a.acknowledged ? "acknowledged" : "open");
-    const when = new Date(a.at * 1000).toLocaleTimeString();
-    const text = el("span", when + " — " + a.reason + ": " + a.detail);
-    li.append(text);
-    if (!a.acknowledged) {
-      const b = el("button", "Acknowledge", "ack");
-      b.dataset.id = a.id;
-      b.addEventListener("click", () => command("/api/alerts/" + a.id + "/ack", {}, "acknowledged"));
-      li.append(b);
-    } else {
-      li.append(el("span", "✓ acknowledged"));
-    }
-    return li;
-  });
-  list.replaceChildren(...items);
+  list.replaceChildren(...alerts.slice().reverse().map(alertItem));
+}
+
+function alertItem(a) {
+  const li = el("li", undefined, a.acknowledged ? "acknowledged" : "open");
+  li.append(el("span", localTime(a.at) + " — " + a.words));
+  if (!a.acknowledged) {
+    const b = el("button", "Acknowledge", "ack");
+    b.dataset.id = a.id;
+    b.addEventListener("click", () => acknowledge(a.id));
+    li.append(b);
+  } else {
+    li.append(el("span", "✓ acknowledged"));
+  }
+  return li;
+}
+
+function acknowledge(id) { command("/api/alerts/" + id + "/ack", {}, "Acknowledged."); }
+
+function localTime(at) {
+  return new Date(at * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+}
+
+function localDate(iso) {
+  const d = new Date(iso);
+  return d.toLocaleDateString([], {day: "numeric", month: "short"}) + " "
+    + d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 }
 
 // --- History -----------------------------------------------------------------------------------
 
+let sessions = [];
+
 async function loadSessions() {
   const {data} = await api("GET", "/api/sessions");
-  $("sessions").replaceChildren(...(Array.isArray(data) ? data : []).map((s) => {
+  sessions = Array.isArray(data) ? data : [];
+  const chosen = $("sessions").dataset.chosen;
+  $("sessions").replaceChildren(...sessions.map((s) => {
     const li = el("li");
-    const b = el("button", "#" + s.id + " " + s.started.replace("T", " ").slice(0, 16) + " " + s.scenario
-                 + (s.child ? " · " + childName(s.child) : ""));
+    const b = el("button", undefined, "session");
+    b.dataset.id = s.id;
+    b.setAttribute("aria-pressed", String(String(s.id) === chosen));
+    b.append(el("strong", localDate(s.started)), " " + (s.child_name || s.child || "no profile"),
+      el("br"), s.scenario + " · " + clock(s.duration) + " · " + s.outcome);
     b.addEventListener("click", () => showSession(s.id));
     li.append(b);
     return li;
@@ -277,19 +361,72 @@ async function loadSessions() {
 }
 
 async function showSession(id) {
+  $("sessions").dataset.chosen = String(id);
+  for (const b of document.querySelectorAll("#sessions button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.id === String(id)));
+  }
+  const info = sessions.find((s) => s.id === id) || {};
   const {data} = await api("GET", "/api/sessions/" + id);
+  $("session-title").textContent = "#" + id + " " + (info.started ? localDate(info.started) : "")
+    + " · " + (info.child_name || info.child || "no profile") + " · " + (info.scenario || "")
+    + (info.running ? " — still running: the plot shows it up to now (choose it again to update)" : "");
   const csv = $("csv");
   csv.href = "/api/sessions/" + id + ".csv";
   csv.classList.remove("hidden");
   plotSession($("plot"), data.events || []);
 }
 
+// Three bands over the session's time (minutes on the x axis): mood, the outputs' levels (0 to
+// 1), and the body's readings (breaths and beats a minute, movement 0 to 1) when recorded.
 function plotSession(canvas, events) {
-  const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height, top = 70;
+  const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const left = 62, right = w - 52, bottom = h - 20;
+  const bands = {mood: [4, 66], levels: [74, 150], body: [158, bottom]};
   ctx.clearRect(0, 0, w, h);
   const end = Math.max(1, ...events.map((e) => e.t));
-  const x = (t) => 4 + (w - 8) * t / end;
-  const moodY = {positive: 8, neutral: 26, negative: 44, no_face: 62};
+  const x = (t) => left + (right - left) * t / end;
+  axes(ctx, bands, left, right, bottom, end);
+  plotMood(ctx, events, x, end, bands.mood);
+  const [lt, lb] = bands.levels;
+  const colours = {light: "#e0a800", audio: "#1f77b4", vibration: "#2ca02c"};
+  for (const key of Object.keys(colours)) {
+    steps(ctx, events.filter((e) => e.type === "levels"), key, x, end,
+      (v) => lb - (lb - lt) * v, colours[key], lb);
+  }
+  plotBody(ctx, events.filter((e) => e.type === "vitals"), x, bands.body);
+  marks(ctx, events, x, bands);
+}
+
+function axes(ctx, bands, left, right, bottom, end) {
+  ctx.strokeStyle = "#999";
+  ctx.fillStyle = "#222";
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  for (const [top, low] of Object.values(bands)) ctx.strokeRect(left, top, right - left, low - top);
+  const [mt] = bands.mood, [lt, lb] = bands.levels, [bt, bb] = bands.body;
+  ["positive", "neutral", "negative", "no face"].forEach((m, i) => ctx.fillText(m, 2, mt + 12 + 16 * i));
+  ctx.fillText("level 1", 2, lt + 10);
+  ctx.fillText("level 0", 2, lb);
+  ctx.fillText("40 / min", 2, bt + 10);
+  ctx.fillText("0 / min", 2, bb);
+  ctx.fillText("pulse", right + 4, bt + 10);  // the pulse's own scale, on the right
+  ctx.fillText("120", right + 4, bt + 24);
+  ctx.fillText("0", right + 4, bb);
+  const step = niceStep(end);
+  for (let t = 0; t <= end + 0.01; t += step) {
+    const px = left + (right - left) * t / end;
+    ctx.fillText(clock(t), px - 12, bottom + 14);
+  }
+  ctx.fillText("min:s", 2, bottom + 14);
+}
+
+function niceStep(end) {
+  for (const s of [10, 30, 60, 120, 300, 600, 1200]) if (end / s <= 6) return s;
+  return 1800;
+}
+
+function plotMood(ctx, events, x, end, [top]) {
+  const moodY = {positive: top + 8, neutral: top + 24, negative: top + 40, no_face: top + 56};
   let prev = null;
   ctx.fillStyle = "#7b2cbf";
   for (const e of events.filter((e) => e.type === "mood")) {
@@ -297,32 +434,67 @@ function plotSession(canvas, events) {
     prev = e;
   }
   if (prev) ctx.fillRect(x(prev.t), moodY[prev.mood] - 3, x(end) - x(prev.t), 6);
-  const colours = {light: "#e0a800", audio: "#1f77b4", vibration: "#2ca02c"};
-  for (const key of Object.keys(colours)) {
-    ctx.strokeStyle = colours[key];
+}
+
+function steps(ctx, points, key, x, end, y, colour, base) {
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  let at = base;
+  ctx.moveTo(x(0), at);
+  for (const e of points) {
+    ctx.lineTo(x(e.t), at);
+    at = y(e[key] || 0);
+    ctx.lineTo(x(e.t), at);
+  }
+  ctx.lineTo(x(end), at);
+  ctx.stroke();
+}
+
+function plotBody(ctx, vitals, x, [top, bottom]) {
+  const lines = [["breathing", "#7b2cbf", 40], ["pulse", "#d62828", 120], ["movement", "#777", 1]];
+  for (const [key, colour, full] of lines) {
+    ctx.strokeStyle = colour;
     ctx.lineWidth = 2;
     ctx.beginPath();
-    let y = h - 4;
-    ctx.moveTo(x(0), y);
-    for (const e of events.filter((e) => e.type === "levels")) {
-      ctx.lineTo(x(e.t), y);
-      y = h - 4 - (h - top - 8) * e[key];
-      ctx.lineTo(x(e.t), y);
+    let drawing = false;
+    for (const e of vitals) {
+      if (typeof e[key] !== "number") { drawing = false; continue; }  // unknown: a gap
+      const py = bottom - (bottom - top) * Math.min(1, e[key] / full);
+      if (drawing) ctx.lineTo(x(e.t), py); else ctx.moveTo(x(e.t), py);
+      drawing = true;
     }
-    ctx.lineTo(x(end), y);
     ctx.stroke();
   }
+  if (!vitals.length) {
+    ctx.fillStyle = "#555";
+    ctx.fillText("no body readings in this session", x(0) + 8, (top + bottom) / 2);
+  }
+}
+
+function marks(ctx, events, x, bands) {
   for (const e of events) {
     if (e.type === "estop" && e.action === "press") {
       ctx.fillStyle = "#000";
-      ctx.fillRect(x(e.t) - 1, 0, 3, h);
+      ctx.fillRect(x(e.t) - 1, bands.mood[0], 3, bands.body[1] - bands.mood[0]);
     } else if (e.type === "observation") {
       ctx.fillStyle = e.what === "upset" ? "#d62828" : e.what === "calm" ? "#2a9d3a" : "#555";
       ctx.beginPath();
-      ctx.arc(x(e.t), top - 4, 5, 0, 2 * Math.PI);
+      ctx.arc(x(e.t), bands.levels[0] + 6, 5, 0, 2 * Math.PI);
       ctx.fill();
     }
   }
+}
+
+// --- About -------------------------------------------------------------------------------------
+
+async function loadAbout() {
+  const {data} = await api("GET", "/api/about");
+  const c = data.certificate;
+  $("cert-fingerprint").textContent = c ? c.fingerprint
+    : (data.error || "none: this station has no network listener (the chair's display only)");
+  $("cert-names").textContent = c ? c.names.join(", ") : "";
+  $("cert-expires").textContent = c ? new Date(c.expires).toLocaleDateString() : "";
 }
 
 // --- Scenarios (therapists) --------------------------------------------------------------------
@@ -365,7 +537,7 @@ async function loadAudit() {
   const body = document.querySelector("#audit tbody");
   body.replaceChildren(...(Array.isArray(data) ? data : []).map((e) => {
     const tr = el("tr");
-    for (const v of [e.session, e.started, e.t == null ? "" : clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
+    for (const v of [e.session, e.started ? localDate(e.started) : "", e.t == null ? "" : clock(e.t), e.by, e.action, e.detail]) tr.append(el("td", String(v ?? "")));
     return tr;
   }));
 }
@@ -377,6 +549,7 @@ function showTab(name) {
   for (const p of document.querySelectorAll(".panel")) p.classList.toggle("hidden", p.id !== "tab-" + name);
   if (name === "history") loadSessions();
   if (name === "audit") loadAudit();
+  if (name === "about") loadAbout();
 }
 
 function connect() {
@@ -405,14 +578,19 @@ function wire() {
   $("calmer").addEventListener("click", () => command("/api/calmer", {}, "One step calmer."));
   $("hold").addEventListener("click", () => command("/api/hold", {on: !(last && last.hold)}));
   $("end-gently").addEventListener("click", () => command("/api/end-gently", {}, "Ending gently."));
-  $("manual-up").addEventListener("click", () => command("/api/manual", {steps: 1}));
-  $("manual-down").addEventListener("click", () => command("/api/manual", {steps: -1}));
+  $("manual-up").addEventListener("click", () => manual(1));
+  $("manual-down").addEventListener("click", () => manual(-1));
+  $("alert-now-ack").addEventListener("click", () => acknowledge($("alert-now-ack").dataset.id));
+  for (const id of ["ack-all", "ack-all-list"]) {
+    $(id).addEventListener("click", () => command("/api/alerts/ack-all", {}, "All acknowledged."));
+  }
   for (const b of document.querySelectorAll(".observe")) {
     b.addEventListener("click", () => command("/api/observe", {what: b.dataset.what}, "Noted: " + b.textContent));
   }
   $("start-form").addEventListener("submit", (ev) => { ev.preventDefault(); start(); });
   $("start-child").addEventListener("change", showAuto);
   $("start-scenario").addEventListener("change", showAuto);
+  $("start-manual").addEventListener("change", showAuto);
   if (role === "therapist") {
     for (const b of document.querySelectorAll(".preview")) b.addEventListener("click", () => preview(b.dataset.id));
     $("upload-check").addEventListener("click", () => upload(false));
