@@ -54,6 +54,7 @@ from relaxd.vision.facesearch import (
     Cascades,
     Region,
     SweepPart,
+    downscaled,
     flow_box,
     group,
     load_cascade,
@@ -145,6 +146,7 @@ class _Sweep:
     plan: list[SweepPart] = field(default_factory=list)
     next: int = 0
     windows: list[Box] = field(default_factory=list)
+    median_share: float = 0.0
 
 
 @dataclass
@@ -271,8 +273,7 @@ class FaceDetector:
         with nobody followed, ``empty_pace`` of the sweep and one check of a find."""
         if not followed:
             return self.empty_pace + RUN_COST["wide"][1]
-        shares = [p.share for p in self._sweep.plan] or [0.0]
-        return 2 * (RUN_COST["close"][0] + float(np.median(shares)))
+        return 2 * (RUN_COST["close"][0] + self._sweep.median_share)
 
     def find_bound(self, width: int, height: int) -> tuple[int, int]:
         """The most frames from a face coming into view to its being found: in an empty chair
@@ -351,12 +352,14 @@ class FaceDetector:
         runs whatever the budget when the last frame ran none."""
         reserve = 0.0 if how else RUN_COST["wide"][1]
         part: list[Box] = []
-        swept, ran = None, 0
+        swept, ran, small = None, 0, None
         while swept is None and self._sweep.plan and not (part and self._current is None):
             if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
                     or (self._starved and ran == 0)):
                 break
-            more, swept = self._sweep_step(gray, budget)
+            if small is None:  # every part this frame reads one downscaled copy
+                small = downscaled(gray, self._sweep.plan[0].region.scale)
+            more, swept = self._sweep_step(gray, small, budget)
             part, ran = part + more, ran + 1
             if how in ("frontal", "alt2"):
                 break
@@ -379,15 +382,17 @@ class FaceDetector:
             full = self._full_region(width, height)
             plan = plan_sweep(width, height, full.scale, full.min_face, self.sweep_parts,
                               self.scale_factor)
-            self._sweep = _Sweep((width, height), plan)
+            self._sweep = _Sweep((width, height), plan,
+                                 median_share=float(np.median([p.share for p in plan] or [0.0])))
 
-    def _sweep_step(self, gray: np.ndarray, budget: _Budget) -> tuple[list[Box], list[Box] | None]:
-        """Run the next part of the sweep: its new faces, and every face of the sweep when it
-        ended with this part (else None)."""
+    def _sweep_step(self, gray: np.ndarray, small: np.ndarray,
+                    budget: _Budget) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep on ``small`` (the frame at the sweep's scale): its new
+        faces, and every face of the sweep when it ended with this part (else None)."""
         sw = self._sweep
         part = sw.plan[sw.next]
         budget.spend(part.share)
-        windows = [b for b in self._cascades.search(gray, part.region, raw=True)
+        windows = [b for b in self._cascades.search(gray, part.region, raw=True, small=small)
                    if part.keep_x0 <= b.x < part.keep_x1]
         sw.windows.extend(windows)
         sw.next += 1
