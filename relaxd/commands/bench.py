@@ -1,7 +1,8 @@
 """``relaxd bench``: time the run-time vision pipeline on 640x480 frames, single-threaded.
 
 The stages are the daemon's own classes: :func:`faces.to_gray`, :meth:`faces.FaceDetector.track`,
-:func:`faces.crop_face`, :meth:`emotion.EmotionClassifier.classify`, :class:`mood.MoodSmoother`.
+:func:`faces.crop_face`, :meth:`emotion.EmotionClassifier.classify`, :class:`mood.MoodSmoother`,
+:class:`body.vitals.BodySignals` (breathing, pulse, restlessness: every frame with a face).
 Frames are made (built-in: scikit-image's astronaut on a cluttered background, moving slightly)
 or decoded (``--video``) outside the timed part, one at a time, so memory stays small.
 
@@ -31,6 +32,7 @@ from relaxd.core.errors import RelaxdError
 from relaxd.core.labels import mood_probs
 from relaxd.core.paths import ASTRONAUT_FACE_PX, ASTRONAUT_HEAD, default_model
 from relaxd.daemon.build import STOP_SWITCH_INTERVAL_S, quick_switches
+from relaxd.vision.body.vitals import BodySignals, ChairOutputs, mean_colour
 from relaxd.vision.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
@@ -129,8 +131,8 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
     :func:`textbook_frame` on each frame, right after relaxd's pipeline.
     """
     times: dict[str, list[float]] = {s: [] for s in ("gray", "detect", "crop", "classify", "mood",
-                                                      "frame", "textbook")}
-    smoother = MoodSmoother()
+                                                      "body", "frame", "textbook")}
+    smoother, body = MoodSmoother(), BodySignals()
     clock = time.perf_counter
     n = with_face = frontal = full = 0
     for image in frames:
@@ -148,18 +150,20 @@ def measure(frames: Iterator[np.ndarray], detector: FaceDetector,
         t4 = clock()
         feed_mood(smoother, n / frame_rate, found, probs3)
         t5 = clock()
+        feed_body(body, n / frame_rate, image, gray, found)
+        t6 = clock()
         for stage, dt in (("gray", t1 - t0), ("detect", t2 - t1), ("mood", t5 - t4),
-                          ("frame", t5 - t0)):
+                          ("body", t6 - t5), ("frame", t6 - t0)):
             times[stage].append(dt)
         if found.frontal:
             times["crop"].append(t3 - t2)
             times["classify"].append(t4 - t3)
         if faces_out is not None:
-            faces_out.write(face_line(n, gray.shape, found, t5 - t0) + "\n")
+            faces_out.write(face_line(n, gray.shape, found, t6 - t0) + "\n")
         if textbook:
-            t6 = clock()
+            t7 = clock()
             textbook_frame(image, classifier)
-            times["textbook"].append(clock() - t6)
+            times["textbook"].append(clock() - t7)
         n, with_face = n + 1, with_face + (found.box is not None)
         frontal, full = frontal + found.frontal, full + found.full_search
     return _summary(times, n, with_face, frontal, full)
@@ -198,6 +202,16 @@ def feed_mood(smoother: MoodSmoother, t: float, found: Detection, probs3: np.nda
         smoother.present(t)
     else:
         smoother.update(t, None)
+
+
+def feed_body(body: BodySignals, t: float, image: np.ndarray, gray: np.ndarray,
+              found: Detection) -> None:
+    """As the daemon does: the body signals read on every frame with the child's face (the
+    chair's outputs off)."""
+    if found.box is None:
+        body.lost(t)
+    else:
+        body.update(t, gray, found.box, mean_colour(image), ChairOutputs())
 
 
 def face_line(n: int, shape: tuple[int, ...], found: Detection, seconds: float) -> str:
@@ -285,7 +299,7 @@ def _run_vision(args: argparse.Namespace) -> int:
         return 0
     print(f"{source}: {result['frames']} frames at 640x480, 1 thread, {classifier.runtime}, "
           f"switch interval {result['switch_interval_ms']:g} ms")
-    for stage in ("gray", "detect", "crop", "classify", "mood"):
+    for stage in ("gray", "detect", "crop", "classify", "mood", "body"):
         print(f"  {stage:<9}{result[f'{stage}_ms_median']:8.3f} ms median")
     print(f"  {'frame':<9}{result['frame_ms_median']:8.3f} ms median, "
           f"{result['frame_ms_p95']:.3f} ms p95 -> {result['fps']} fps")
