@@ -290,9 +290,10 @@ def _run_vision(args: argparse.Namespace) -> int:
         frames, source = video_frames(args.video, args.frames), f"video {args.video}"
     else:
         frames, source = builtin_frames(args.frames), "built-in (astronaut on clutter)"
-    result = {"source": source, "runtime": classifier.runtime,
+    result: dict[str, Any] = {"source": source, "runtime": classifier.runtime,
               "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
               "find_bound_frames": list(detector.find_bound(*CAMERA_SIZE)),
+              "looking_down_bound_frames": detector.looking_down_bound(*CAMERA_SIZE),
               **_measure_to(args.faces, frames, detector, classifier, args.textbook)}
     if args.json:
         print(json.dumps(result))
@@ -311,7 +312,8 @@ def _run_vision(args: argparse.Namespace) -> int:
               f"{result['textbook_ms_p95']:.3f} ms p95: {result['textbook_ratio']}x relaxd's median")
     empty, beside = detector.find_bound(*CAMERA_SIZE)
     print(f"  a newcomer is found within {empty} frames in an empty chair, {beside} beside a "
-          f"followed face")
+          f"followed face; one looking down (alt2 only) within "
+          f"{result['looking_down_bound_frames']} in an empty chair")
     print(f"  peak RSS {result['peak_rss_mb']} MB")
     return 0
 

@@ -112,17 +112,14 @@ class Cascades:
     min_neighbors: int = 5
 
     def search(self, gray: np.ndarray, region: Region, name: str | None = None,
-               mirrored: bool = False, raw: bool = False,
-               small: np.ndarray | None = None) -> list[Box]:
+               mirrored: bool = False, raw: bool = False) -> list[Box]:
         """Faces found by cascade ``name`` (default: the frontal one) in ``region``, largest
         first, in full-frame pixels; ``mirrored``: search the region flipped left to right;
-        ``raw``: every window the cascade accepts, not grouped into faces; ``small``: the whole
-        frame already at the region's scale (:func:`downscaled`), cut instead of scaling again."""
-        scaled = scaled_region(gray, region) if small is None else cut_region(small, region,
-                                                                              gray.shape)
+        ``raw``: every window the cascade accepts, not grouped into faces."""
+        scaled = scaled_region(gray, region)
         if scaled is None:
             return []
-        image, (x0, y0, cx, cy) = scaled
+        image, x0, y0 = scaled
         sh, sw = image.shape
         if mirrored:
             image = cv2.flip(image, 1)
@@ -131,20 +128,15 @@ class Cascades:
             image, scaleFactor=self.scale_factor, minNeighbors=0 if raw else self.min_neighbors,
             minSize=(region.min_face, region.min_face), maxSize=(top, top))
         s = region.scale
-        boxes = [Box(x0 + int(round((cx + (sw - x - bw if mirrored else x)) / s)),
-                     y0 + int(round((cy + y) / s)), int(round(bw / s)), int(round(bh / s)))
+        boxes = [Box(x0 + int(round((sw - x - bw if mirrored else x) / s)),
+                     y0 + int(round(y / s)), int(round(bw / s)), int(round(bh / s)))
                  for x, y, bw, bh in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)
 
 
-#: Where a region's pixels lie: their top-left corner in the frame (x0, y0), plus (cx, cy) in
-#: the scaled image's pixels (a region cut from a whole scaled frame has its origin at 0, 0).
-Origin = tuple[int, int, int, int]
-
-
-def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, Origin] | None:
-    """The region's pixels inside the frame at its scale, with where they lie; None when too
-    small to hold its smallest face."""
+def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, int, int] | None:
+    """The region's pixels inside the frame at its scale, with their top-left corner in the frame;
+    None when too small to hold its smallest face."""
     height, width = gray.shape[:2]
     x0, y0 = max(0, region.x), max(0, region.y)
     x1, y1 = min(width, region.x + region.w), min(height, region.y + region.h)
@@ -154,30 +146,7 @@ def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, Origin]
     image = gray[y0:y1, x0:x1]
     if region.scale != 1.0:
         image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-    return image, (x0, y0, 0, 0)
-
-
-def downscaled(gray: np.ndarray, scale: float) -> np.ndarray:
-    """The whole frame at ``scale`` (INTER_AREA), as a search of the whole frame reads it."""
-    height, width = gray.shape[:2]
-    if scale == 1.0:
-        return gray
-    size = (int(round(width * scale)), int(round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
-
-def cut_region(small: np.ndarray, region: Region,
-               shape: tuple[int, ...]) -> tuple[np.ndarray, Origin] | None:
-    """The region's pixels cut from ``small``, the whole frame of ``shape`` at the region's scale
-    (:func:`downscaled`), with where they lie; None when too small for its smallest face."""
-    height, width = shape[:2]
-    s = region.scale
-    cx0, cy0 = int(round(max(0, region.x) * s)), int(round(max(0, region.y) * s))
-    cx1 = min(small.shape[1], int(round(min(width, region.x + region.w) * s)))
-    cy1 = min(small.shape[0], int(round(min(height, region.y + region.h) * s)))
-    if min(cx1 - cx0, cy1 - cy0) < region.min_face:
-        return None
-    return small[cy0:cy1, cx0:cx1], (0, 0, cx0, cy0)
+    return image, x0, y0
 
 
 def region_around(box: Box, margin: float, face_px: int, lo: float = 0.7,
