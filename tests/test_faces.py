@@ -168,7 +168,7 @@ class Scripted(FaceDetector):
         super().__init__()
         self.script = list(script)
 
-    def _sweep_step(self, gray, budget):
+    def _sweep_step(self, gray, budget, scaled=None):
         faces = self.script.pop(0)
         return faces, faces
 

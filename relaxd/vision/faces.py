@@ -59,6 +59,7 @@ from relaxd.vision.facesearch import (
     Box,
     Cascades,
     Region,
+    ScaledRegions,
     SweepPart,
     flow_box,
     group,
@@ -422,11 +423,12 @@ class FaceDetector:
         reserve = 0.0 if how else RUN_COST["wide"][1]
         part: list[Box] = []
         swept, ran = None, 0
+        scaled: ScaledRegions = {}  # the parts of a frame scale a region they share once
         while swept is None and self._sweep.plan and not (part and self._current is None):
             if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
                     or (self._starved and ran == 0)):
                 break
-            more, swept = self._sweep_step(gray, budget)
+            more, swept = self._sweep_step(gray, budget, scaled)
             part, ran = part + more, ran + 1
             if how in ("frontal", "alt2"):
                 break
@@ -452,9 +454,10 @@ class FaceDetector:
             self._sweep = _Sweep((width, height), plan,
                                  median_share=float(np.median([p.share for p in plan] or [0.0])))
 
-    def _sweep_step(self, gray: np.ndarray, budget: _Budget) -> tuple[list[Box], list[Box] | None]:
-        """Run the next part of the sweep: its new faces, and every face of the sweep when it
-        ended with this part (else None)."""
+    def _sweep_step(self, gray: np.ndarray, budget: _Budget, scaled: ScaledRegions | None = None
+                    ) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep (``scaled``: this frame's regions scaled so far): its
+        new faces, and every face of the sweep when it ended with this part (else None)."""
         sw = self._sweep
         if sw.next == 0:  # a sweep begins: with nobody followed, the next cascade in turn
             sw.k = 0 if self._current is not None else self.empty_sweeps[
@@ -465,7 +468,7 @@ class FaceDetector:
         name, mirrored, _ = REFIND[sw.k]
         windows = [b for b in self._cascades.search(
                        gray, part.region, self.cascade_path if sw.k == 0 else name, mirrored,
-                       raw=True)
+                       raw=True, scaled_before=scaled)
                    if part.keep_x0 <= b.x < part.keep_x1]
         sw.windows.extend(windows)
         sw.next += 1
