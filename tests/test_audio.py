@@ -16,12 +16,15 @@ from relaxd.control.scenario import Audio, Generator, load_scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.core.wav import read_wav
 from relaxd.outputs.audio import (
+    _LOOP,
     MAX_GAIN,
     PEAK,
     TARGET_LUFS,
     SoundDeviceOutput,
     Synth,
     WavFileOutput,
+    _generator_gain,
+    _noise_loop,
     limit_peaks,
     make_source,
 )
@@ -68,10 +71,47 @@ def test_brown_noise_is_darker_than_pink():
 def test_sources_are_seamless_across_blocks_and_loops():
     for gen in Generator:
         src = make_source(Audio(generator=gen), RATE)
-        start = (1 << 19) - 1000  # across the noise loop's end
+        start = _LOOP - 1000  # across the noise loop's end
         whole = src(start, 3000)
         parts = np.concatenate([src(start, 1000), src(start + 1000, 2000)])
         assert np.array_equal(whole, parts), gen
+
+
+def slope_db_per_octave(x: np.ndarray, rate: int = RATE) -> float:
+    """The fitted slope of the power spectrum between 50 Hz and 5 kHz, in dB per octave."""
+    p = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    octaves = np.arange(np.log2(50), np.log2(5000), 0.25)
+    power = [p[(f >= 2 ** o) & (f < 2 ** (o + 0.25))].mean() for o in octaves]
+    return float(np.polyfit(octaves, 10 * np.log10(power), 1)[0])
+
+
+@pytest.mark.parametrize("kind, slope", [("pink", -3.01), ("brown", -6.02)])
+def test_noise_loops_have_their_slope_nothing_under_20_hz_and_no_seam(kind, slope):
+    x = _noise_loop(kind, RATE)
+    assert slope_db_per_octave(x) == pytest.approx(slope, abs=0.3)
+    p = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / RATE)
+    assert p[f < 18].sum() < 1e-4 * p.sum()
+    steps = np.abs(np.diff(x))
+    assert abs(x[0] - x[-1]) < np.quantile(steps, 0.99)  # the seam is an ordinary step
+    assert np.abs(x).max() <= PEAK
+
+
+def test_the_noise_and_its_loudness_cost_little_memory():
+    """The loops were shaped by 2^19-point float64 FFTs and measured whole: 31 MB at the peak."""
+    import tracemalloc
+
+    _noise_loop.cache_clear()
+    _generator_gain.cache_clear()
+    tracemalloc.start()
+    try:
+        for generator in Generator:
+            make_source(Audio(generator=generator), RATE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6  # two float32 loops are 4.2 MB
 
 
 def test_silence_for_no_sound():
@@ -370,8 +410,6 @@ def test_under_a_tempo_the_soundscape_has_no_swell_of_its_own():
 def test_built_in_sounds_peak_under_full_scale():
     """The soundscape's surf peaked at about 1.07 and was clipped by the output's ceiling: the
     generators' rare peaks are bent smoothly under PEAK."""
-    from relaxd.outputs.audio import _LOOP
-
     for generator in Generator:
         x = make_source(Audio(generator=generator), RATE)(0, _LOOP)
         assert np.abs(x).max() <= PEAK, generator

@@ -12,7 +12,7 @@ import pytest
 
 from relaxd.sim.bodyclip import Clip, ClipSpec, padded_still
 from relaxd.vision.body.regions import place
-from relaxd.vision.body.vitals import BodySignals, Vitals, mean_colour
+from relaxd.vision.body.vitals import BodySignals, ChairOutputs, Vitals, mean_colour
 from relaxd.vision.camera import Frame, mean_rgb
 from relaxd.vision.faces import Box, to_gray
 
@@ -83,3 +83,21 @@ def test_a_vitals_event_has_the_documented_fields():
     e = Vitals(12.34, None, 0.12345, 0.8, 0.1).event()
     assert e == {"breathing": 12.3, "pulse": None, "movement": 0.123,
                  "quality": {"breathing": 0.8, "pulse": 0.1}}
+
+
+def test_no_frame_computes_both_rates():
+    """The breathing's and the pulse's spectral estimates take turns, half a second apart: the
+    once-a-second work is spread over two frames."""
+    body, calls = BodySignals(), []
+    for meter in (body.breathing, body.pulse):
+        original = meter.estimate
+        meter.estimate = lambda original=original, meter=meter: (calls.append((t, meter)),
+                                                                  original())[1]
+    gray = np.full((480, 640), 128, np.uint8)
+    colour = mean_colour(np.full((480, 640, 3), 128, np.uint8))
+    for n in range(15 * 4):
+        t = n / 15
+        body.update(t, gray, FACE, colour, ChairOutputs())
+    times = [t for t, _ in calls]
+    assert len(times) == len(set(times)) == 8
+    assert [m for _, m in calls] == [body.breathing, body.pulse] * 4

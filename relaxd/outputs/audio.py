@@ -28,7 +28,7 @@ import numpy as np
 
 from relaxd.core.errors import RelaxdError
 from relaxd.core.wav import read_wav
-from relaxd.outputs.loudness import loop_loudness
+from relaxd.outputs.loudness import loop_loudness, source_loudness
 
 if TYPE_CHECKING:
     from relaxd.control.scenario import Audio
@@ -53,18 +53,48 @@ PEAK = 0.98
 _LIMIT_S = 0.025
 
 
-@functools.lru_cache(maxsize=8)
-def _noise_loop(kind: str, rate: int) -> np.ndarray:
-    """A seamless loop of pink (1/f power) or brown (1/f^2) noise, RMS 0.2, without < 20 Hz."""
-    rng = np.random.default_rng(12345 if kind == "pink" else 54321)
-    spectrum = np.fft.rfft(rng.standard_normal(_LOOP))
-    f = np.fft.rfftfreq(_LOOP, 1.0 / rate)
+#: The noise loops' shaping filter, in samples (~0.74 s at 22.05 kHz): its response is the
+#: noise's spectrum sampled every ``rate / _SHAPE_TAPS`` Hz (1.3 Hz), smoothed by a Hann window.
+_SHAPE_TAPS = 1 << 14
+
+
+def _shaping_filter(kind: str, rate: int) -> np.ndarray:
+    """The impulse response that turns white noise pink (1/f power) or brown (1/f^2), without
+    what is under 20 Hz: the spectrum's zero-phase response, centred and windowed."""
+    f = np.fft.rfftfreq(_SHAPE_TAPS, 1.0 / rate)
     shape = np.zeros_like(f)
     keep = f >= 20.0
     shape[keep] = f[keep] ** (-0.5 if kind == "pink" else -1.0)
-    x = np.fft.irfft(spectrum * shape, n=_LOOP)
-    x *= 0.2 / np.sqrt(np.mean(x * x))  # peaks stay below 1: no clipping
-    return np.clip(x, -1, 1).astype(np.float32)
+    return np.roll(np.fft.irfft(shape, _SHAPE_TAPS), _SHAPE_TAPS // 2) * np.hanning(_SHAPE_TAPS)
+
+
+def _filtered_round(noise: Callable[[int], np.ndarray], n: int, h: np.ndarray) -> np.ndarray:
+    """``n`` samples of ``noise`` (drawn a part at a time) filtered by ``h`` as if they played
+    round and round (a circular convolution), so the result loops without a seam: FFT
+    overlap-add, each part's filtered tail wrapped onto the loop's start. Float32, and nothing
+    of the loop's length held but the result."""
+    n_fft = 2 * len(h)
+    spectrum, hop = np.fft.rfft(h, n_fft), n_fft - len(h) + 1
+    out = np.zeros(n, np.float32)
+    for start in range(0, n, hop):
+        part = np.fft.irfft(np.fft.rfft(noise(min(hop, n - start)), n_fft) * spectrum, n_fft)
+        at = start
+        while at < start + n_fft:  # the part up to the loop's end, then what wraps past it
+            end = min(start + n_fft, (at // n + 1) * n)
+            out[at % n:at % n + end - at] += part[at - start:end - start]
+            at = end
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_loop(kind: str, rate: int) -> np.ndarray:
+    """A seamless loop of pink (1/f power) or brown (1/f^2) noise without < 20 Hz, float32, at
+    RMS 0.2 or lower if its highest peak would stand above :data:`PEAK` (no clipping)."""
+    rng = np.random.default_rng(12345 if kind == "pink" else 54321)
+    x = _filtered_round(lambda count: rng.standard_normal(count, dtype=np.float32), _LOOP,
+                        _shaping_filter(kind, rate))
+    x *= np.float32(min(0.2 / np.sqrt(np.dot(x, x) / len(x)), PEAK / max(x.max(), -x.min())))
+    return x
 
 
 def _sine(start: int, n: int, rate: int, hz: float) -> np.ndarray:
@@ -153,8 +183,9 @@ def soft_limit(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _generator_gain(kind: str, hz: float, rate: int, paced: bool) -> float:
-    """The gain that brings a generator to :data:`TARGET_LUFS`, measured over one noise loop."""
-    loudness = loop_loudness(_generator(kind, hz, rate, paced)(0, _LOOP), rate)
+    """The gain that brings a generator to :data:`TARGET_LUFS`, measured over one noise loop
+    (a part at a time)."""
+    loudness = source_loudness(_generator(kind, hz, rate, paced), _LOOP, rate)
     return float(10 ** ((TARGET_LUFS - loudness) / 20))
 
 

@@ -17,14 +17,15 @@ filtered copy of the whole signal.
 :func:`integrated_loudness` reads a signal played once from silence, as pyloudnorm does (a
 signal shorter than one block has no loudness: ``ValueError``). :func:`loop_loudness` reads a
 buffer as it sounds playing on in a loop (the filter in its steady state); a loop shorter than a
-few blocks is measured repeated, so a 100 ms sound has a loudness too.
+few blocks is measured repeated, so a 100 ms sound has a loudness too. :func:`source_loudness`
+reads a generated sound (a function of the sample index) the same way, a part at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -100,16 +101,20 @@ def _hop_edges(n: int, rate: int) -> np.ndarray:
     return np.arange(10 * n // rate + 1) * rate // 10
 
 
-def _energy_at(y: np.ndarray, h: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The energy of ``y`` convolved with ``h`` (where ``h`` lies wholly over ``y``) from its
-    first sample up to each of the rising ``edges``. FFT overlap-save, a part at a time, so the
-    filtered signal is never held whole (a long loop costs little memory)."""
+Reader = Callable[[int, int], np.ndarray]  # (first sample, count) -> up to count samples
+
+
+def _energy_at(read: Reader, n: int, h: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The energy of a signal of ``n`` samples (given by ``read``) convolved with ``h`` (where
+    ``h`` lies wholly over it) from its first sample up to each of the rising ``edges``. FFT
+    overlap-save, a part at a time, so neither the signal nor its filtered copy is held whole."""
     n_fft = 4 << math.ceil(math.log2(len(h)))
     spectrum = np.fft.rfft(h, n_fft)
-    hop, n_out = n_fft - len(h) + 1, len(y) - len(h) + 1
+    hop, n_out = n_fft - len(h) + 1, n - len(h) + 1
     at, total = np.zeros(len(edges)), 0.0
     for start in range(0, n_out, hop):
-        part = np.fft.irfft(np.fft.rfft(y[start:start + n_fft], n_fft) * spectrum, n_fft)
+        part = np.fft.irfft(np.fft.rfft(read(start, min(n_fft, n - start)), n_fft) * spectrum,
+                            n_fft)
         running = total + np.cumsum(np.square(part[len(h) - 1:len(h) - 1 + min(hop, n_out - start)]))
         inside = (edges > start) & (edges <= start + len(running))
         at[inside] = running[edges[inside] - start - 1]
@@ -117,17 +122,30 @@ def _energy_at(y: np.ndarray, h: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return at
 
 
+def _block_mean_squares(read: Reader, n: int, rate: int) -> np.ndarray:
+    """The K-weighted mean square of every whole 400 ms block of ``n`` samples, one every 100 ms
+    from the first; ``read`` gives the signal from :data:`SETTLE_S` (less a sample) before it."""
+    h = _impulse_response(rate)
+    edges = _hop_edges(n, rate)
+    energy = _energy_at(read, n + len(h) - 1, h, edges)
+    per_block = round(BLOCK_S / HOP_S)
+    return (energy[per_block:] - energy[:-per_block]) / (edges[per_block:] - edges[:-per_block])
+
+
 def block_mean_squares(x: np.ndarray, rate: int, looped: bool = False) -> np.ndarray:
     """The mean square of K-weighted ``x`` in every whole 400 ms block, one every 100 ms from the
     first sample: the filter starts from silence, or (``looped``) in the steady state of ``x``
     playing on in a loop."""
-    h = _impulse_response(rate)
+    settle = len(_impulse_response(rate)) - 1
     x = np.asarray(x, dtype=np.float32)
-    before = x[np.arange(1 - len(h), 0) % len(x)] if looped else np.zeros(len(h) - 1, np.float32)
-    edges = _hop_edges(len(x), rate)
-    energy = _energy_at(np.concatenate([before, x]), h, edges)
-    per_block = round(BLOCK_S / HOP_S)
-    return (energy[per_block:] - energy[:-per_block]) / (edges[per_block:] - edges[:-per_block])
+    before = x[np.arange(-settle, 0) % len(x)] if looped else np.zeros(settle, np.float32)
+
+    def read(start: int, count: int) -> np.ndarray:
+        if start >= settle:
+            return x[start - settle:start - settle + count]
+        return np.concatenate([before[start:start + count], x[:max(0, start + count - settle)]])
+
+    return _block_mean_squares(read, len(x), rate)
 
 
 def _lufs(mean_square: np.ndarray | float) -> np.ndarray:
@@ -161,3 +179,12 @@ def loop_loudness(x: np.ndarray, rate: int) -> float:
     passes = math.ceil(LOOP_MEASURE_S * rate / len(x))
     loop = x if passes == 1 else np.tile(x, passes)
     return gated_loudness(block_mean_squares(loop, rate, looped=True))
+
+
+def source_loudness(source: Reader, n: int, rate: int) -> float:
+    """The loudness (LUFS) of the first ``n`` samples of ``source`` (a function of the absolute
+    sample index, defined before 0 too) as it plays on, the filter in its steady state: read a
+    part at a time, so a long stretch of a generated sound costs little memory."""
+    settle = len(_impulse_response(rate)) - 1
+    return gated_loudness(_block_mean_squares(
+        lambda start, count: np.asarray(source(start - settle, count), np.float32), n, rate))

@@ -24,9 +24,15 @@ their windows, a cascade run around a face and the flow by their measured costs,
 :data:`relaxd.vision.facesearch.RUN_COST`), and no frame searches more than
 :meth:`FaceDetector.frame_budget`, twice a resting frame's work.
 
-A face new to the detector becomes the child's only once the ``alt2`` cascade agrees with the
-``default`` one around it, and a background face never takes over while the child's face is
-followed: the followed face counts as seen in every sweep.
+A face new to the detector becomes the child's only once the other frontal cascade agrees with
+the one whose sweep found it (``alt2`` with ``default``), and a background face never takes over
+while the child's face is followed: the followed face counts as seen in every sweep. With nobody
+followed, whole sweeps take the cascades of ``empty_sweeps`` in turn (``default``, then
+``alt2``): a face that comes looking down, which ``alt2`` sees and ``default`` does not, is
+pending, looked for again each frame by the cascade that found it, and the child's once found
+``confirm_frames`` frames running. It keeps the child present, and is ``unproven`` (never fit
+for the emotion model) until the ``default`` cascade finds it;
+:meth:`FaceDetector.looking_down_bound` states how long it waits.
 
 Which face is the child's, when several are seen (the rule, in order):
 1. the face followed from the last frame (``rule="tracked"``);
@@ -53,6 +59,7 @@ from relaxd.vision.facesearch import (
     Box,
     Cascades,
     Region,
+    ScaledRegions,
     SweepPart,
     flow_box,
     group,
@@ -74,7 +81,8 @@ class Detection:
     ``tracked`` (followed from the last frame rather than newly chosen), whether a sweep of the
     full frame ended with this frame (``full_search``), the ``rule`` that chose it (see the
     module's docstring; "" when no face), ``how`` the box was found ("frontal", "alt2",
-    "profile" or "flow") and ``work``: this frame's searching, as a fraction of one full search.
+    "profile" or "flow"), ``work``: this frame's searching, as a fraction of one full search,
+    and whether the face is ``unproven`` (see :attr:`frontal`).
     """
 
     box: Box | None
@@ -85,12 +93,15 @@ class Detection:
     rule: str
     how: str = ""
     work: float = 0.0
+    unproven: bool = False
 
     @property
     def frontal(self) -> bool:
         """A frontal cascade found the face this frame: fit for the emotion model. A face seen
-        only in profile or only followed by flow shows the child is there, not their mood."""
-        return self.how in ("frontal", "alt2")
+        only in profile or only followed by flow shows the child is there, not their mood; so
+        does a face ``unproven``: one that came looking down or turned (found by ``alt2`` or
+        the profile cascade alone) and that the frontal ``default`` cascade has not found yet."""
+        return self.how in ("frontal", "alt2") and not self.unproven
 
 
 @dataclass
@@ -99,6 +110,18 @@ class _Track:
     hits: int = 1
     misses: int = 0
     verified: bool = False
+    proven: bool = True  # found by the frontal default cascade (or verified by it) at least once
+
+
+@dataclass
+class _Pending:
+    """A face a sweep part's ``alt2`` or profile cascade (:data:`REFIND` ``[k]``) found and the
+    frontal default cascade did not confirm: followed by cascade ``k`` alone until it has been
+    found ``finds`` frames running."""
+
+    box: Box
+    k: int
+    finds: int = 1
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -145,6 +168,9 @@ class _Sweep:
     plan: list[SweepPart] = field(default_factory=list)
     next: int = 0
     windows: list[Box] = field(default_factory=list)
+    median_share: float = 0.0
+    k: int = 0  # the cascade of REFIND this sweep runs
+    count: int = 0  # sweeps begun
 
 
 @dataclass
@@ -175,8 +201,12 @@ class FaceDetector:
     widths on each side;
     ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
     is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
-    find (in profile, or by flow); ``scale_factor`` and ``min_neighbors``: the cascades' own
-    parameters; ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
+    find (in profile, or by flow); ``empty_sweeps``: with nobody followed, the cascades
+    (:data:`REFIND` indices) whole sweeps take in turn, so that a face that comes looking down
+    (``alt2``) or turned (the profile cascades) is found too; ``confirm_frames``: frames running
+    such a face must be found by its cascade before it is the child's (see :class:`_Pending`);
+    ``scale_factor`` and ``min_neighbors``: the cascades' own parameters; ``cascade_path``: the
+    full search's cascade (a name under cv2.data or a path).
     """
 
     detect_width: int = 240
@@ -189,6 +219,8 @@ class FaceDetector:
     roi_face_px: int = 48
     coast_frames: int = 45
     unconfirmed_frames: int = 150
+    empty_sweeps: tuple[int, ...] = (0, 1)
+    confirm_frames: int = 3
     scale_factor: float = 1.1
     min_neighbors: int = 5
     cascade_path: str = CASCADE_PATH
@@ -201,6 +233,7 @@ class FaceDetector:
     _unconfirmed: int = field(init=False, repr=False, default=0)
     _refind: int = field(init=False, repr=False, default=0)
     _starved: bool = field(init=False, repr=False, default=False)
+    _pending: _Pending | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
@@ -211,7 +244,7 @@ class FaceDetector:
         """Forget the faces followed so far (a new session)."""
         self._tracks, self._current, self._sweep = [], None, _Sweep()
         self._patch, self._coasted, self._unconfirmed = None, 0, 0
-        self._refind, self._starved = 0, False
+        self._refind, self._starved, self._pending = 0, False, None
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
@@ -236,6 +269,7 @@ class FaceDetector:
         how = self._follow(self._current, gray, budget) if self._current is not None else ""
         if not how:
             self._current, self._patch = None, None
+            how = self._confirm(gray, budget)
         followed = self._current
         part, swept = self._sweep_on(gray, budget, how)
         rule = "tracked" if how else ""
@@ -250,20 +284,23 @@ class FaceDetector:
     def _result(self, gray: np.ndarray, followed: _Track | None, part: list[Box],
                 swept: list[Box] | None, rule: str, how: str, work: float) -> Detection:
         """The frame's :class:`Detection`, the followed face's state brought up to date."""
-        box = None if self._current is None else self._current.box
-        if box is None:
+        cur = self._current
+        if cur is None:
             return Detection(None, tuple(part if swept is None else swept), None, False,
                              swept is not None, "", "", round(work, 4))
-        if self._current is not followed:
-            how = "frontal" if box in part else "sweep"
+        box = cur.box
+        if cur is not followed:
+            how = REFIND[self._sweep.k][2] if box in part else "sweep"
             self._coasted = self._unconfirmed = 0
+            self._pending = None
+        cur.proven = cur.proven or how == "frontal"
         self._unconfirmed = 0 if how in ("frontal", "alt2") else self._unconfirmed + 1
         self._remember(gray, box)
         faces = [f for f in (part if swept is None else swept) if f == box or f.iou(box) < 0.3]
         if box not in faces:
             faces.insert(0, box)
-        return Detection(box, tuple(faces), faces.index(box), self._current is followed,
-                         swept is not None, rule, how, round(work, 4))
+        return Detection(box, tuple(faces), faces.index(box), cur is followed,
+                         swept is not None, rule, how, round(work, 4), not cur.proven)
 
     def frame_budget(self, followed: bool = True) -> float:
         """The most searching a frame does, in full searches: while a face is followed, twice a
@@ -271,8 +308,7 @@ class FaceDetector:
         with nobody followed, ``empty_pace`` of the sweep and one check of a find."""
         if not followed:
             return self.empty_pace + RUN_COST["wide"][1]
-        shares = [p.share for p in self._sweep.plan] or [0.0]
-        return 2 * (RUN_COST["close"][0] + float(np.median(shares)))
+        return 2 * (RUN_COST["close"][0] + self._sweep.median_share)
 
     def find_bound(self, width: int, height: int) -> tuple[int, int]:
         """The most frames from a face coming into view to its being found: in an empty chair
@@ -281,15 +317,31 @@ class FaceDetector:
         a face that comes during one is in every part of the next, whose end counts it (with
         nobody followed, the part that holds it chooses it at once). Beside a face followed
         only by flow or in profile the sweep runs a part at least every other frame: at most
-        twice the second figure."""
+        twice the second figure. In an empty chair the sweeps take :attr:`empty_sweeps` in
+        turn: a frontal face waits for one by either frontal cascade."""
+        sweeps = sweeps_to_see(self.empty_sweeps, {0, 1}) or 0
+        return sweeps * self._empty_sweep_frames(width, height), 2 * len(self._sweep.plan)
+
+    def looking_down_bound(self, width: int, height: int, k: int = 1) -> int | None:
+        """The most frames, in an empty chair, from a face that only cascade ``REFIND[k]`` sees
+        (``alt2``: one looking down) coming into view to its being the child's: until a sweep
+        by that cascade has run over it whole, then :attr:`confirm_frames` less one (the
+        sweep's find is the first). None when no sweep of :attr:`empty_sweeps` runs it."""
+        sweeps = sweeps_to_see(self.empty_sweeps, {k})
+        if sweeps is None:
+            return None
+        return sweeps * self._empty_sweep_frames(width, height) + self.confirm_frames - 1
+
+    def _empty_sweep_frames(self, width: int, height: int) -> int:
+        """Frames one sweep takes with nobody followed (as many parts a frame as the budget
+        holds, at least one)."""
         self._plan_for(np.zeros((height, width), np.uint8))
-        limit = self.empty_pace
         searching, left = 0, 0.0
         for part in self._sweep.plan:
             if left < part.share:          # a new frame: at least one part, up to the budget
-                searching, left = searching + 1, limit
+                searching, left = searching + 1, self.empty_pace
             left -= part.share
-        return 2 * searching, 2 * len(self._sweep.plan)
+        return searching
 
     def _full_region(self, width: int, height: int) -> Region:
         scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
@@ -327,6 +379,25 @@ class FaceDetector:
         cur.box, self._coasted = predicted, self._coasted + 1
         return "flow"
 
+    def _confirm(self, gray: np.ndarray, budget: _Budget) -> str:
+        """With nobody followed, look again for the pending face (one that came looking down or
+        turned) with the cascade that found it; found :attr:`confirm_frames` frames running, it
+        becomes the child's face, unproven until the frontal cascade finds it. How, or ""."""
+        p = self._pending
+        if p is None or not budget.fits(RUN_COST["wide"][p.k]):
+            return ""
+        box = self._look(gray, p.box, budget, p.k)
+        if box is None:
+            self._pending = None
+            return ""
+        p.box, p.finds = box, p.finds + 1
+        if p.finds < self.confirm_frames:
+            return ""
+        self._pending, track = None, _Track(box, verified=True, proven=False)
+        self._tracks.append(track)
+        self._current, self._refind, self._coasted, self._unconfirmed = track, p.k, 0, 0
+        return REFIND[p.k][2]
+
     def _look(self, gray: np.ndarray, guess: Box, budget: _Budget, k: int,
               close: bool = False) -> Box | None:
         """The face cascade ``REFIND[k]`` finds around ``guess``; None if none overlaps it.
@@ -352,11 +423,12 @@ class FaceDetector:
         reserve = 0.0 if how else RUN_COST["wide"][1]
         part: list[Box] = []
         swept, ran = None, 0
+        scaled: ScaledRegions = {}  # the parts of a frame scale a region they share once
         while swept is None and self._sweep.plan and not (part and self._current is None):
             if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
                     or (self._starved and ran == 0)):
                 break
-            more, swept = self._sweep_step(gray, budget)
+            more, swept = self._sweep_step(gray, budget, scaled)
             part, ran = part + more, ran + 1
             if how in ("frontal", "alt2"):
                 break
@@ -365,12 +437,12 @@ class FaceDetector:
 
     def _snap(self, cur: _Track, part: list[Box]) -> str:
         """A face ``cur`` followed without a frontal find moves to this frame's sweep part's
-        frontal find over it, if any; "frontal" then, else ""."""
+        find over it, if any; how the part found it then, else ""."""
         box = max(part, key=cur.box.iou, default=None)
         if box is None or box.iou(cur.box) < 0.3:
             return ""
         cur.box, self._coasted = box, 0
-        return "frontal"
+        return REFIND[self._sweep.k][2]
 
     def _plan_for(self, gray: np.ndarray) -> None:
         """The sweep's plan for this frame's size (made again when the size changes)."""
@@ -379,15 +451,24 @@ class FaceDetector:
             full = self._full_region(width, height)
             plan = plan_sweep(width, height, full.scale, full.min_face, self.sweep_parts,
                               self.scale_factor)
-            self._sweep = _Sweep((width, height), plan)
+            self._sweep = _Sweep((width, height), plan,
+                                 median_share=float(np.median([p.share for p in plan] or [0.0])))
 
-    def _sweep_step(self, gray: np.ndarray, budget: _Budget) -> tuple[list[Box], list[Box] | None]:
-        """Run the next part of the sweep: its new faces, and every face of the sweep when it
-        ended with this part (else None)."""
+    def _sweep_step(self, gray: np.ndarray, budget: _Budget, scaled: ScaledRegions | None = None
+                    ) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep (``scaled``: this frame's regions scaled so far): its
+        new faces, and every face of the sweep when it ended with this part (else None)."""
         sw = self._sweep
+        if sw.next == 0:  # a sweep begins: with nobody followed, the next cascade in turn
+            sw.k = 0 if self._current is not None else self.empty_sweeps[
+                sw.count % len(self.empty_sweeps)]
+            sw.count += self._current is None
         part = sw.plan[sw.next]
         budget.spend(part.share)
-        windows = [b for b in self._cascades.search(gray, part.region, raw=True)
+        name, mirrored, _ = REFIND[sw.k]
+        windows = [b for b in self._cascades.search(
+                       gray, part.region, self.cascade_path if sw.k == 0 else name, mirrored,
+                       raw=True, scaled_before=scaled)
                    if part.keep_x0 <= b.x < part.keep_x1]
         sw.windows.extend(windows)
         sw.next += 1
@@ -399,18 +480,33 @@ class FaceDetector:
 
     def _verify(self, gray: np.ndarray, track: _Track, budget: _Budget,
                 again: bool = False) -> bool:
-        """Whether the ``alt2`` cascade agrees there is a face at the track's box: once enough for
-        a face found in this frame; ``again``, in this frame, for one a whole sweep found (its
-        windows come from the sweep's frames, the face may have moved or gone since). A check
-        the frame's budget cannot hold waits (False) for a later frame."""
+        """Whether the other frontal cascade (``alt2``, or ``default`` for a sweep by another)
+        agrees there is a face at the track's box: once enough for a face found in this frame;
+        ``again``, in this frame, for one a whole sweep found (its windows come from the sweep's
+        frames, the face may have moved or gone since). A check the frame's budget cannot hold
+        waits (False) for a later frame."""
         if again or not track.verified:
-            if not budget.fits(RUN_COST["wide"][1]):
+            k = 1 if self._sweep.k == 0 else 0
+            if not budget.fits(RUN_COST["wide"][k]):
                 return False
             region = region_around(track.box, self.roi_margin, self.roi_face_px)
-            found = self._cascades.search(gray, region, FRONTAL[1])
-            budget.spend(RUN_COST["wide"][1])
+            found = self._cascades.search(gray, region, FRONTAL[k])
+            budget.spend(RUN_COST["wide"][k])
             track.verified = any(f.iou(track.box) >= 0.3 for f in found)
         return track.verified
+
+    def _check(self, gray: np.ndarray, track: _Track, budget: _Budget,
+               again: bool = False) -> bool:
+        """:meth:`_verify`; with nobody followed, a face a sweep by ``alt2`` or a profile cascade
+        found that the frontal cascade then does not see becomes the pending face (it may have
+        come looking down or turned: see :meth:`_confirm`)."""
+        spent = budget.spent
+        if self._verify(gray, track, budget, again):
+            return True
+        if (self._sweep.k != 0 and budget.spent > spent and self._current is None
+                and self._pending is None):
+            self._pending = _Pending(track.box, self._sweep.k)
+        return False
 
     def _choose(self, gray: np.ndarray, part: list[Box], budget: _Budget) -> str:
         """With no face followed: take the child's among this part's faces; the rule, or ""."""
@@ -420,12 +516,12 @@ class FaceDetector:
             if track is None or track.box.iou(box) < 0.3:
                 track = _Track(box, hits=0)   # counted by the sweep's end, like every face
             track.box = box
-            if self._verify(gray, track, budget):
+            if self._check(gray, track, budget):
                 candidates.append(track)
         if not candidates:
             return ""
         ranked = self._rank(candidates, gray.shape)
-        self._current = ranked[0]
+        self._current, self._pending = ranked[0], None
         if ranked[0] not in self._tracks:
             self._tracks.append(ranked[0])
         return self._rule(ranked, gray.shape)
@@ -439,7 +535,7 @@ class FaceDetector:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
         ranked = [t for t in self._rank(seen, gray.shape)
-                  if t is cur or self._verify(gray, t, budget, again=True)]
+                  if t is cur or self._check(gray, t, budget, again=True)]
         self._current = ranked[0] if ranked else None
         return self._rule(ranked, gray.shape) if ranked else ""
 
@@ -489,6 +585,17 @@ class FaceDetector:
         x0, y0 = max(0, box.x - m), max(0, box.y - m)
         x1, y1 = min(width, box.x + box.w + m), min(height, box.y + box.h + m)
         self._patch = (gray[y0:y1, x0:x1].copy(), (x0, y0)) if x1 > x0 and y1 > y0 else None
+
+
+def sweeps_to_see(cycle: tuple[int, ...], seen_by: set[int]) -> int | None:
+    """Whole sweeps, their cascades taking ``cycle`` in turn, from a face coming into view to a
+    sweep by one of ``seen_by`` having run over it whole: the one under way (which may have
+    passed it), then the longest wait for the next that sees it. None when none does."""
+    at = [i for i, k in enumerate(cycle) if k in seen_by]
+    if not at:
+        return None
+    gaps = [(b - a) % len(cycle) or len(cycle) for a, b in zip(at, at[1:] + at[:1])]
+    return 1 + max(gaps)
 
 
 def _key(track: _Track, shape: tuple[int, ...]) -> tuple[int, int, float]:

@@ -112,11 +112,13 @@ class Cascades:
     min_neighbors: int = 5
 
     def search(self, gray: np.ndarray, region: Region, name: str | None = None,
-               mirrored: bool = False, raw: bool = False) -> list[Box]:
+               mirrored: bool = False, raw: bool = False,
+               scaled_before: ScaledRegions | None = None) -> list[Box]:
         """Faces found by cascade ``name`` (default: the frontal one) in ``region``, largest
         first, in full-frame pixels; ``mirrored``: search the region flipped left to right;
-        ``raw``: every window the cascade accepts, not grouped into faces."""
-        scaled = scaled_region(gray, region)
+        ``raw``: every window the cascade accepts, not grouped into faces; ``scaled_before``:
+        this frame's regions already scaled, where the same pixels are found again."""
+        scaled = scaled_region(gray, region, scaled_before)
         if scaled is None:
             return []
         image, x0, y0 = scaled
@@ -134,9 +136,15 @@ class Cascades:
         return sorted(boxes, key=lambda b: b.area, reverse=True)
 
 
-def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, int, int] | None:
+#: One frame's scaled regions by their place and size (see :func:`scaled_region`).
+ScaledRegions = dict[tuple[int, int, int, int, int, int], np.ndarray]
+
+
+def scaled_region(gray: np.ndarray, region: Region, scaled_before: ScaledRegions | None = None
+                  ) -> tuple[np.ndarray, int, int] | None:
     """The region's pixels inside the frame at its scale, with their top-left corner in the frame;
-    None when too small to hold its smallest face."""
+    None when too small to hold its smallest face. ``scaled_before`` (one frame's): the same
+    pixels scaled once, kept for the next search of them."""
     height, width = gray.shape[:2]
     x0, y0 = max(0, region.x), max(0, region.y)
     x1, y1 = min(width, region.x + region.w), min(height, region.y + region.h)
@@ -145,7 +153,12 @@ def scaled_region(gray: np.ndarray, region: Region) -> tuple[np.ndarray, int, in
         return None
     image = gray[y0:y1, x0:x1]
     if region.scale != 1.0:
-        image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        key = (x0, y0, x1, y1, sw, sh)
+        made = None if scaled_before is None else scaled_before.get(key)
+        image = made if made is not None else cv2.resize(image, (sw, sh),
+                                                         interpolation=cv2.INTER_AREA)
+        if scaled_before is not None:
+            scaled_before[key] = image
     return image, x0, y0
 
 

@@ -72,10 +72,16 @@ def row_profile(gray: np.ndarray, box: Box, axis: int = 1) -> np.ndarray:
 def shift_between(reference: np.ndarray, profile: np.ndarray, max_shift: int = MAX_SHIFT) -> float:
     """How many rows ``profile`` lies below ``reference`` (sub-pixel): the lag of least mean
     squared difference within ``max_shift``, refined by a parabola."""
-    n = len(reference)
-    lags = range(-max_shift, max_shift + 1)
-    cost = np.array([float(np.mean((reference[max(0, -k):n - max(0, k)]
-                                    - profile[max(0, k):n - max(0, -k)]) ** 2)) for k in lags])
+    n, lags = len(reference), 2 * max_shift + 1
+    padded = np.zeros(n + 2 * max_shift, np.float64)
+    padded[max_shift:max_shift + n] = profile
+    held = np.zeros_like(padded)
+    held[max_shift:max_shift + n] = 1.0
+    step = padded.strides[0]
+    # Row j: the profile moved up by j - max_shift rows (0 where it has no row), and where it has.
+    shifted = np.lib.stride_tricks.as_strided(padded, (lags, n), (step, step), writeable=False)
+    inside = np.lib.stride_tricks.as_strided(held, (lags, n), (step, step), writeable=False)
+    cost = np.einsum("ji,ji->j", np.square(reference - shifted), inside) / inside.sum(axis=1)
     i = int(np.argmin(cost))
     lag = float(i - max_shift)
     if 0 < i < len(cost) - 1:

@@ -53,18 +53,25 @@ def without_light(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def pos(rgb: np.ndarray, rate: float) -> np.ndarray:
-    """The POS pulse signal of ``rgb`` (rows of red, green, blue) sampled at ``rate`` Hz."""
+    """The POS pulse signal of ``rgb`` (rows of red, green, blue) sampled at ``rate`` Hz: every
+    short window at once, then added up in order of their start."""
     n = len(rgb)
     length = max(2, int(round(POS_WINDOW_S * rate)))
     out = np.zeros(n)
-    for start in range(0, n - length + 1):
-        block = rgb[start:start + length]
-        c = block / np.maximum(block.mean(axis=0), 1e-6)
-        s1 = c[:, 1] - c[:, 2]
-        s2 = c[:, 1] + c[:, 2] - 2 * c[:, 0]
-        spread = float(s2.std())
-        h = s1 + (float(s1.std()) / spread if spread > 1e-12 else 0.0) * s2
-        out[start:start + length] += h - h.mean()
+    if n < length:
+        return out
+    blocks = np.lib.stride_tricks.sliding_window_view(rgb, length, axis=0)  # (start, colour, k)
+    c = blocks / np.maximum(blocks.mean(axis=2, keepdims=True), 1e-6)
+    s1 = c[:, 1] - c[:, 2]
+    s2 = c[:, 1] + c[:, 2] - 2 * c[:, 0]
+    spread = s2.std(axis=1, keepdims=True)
+    alpha = np.divide(s1.std(axis=1, keepdims=True), spread, out=np.zeros_like(spread),
+                      where=spread > 1e-12)
+    h = s1 + alpha * s2
+    h -= h.mean(axis=1, keepdims=True)
+    starts = len(h)
+    for k in range(length - 1, -1, -1):  # out[i] gathers its windows, earliest start first
+        out[k:k + starts] += h[:, k]
     return out
 
 

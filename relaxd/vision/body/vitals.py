@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
-from relaxd.vision.body.breathing import BreathingMeter
+from relaxd.vision.body.breathing import BreathingEstimate, BreathingMeter
 from relaxd.vision.body.movement import MovementMeter
-from relaxd.vision.body.pulse import PulseMeter
+from relaxd.vision.body.pulse import PulseEstimate, PulseMeter
 from relaxd.vision.body.regions import place
 from relaxd.vision.faces import Box
 
-#: Seconds between two spectral estimates (movement is read every frame).
+#: Seconds between two spectral estimates of each rate (movement is read every frame). The
+#: breathing's and the pulse's take turns, half this apart, so no frame computes both.
 ESTIMATE_EVERY_S = 1.0
 #: The face gone this long: the windows start afresh (a shorter gap is bridged).
 FORGET_AFTER_S = 3.0
@@ -73,9 +75,9 @@ class BodySignals:
 
     def __init__(self) -> None:
         self.breathing, self.pulse, self.movement = BreathingMeter(), PulseMeter(), MovementMeter()
-        self._next_estimate = 0.0
         self._seen: float | None = None
-        self._vitals = Vitals(None, None, 0.0)
+        self._next_estimate, self._breathing_next = 0.0, True
+        self._breath, self._pulse = BreathingEstimate(None, 0.0), PulseEstimate(None, 0.0)
 
     def update(self, t: float, gray: np.ndarray, face: Box, colour_of: ColourOf,
                chair: ChairOutputs) -> Vitals:
@@ -91,15 +93,15 @@ class BodySignals:
         if rgb is not None:
             self.pulse.update(t, rgb, chair.light_rgb())
         if t >= self._next_estimate:
-            self._next_estimate = t + ESTIMATE_EVERY_S
-            b, p = self.breathing.estimate(), self.pulse.estimate()
-            self._vitals = Vitals(b.rate, p.rate, movement, b.quality, p.quality,
-                                  regions.chest is not None, b.why)
-        else:
-            self._vitals = Vitals(self._vitals.breathing, self._vitals.pulse, movement,
-                                  self._vitals.breathing_quality, self._vitals.pulse_quality,
-                                  regions.chest is not None, self._vitals.why)
-        return self._vitals
+            self._next_estimate = t + ESTIMATE_EVERY_S / 2
+            if self._breathing_next:
+                self._breath = self.breathing.estimate()
+            else:
+                self._pulse = self.pulse.estimate()
+            self._breathing_next = not self._breathing_next
+        b, p = self._breath, self._pulse
+        return Vitals(b.rate, p.rate, movement, b.quality, p.quality, regions.chest is not None,
+                      b.why)
 
     @property
     def ready(self) -> bool:
@@ -117,13 +119,14 @@ class BodySignals:
         self.breathing.reset()
         self.pulse.reset()
         self.movement.reset()
-        self._next_estimate = 0.0
-        self._vitals = Vitals(None, None, 0.0)
+        self._next_estimate, self._breathing_next = 0.0, True
+        self._breath, self._pulse = BreathingEstimate(None, 0.0), PulseEstimate(None, 0.0)
 
 
 def mean_colour(image: np.ndarray) -> ColourOf:
-    """``colour_of`` for a BGR frame: a region's mean (red, green, blue)."""
+    """``colour_of`` for a BGR frame: a region's mean (red, green, blue), by OpenCV (a tenth
+    of numpy's time for the same figures)."""
     def colour_of(box: Box) -> tuple[float, float, float] | None:
-        b, g, r = image[box.y:box.y + box.h, box.x:box.x + box.w].reshape(-1, 3).mean(axis=0)
+        b, g, r, _ = cv2.mean(image[box.y:box.y + box.h, box.x:box.x + box.w])
         return float(r), float(g), float(b)
     return colour_of
