@@ -35,7 +35,7 @@ from relaxd.daemon.build import STOP_SWITCH_INTERVAL_S, quick_switches
 from relaxd.vision.body.vitals import BodySignals, ChairOutputs, mean_colour
 from relaxd.vision.camera import CAMERA_SIZE, VideoFileSource
 from relaxd.vision.emotion import EmotionClassifier
-from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, to_gray
+from relaxd.vision.faces import Box, Detection, FaceDetector, crop_face, one_opencv_thread, to_gray
 from relaxd.vision.facesearch import FRONTAL, load_cascade
 from relaxd.vision.mood import MoodSmoother
 
@@ -285,7 +285,7 @@ def _run_vision(args: argparse.Namespace) -> int:
     """The vision pipeline's stages."""
     if args.frames < 1:
         raise RelaxdError("--frames must be at least 1")
-    cv2.setNumThreads(1)
+    one_opencv_thread()
     classifier = EmotionClassifier(args.model or default_model(), num_threads=1,
                                    delegate=args.delegate)
     detector = FaceDetector()

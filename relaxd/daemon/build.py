@@ -184,7 +184,9 @@ def open_sensing(plan: Plan, named_webcam: bool, stack: ExitStack) -> Sensing:
         assert plan.child is not None  # a virtual child is the session's child
         return Sensing(f"virtual child {plan.child.child.id}", SCRIPT_PERIOD, virtual=True)
     from relaxd.vision.emotion import EmotionClassifier
+    from relaxd.vision.faces import one_opencv_thread
 
+    one_opencv_thread()
     model = plan.config.model
     classifier = EmotionClassifier(model.path, model.threads, delegate=model.delegate)
     frames, period = open_frames(plan.camera, plan.clock, live=plan.live, check_now=named_webcam)

@@ -603,3 +603,10 @@ def _key(track: _Track, shape: tuple[int, ...]) -> tuple[int, int, float]:
     height, width = shape[:2]
     cx, cy = track.box.center
     return track.hits, track.box.area, -((cx - width / 2) ** 2 + (cy - height / 2) ** 2)
+
+
+def one_opencv_thread() -> None:
+    """OpenCV works on one thread, as the figures in the model card and ``relaxd bench`` were
+    measured: the detector's many small region searches gain nothing from a thread pool, and
+    the Pi's other cores stay free for the sound, the station and the bridge."""
+    cv2.setNumThreads(1)
