@@ -1,0 +1,644 @@
+"""Attacks on the clinic's remote path (a bridge per chair, mosquitto, the overview), with real
+parts: mosquitto with deploy/mosquitto/relaxd.acl on a port of its own, ``relaxd bridge`` and
+``relaxd overview`` as processes, paho clients as chairs, overviews, viewers and intruders, the
+real control socket (:class:`ControlServer`) with the test playing the daemon's loop, and, for
+what needs the whole chair, a simulated chair (``relaxd --simulate --ui --bridge``).
+
+A test marked ``xfail(strict=True)`` is a break that still works on the current code: it fails
+until the product is fixed, and then the mark must go. The others are attacks that held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from relaxd.daemon.server import ControlServer
+from tests.clinic_process import (
+    MOSQUITTO,
+    MOSQUITTO_PASSWD,
+    OVERVIEW_USER,
+    ROOT,
+    VIEWER_USER,
+    Broker,
+    Chair,
+    OverviewProcess,
+    Watcher,
+    wait_until,
+)
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None or MOSQUITTO_PASSWD is None,
+                                reason="mosquitto not installed (apt-get install mosquitto)")
+
+CHAIRS = ["A", "B"]
+#: Broker users no chair id may be, but an administrator could create: does the ACL's
+#: ``%u`` pattern give them another chair's topics? ("#" cannot even be one: a password file's
+#: line that begins with "#" is a comment.)
+ODD_USERS = ["+", "B/cmd", "B/state"]
+#: JSON nested deeper than Python's recursion limit (json.loads raises RecursionError).
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[Broker]:
+    folder = tmp_path_factory.mktemp("breaker") / "broker"
+    (folder / "B").mkdir(parents=True)  # the password files of the users named "B/..."
+    broker = Broker(folder, [*CHAIRS, OVERVIEW_USER, VIEWER_USER, *ODD_USERS])
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="brk-", dir="/tmp"))  # unix sockets <= 107 bytes
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --- the daemon's side, played by the test on the real control socket ---------------------------
+
+class Daemon:
+    """The real :class:`ControlServer`; the test's thread plays the loop: it publishes a state
+    every ``tick`` seconds (``extra`` added to it) and carries out every queued command."""
+
+    def __init__(self, path: Path, tick: float = 0.1) -> None:
+        self.seq, self.tick = 0, tick
+        self.clinic_stops: list[dict[str, Any]] = []
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+        self.publish_s: list[float] = []
+        self.extra: dict[str, Any] = {}
+        self.server = ControlServer(path, stop=self._stop, stop_seq=lambda: self.seq,
+                                    stops={"clinic_stop": self._clinic_stop})
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _stop(self, by: str) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _clinic_stop(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.clinic_stops.append(message)
+        self.seq += 1
+        return {"ok": True, "stop_seq": self.seq}
+
+    def _loop(self) -> None:
+        n = 0
+        while not self._done.wait(self.tick):
+            n += 1
+            state = {"t": n * self.tick, "at": time.time(), "state": "running",
+                     "scenario": "calm", "phase": "settle", "intensity": 0.4 + 0.001 * (n % 7),
+                     "levels": {"light": 0.4, "audio": 0.3, "vibration": 0.2},
+                     "estop": False, "estop_pressed": False, "latch": None,
+                     "latch_causes": [], "stop_seq": self.seq, "hold": False,
+                     "manual": False, "waiting": False, "child": "c-17", "alerts": [],
+                     **self.extra}
+            began = time.monotonic()
+            self.server.publish(state)
+            self.publish_s.append(time.monotonic() - began)
+            for command in self.server.take():
+                if command.claim():
+                    self.commands.append((command.name, dict(command.args)))
+                    command.finish({"ok": True})
+
+    def ask(self, message: dict[str, Any], timeout: float = 5.0) -> tuple[dict[str, Any], float]:
+        """One command as the station sends it; the answer and how long it took."""
+        began = time.monotonic()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.server.path))
+            s.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data), time.monotonic() - began
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(2)
+        self.server.close()
+
+
+class BridgeProcess:
+    """``relaxd bridge`` for chair ``chair`` against ``daemon``'s socket."""
+
+    def __init__(self, folder: Path, broker: Broker, chair: str, daemon: Daemon) -> None:
+        self.log = folder / f"bridge-{chair}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relaxd", "bridge", "--broker", broker.url, "--chair-id", chair,
+             "--room", f"room {chair}", "--socket", str(daemon.server.path),
+             "--records", str(folder / "records"), "--state-dir", str(folder / "bridge"),
+             "--password-file", str(broker.password_file(chair))],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def chair(broker, short_dir) -> Iterator[tuple[Daemon, BridgeProcess, Watcher]]:
+    """Chair A: the real control socket played by the test, its real bridge, and the
+    overview's account watching (and sending) on the broker."""
+    daemon = Daemon(short_dir / "ctl.sock")
+    # not the command topics: the watcher's own JSON parser would choke on the garbage sent there
+    watcher = Watcher(broker, OVERVIEW_USER, [f"relaxd/A/{leaf}" for leaf in ("status", "state",
+                                                                                "reply", "alert")])
+    bridge = BridgeProcess(short_dir, broker, "A", daemon)
+    try:
+        wait_until(lambda: any(s.get("online") and s.get("daemon")
+                               for s in watcher.on("relaxd/A/status")), 30, "A's bridge online")
+        # the bridge subscribes to its commands before it says it is online: one round trip
+        watcher.reply("A", watcher.command("A", "hold", at=time.time()))
+        yield daemon, bridge, watcher
+    finally:
+        bridge.stop()
+        watcher.close()
+        daemon.close()
+        for topic in ("relaxd/overview/evil/status", "relaxd/A/status", "relaxd/A/state",
+                      "relaxd/A/alerts"):
+            clear_retained(broker, topic)
+
+
+def clear_retained(broker: Broker, topic: str) -> None:
+    user = OVERVIEW_USER if topic.startswith("relaxd/overview/") else topic.split("/")[1]
+    cleaner = Watcher(broker, user)
+    try:
+        cleaner.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+    finally:
+        cleaner.close()
+
+
+def command(watcher: Watcher, name: str, **fields: Any) -> dict[str, Any]:
+    """A command to chair A as the overview sends it ("at": now), and the chair's reply."""
+    return watcher.reply("A", watcher.command("A", name, **{"at": time.time(), **fields}))
+
+
+def raw_command(watcher: Watcher, name: str, payload: bytes, expiry: int | None = 10) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)
+    if expiry is not None:
+        properties.MessageExpiryInterval = expiry
+    watcher.client.publish(f"relaxd/A/cmd/{name}", payload, qos=1,
+                           properties=properties).wait_for_publish(10)
+
+
+# --- commands from afar: what they may do ---------------------------------------------------
+
+def test_only_the_four_lowering_commands_reach_the_daemon(chair):
+    daemon, _, watcher = chair
+    for name, fields in (("start", {"scenario": "x"}), ("reset", {}), ("ack", {"alert": 1}),
+                         ("nudge", {"steps": 1}), ("hold", {"on": False}), ("hold", {"on": 0}),
+                         ("scenario", {}), ("clinic_stop", {}), ("end_gently", {}),
+                         ("Stop", {}), ("stop ", {})):
+        reply = command(watcher, name, **fields)
+        assert reply["ok"] is False and reply["error"], (name, reply)
+    for name in ("stop", "calmer", "end-gently", "hold"):
+        assert command(watcher, name, scenario="x", on=True, steps=1, after_stop=0)["ok"]
+    carried = [name for name, _ in daemon.commands]
+    assert set(carried) <= {"calmer", "end_gently", "hold"}
+    assert all(args.get("on", True) is True for name, args in daemon.commands if name == "hold")
+    assert not any({"scenario", "steps", "after_stop"} & set(args) for _, args in daemon.commands)
+    assert len(daemon.clinic_stops) == 1
+
+
+def test_the_rate_limit_never_holds_back_a_stop(chair):
+    daemon, _, watcher = chair
+    replies = [command(watcher, "calmer") for _ in range(12)]
+    assert any("too many" in (r["error"] or "") for r in replies)
+    for _ in range(3):  # one after another, all while the limit is spent
+        assert command(watcher, "stop")["ok"]
+    assert len(daemon.clinic_stops) == 3
+
+
+def test_garbage_on_the_command_topics_leaves_the_stop_working(chair):
+    """Malformed, huge, deeply nested and control-character payloads: the bridge carries on,
+    and the daemon's loop never waits."""
+    daemon, _, watcher = chair
+    for payload in (b"{", b"\xff\xfe", b"[]", b"null", DEEP, b'{"id": "x"' + b" " * 5_000_000 + b"}",
+                    json.dumps({"id": "\x00\x1b[2J", "by": "\n" * 10}).encode()):
+        raw_command(watcher, "stop", payload)
+    for i in range(300):
+        raw_command(watcher, "calmer", b"not json %d" % i)
+    reply = command(watcher, "stop")
+    assert reply["ok"], reply
+    assert max(daemon.publish_s) < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="a command whose 'at' is a huge integer kills the bridge's "
+                   "task with OverflowError: no reply at all")
+def test_a_command_with_an_absurd_sent_time_is_answered(chair):
+    _, _, watcher = chair
+    reply = watcher.reply("A", watcher.command("A", "stop", at=10 ** 400), timeout=8)
+    assert reply["ok"] is False
+
+
+@pytest.mark.xfail(strict=True, reason="the 'at' check compares the desk PC's clock with the "
+                   "chair's: a skew over 10 s refuses every stop (the Pi has no RTC)")
+@pytest.mark.parametrize("skew", [-60.0, 60.0])
+def test_a_fresh_stop_is_carried_out_when_the_desk_clock_differs(chair, skew):
+    """The broker delivered it within its 10 s message expiry; only the two clocks differ."""
+    daemon, _, watcher = chair
+    reply = command(watcher, "stop", at=time.time() + skew)
+    assert reply["ok"], reply
+    assert daemon.clinic_stops
+
+
+@pytest.mark.xfail(strict=True, reason="a command without 'at' that waited in a stalled bridge's "
+                   "socket past its 10 s expiry is still carried out")
+def test_a_command_held_up_past_its_expiry_is_not_carried_out(chair):
+    daemon, bridge, watcher = chair
+    os.kill(bridge.process.pid, signal.SIGSTOP)
+    try:
+        late = watcher.command("A", "stop")  # the protocol does not require "at"
+        time.sleep(12)  # the bridge stalls past the command's 10 s expiry (keepalive 10 s)
+    finally:
+        os.kill(bridge.process.pid, signal.SIGCONT)
+    reply = watcher.reply("A", late, timeout=15)
+    assert reply["ok"] is False and not daemon.clinic_stops, reply
+
+
+@pytest.mark.xfail(strict=True, reason="'by' goes to the chair unchecked: control characters "
+                   "and line breaks reach its latch reason, alerts and logs")
+def test_control_characters_in_by_never_reach_the_chair(chair):
+    daemon, _, watcher = chair
+    reply = command(watcher, "stop", by="nurse\n\x1b[2J; the emergency stop\u202e")
+    assert daemon.clinic_stops and reply["ok"]
+    by = str(daemon.clinic_stops[-1].get("by"))
+    assert by.isprintable() and "\u202e" not in by, repr(by)
+
+
+# --- the bridge's own robustness ----------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="deeply nested JSON on relaxd/overview/+/status (the viewer "
+                   "may write it, retained) crashes the bridge's listener: it drops off the "
+                   "broker on every reconnect and no stop from afar is answered")
+def test_a_viewers_poisoned_presence_message_does_not_cut_the_chair_off(chair, broker):
+    daemon, _, watcher = chair
+    viewer = Watcher(broker, VIEWER_USER)
+    try:
+        viewer.client.publish("relaxd/overview/evil/status", DEEP, qos=1,
+                              retain=True).wait_for_publish(10)
+    finally:
+        viewer.close()
+    reply = watcher.reply("A", watcher.command("A", "stop", at=time.time()), timeout=15)
+    assert reply["ok"] and daemon.clinic_stops
+
+
+@pytest.mark.xfail(strict=True, reason="a read-only viewer can make every bridge republish at will: "
+                   "'continuous values at most once a second' no longer holds")
+def test_a_viewer_cannot_make_the_chairs_republish_at_will(chair, broker):
+    _, _, watcher = chair
+    viewer = Watcher(broker, VIEWER_USER)
+    try:
+        time.sleep(1.5)
+        began = time.monotonic()
+        while time.monotonic() - began < 5:
+            viewer.publish(f"relaxd/overview/v{uuid.uuid4().hex[:6]}/status", {"online": True},
+                           expiry=None)
+            time.sleep(0.05)
+    finally:
+        viewer.close()
+    with watcher._lock:
+        states = [m for m in watcher.messages
+                  if m[1] == "relaxd/A/state" and began <= m[0] <= began + 5.5]
+    # the state only wobbles: a heartbeat every 5 s, continuous values at most once a second
+    assert len(states) <= 7, f"{len(states)} states in 5.5 s"
+
+
+def test_a_stalled_bridge_never_slows_the_daemon(chair):
+    """SIGSTOP: the bridge's subscription stops reading while the states grow; the daemon's
+    publishing never waits and the station's STOP and queries are answered at once."""
+    daemon, bridge, _ = chair
+    daemon.extra = {"padding": "x" * 200_000}  # fills the socket's buffer within a few ticks
+    os.kill(bridge.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2)
+        daemon.publish_s.clear()
+        answers = [daemon.ask({"cmd": "stop", "by": "station"}) for _ in range(3)]
+        answers += [daemon.ask({"cmd": "state"}) for _ in range(3)]
+        time.sleep(6)  # past the socket's 5 s send timeout: the stalled client is dropped
+        answers.append(daemon.ask({"cmd": "stop", "by": "station"}))
+    finally:
+        os.kill(bridge.process.pid, signal.SIGCONT)
+        daemon.extra = {}
+    assert all(answer["ok"] and took < 0.5 for answer, took in answers), answers
+    assert max(daemon.publish_s) < 0.05, max(daemon.publish_s)
+
+
+# --- the broker's ACL ---------------------------------------------------------------------------
+
+def test_odd_user_names_get_no_chairs_topics(broker):
+    """Users an administrator might create by mistake ("+", "#", names with "/"): the ACL's
+    %u patterns give them nothing of chair B's (mosquitto refuses wildcards in %u)."""
+    owner = Watcher(broker, OVERVIEW_USER, ["relaxd/#"])
+    intruders = [Watcher(broker, user, ["relaxd/B/cmd/#", "relaxd/B/#", "relaxd/#"])
+                 for user in ODD_USERS]
+    try:
+        for n, intruder in enumerate(intruders):
+            for leaf in ("state", "status", "alerts", "alert", "reply", "cmd/stop"):
+                intruder.publish(f"relaxd/B/{leaf}", {"id": f"forged-{n}", "by": "x",
+                                                      "forged": True}, expiry=None)
+        marker = owner.command("B", "stop")  # after them: B's command, read by no intruder
+        wait_until(lambda: any(m[1] == "relaxd/B/cmd/stop" and (m[2] or {}).get("id") == marker
+                               for m in owner.messages), 10, "the marker")
+    finally:
+        for intruder in intruders:
+            intruder.close()
+        owner.close()
+    assert not any((m[2] or {}).get("forged") for m in owner.messages)
+    assert not any(m[1].startswith("relaxd/B/") for i in intruders for m in i.messages)
+
+
+def test_a_chair_cannot_pose_as_an_overview_nor_read_the_others(broker):
+    chair_a = Watcher(broker, "A", ["relaxd/#", "relaxd/+/state", "relaxd/B/cmd/#"])
+    owner = Watcher(broker, OVERVIEW_USER, ["relaxd/#"])
+    try:
+        chair_a.publish("relaxd/overview/fake/status", {"online": True, "forged": True},
+                        expiry=None)
+        chair_a.publish("relaxd/B/cmd/stop", {"id": "forged", "by": "A", "forged": True})
+        owner.publish("relaxd/B/state", {"state": "running"}, expiry=None)  # denied: not a chair
+        owner.publish("relaxd/overview/desk/status", {"online": True, "marker": True},
+                      expiry=None)
+        wait_until(lambda: any((m[2] or {}).get("marker") for m in chair_a.messages), 10,
+                   "the overview's presence at chair A")
+    finally:
+        chair_a.close()
+        owner.close()
+        clear_retained(broker, "relaxd/overview/desk/status")
+    assert not any((m[2] or {}).get("forged") for m in owner.messages)
+    assert not any(m[1] == "relaxd/B/state" for m in owner.messages + chair_a.messages)
+    assert {m[1] for m in chair_a.messages} == {"relaxd/overview/desk/status"}
+
+
+# --- the overview ----------------------------------------------------------------------------
+
+@pytest.fixture
+def desk(broker, tmp_path) -> Iterator[OverviewProcess]:
+    overview = OverviewProcess(tmp_path, broker)
+    try:
+        wait_until(lambda: overview.view()["broker"], 20, "the overview connected")
+        yield overview
+    finally:
+        overview.stop()
+        for chair in CHAIRS:
+            for leaf in ("status", "state", "alerts"):
+                clear_retained(broker, f"relaxd/{chair}/{leaf}")
+
+
+def chair_online(broker: Broker, chair: str) -> Watcher:
+    """A chair's account publishing as its bridge does: status, state, no alerts."""
+    client = Watcher(broker, chair)
+    client.publish(f"relaxd/{chair}/status", {"online": True, "daemon": True, "room": f"room {chair}",
+                                              "at": time.time()}, retain=True, expiry=None)
+    client.publish(f"relaxd/{chair}/state", {"seq": 1, "at": time.time(), "state": "running",
+                                             "latch_causes": [], "child": "c-1"},
+                   retain=True, expiry=None)
+    return client
+
+
+def alert_reaches(desk: OverviewProcess, chair_a: Watcher, timeout: float = 10) -> bool:
+    """A new alert from chair A shows on the overview within ``timeout``."""
+    marker = int(time.time() * 1000) % 1_000_000
+    chair_a.publish("relaxd/A/alert", {"chair": "A", "room": "room A", "child": "c-1",
+                                       "id": marker, "reason": "upset", "detail": "marker",
+                                       "at": time.time()}, expiry=None)
+    try:
+        wait_until(lambda: any(a.get("id") == marker for a in desk.view()["alerts"]), timeout,
+                   "chair A's alert on the overview")
+    except AssertionError:
+        return False
+    return True
+
+
+#: What one chair's own account may publish on its own topics, which the overview chokes on.
+POISON = {
+    "deeply nested state": ("state", DEEP),
+    "alerts that are a number": ("alerts", b'{"alerts": 5}'),
+    "an alert id too big for SQLite": ("alert", b'{"id": 100000000000000000000000, "at": 1}'),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="one chair's malformed message on its own topics ends the "
+                   "overview's broker task for good: no alert reaches the desk again, and the "
+                   "'alerts are NOT reaching this screen' warning never shows")
+@pytest.mark.parametrize("poison", list(POISON))
+def test_one_chairs_malformed_message_never_blinds_the_desk(broker, desk, poison):
+    chair_a, chair_b = chair_online(broker, "A"), chair_online(broker, "B")
+    try:
+        wait_until(lambda: desk.chair("A") and desk.chair("B"), 10, "both chairs on the desk")
+        assert alert_reaches(desk, chair_a)
+        leaf, payload = POISON[poison]
+        chair_b.client.publish(f"relaxd/B/{leaf}", payload, qos=1).wait_for_publish(10)
+        reached = alert_reaches(desk, chair_a)
+        # an alert that cannot reach the desk must at least raise the full-screen warning
+        assert reached or not desk.view()["broker"], "no alert and no warning"
+    finally:
+        chair_a.close()
+        chair_b.close()
+
+
+def strict_json(text: str) -> Any:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are errors."""
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.xfail(strict=True, reason="a chair's NaN (Python's json reads it) makes /api/overview "
+                   "answer 500 and every live update invalid JSON: the desk's page freezes on "
+                   "its last view without the broker warning")
+def test_a_chairs_nan_never_freezes_the_desk(broker, desk):
+    chair_a = chair_online(broker, "A")
+    try:
+        chair_a.client.publish("relaxd/A/state", b'{"seq": 2, "state": "running", "at": NaN, '
+                               b'"intensity": Infinity, "latch_causes": []}', qos=1,
+                               retain=True).wait_for_publish(10)
+        wait_until(lambda: (desk.chair("A") or {}).get("state", {}).get("seq") == 2, 10,
+                   "the NaN state on the desk")
+    except (ValueError, json.JSONDecodeError):
+        pass  # /api/overview itself failed: asserted below
+    finally:
+        chair_a.close()
+    answer = desk.http.get("/api/overview")
+    assert answer.status_code == 200, answer.status_code
+    with desk.http.stream("GET", "/api/events") as events:
+        line = next(line for line in events.iter_lines() if line.startswith("data: "))
+    strict_json(line[len("data: "):])
+
+
+def test_markup_and_control_characters_from_a_chair_stay_text(broker, desk):
+    """The page draws everything from a chair with textContent; the JSON the page reads
+    carries markup as text, and no response is served as HTML from a chair's words."""
+    chair_a = Watcher(broker, "A")
+    try:
+        evil = "<img src=x onerror=alert(1)><script>alert(2)</script>\u202e\x1b[2J"
+        chair_a.publish("relaxd/A/status", {"online": True, "daemon": True, "room": evil},
+                        retain=True, expiry=None)
+        chair_a.publish("relaxd/A/state", {"seq": 1, "state": evil, "scenario": evil,
+                                           "latch": evil, "child": evil, "latch_causes": []},
+                        retain=True, expiry=None)
+        wait_until(lambda: desk.chair("A"), 10, "chair A on the desk")
+    finally:
+        chair_a.close()
+    assert desk.chair("A")["room"] == desk.chair("A")["state"]["latch"]
+    page = desk.http.get("/").text
+    assert "onerror" not in page and "<script>alert" not in page
+    script = desk.http.get("/static/overview.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    assert "document.write" not in script
+
+
+def test_the_overviews_commands_need_sign_in_csrf_same_origin_and_a_nurse(broker, desk):
+    chair_a = chair_online(broker, "A")
+    try:
+        wait_until(lambda: desk.chair("A"), 10, "chair A on the desk")
+    finally:
+        chair_a.close()
+    url = "/api/chairs/A/stop"
+    anonymous = httpx.Client(base_url=desk.url)
+    try:
+        assert anonymous.post(url, json={}, headers={"Origin": desk.url}).status_code == 401
+        assert anonymous.get("/api/overview").status_code == 401
+    finally:
+        anonymous.close()
+    for headers in ({"Origin": desk.url}, {"X-CSRF-Token": desk.csrf},
+                    {"X-CSRF-Token": desk.csrf, "Origin": "http://evil.example"},
+                    {"X-CSRF-Token": desk.csrf, "Referer": "http://evil.example/x"},
+                    {"X-CSRF-Token": "0" * len(desk.csrf), "Origin": desk.url}):
+        assert desk.http.post(url, json={}, headers=headers).status_code == 403, headers
+    assert desk.http.post("/logout", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert desk.view()["chairs"]  # still signed in
+
+
+def test_a_hung_broker_raises_the_desks_warning(broker, desk):
+    """SIGSTOP: the TCP connection stays up but nothing moves; the keepalive notices."""
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: desk.view()["broker"] is False, 40, "the broker warning")
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    wait_until(lambda: desk.view()["broker"], 60, "the overview back")
+
+
+@pytest.mark.xfail(strict=True, reason="the overview's sign-in page and form use the station's "
+                   "Desk attributes it lacks (stop_seq, stop_token, check): 500 for everyone; "
+                   "only the --link token signs in")
+def test_a_nurse_signs_in_to_the_overview_with_name_and_password(broker, tmp_path):
+    subprocess.run([sys.executable, "-m", "relaxd", "overview-user", "ana", "--role", "nurse",
+                    "--state-dir", str(tmp_path / "overview"), "--password-stdin"],
+                   input="correct horse battery\n", text=True, check=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    desk = OverviewProcess(tmp_path, broker)
+    try:
+        fresh = httpx.Client(base_url=desk.url)
+        try:
+            assert fresh.get("/login").status_code == 200
+            assert fresh.get("/?token=wrong").status_code == 401
+            wrong = fresh.post("/login", data={"username": "ana", "password": "wrong one"},
+                               headers={"Origin": desk.url})
+            assert wrong.status_code == 401
+            right = fresh.post("/login", data={"username": "ana", "password": "correct horse "
+                               "battery"}, headers={"Origin": desk.url})
+            assert right.status_code == 303, right.status_code
+            assert fresh.get("/api/overview").status_code == 200
+        finally:
+            fresh.close()
+    finally:
+        desk.stop()
+
+
+# --- with a whole simulated chair ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_chair(broker, tmp_path_factory) -> Iterator[tuple[Chair, Watcher]]:
+    """``relaxd --simulate --ui --bridge URL --chair-id B``: the real daemon, station and bridge."""
+    chair = Chair(tmp_path_factory.mktemp("sim"), broker, "B")
+    watcher = Watcher(broker, OVERVIEW_USER, ["relaxd/B/reply", "relaxd/B/event/session",
+                                              "relaxd/B/status"])
+    try:
+        wait_until(lambda: (chair.state() or {}).get("state") == "running", 120, "B running")
+        wait_until(lambda: any(s.get("daemon") for s in watcher.on("relaxd/B/status")), 30,
+                   "B's bridge online")
+        yield chair, watcher
+    finally:
+        watcher.close()
+        chair.stop()
+
+
+def station_says(chair: Chair, message: dict[str, Any]) -> dict[str, Any]:
+    """One command on the chair's control socket, as its station sends it."""
+    path = (chair.out / "control-socket").read_text().strip()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(15)
+        s.connect(path)
+        s.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+@pytest.mark.xfail(strict=True, reason="a clinic stop while one already latches answers 'already' "
+                   "without a new stop number: a Start bound to the first stop still clears it")
+def test_a_second_clinic_stop_overrides_a_start_given_before_it(sim_chair):
+    chair, watcher = sim_chair
+    first = watcher.reply("B", watcher.command("B", "stop", at=time.time()))
+    assert first["ok"], first
+    seen = chair.state()["stop_seq"]  # what the caregiver's page shows when Start is pressed
+    second = watcher.reply("B", watcher.command("B", "stop", at=time.time()))
+    assert second["ok"], second
+    start = station_says(chair, {"cmd": "start", "by": "ana", "after_stop": seen})
+    assert start["ok"] is False, start  # the nurse's later stop wins over the earlier Start
+    assert chair.state()["latch_causes"] == ["clinic-stop"]
+
+
+@pytest.mark.xfail(strict=True, reason="the session summaries count a clinic software stop as an "
+                   "e-stop (an 'estop' event, action 'press'): the overview's E-stops column "
+                   "shows e-stops that never happened")
+def test_a_clinic_stop_is_never_counted_as_an_emergency_stop(sim_chair):
+    chair, watcher = sim_chair
+    if not chair.state()["latch_causes"]:
+        assert watcher.reply("B", watcher.command("B", "stop", at=time.time()))["ok"]
+    wait_until(lambda: chair.state()["latch_causes"] == ["clinic-stop"], 10, "B's clinic stop")
+    assert chair.state()["estop_pressed"] is False  # nobody touched the e-stop
+    # a new session at the chair ends the stopped one, whose summary then goes to the desk
+    start = station_says(chair, {"cmd": "start", "by": "ana",
+                                 "after_stop": chair.state()["stop_seq"]})
+    assert start["ok"], start
+    summary = wait_until(lambda: next((s for s in watcher.on("relaxd/B/event/session")
+                                       if s.get("ended")), None), 40, "a session summary")
+    assert summary["estops"] == 0, summary
