@@ -107,6 +107,19 @@ def test_an_upload_replaces_a_bundled_scenario_only_when_confirmed_and_can_be_re
         assert r.status_code == 404 and (resource_dir("scenarios") / "gentle-start.yaml").exists()
 
 
+def test_an_upload_whose_title_differs_only_in_case_needs_the_replacement_confirmed(station):
+    """The chair finds scenarios by file stem or title, case-insensitively: a title "calm blue
+    WAVES" in my-waves.yaml answers to "Calm blue waves" first (uploads come first)."""
+    text = (resource_dir("scenarios") / "calm-blue-waves.yaml").read_text()
+    text = re.sub(r"(?m)^name: .*$", "name: calm blue WAVES", text)
+    body = {"filename": "my-waves.yaml", "text": text, "install": True}
+    c, csrf = signed_in(station)
+    with c:
+        r = post(c, "/api/scenarios", csrf, body)
+        assert r.status_code == 409 and r.json()["replaces"] == "calm-blue-waves", r.text
+        assert post(c, "/api/scenarios", csrf, {**body, "replace": True}).status_code == 200
+
+
 def test_csv_cells_that_would_be_formulas_are_text_and_numbers_stay_numbers():
     events = [{"t": 1.5, "type": "session", "scenario": '=HYPERLINK("http://x","y")',
                "detail": "+1", "by": "@ana", "note": "-2", "level": -0.25}]

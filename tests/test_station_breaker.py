@@ -325,10 +325,6 @@ def test_a_hung_daemon_is_not_shown_as_a_running_chair(sim_chair):
     assert not (view["connected"] and view["state"] == "running"), view
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the bundled-scenario check compares file names and titles exactly, but the chair finds "
-    "scenarios case-insensitively with uploads first: Calm-Blue-Waves.yaml (or a title 'calm "
-    "blue waves') installs without a word and is what the chair plays for calm-blue-waves"))
 def test_an_upload_differing_only_in_case_never_takes_a_bundled_scenarios_place(station, place):
     text = (resource_dir("scenarios") / "gentle-start.yaml").read_text()
     text = re.sub(r"(?m)^name: .*$", "name: Not the waves", text)

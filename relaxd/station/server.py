@@ -49,7 +49,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from relaxd.control.library import find_scenario, scenario_files
+from relaxd.control.library import find_scenario, scenario_files, scenario_key
 from relaxd.station import audit
 from relaxd.station.auth import Backoff, PinWait, RateLimit, Sessions, SignedIn, UserStore
 from relaxd.station.guard import BodyLimit, SecurityHeaders
@@ -611,19 +611,21 @@ async def api_remove_scenario(request: Request) -> Response:
 
 
 def _bundled_clash(station: Station, filename: str, title: str) -> str | None:
-    """The bundled scenario an upload would take the place of (same file or same name)."""
+    """The bundled scenario an upload would take the place of: one that answers to the same
+    name as the upload's file or title, compared as the chair looks scenarios up
+    (:func:`scenario_key`: case-insensitive)."""
     from relaxd.control.scenario import load_scenario
     from relaxd.core.errors import RelaxdError
 
+    ours = {scenario_key(filename), scenario_key(title)} - {""}
     for folder in station.scenario_dirs[1:]:
         for stem, path in scenario_files([folder]).items():
-            if path.name == filename:
-                return stem
             try:
-                if load_scenario(path).name == title:
-                    return stem
+                theirs = {scenario_key(stem), scenario_key(load_scenario(path).name)}
             except RelaxdError:
-                continue
+                theirs = {scenario_key(stem)}
+            if ours & theirs:
+                return stem
     return None
 
 
