@@ -251,11 +251,6 @@ def test_the_loopback_listener_refuses_a_foreign_host(place, daemon):
 
 # --- breaks: the caregiver under stress ---------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sign-in page's stop number is fixed when the page loads and never updated: after a "
-    "STOP from elsewhere and a new session, a retry from that page names a stop older than "
-    "the newest, the chair answers 'already stopped' and the station confirms a STOP that "
-    "stopped nothing while the chair keeps running"))
 def test_a_stop_retry_from_the_sign_in_page_never_confirms_a_stop_that_did_not_happen(sim_chair):
     chair, path, base = sim_chair
     token, seq = kiosk_page(base)  # the chair's display, signed out, shows this all along
@@ -268,10 +263,6 @@ def test_a_stop_retry_from_the_sign_in_page_never_confirms_a_stop_that_did_not_h
                                                                          chair_state(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sign-in page's stop number is never updated: in Chromium, a STOP whose first try "
-    "did not reach the chair ends in 'The chair has now confirmed the STOP' while the chair "
-    "keeps running"))
 def test_chromium_never_says_confirmed_while_the_chair_runs(sim_chair):
     webdriver = pytest.importorskip("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

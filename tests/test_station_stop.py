@@ -95,15 +95,18 @@ def test_every_station_stop_is_on_the_audit_page_reached_or_not(station, daemon,
 
 
 def test_a_stop_retry_naming_an_older_stop_never_stops_a_later_session(place):
-    """The control socket: a retry (``for_stop`` N) is carried out only while N is newest."""
-    seq, made = [3], []
+    """The control socket: a retry (``for_stop`` N) is answered ``already`` only while a newer
+    stop still holds the chair; once a session has started since, it is carried out."""
+    seq, made, latched = [3], [], [False]
 
     def stop(by: str) -> int:
         made.append(by)
         seq[0] += 1
+        latched[0] = True
         return seq[0]
 
-    server = ControlServer(place / "c.sock", stop=stop, stop_seq=lambda: seq[0])
+    server = ControlServer(place / "c.sock", stop=stop, stop_seq=lambda: seq[0],
+                           latched=lambda: latched[0])
     try:
         def ask(message: dict) -> dict:
             with socket.socket(socket.AF_UNIX) as s:
@@ -116,6 +119,9 @@ def test_a_stop_retry_naming_an_older_stop_never_stops_a_later_session(place):
         late = ask({"cmd": "stop", "by": "a", "for_stop": 3})  # its first try had reached
         assert late == {"ok": True, "stop_seq": 4, "already": True} and made == ["a"]
         assert ask({"cmd": "stop", "by": "b"})["stop_seq"] == 5  # a plain STOP always stops
+        latched[0] = False  # a Start cleared the latch: a session runs after stop 5
+        assert ask({"cmd": "stop", "by": "c", "for_stop": 3}) == {"ok": True, "stop_seq": 6}
+        assert made == ["a", "b", "c"]
     finally:
         server.close()
 

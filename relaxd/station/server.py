@@ -369,8 +369,9 @@ def chair_command(cmd: str, role: str | None = None,
 async def api_stop(request: Request) -> Response:
     """STOP: signed in (CSRF, same origin), or on the chair's own display without a sign-in
     (loopback, this station's ``Origin`` and the page's STOP token; else 403). ``for_stop``:
-    a retry of a STOP pressed when stop number N was the newest; the chair carries it out
-    only while no newer stop exists, so a late retry never stops a later session. Every STOP
+    a retry of a STOP pressed when stop number N was the newest; the chair answers it
+    ``already`` only while a newer stop still holds the chair, and carries it out otherwise
+    (a session started since is stopped: in doubt, stop). Every STOP
     is in the audit log, carried out or not."""
     station: Station = request.app.state.station
     signed = station.signed_in(request)
