@@ -6,6 +6,7 @@ daemon on a real control socket)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -30,7 +31,7 @@ from test_station import (  # noqa: E402,F401 - fixtures
 from relaxd.cli import main  # noqa: E402
 from relaxd.daemon.server import ControlServer  # noqa: E402
 from relaxd.station.auth import Backoff, Sessions  # noqa: E402
-from relaxd.station.link import ChairLink  # noqa: E402
+from relaxd.station.link import SILENT_S, ChairLink  # noqa: E402
 from relaxd.station.server import Station  # noqa: E402
 
 
@@ -238,3 +239,35 @@ def test_parallel_wrong_passwords_are_counted_before_the_check(station):
         for t in threads:
             t.join()
     assert len(checked) == 5 and sorted(answers) == [401] * 5 + [429] * 35
+
+
+def test_a_chair_whose_states_stop_coming_is_shown_not_answering_until_they_come_again(place):
+    """The station's link: no new state for SILENT_S (the daemon publishes every tick) turns
+    the view to "not answering" by itself (so the live page is told), and a fresh state turns
+    it back."""
+    server = ControlServer(place / "c.sock", stop=lambda by: 1)
+    server.publish({"state": "running", "at": time.time() - 1.0})
+
+    async def watch() -> list[dict]:
+        link = ChairLink(place / "c.sock")
+        link.start()
+        try:
+            seen = await link.changed(0, 5.0)
+            views = [link.view()]
+            begun = time.monotonic()
+            seen = await link.changed(seen, SILENT_S + 2.0)  # nothing published meanwhile
+            views.append({**link.view(), "waited": time.monotonic() - begun})
+            server.publish({"state": "running", "at": time.time()})
+            await link.changed(seen, 5.0)
+            return views + [link.view()]
+        finally:
+            await link.stop()
+
+    try:
+        fresh, silent, again = asyncio.run(watch())
+    finally:
+        server.close()
+    assert fresh["connected"] and fresh["state"] == "running"
+    assert silent["connected"] is False and silent["answering"] is False, silent
+    assert silent["silent_s"] > SILENT_S and silent["waited"] < SILENT_S + 1.0
+    assert again["connected"] is True and "answering" not in again
