@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import socket
@@ -23,6 +24,8 @@ import pytest
 pytest.importorskip("starlette")
 from test_station import (  # noqa: E402,F401 - fixtures
     ORIGIN,
+    PASSWORD,
+    PIN,
     client,
     daemon,
     place,
@@ -30,11 +33,14 @@ from test_station import (  # noqa: E402,F401 - fixtures
     signed_in,
     station,
 )
+from test_station_breaker import cheap_hash  # noqa: E402
 
 from relaxd.cli import main  # noqa: E402
 from relaxd.core.paths import resource_dir  # noqa: E402
 from relaxd.records.sessions import write_csv  # noqa: E402
 from relaxd.station import cert  # noqa: E402
+from relaxd.station.auth import RateLimit  # noqa: E402
+from relaxd.station.guard import address_key  # noqa: E402
 from relaxd.station.health import certificate_report  # noqa: E402
 from relaxd.station.settings import UISettings  # noqa: E402
 
@@ -253,3 +259,31 @@ def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served
     assert answer(other).startswith(b"HTTP/1.1 200")  # another tablet is served
     for s in slow:
         s.close()
+
+
+def test_limits_count_an_ipv6_host_by_its_64_and_a_mapped_ipv4_as_itself():
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert address_key("2001:db8:0:1::1") != address_key("2001:db8::1")
+    assert address_key("::ffff:192.168.1.7") == "192.168.1.7" == address_key("192.168.1.7")
+    assert address_key("192.168.1.8") != address_key("192.168.1.7")
+
+
+def test_wrong_passwords_from_many_addresses_meet_a_budget_in_all_and_the_pin_still_works(
+        station):
+    """One wrong password from each of many IPv4 addresses: past RateLimit.TOTAL failures a
+    minute every password sign-in waits (429, with how long); the chair's own PIN has a limit
+    of its own, so the caregiver at the chair still signs in."""
+    users = json.loads(station.users.path.read_text())
+    users["users"]["ana"]["hash"] = cheap_hash(PASSWORD)  # the check's cost is not the point
+    station.users.path.write_text(json.dumps(users))
+    answers = []
+    for n in range(RateLimit.TOTAL + 3):
+        with client(station, f"10.1.{n}.1") as c:
+            r = c.post("/login", data={"username": "ana", "password": "guess"},
+                       headers={"Origin": ORIGIN})
+            answers.append((r.status_code, r.headers.get("retry-after")))
+    assert [a for a, _ in answers[:RateLimit.TOTAL]] == [401] * RateLimit.TOTAL
+    assert all(a == 429 and int(w) > 0 for a, w in answers[RateLimit.TOTAL:]), answers
+    with client(station) as kiosk:
+        r = kiosk.post("/login", data={"pin": PIN}, headers={"Origin": ORIGIN})
+        assert r.status_code == 303, r.text

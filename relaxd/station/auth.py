@@ -17,10 +17,12 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from relaxd.core.errors import RelaxdError
+from relaxd.station.guard import address_key
 
 ROLES = ("caregiver", "therapist")
 _N, _R, _P = 2 ** 14, 8, 1
@@ -234,14 +236,21 @@ class Sessions:
 
 
 class Backoff:
-    """A growing wait between failed sign-ins from one address, counted *before* the check:
-    ``free`` failures go unhindered, then each waits twice as long (``base`` seconds first, at
-    most ``cap``). Failures are forgotten after ``forget`` quiet seconds or on a success."""
+    """A growing wait between failed sign-ins from one address (IPv6: one /64,
+    :func:`address_key`), counted *before* the check: ``free`` failures go unhindered, then
+    each waits twice as long (``base`` seconds first, at most ``cap``). Failures are forgotten
+    after ``forget`` quiet seconds or on a success. ``total``: at most that many failures a
+    minute from all addresses together (a stranger with many addresses); beyond it every
+    attempt waits until the oldest of them is a minute old."""
 
-    def __init__(self, free: int, base: float, cap: float, forget: float | None = None) -> None:
-        self.free, self.base, self.cap = free, base, cap
+    WINDOW_S = 60.0
+
+    def __init__(self, free: int, base: float, cap: float, forget: float | None = None,
+                 total: int | None = None) -> None:
+        self.free, self.base, self.cap, self.total = free, base, cap, total
         self.forget = 2 * cap if forget is None else forget
         self._seen: dict[str, tuple[int, float]] = {}  # address -> failures, the last one's time
+        self._recent: deque[float] = deque()  # when each failure of the last minute began
 
     def delay(self, failures: int) -> float:
         """How long to wait after ``failures`` failures in a row."""
@@ -252,11 +261,20 @@ class Backoff:
     def wait(self, address: str, now: float | None = None) -> float:
         """Seconds before ``address`` may try again (0: now)."""
         now = time.monotonic() if now is None else now
-        failures, last = self._seen.get(address, (0, now))
+        key = address_key(address)
+        failures, last = self._seen.get(key, (0, now))
         if now - last >= self.forget:
-            self._seen.pop(address, None)
+            self._seen.pop(key, None)
+            failures = 0
+        return max(0.0, last + self.delay(failures) - now, self._wait_in_all(now))
+
+    def _wait_in_all(self, now: float) -> float:
+        """Seconds before the failures of the last minute, from all addresses, leave room."""
+        while self._recent and now - self._recent[0] >= self.WINDOW_S:
+            self._recent.popleft()
+        if self.total is None or len(self._recent) < self.total:
             return 0.0
-        return max(0.0, last + self.delay(failures) - now)
+        return self._recent[0] + self.WINDOW_S - now
 
     def begin(self, address: str, now: float | None = None) -> float:
         """An attempt from ``address``: the wait left (0: go ahead, already counted as a
@@ -265,21 +283,28 @@ class Backoff:
         left = self.wait(address, now)
         if left > 0:
             return left
+        key = address_key(address)
         if len(self._seen) > 10_000:  # a flood of addresses: forget the oldest
             self._seen.pop(next(iter(self._seen)))
-        failures = self._seen.get(address, (0, now))[0]
-        self._seen[address] = (failures + 1, now)
+        failures = self._seen.get(key, (0, now))[0]
+        self._seen[key] = (failures + 1, now)
+        self._recent.append(now)
         return 0.0
 
     def succeeded(self, address: str) -> None:
-        self._seen.pop(address, None)
+        self._seen.pop(address_key(address), None)
+        if self._recent:
+            self._recent.pop()  # not a failure after all
 
 
 class RateLimit(Backoff):
-    """Sign-ins over the network: five tries, then a minute, two, four ... (at most 15)."""
+    """Sign-ins with a password: five tries from an address, then a minute, two, four ... (at
+    most 15); at most :attr:`TOTAL` failures a minute from all addresses together."""
+
+    TOTAL = 30
 
     def __init__(self) -> None:
-        super().__init__(free=5, base=60.0, cap=900.0)
+        super().__init__(free=5, base=60.0, cap=900.0, total=self.TOTAL)
 
 
 class PinWait(Backoff):

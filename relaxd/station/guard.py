@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from collections import Counter
 from typing import Any
@@ -30,6 +31,21 @@ HEADER_TIMEOUT_S = 10.0
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 HSTS = b"max-age=31536000"
+
+
+def address_key(address: str) -> str:
+    """Whom a peer's address stands for, in connection and sign-in limits: an IPv4 address
+    itself, an IPv6 address by its /64 (one host on a network with SLAAC may take any
+    address in its /64), an IPv4-mapped IPv6 address as its IPv4 one."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def body_cap(path: str) -> int:
