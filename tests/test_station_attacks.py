@@ -237,6 +237,24 @@ def test_a_300_mb_declared_or_unending_body_is_refused_before_it_is_read(served)
     assert rss < 150 * 1024, f"{rss} kB"
 
 
+def test_the_chair_displays_listener_answers_to_its_own_names_only(served):
+    """Loopback: 127.0.0.1, localhost or [::1] with its port (any case), else 421 (a DNS
+    rebinding); the network listener (TLS, which a browser refuses under another name) keeps
+    answering a tablet that uses an address its certificate lacks."""
+    local, network, _ = served
+    for host, status in ((f"127.0.0.1:{local}", b"200"), (f"LocalHost:{local}", b"200"),
+                         (f"[::1]:{local}", b"200"), (f"rebind.example:{local}", b"421"),
+                         ("127.0.0.1", b"421"), (f"127.0.0.1:{local + 1}", b"421"), ("", b"4")):
+        s = raw(local, f"GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                .encode())
+        got = answer(s)
+        assert got[9:9 + len(status)] == status and (status != b"421" or b"stop-token" not in
+                                                     got), (host, got[:200])
+    s = raw(network, b"GET /login HTTP/1.1\r\nHost: 10.9.9.9\r\nConnection: close\r\n\r\n",
+            "127.0.0.2", tls=True)
+    assert answer(s).startswith(b"HTTP/1.1 200")
+
+
 def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served, daemon):
     local, network, _ = served
     half = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "

@@ -229,11 +229,6 @@ def test_wrong_passwords_from_many_addresses_are_bounded_in_all(station):
     assert refused > 0, "200 wrong passwords in a minute, not one refused"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "'same origin' compares Origin with the request's own Host header: the loopback listener "
-    "serves a page for any Host (the PIN form and a STOP token) and takes a sign-in or STOP "
-    "whose Origin matches a foreign Host, so a DNS-rebinding page in a browser on the chair "
-    "can read the token, STOP the chair and try PINs"))
 def test_the_loopback_listener_refuses_a_foreign_host(place, daemon):
     local, _, proc = serve(place, place / "ctl.sock")
     rebound = f"http://rebind.example:{local}"

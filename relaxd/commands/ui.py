@@ -91,7 +91,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if network is not None:
         print(f"caregiver station for tablets: https://{_host(ui.listen)}:"
               f"{network.getsockname()[1]}/", flush=True)
-    app = create_app(station)
+    app = create_app(station, loopback_port=local.getsockname()[1])
     servers = [(_server(app, ui, LOOPBACK_LIMITS, tls=False, lifespan="on"), local)]
     if network is not None:
         servers.append((_server(app, ui, NETWORK_LIMITS, tls=True, lifespan="off"), network))

@@ -3,6 +3,10 @@
 - :class:`BodyLimit` (ASGI): every request body is capped before it is read, by its declared
   length (413 at once) and by what actually arrives (a body without a length, chunked, is cut
   at the cap); it must arrive within :data:`BODY_TIMEOUT_S`. The routes get the body whole.
+- :class:`LoopbackHosts` (ASGI): the chair display's listener answers only requests for itself
+  (``Host`` 127.0.0.1, localhost or [::1] with its port; else 421), so a page of another site
+  whose name a DNS rebinding points at 127.0.0.1 never reads a STOP token or tries PINs. The
+  network listener is TLS: a browser refuses it under another name.
 - :class:`SecurityHeaders` (ASGI): the CSP (no inline script) and friends on every response,
   ``Cache-Control: no-store`` on everything but the static files (the pages carry tokens),
   and HSTS over TLS.
@@ -107,6 +111,41 @@ async def _read(receive: Any, cap: int) -> bytes | None:
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts)
+
+
+def loopback_hosts(port: int) -> frozenset[str]:
+    """The ``Host`` values of the chair display's listener on ``port`` (lower case)."""
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return frozenset([f"{n}:{port}" for n in names] + (list(names) if port == 80 else []))
+
+
+class LoopbackHosts:
+    """ASGI middleware: requests that reach the loopback listener on ``port`` must name it in
+    ``Host`` (:func:`loopback_hosts`); others are answered 421 at once. Requests to any other
+    listener pass."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.app, self.port = app, port
+        self.hosts = loopback_hosts(port) if port is not None else frozenset()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.port is not None and self._ours(scope):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            if host not in self.hosts:
+                return await _reply(send, 421, f"this is 127.0.0.1:{self.port} (localhost): "
+                                               "open the station by that name")
+        await self.app(scope, receive, send)
+
+    def _ours(self, scope: Any) -> bool:
+        server = scope.get("server") or (None, None)
+        return server[1] == self.port and _is_loopback(str(server[0]))
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class SecurityHeaders:

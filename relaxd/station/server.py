@@ -52,7 +52,7 @@ from starlette.templating import Jinja2Templates
 from relaxd.control.library import find_scenario, scenario_files, scenario_key
 from relaxd.station import audit
 from relaxd.station.auth import Backoff, PinWait, RateLimit, Sessions, SignedIn, UserStore
-from relaxd.station.guard import BodyLimit, SecurityHeaders
+from relaxd.station.guard import BodyLimit, LoopbackHosts, SecurityHeaders
 from relaxd.station.link import ChairLink, ChairUnreachable
 
 log = logging.getLogger(__name__)
@@ -670,7 +670,9 @@ async def api_unknown(request: Request) -> Response:
 
 # --- the application -------------------------------------------------------------------------
 
-def create_app(station: Station) -> Starlette:
+def create_app(station: Station, loopback_port: int | None = None) -> Starlette:
+    """The station's application; ``loopback_port``: the chair display's listener, which
+    answers only to its own names (:class:`relaxd.station.guard.LoopbackHosts`)."""
     post = ["POST"]
     routes = [
         Route("/", index), Route("/login", login_page), Route("/login", login, methods=post),
@@ -707,7 +709,8 @@ def create_app(station: Station) -> Starlette:
         await station.link.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)])
+                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit),
+                                Middleware(LoopbackHosts, port=loopback_port)])
     app.state.station = station
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     return app
