@@ -40,7 +40,7 @@ from relaxd.core.paths import resource_dir  # noqa: E402
 from relaxd.records.sessions import write_csv  # noqa: E402
 from relaxd.station import cert  # noqa: E402
 from relaxd.station.auth import RateLimit  # noqa: E402
-from relaxd.station.guard import address_key  # noqa: E402
+from relaxd.station.guard import ConnectionLimit, address_key  # noqa: E402
 from relaxd.station.health import certificate_report  # noqa: E402
 from relaxd.station.settings import UISettings  # noqa: E402
 
@@ -305,3 +305,33 @@ def test_wrong_passwords_from_many_addresses_meet_a_budget_in_all_and_the_pin_st
     with client(station) as kiosk:
         r = kiosk.post("/login", data={"pin": PIN}, headers={"Origin": ORIGIN})
         assert r.status_code == 303, r.text
+
+
+class Held:
+    """A connection for ConnectionLimit: waiting for its header, or with a request running."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waits, self.dropped = waiting, False
+
+    def waiting(self) -> bool:
+        return self.waits
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
+def test_a_full_listener_drops_the_oldest_waiting_connection_its_own_address_first():
+    limit = ConnectionLimit(per_address=2, total=4)
+    a1, a2, b1, c1 = Held(True), Held(False), Held(True), Held(False)
+    for conn, address in ((a1, "10.0.0.1"), (a2, "10.0.0.1"), (b1, "10.0.0.2"),
+                          (c1, "10.0.0.3")):
+        assert limit.admit(conn, address)
+    a3 = Held(True)
+    assert limit.admit(a3, "10.0.0.1") and a1.dropped and not b1.dropped  # its own oldest
+    d1 = Held(False)
+    assert limit.admit(d1, "10.0.0.4") and b1.dropped  # full: the oldest waiting anywhere
+    a3.waits = False
+    assert not limit.admit(Held(True), "10.0.0.5")  # every one has a request running
+    assert not limit.admit(Held(True), "10.0.0.1")
+    limit.release(c1)
+    assert limit.admit(Held(True), "10.0.0.5") and limit.count("10.0.0.1") == 2

@@ -10,19 +10,23 @@
 - :class:`SecurityHeaders` (ASGI): the CSP (no inline script) and friends on every response,
   ``Cache-Control: no-store`` on everything but the static files (the pages carry tokens),
   and HSTS over TLS.
-- :func:`guarded_protocol`: uvicorn's HTTP/1.1 protocol with a per-address connection limit
-  and a deadline for each request's header, so a few connections that send half a header and
-  then nothing cannot fill the station. Each listener has its own limits: the chair's display
-  (loopback) never shares them with the network.
+- :func:`guarded_protocol`: uvicorn's HTTP/1.1 protocol with connection limits from TCP accept
+  (per address, IPv6 per /64, and in all; when full, the oldest connection still waiting for
+  its handshake or header makes room), TLS begun after admission with a short handshake
+  deadline, and a deadline for each request's header: connections that never start TLS, or
+  send half a header and then nothing, neither fill the station nor use up its open files.
+  Each listener has its own limits: the chair's display (loopback) never shares them with the
+  network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 #: Caps on a request's body, by path (the longest matching prefix); anything else: DEFAULT.
 BODY_CAPS = {"/login": 4 * 1024, "/logout": 1024, "/api/scenarios": 256 * 1024}
@@ -30,8 +34,10 @@ DEFAULT_BODY_CAP = 16 * 1024
 #: A request's whole body must arrive within this.
 BODY_TIMEOUT_S = 10.0
 #: A connection's request header (the first, or the next on a kept-alive one) must be complete
-#: within this.
+#: within this (the first: from TCP accept).
 HEADER_TIMEOUT_S = 10.0
+#: A tablet's TLS handshake must be done within this of TCP accept.
+TLS_HANDSHAKE_S = 5.0
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 HSTS = b"max-age=31536000"
@@ -176,49 +182,120 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class Connection(Protocol):
+    """What :class:`ConnectionLimit` needs of a connection."""
+
+    def waiting(self) -> bool:
+        """Still waiting for its TLS handshake or a request header (a request runs: False)."""
+
+    def drop(self) -> None:
+        """End the connection at once."""
+
+
 class ConnectionLimit:
-    """Open connections by address on one listener: at most ``per_address`` from one, and
-    ``total`` in all."""
+    """Open connections on one listener, counted from TCP accept (before any TLS handshake)
+    by whom they come from (:func:`address_key`): at most ``per_address`` from one and
+    ``total`` in all. A connection past either limit takes the place of the oldest one still
+    waiting for its handshake or header (from its own address first), so half-open connections
+    never shut a tablet out; it is refused only when every connection has a request running."""
 
     def __init__(self, per_address: int, total: int) -> None:
         self.per_address, self.total = per_address, total
-        self._open: Counter[str] = Counter()
+        self._open: dict[Connection, str] = {}  # connection -> its key, oldest first
+        self._by_key: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def admit(self, address: str) -> bool:
+    def admit(self, conn: Connection, address: str) -> bool:
+        key = address_key(address)
         with self._lock:
-            if self._open[address] >= self.per_address or sum(self._open.values()) >= self.total:
+            victim = None
+            if self._by_key[key] >= self.per_address:
+                victim = self._oldest_waiting(key)
+            elif len(self._open) >= self.total:
+                victim = self._oldest_waiting(None)
+            if victim is None and (self._by_key[key] >= self.per_address
+                                   or len(self._open) >= self.total):
                 return False
-            self._open[address] += 1
-            return True
+            if victim is not None:
+                self._forget(victim)
+            self._open[conn] = key
+            self._by_key[key] += 1
+        if victim is not None:
+            victim.drop()
+        return True
 
-    def release(self, address: str) -> None:
+    def release(self, conn: Connection) -> None:
         with self._lock:
-            self._open[address] -= 1
-            if self._open[address] <= 0:
-                del self._open[address]
+            if conn in self._open:
+                self._forget(conn)
 
     def count(self, address: str) -> int:
         with self._lock:
-            return self._open[address]
+            return self._by_key[address_key(address)]
+
+    def _oldest_waiting(self, key: str | None) -> Connection | None:
+        for conn, its in self._open.items():
+            if (key is None or its == key) and conn.waiting():
+                return conn
+        return None
+
+    def _forget(self, conn: Connection) -> None:
+        key = self._open.pop(conn)
+        self._by_key[key] -= 1
+        if self._by_key[key] <= 0:
+            del self._by_key[key]
 
 
-def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIMEOUT_S) -> type:
-    """uvicorn's h11 protocol class, with ``limit`` and a deadline for each request header."""
+def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIMEOUT_S,
+                     tls: ssl.SSLContext | None = None) -> type:
+    """uvicorn's h11 protocol class with ``limit`` applied at TCP accept, a deadline for each
+    request header (from accept, so a TLS handshake counts in it), and, with ``tls``, TLS
+    begun here after admission with its own deadline (:data:`TLS_HANDSHAKE_S`)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class GuardedH11(H11Protocol):
-        _address: str | None = None
+        _admitted = False
         _header_timer: asyncio.TimerHandle | None = None
+        #: The TCP transport while its TLS handshake runs (HTTP has not begun on it).
+        _raw: asyncio.Transport | None = None
+        _tls_task: asyncio.Task | None = None
 
         def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            address = self.client[0] if self.client else "?"
-            if not limit.admit(address):
-                transport.abort()  # connection_lost follows
+            peer = transport.get_extra_info("peername")
+            if not limit.admit(self, str(peer[0]) if peer else "?"):
+                transport.abort()
                 return
-            self._address = address
+            self._admitted = True
+            if tls is None:
+                super().connection_made(transport)
+            else:
+                transport.pause_reading()  # nothing is read before the handshake takes over
+                self._raw = transport
+                self._tls_task = self.loop.create_task(self._handshake(transport, tls))
             self._arm()
+
+        async def _handshake(self, raw: Any, context: ssl.SSLContext) -> None:
+            secure = None
+            if not raw.is_closing():  # not dropped before its turn came
+                try:
+                    secure = await self.loop.start_tls(raw, self, context, server_side=True,
+                                                       ssl_handshake_timeout=TLS_HANDSHAKE_S)
+                except Exception:  # noqa: BLE001 - any failed handshake ends the connection
+                    secure = None
+            self._raw = None
+            if secure is None:
+                raw.abort()
+                self._end()
+                return
+            super().connection_made(secure)
+
+        def waiting(self) -> bool:
+            return self._header_timer is not None
+
+        def drop(self) -> None:
+            link = self._raw or self.transport
+            if link is not None:
+                link.abort()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -232,14 +309,19 @@ def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIME
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._end()
+            if self.transport is not None:  # HTTP had begun (after TLS, if any)
+                super().connection_lost(exc)
+
+        def _end(self) -> None:
             self._disarm()
-            if self._address is not None:
-                limit.release(self._address)
-                self._address = None
-            super().connection_lost(exc)
+            if self._admitted:
+                limit.release(self)
+                self._admitted = False
 
         def _arm(self) -> None:
-            if self._header_timer is None and not self.transport.is_closing():
+            link = self._raw or self.transport
+            if self._header_timer is None and link is not None and not link.is_closing():
                 self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
 
         def _disarm(self) -> None:
@@ -250,6 +332,6 @@ def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIME
         def _too_slow(self) -> None:
             self._header_timer = None
             if self.cycle is None or self.cycle.response_complete:
-                self.transport.close()
+                self.drop()
 
     return GuardedH11
