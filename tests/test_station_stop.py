@@ -20,6 +20,7 @@ pytest.importorskip("starlette")
 from test_station import (  # noqa: E402,F401 - fixtures
     ORIGIN,
     PASSWORD,
+    PIN,
     client,
     daemon,
     place,
@@ -201,6 +202,20 @@ def test_growing_waits_counted_before_the_check_at_most_30_s_on_the_chairs_displ
     assert waits == [2, 4, 8, 16, 30, 30, 30, 30, 30]
     pin.succeeded("kiosk")
     assert pin.begin("kiosk", now) == 0.0
+
+
+def test_an_empty_pin_or_password_is_refused_without_a_check_and_never_counted(station):
+    """A child tapping Sign in with no PIN typed: 400 each time, no wait grows, and the
+    caregiver's PIN and password still sign in at once afterwards."""
+    with client(station) as kiosk:
+        for form in [{"pin": ""}] * 8 + [{"username": "ana", "password": ""}] * 8:
+            r = kiosk.post("/login", data=form, headers={"Origin": ORIGIN})
+            assert r.status_code == 400 and "first" in r.text, r.status_code
+        assert kiosk.post("/login", data={"username": "ana", "password": PASSWORD},
+                          headers={"Origin": ORIGIN}).status_code == 303
+    with client(station) as kiosk:
+        assert kiosk.post("/login", data={"pin": PIN}, headers={"Origin": ORIGIN}
+                          ).status_code == 303
 
 
 def test_wrong_pins_on_the_chair_slow_down_with_429_and_how_long(station):

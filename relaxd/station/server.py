@@ -241,7 +241,8 @@ def _too_many(wait: float) -> str:
 async def login(request: Request) -> Response:
     """Sign in with the PIN (from the chair itself) or a user name and password. Every try
     counts (as a failure until it succeeds) before the check, so tries sent in parallel are
-    held back too; each wait grows (429 with how long)."""
+    held back too; each wait grows (429 with how long). An empty PIN, name or password is
+    refused (400) without a check, and not counted."""
     station: Station = request.app.state.station
     address = request.client.host if request.client else "?"
     if not same_origin(request):
@@ -249,6 +250,8 @@ async def login(request: Request) -> Response:
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace"),
                                           keep_blank_values=True).items()}
     pin = form.get("pin") if is_local(request) else None
+    if pin == "" or ("pin" not in form and not (form.get("username") and form.get("password"))):
+        return await login_page(request, "Type the PIN, or a name and password, first.", 400)
     limiter = station.pin_wait if pin else station.limiter
     wait = limiter.begin(address)
     if wait:
