@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -286,3 +289,37 @@ def test_a_chair_whose_states_stop_coming_is_shown_not_answering_until_they_come
     assert silent["connected"] is False and silent["answering"] is False, silent
     assert silent["silent_s"] > SILENT_S and silent["waited"] < SILENT_S + 1.0
     assert again["connected"] is True and "answering" not in again
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from relaxd.station.auth import Sessions
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+while not stop.exists():
+    sessions = Sessions(3600, path)  # as the station: read, change, write back
+    token, _ = sessions.new("bob", "caregiver", time.time())
+    sessions.drop(token)
+"""
+
+
+def test_a_sign_in_ended_by_another_process_is_never_written_back(place):
+    """``relaxd ui remove-user`` ends sign-ins while the station keeps changing the same file
+    (here a second process signing in and out without a pause): every sign-in ended stays
+    ended."""
+    path, stop = place / "ui" / "sessions.json", place / "stop-writer"
+    path.parent.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(stop)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        for n in range(150):
+            Sessions(3600, path).new(f"ana{n}", "caregiver", time.time())
+            assert Sessions(3600, path).drop_user(f"ana{n}") == 1
+    finally:
+        stop.touch()
+        writer.wait(20)
+    left = {s["user"] for s in json.loads(path.read_text())["sessions"].values()}
+    assert not [u for u in left if u.startswith("ana")], sorted(left)

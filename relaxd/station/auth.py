@@ -10,6 +10,8 @@ on a Pi 4), in ``users.json`` (mode 0600) in the station's state directory::
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -20,6 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from relaxd.core.errors import RelaxdError
 from relaxd.station.guard import address_key
@@ -137,8 +140,9 @@ def _digest(token: str) -> str:
 class Sessions:
     """Sign-in sessions by the random token in the browser's cookie, kept in ``path`` (mode
     0600, tokens hashed) so a restart of the station signs nobody out; read again whenever
-    another process (``relaxd ui passwd`` or ``remove-user``) changed it. No ``path``: in
-    memory only."""
+    another process (``relaxd ui passwd`` or ``remove-user``) changed it. Every read, change
+    and write holds an exclusive lock (flock) on the file's folder, so a sign-in ended by one
+    process is never written back by another. No ``path``: in memory only."""
 
     MAX = 200
 
@@ -146,15 +150,14 @@ class Sessions:
         self.lifetime = lifetime
         self.path = Path(path) if path is not None else None
         self._by_digest: dict[str, SignedIn] = {}
-        self._stamp: int | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         self._reload()
 
     def new(self, user: str, role: str, now: float) -> tuple[str, SignedIn]:
         token = secrets.token_urlsafe(32)
         signed = SignedIn(user, role, secrets.token_urlsafe(32), now + self.lifetime)
-        with self._lock:
-            self._reload()
+        with self._locked():
             self._prune(now)
             if len(self._by_digest) >= self.MAX:
                 oldest = min(self._by_digest, key=lambda k: self._by_digest[k].expires)
@@ -168,8 +171,7 @@ class Sessions:
         expire within the next lifetime is renewed (the chair's display during a session)."""
         if not token:
             return None
-        with self._lock:
-            self._reload()
+        with self._locked():
             key = _digest(token)
             signed = self._by_digest.get(key)
             if signed is not None and keep and signed.expires < now + self.lifetime / 2:
@@ -182,21 +184,38 @@ class Sessions:
             return signed
 
     def drop(self, token: str | None) -> None:
-        with self._lock:
-            self._reload()
+        with self._locked():
             if self._by_digest.pop(_digest(token or ""), None) is not None:
                 self._save()
 
     def drop_user(self, user: str) -> int:
         """End every sign-in of ``user``; how many there were."""
-        with self._lock:
-            self._reload()
+        with self._locked():
             gone = [k for k, s in self._by_digest.items() if s.user == user]
             for key in gone:
                 del self._by_digest[key]
             if gone:
                 self._save()
             return len(gone)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's threads, then other processes (flock on the folder: the station and
+        root both may open it, and it never changes), then the file read again if changed."""
+        with self._lock:
+            folder = None
+            if self.path is not None:
+                try:
+                    folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                    fcntl.flock(folder, fcntl.LOCK_EX)
+                except OSError:  # no folder yet, or not ours to lock: nothing to race with
+                    pass
+            try:
+                self._reload()
+                yield
+            finally:
+                if folder is not None:
+                    os.close(folder)  # and the lock with it
 
     def _prune(self, now: float) -> None:
         for key in [k for k, s in self._by_digest.items() if s.expires <= now]:
@@ -207,7 +226,8 @@ class Sessions:
         if self.path is None:
             return
         try:
-            stamp = self.path.stat().st_mtime_ns
+            found = self.path.stat()  # each save is a new file: its inode changes too
+            stamp: tuple[int, int, int] | None = (found.st_ino, found.st_mtime_ns, found.st_size)
         except OSError:
             stamp = None
         if stamp == self._stamp:
@@ -230,7 +250,8 @@ class Sessions:
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f)
             tmp.replace(self.path)
-            self._stamp = self.path.stat().st_mtime_ns
+            found = self.path.stat()
+            self._stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
         except OSError:  # kept in memory: a restart signs these out
             self._stamp = None
 
