@@ -276,6 +276,7 @@ def test_chromium_never_says_confirmed_while_the_chair_runs(sim_chair):
         wait_for(lambda: overlay.get_attribute("data-state") in ("confirmed", "gave-up"),
                  "the retries' outcome", 20)
         said = overlay.get_attribute("data-state")
+        time.sleep(0.5)  # the published state follows a STOP at the loop's next tick
         assert not (said == "confirmed" and chair_state(path)["state"] == "running"), \
             (overlay.text, chair_state(path))
     finally:

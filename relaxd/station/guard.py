@@ -246,6 +246,99 @@ class ConnectionLimit:
             del self._by_key[key]
 
 
+#: The base of :class:`GuardedConnection`: uvicorn's H11Protocol comes after it in the class
+#: :func:`guarded_protocol` makes (uvicorn is imported only when the station serves).
+_ProtocolBase: Any = object
+
+
+class GuardedConnection(_ProtocolBase):
+    """The connection guard mixed in before uvicorn's H11Protocol (see
+    :func:`guarded_protocol`, which sets the three class attributes)."""
+
+    guard_limit: ConnectionLimit
+    guard_header_s: float
+    guard_tls: ssl.SSLContext | None
+    _admitted = False
+    _header_timer: asyncio.TimerHandle | None = None
+    #: The TCP transport while its TLS handshake runs (HTTP has not begun on it).
+    _raw: asyncio.Transport | None = None
+    _tls_task: asyncio.Task | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        peer = transport.get_extra_info("peername")
+        if not self.guard_limit.admit(self, str(peer[0]) if peer else "?"):
+            transport.abort()
+            return
+        self._admitted = True
+        if self.guard_tls is None:
+            super().connection_made(transport)
+        else:
+            transport.pause_reading()  # nothing is read before the handshake takes over
+            self._raw = transport
+            self._tls_task = self.loop.create_task(self._handshake(transport, self.guard_tls))
+        self._arm()
+
+    async def _handshake(self, raw: Any, context: ssl.SSLContext) -> None:
+        secure = None
+        if not raw.is_closing():  # not dropped before its turn came
+            try:
+                secure = await self.loop.start_tls(raw, self, context, server_side=True,
+                                                   ssl_handshake_timeout=TLS_HANDSHAKE_S)
+            except Exception:  # noqa: BLE001 - any failed handshake ends the connection
+                secure = None
+        self._raw = None
+        if secure is None:
+            raw.abort()
+            self._end()
+            return
+        super().connection_made(secure)
+
+    def waiting(self) -> bool:
+        return self._header_timer is not None
+
+    def drop(self) -> None:
+        link = self._raw or self.transport
+        if link is not None:
+            link.abort()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # a whole header came: the request runs
+        else:
+            self._arm()  # between requests, or a header still incomplete
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+        if self.transport is not None:  # HTTP had begun (after TLS, if any)
+            super().connection_lost(exc)
+
+    def _end(self) -> None:
+        self._disarm()
+        if self._admitted:
+            self.guard_limit.release(self)
+            self._admitted = False
+
+    def _arm(self) -> None:
+        link = self._raw or self.transport
+        if self._header_timer is None and link is not None and not link.is_closing():
+            self._header_timer = self.loop.call_later(self.guard_header_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.drop()
+
+
 def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIMEOUT_S,
                      tls: ssl.SSLContext | None = None) -> type:
     """uvicorn's h11 protocol class with ``limit`` applied at TCP accept, a deadline for each
@@ -253,85 +346,5 @@ def guarded_protocol(limit: ConnectionLimit, header_timeout: float = HEADER_TIME
     begun here after admission with its own deadline (:data:`TLS_HANDSHAKE_S`)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class GuardedH11(H11Protocol):
-        _admitted = False
-        _header_timer: asyncio.TimerHandle | None = None
-        #: The TCP transport while its TLS handshake runs (HTTP has not begun on it).
-        _raw: asyncio.Transport | None = None
-        _tls_task: asyncio.Task | None = None
-
-        def connection_made(self, transport: Any) -> None:
-            peer = transport.get_extra_info("peername")
-            if not limit.admit(self, str(peer[0]) if peer else "?"):
-                transport.abort()
-                return
-            self._admitted = True
-            if tls is None:
-                super().connection_made(transport)
-            else:
-                transport.pause_reading()  # nothing is read before the handshake takes over
-                self._raw = transport
-                self._tls_task = self.loop.create_task(self._handshake(transport, tls))
-            self._arm()
-
-        async def _handshake(self, raw: Any, context: ssl.SSLContext) -> None:
-            secure = None
-            if not raw.is_closing():  # not dropped before its turn came
-                try:
-                    secure = await self.loop.start_tls(raw, self, context, server_side=True,
-                                                       ssl_handshake_timeout=TLS_HANDSHAKE_S)
-                except Exception:  # noqa: BLE001 - any failed handshake ends the connection
-                    secure = None
-            self._raw = None
-            if secure is None:
-                raw.abort()
-                self._end()
-                return
-            super().connection_made(secure)
-
-        def waiting(self) -> bool:
-            return self._header_timer is not None
-
-        def drop(self) -> None:
-            link = self._raw or self.transport
-            if link is not None:
-                link.abort()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.cycle is not None and not self.cycle.response_complete:
-                self._disarm()  # a whole header came: the request runs
-            else:
-                self._arm()  # between requests, or a header still incomplete
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._end()
-            if self.transport is not None:  # HTTP had begun (after TLS, if any)
-                super().connection_lost(exc)
-
-        def _end(self) -> None:
-            self._disarm()
-            if self._admitted:
-                limit.release(self)
-                self._admitted = False
-
-        def _arm(self) -> None:
-            link = self._raw or self.transport
-            if self._header_timer is None and link is not None and not link.is_closing():
-                self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            if self.cycle is None or self.cycle.response_complete:
-                self.drop()
-
-    return GuardedH11
+    return type("GuardedH11", (GuardedConnection, H11Protocol), {
+        "guard_limit": limit, "guard_header_s": header_timeout, "guard_tls": tls})
