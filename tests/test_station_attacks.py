@@ -255,6 +255,48 @@ def test_the_chair_displays_listener_answers_to_its_own_names_only(served):
     assert answer(s).startswith(b"HTTP/1.1 200")
 
 
+def tls_in_one_flight(port: int, request: bytes) -> bytes:
+    """A TLS client whose last handshake message and first request go out in one segment (as
+    TLS 1.3 clients often send them); the whole answer."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                incoming.write(s.recv(65536))
+        tls.write(request)
+        s.sendall(outgoing.read())  # the handshake's end and the request together
+        answer = b""
+        while not whole(answer) and (chunk := s.recv(65536)):
+            incoming.write(chunk)
+            try:
+                while part := tls.read(65536):
+                    answer += part
+            except ssl.SSLWantReadError:
+                continue
+        return answer
+
+
+def whole(answer: bytes) -> bool:
+    """An HTTP answer's header and as much body as its Content-Length says have come."""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    return bool(found and length and len(body) >= int(length.group(1)))
+
+
+def test_a_request_sent_with_the_handshakes_last_flight_is_answered(served):
+    _, network, _ = served
+    got = tls_in_one_flight(network, b"GET /login HTTP/1.1\r\nHost: 127.0.0.2\r\n"
+                                     b"Connection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+
+
 def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served, daemon):
     local, network, _ = served
     half = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "

@@ -263,6 +263,8 @@ class GuardedConnection(_ProtocolBase):
     #: The TCP transport while its TLS handshake runs (HTTP has not begun on it).
     _raw: asyncio.Transport | None = None
     _tls_task: asyncio.Task | None = None
+    #: What came over TLS in the handshake's last flight, before HTTP began on it.
+    _early: list[bytes]
 
     def connection_made(self, transport: Any) -> None:
         peer = transport.get_extra_info("peername")
@@ -274,7 +276,7 @@ class GuardedConnection(_ProtocolBase):
             super().connection_made(transport)
         else:
             transport.pause_reading()  # nothing is read before the handshake takes over
-            self._raw = transport
+            self._raw, self._early = transport, []
             self._tls_task = self.loop.create_task(self._handshake(transport, self.guard_tls))
         self._arm()
 
@@ -287,11 +289,14 @@ class GuardedConnection(_ProtocolBase):
             except Exception:  # noqa: BLE001 - any failed handshake ends the connection
                 secure = None
         self._raw = None
-        if secure is None:
-            raw.abort()
+        if secure is None or secure.is_closing() or not self._admitted:  # failed, or gone
+            (secure or raw).abort()
             self._end()
             return
         super().connection_made(secure)
+        early, self._early = b"".join(self._early), []
+        if early:
+            self.data_received(early)
 
     def waiting(self) -> bool:
         return self._header_timer is not None
@@ -302,6 +307,9 @@ class GuardedConnection(_ProtocolBase):
             link.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # TLS is up, and its first data came before HTTP began
+            self._early.append(data)
+            return
         super().data_received(data)
         if self.cycle is not None and not self.cycle.response_complete:
             self._disarm()  # a whole header came: the request runs
