@@ -1,10 +1,10 @@
 # ruff: noqa: F811 - the fixtures of test_station, imported
 """A hostile tester against the caregiver station and its STOP path: a stranger on the clinic
-network and a caregiver under stress. Each ``xfail(strict=True)`` test is a break found on the
-current code (it fails now and must pass once fixed); the others are attacks that were held,
-kept so they stay held. Real parts only: ``relaxd ui serve`` (uvicorn, both listeners) beside
-a stand-in daemon on a real control socket, or a real ``relaxd --simulate --ui``; real TCP,
-TLS and HTTP; headless Chromium where a caregiver would see it."""
+network and a caregiver under stress. The "breaks" are attacks that once succeeded and are
+now held; the "held" ones never succeeded. All are kept so they stay held. Real parts only:
+``relaxd ui serve`` (uvicorn, both listeners) beside a stand-in daemon on a real control
+socket, or a real ``relaxd --simulate --ui``; real TCP, TLS and HTTP; headless Chromium where
+a caregiver would see it."""
 
 from __future__ import annotations
 
