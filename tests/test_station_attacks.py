@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import socket
@@ -23,6 +24,8 @@ import pytest
 pytest.importorskip("starlette")
 from test_station import (  # noqa: E402,F401 - fixtures
     ORIGIN,
+    PASSWORD,
+    PIN,
     client,
     daemon,
     place,
@@ -30,11 +33,14 @@ from test_station import (  # noqa: E402,F401 - fixtures
     signed_in,
     station,
 )
+from test_station_breaker import cheap_hash  # noqa: E402
 
 from relaxd.cli import main  # noqa: E402
 from relaxd.core.paths import resource_dir  # noqa: E402
 from relaxd.records.sessions import write_csv  # noqa: E402
 from relaxd.station import cert  # noqa: E402
+from relaxd.station.auth import RateLimit  # noqa: E402
+from relaxd.station.guard import ConnectionLimit, address_key  # noqa: E402
 from relaxd.station.health import certificate_report  # noqa: E402
 from relaxd.station.settings import UISettings  # noqa: E402
 
@@ -105,6 +111,19 @@ def test_an_upload_replaces_a_bundled_scenario_only_when_confirmed_and_can_be_re
         r = c.request("DELETE", "/api/scenarios/gentle-start",
                       headers={"X-CSRF-Token": csrf, "Origin": ORIGIN})
         assert r.status_code == 404 and (resource_dir("scenarios") / "gentle-start.yaml").exists()
+
+
+def test_an_upload_whose_title_differs_only_in_case_needs_the_replacement_confirmed(station):
+    """The chair finds scenarios by file stem or title, case-insensitively: a title "calm blue
+    WAVES" in my-waves.yaml answers to "Calm blue waves" first (uploads come first)."""
+    text = (resource_dir("scenarios") / "calm-blue-waves.yaml").read_text()
+    text = re.sub(r"(?m)^name: .*$", "name: calm blue WAVES", text)
+    body = {"filename": "my-waves.yaml", "text": text, "install": True}
+    c, csrf = signed_in(station)
+    with c:
+        r = post(c, "/api/scenarios", csrf, body)
+        assert r.status_code == 409 and r.json()["replaces"] == "calm-blue-waves", r.text
+        assert post(c, "/api/scenarios", csrf, {**body, "replace": True}).status_code == 200
 
 
 def test_csv_cells_that_would_be_formulas_are_text_and_numbers_stay_numbers():
@@ -218,6 +237,66 @@ def test_a_300_mb_declared_or_unending_body_is_refused_before_it_is_read(served)
     assert rss < 150 * 1024, f"{rss} kB"
 
 
+def test_the_chair_displays_listener_answers_to_its_own_names_only(served):
+    """Loopback: 127.0.0.1, localhost or [::1] with its port (any case), else 421 (a DNS
+    rebinding); the network listener (TLS, which a browser refuses under another name) keeps
+    answering a tablet that uses an address its certificate lacks."""
+    local, network, _ = served
+    for host, status in ((f"127.0.0.1:{local}", b"200"), (f"LocalHost:{local}", b"200"),
+                         (f"[::1]:{local}", b"200"), (f"rebind.example:{local}", b"421"),
+                         ("127.0.0.1", b"421"), (f"127.0.0.1:{local + 1}", b"421"), ("", b"4")):
+        s = raw(local, f"GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                .encode())
+        got = answer(s)
+        assert got[9:9 + len(status)] == status and (status != b"421" or b"stop-token" not in
+                                                     got), (host, got[:200])
+    s = raw(network, b"GET /login HTTP/1.1\r\nHost: 10.9.9.9\r\nConnection: close\r\n\r\n",
+            "127.0.0.2", tls=True)
+    assert answer(s).startswith(b"HTTP/1.1 200")
+
+
+def tls_in_one_flight(port: int, request: bytes) -> bytes:
+    """A TLS client whose last handshake message and first request go out in one segment (as
+    TLS 1.3 clients often send them); the whole answer."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                incoming.write(s.recv(65536))
+        tls.write(request)
+        s.sendall(outgoing.read())  # the handshake's end and the request together
+        answer = b""
+        while not whole(answer) and (chunk := s.recv(65536)):
+            incoming.write(chunk)
+            try:
+                while part := tls.read(65536):
+                    answer += part
+            except ssl.SSLWantReadError:
+                continue
+        return answer
+
+
+def whole(answer: bytes) -> bool:
+    """An HTTP answer's header and as much body as its Content-Length says have come."""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    return bool(found and length and len(body) >= int(length.group(1)))
+
+
+def test_a_request_sent_with_the_handshakes_last_flight_is_answered(served):
+    _, network, _ = served
+    got = tls_in_one_flight(network, b"GET /login HTTP/1.1\r\nHost: 127.0.0.2\r\n"
+                                     b"Connection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+
+
 def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served, daemon):
     local, network, _ = served
     half = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
@@ -240,3 +319,61 @@ def test_64_slow_connections_from_one_address_leave_stop_to_everyone_else(served
     assert answer(other).startswith(b"HTTP/1.1 200")  # another tablet is served
     for s in slow:
         s.close()
+
+
+def test_limits_count_an_ipv6_host_by_its_64_and_a_mapped_ipv4_as_itself():
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert address_key("2001:db8:0:1::1") != address_key("2001:db8::1")
+    assert address_key("::ffff:192.168.1.7") == "192.168.1.7" == address_key("192.168.1.7")
+    assert address_key("192.168.1.8") != address_key("192.168.1.7")
+
+
+def test_wrong_passwords_from_many_addresses_meet_a_budget_in_all_and_the_pin_still_works(
+        station):
+    """One wrong password from each of many IPv4 addresses: past RateLimit.TOTAL failures a
+    minute every password sign-in waits (429, with how long); the chair's own PIN has a limit
+    of its own, so the caregiver at the chair still signs in."""
+    users = json.loads(station.users.path.read_text())
+    users["users"]["ana"]["hash"] = cheap_hash(PASSWORD)  # the check's cost is not the point
+    station.users.path.write_text(json.dumps(users))
+    answers = []
+    for n in range(RateLimit.TOTAL + 3):
+        with client(station, f"10.1.{n}.1") as c:
+            r = c.post("/login", data={"username": "ana", "password": "guess"},
+                       headers={"Origin": ORIGIN})
+            answers.append((r.status_code, r.headers.get("retry-after")))
+    assert [a for a, _ in answers[:RateLimit.TOTAL]] == [401] * RateLimit.TOTAL
+    assert all(a == 429 and int(w) > 0 for a, w in answers[RateLimit.TOTAL:]), answers
+    with client(station) as kiosk:
+        r = kiosk.post("/login", data={"pin": PIN}, headers={"Origin": ORIGIN})
+        assert r.status_code == 303, r.text
+
+
+class Held:
+    """A connection for ConnectionLimit: waiting for its header, or with a request running."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waits, self.dropped = waiting, False
+
+    def waiting(self) -> bool:
+        return self.waits
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
+def test_a_full_listener_drops_the_oldest_waiting_connection_its_own_address_first():
+    limit = ConnectionLimit(per_address=2, total=4)
+    a1, a2, b1, c1 = Held(True), Held(False), Held(True), Held(False)
+    for conn, address in ((a1, "10.0.0.1"), (a2, "10.0.0.1"), (b1, "10.0.0.2"),
+                          (c1, "10.0.0.3")):
+        assert limit.admit(conn, address)
+    a3 = Held(True)
+    assert limit.admit(a3, "10.0.0.1") and a1.dropped and not b1.dropped  # its own oldest
+    d1 = Held(False)
+    assert limit.admit(d1, "10.0.0.4") and b1.dropped  # full: the oldest waiting anywhere
+    a3.waits = False
+    assert not limit.admit(Held(True), "10.0.0.5")  # every one has a request running
+    assert not limit.admit(Held(True), "10.0.0.1")
+    limit.release(c1)
+    assert limit.admit(Held(True), "10.0.0.5") and limit.count("10.0.0.1") == 2

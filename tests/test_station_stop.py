@@ -6,12 +6,16 @@ daemon on a real control socket)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +23,7 @@ pytest.importorskip("starlette")
 from test_station import (  # noqa: E402,F401 - fixtures
     ORIGIN,
     PASSWORD,
+    PIN,
     client,
     daemon,
     place,
@@ -30,7 +35,7 @@ from test_station import (  # noqa: E402,F401 - fixtures
 from relaxd.cli import main  # noqa: E402
 from relaxd.daemon.server import ControlServer  # noqa: E402
 from relaxd.station.auth import Backoff, Sessions  # noqa: E402
-from relaxd.station.link import ChairLink  # noqa: E402
+from relaxd.station.link import SILENT_S, ChairLink  # noqa: E402
 from relaxd.station.server import Station  # noqa: E402
 
 
@@ -95,15 +100,18 @@ def test_every_station_stop_is_on_the_audit_page_reached_or_not(station, daemon,
 
 
 def test_a_stop_retry_naming_an_older_stop_never_stops_a_later_session(place):
-    """The control socket: a retry (``for_stop`` N) is carried out only while N is newest."""
-    seq, made = [3], []
+    """The control socket: a retry (``for_stop`` N) is answered ``already`` only while a newer
+    stop still holds the chair; once a session has started since, it is carried out."""
+    seq, made, latched = [3], [], [False]
 
     def stop(by: str) -> int:
         made.append(by)
         seq[0] += 1
+        latched[0] = True
         return seq[0]
 
-    server = ControlServer(place / "c.sock", stop=stop, stop_seq=lambda: seq[0])
+    server = ControlServer(place / "c.sock", stop=stop, stop_seq=lambda: seq[0],
+                           latched=lambda: latched[0])
     try:
         def ask(message: dict) -> dict:
             with socket.socket(socket.AF_UNIX) as s:
@@ -116,6 +124,9 @@ def test_a_stop_retry_naming_an_older_stop_never_stops_a_later_session(place):
         late = ask({"cmd": "stop", "by": "a", "for_stop": 3})  # its first try had reached
         assert late == {"ok": True, "stop_seq": 4, "already": True} and made == ["a"]
         assert ask({"cmd": "stop", "by": "b"})["stop_seq"] == 5  # a plain STOP always stops
+        latched[0] = False  # a Start cleared the latch: a session runs after stop 5
+        assert ask({"cmd": "stop", "by": "c", "for_stop": 3}) == {"ok": True, "stop_seq": 6}
+        assert made == ["a", "b", "c"]
     finally:
         server.close()
 
@@ -196,6 +207,20 @@ def test_growing_waits_counted_before_the_check_at_most_30_s_on_the_chairs_displ
     assert pin.begin("kiosk", now) == 0.0
 
 
+def test_an_empty_pin_or_password_is_refused_without_a_check_and_never_counted(station):
+    """A child tapping Sign in with no PIN typed: 400 each time, no wait grows, and the
+    caregiver's PIN and password still sign in at once afterwards."""
+    with client(station) as kiosk:
+        for form in [{"pin": ""}] * 8 + [{"username": "ana", "password": ""}] * 8:
+            r = kiosk.post("/login", data=form, headers={"Origin": ORIGIN})
+            assert r.status_code == 400 and "first" in r.text, r.status_code
+        assert kiosk.post("/login", data={"username": "ana", "password": PASSWORD},
+                          headers={"Origin": ORIGIN}).status_code == 303
+    with client(station) as kiosk:
+        assert kiosk.post("/login", data={"pin": PIN}, headers={"Origin": ORIGIN}
+                          ).status_code == 303
+
+
 def test_wrong_pins_on_the_chair_slow_down_with_429_and_how_long(station):
     with client(station) as kiosk:
         for _ in range(3):
@@ -232,3 +257,69 @@ def test_parallel_wrong_passwords_are_counted_before_the_check(station):
         for t in threads:
             t.join()
     assert len(checked) == 5 and sorted(answers) == [401] * 5 + [429] * 35
+
+
+def test_a_chair_whose_states_stop_coming_is_shown_not_answering_until_they_come_again(place):
+    """The station's link: no new state for SILENT_S (the daemon publishes every tick) turns
+    the view to "not answering" by itself (so the live page is told), and a fresh state turns
+    it back."""
+    server = ControlServer(place / "c.sock", stop=lambda by: 1)
+    server.publish({"state": "running", "at": time.time() - 1.0})
+
+    async def watch() -> list[dict]:
+        link = ChairLink(place / "c.sock")
+        link.start()
+        try:
+            seen = await link.changed(0, 5.0)
+            views = [link.view()]
+            begun = time.monotonic()
+            seen = await link.changed(seen, SILENT_S + 2.0)  # nothing published meanwhile
+            views.append({**link.view(), "waited": time.monotonic() - begun})
+            server.publish({"state": "running", "at": time.time()})
+            await link.changed(seen, 5.0)
+            return views + [link.view()]
+        finally:
+            await link.stop()
+
+    try:
+        fresh, silent, again = asyncio.run(watch())
+    finally:
+        server.close()
+    assert fresh["connected"] and fresh["state"] == "running"
+    assert silent["connected"] is False and silent["answering"] is False, silent
+    assert silent["silent_s"] > SILENT_S and silent["waited"] < SILENT_S + 1.0
+    assert again["connected"] is True and "answering" not in again
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from relaxd.station.auth import Sessions
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+while not stop.exists():
+    sessions = Sessions(3600, path)  # as the station: read, change, write back
+    token, _ = sessions.new("bob", "caregiver", time.time())
+    sessions.drop(token)
+"""
+
+
+def test_a_sign_in_ended_by_another_process_is_never_written_back(place):
+    """``relaxd ui remove-user`` ends sign-ins while the station keeps changing the same file
+    (here a second process signing in and out without a pause): every sign-in ended stays
+    ended."""
+    path, stop = place / "ui" / "sessions.json", place / "stop-writer"
+    path.parent.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(stop)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        for n in range(150):
+            Sessions(3600, path).new(f"ana{n}", "caregiver", time.time())
+            assert Sessions(3600, path).drop_user(f"ana{n}") == 1
+    finally:
+        stop.touch()
+        writer.wait(20)
+    left = {s["user"] for s in json.loads(path.read_text())["sessions"].values()}
+    assert not [u for u in left if u.startswith("ana")], sorted(left)

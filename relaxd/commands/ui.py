@@ -58,7 +58,8 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
                         help=f"print a sign-in link (its token from ${TOKEN_ENV})")
 
 
-#: Connection limits by listener: (from one address, in all).
+#: Connection limits by listener: (from one address, in all); both together stay far below the
+#: station's open files (LimitNOFILE in relaxd-ui.service).
 LOOPBACK_LIMITS = (48, 96)
 NETWORK_LIMITS = (8, 64)
 
@@ -92,7 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if network is not None:
         print(f"caregiver station for tablets: https://{_host(ui.listen)}:"
               f"{network.getsockname()[1]}/", flush=True)
-    app = create_app(station)
+    app = create_app(station, loopback_port=local.getsockname()[1])
     servers = [(_server(app, ui, LOOPBACK_LIMITS, tls=False, lifespan="on"), local)]
     if network is not None:
         servers.append((_server(app, ui, NETWORK_LIMITS, tls=True, lifespan="off"), network))
@@ -102,14 +103,20 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _server(app: object, ui: UISettings, limits: tuple[int, int], tls: bool,
             lifespan: str) -> object:
+    """One listener's uvicorn server; with ``tls``, TLS is begun by the station's protocol
+    after the connection limits admit a connection (:func:`guarded_protocol`)."""
     import uvicorn
 
+    from relaxd.station.cert import server_context
     from relaxd.station.guard import ConnectionLimit, guarded_protocol
 
+    context = None
+    if tls:
+        if ui.certificate is None or ui.key is None:
+            raise RelaxdError("listening on the network needs TLS: give ui.certificate and ui.key")
+        context = server_context(ui.certificate, ui.key)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan,  # type: ignore[arg-type]
-                            ssl_certfile=str(ui.certificate) if tls else None,
-                            ssl_keyfile=str(ui.key) if tls else None,
-                            http=guarded_protocol(ConnectionLimit(*limits)),
+                            http=guarded_protocol(ConnectionLimit(*limits), tls=context),
                             timeout_keep_alive=5, limit_concurrency=None,
                             h11_max_incomplete_event_size=16 * 1024)
     return uvicorn.Server(config)

@@ -39,15 +39,21 @@ def scenario_files(dirs: Iterable[Path]) -> dict[str, Path]:
     return found
 
 
+def scenario_key(name: str) -> str:
+    """What a lookup compares: a file's stem, a file name or a scenario's ``name``, without
+    ``.yaml`` and case (two scenarios with the same key answer to the same name)."""
+    return name.strip().removesuffix(".yaml").casefold()
+
+
 def find_scenario(name: str, dirs: Iterable[Path]) -> Path:
     """The installed scenario file whose stem or ``name`` is ``name`` (case-insensitive)."""
     files = scenario_files(dirs)
-    wanted = name.strip().removesuffix(".yaml").casefold()
+    wanted = scenario_key(name)
     for stem, path in files.items():
-        if stem.casefold() == wanted:
+        if scenario_key(stem) == wanted:
             return path
     for path in files.values():
-        if _title(path).casefold() == wanted:
+        if scenario_key(_title(path)) == wanted:
             return path
     raise UnknownScenario(f"no scenario {name!r}; installed: "
                           + (", ".join(sorted(files)) or "none"))

@@ -65,6 +65,7 @@ class ControlLink:
         self.board = AlertBoard()
         self.server = ControlServer(
             socket_path, self.stop, mode, prepare=self._prepare, stop_seq=lambda: latch.stop_seq,
+            latched=lambda: latch.latched,
             direct={"children": self._children, "recommend": self._recommend},
             stops={"clinic_stop": self._clinic_stop})
         self._handlers: dict[str, Handler] = {

@@ -128,9 +128,9 @@ class ControlServer:
                  direct: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
                  stops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
                  prepare: Callable[[Command], None] | None = None,
-                 stop_seq: Callable[[], int] = lambda: 0) -> None:
+                 stop_seq: Callable[[], int] = lambda: 0,
+                 latched: Callable[[], bool] = lambda: False) -> None:
         self.path = Path(path)
-        self._stop_seq = stop_seq
         #: Queries answered on the connection's thread (they never touch the loop's parts).
         #: Other stops (the clinic's), answered like ``stop``: on the connection's thread, and on
         #: a reserve connection when every slot is taken.
@@ -142,8 +142,9 @@ class ControlServer:
         if len(os.fsencode(self.path)) > 107:
             from relaxd.core.errors import RelaxdError
             raise RelaxdError("control socket path longer than 107 bytes", self.path)
-        #: STOP (returns the number of the stop it made) and the newest stop's number.
-        self._stop_chair, self._stop_seq = stop, stop_seq
+        #: STOP (returns the number of the stop it made), the newest stop's number, and whether
+        #: a stop still holds the chair (its latch is set).
+        self._stop_chair, self._stop_seq, self._latched = stop, stop_seq, latched
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._state: dict[str, Any] = {}
@@ -318,11 +319,14 @@ class ControlServer:
 
     def _stop(self, by: str, for_stop: Any = None) -> dict[str, Any]:
         """STOP, here and now: every output is 0 before the answer goes out. ``for_stop`` N (a
-        retry of a STOP pressed when N was the newest stop): carried out only while no stop
-        newer than N exists; otherwise that newer stop is the answer (``already``)."""
+        retry of a STOP pressed when N was the newest stop) is answered ``already`` only while a
+        stop newer than N still holds the chair (latched): the chair is stopped, and a late
+        retry never stops a later session. Otherwise (no newer stop, or a session started since
+        it) it is carried out: in doubt, stop."""
         try:
             newest = self._stop_seq()
-            if isinstance(for_stop, int) and not isinstance(for_stop, bool) and newest > for_stop:
+            if isinstance(for_stop, int) and not isinstance(for_stop, bool) and newest > for_stop \
+                    and self._latched():
                 return {"ok": True, "stop_seq": newest, "already": True}
             return {"ok": True, "stop_seq": self._stop_chair(by)}
         except Exception as exc:  # noqa: BLE001 - the caregiver must hear that it failed

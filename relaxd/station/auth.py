@@ -10,6 +10,8 @@ on a Pi 4), in ``users.json`` (mode 0600) in the station's state directory::
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -17,10 +19,13 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from relaxd.core.errors import RelaxdError
+from relaxd.station.guard import address_key
 
 ROLES = ("caregiver", "therapist")
 _N, _R, _P = 2 ** 14, 8, 1
@@ -135,8 +140,9 @@ def _digest(token: str) -> str:
 class Sessions:
     """Sign-in sessions by the random token in the browser's cookie, kept in ``path`` (mode
     0600, tokens hashed) so a restart of the station signs nobody out; read again whenever
-    another process (``relaxd ui passwd`` or ``remove-user``) changed it. No ``path``: in
-    memory only."""
+    another process (``relaxd ui passwd`` or ``remove-user``) changed it. Every read, change
+    and write holds an exclusive lock (flock) on the file's folder, so a sign-in ended by one
+    process is never written back by another. No ``path``: in memory only."""
 
     MAX = 200
 
@@ -144,15 +150,14 @@ class Sessions:
         self.lifetime = lifetime
         self.path = Path(path) if path is not None else None
         self._by_digest: dict[str, SignedIn] = {}
-        self._stamp: int | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         self._reload()
 
     def new(self, user: str, role: str, now: float) -> tuple[str, SignedIn]:
         token = secrets.token_urlsafe(32)
         signed = SignedIn(user, role, secrets.token_urlsafe(32), now + self.lifetime)
-        with self._lock:
-            self._reload()
+        with self._locked():
             self._prune(now)
             if len(self._by_digest) >= self.MAX:
                 oldest = min(self._by_digest, key=lambda k: self._by_digest[k].expires)
@@ -166,8 +171,7 @@ class Sessions:
         expire within the next lifetime is renewed (the chair's display during a session)."""
         if not token:
             return None
-        with self._lock:
-            self._reload()
+        with self._locked():
             key = _digest(token)
             signed = self._by_digest.get(key)
             if signed is not None and keep and signed.expires < now + self.lifetime / 2:
@@ -180,21 +184,38 @@ class Sessions:
             return signed
 
     def drop(self, token: str | None) -> None:
-        with self._lock:
-            self._reload()
+        with self._locked():
             if self._by_digest.pop(_digest(token or ""), None) is not None:
                 self._save()
 
     def drop_user(self, user: str) -> int:
         """End every sign-in of ``user``; how many there were."""
-        with self._lock:
-            self._reload()
+        with self._locked():
             gone = [k for k, s in self._by_digest.items() if s.user == user]
             for key in gone:
                 del self._by_digest[key]
             if gone:
                 self._save()
             return len(gone)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's threads, then other processes (flock on the folder: the station and
+        root both may open it, and it never changes), then the file read again if changed."""
+        with self._lock:
+            folder = None
+            if self.path is not None:
+                try:
+                    folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                    fcntl.flock(folder, fcntl.LOCK_EX)
+                except OSError:  # no folder yet, or not ours to lock: nothing to race with
+                    pass
+            try:
+                self._reload()
+                yield
+            finally:
+                if folder is not None:
+                    os.close(folder)  # and the lock with it
 
     def _prune(self, now: float) -> None:
         for key in [k for k, s in self._by_digest.items() if s.expires <= now]:
@@ -205,7 +226,8 @@ class Sessions:
         if self.path is None:
             return
         try:
-            stamp = self.path.stat().st_mtime_ns
+            found = self.path.stat()  # each save is a new file: its inode changes too
+            stamp: tuple[int, int, int] | None = (found.st_ino, found.st_mtime_ns, found.st_size)
         except OSError:
             stamp = None
         if stamp == self._stamp:
@@ -228,20 +250,28 @@ class Sessions:
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f)
             tmp.replace(self.path)
-            self._stamp = self.path.stat().st_mtime_ns
+            found = self.path.stat()
+            self._stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
         except OSError:  # kept in memory: a restart signs these out
             self._stamp = None
 
 
 class Backoff:
-    """A growing wait between failed sign-ins from one address, counted *before* the check:
-    ``free`` failures go unhindered, then each waits twice as long (``base`` seconds first, at
-    most ``cap``). Failures are forgotten after ``forget`` quiet seconds or on a success."""
+    """A growing wait between failed sign-ins from one address (IPv6: one /64,
+    :func:`address_key`), counted *before* the check: ``free`` failures go unhindered, then
+    each waits twice as long (``base`` seconds first, at most ``cap``). Failures are forgotten
+    after ``forget`` quiet seconds or on a success. ``total``: at most that many failures a
+    minute from all addresses together (a stranger with many addresses); beyond it every
+    attempt waits until the oldest of them is a minute old."""
 
-    def __init__(self, free: int, base: float, cap: float, forget: float | None = None) -> None:
-        self.free, self.base, self.cap = free, base, cap
+    WINDOW_S = 60.0
+
+    def __init__(self, free: int, base: float, cap: float, forget: float | None = None,
+                 total: int | None = None) -> None:
+        self.free, self.base, self.cap, self.total = free, base, cap, total
         self.forget = 2 * cap if forget is None else forget
         self._seen: dict[str, tuple[int, float]] = {}  # address -> failures, the last one's time
+        self._recent: deque[float] = deque()  # when each failure of the last minute began
 
     def delay(self, failures: int) -> float:
         """How long to wait after ``failures`` failures in a row."""
@@ -252,11 +282,20 @@ class Backoff:
     def wait(self, address: str, now: float | None = None) -> float:
         """Seconds before ``address`` may try again (0: now)."""
         now = time.monotonic() if now is None else now
-        failures, last = self._seen.get(address, (0, now))
+        key = address_key(address)
+        failures, last = self._seen.get(key, (0, now))
         if now - last >= self.forget:
-            self._seen.pop(address, None)
+            self._seen.pop(key, None)
+            failures = 0
+        return max(0.0, last + self.delay(failures) - now, self._wait_in_all(now))
+
+    def _wait_in_all(self, now: float) -> float:
+        """Seconds before the failures of the last minute, from all addresses, leave room."""
+        while self._recent and now - self._recent[0] >= self.WINDOW_S:
+            self._recent.popleft()
+        if self.total is None or len(self._recent) < self.total:
             return 0.0
-        return max(0.0, last + self.delay(failures) - now)
+        return self._recent[0] + self.WINDOW_S - now
 
     def begin(self, address: str, now: float | None = None) -> float:
         """An attempt from ``address``: the wait left (0: go ahead, already counted as a
@@ -265,21 +304,28 @@ class Backoff:
         left = self.wait(address, now)
         if left > 0:
             return left
+        key = address_key(address)
         if len(self._seen) > 10_000:  # a flood of addresses: forget the oldest
             self._seen.pop(next(iter(self._seen)))
-        failures = self._seen.get(address, (0, now))[0]
-        self._seen[address] = (failures + 1, now)
+        failures = self._seen.get(key, (0, now))[0]
+        self._seen[key] = (failures + 1, now)
+        self._recent.append(now)
         return 0.0
 
     def succeeded(self, address: str) -> None:
-        self._seen.pop(address, None)
+        self._seen.pop(address_key(address), None)
+        if self._recent:
+            self._recent.pop()  # not a failure after all
 
 
 class RateLimit(Backoff):
-    """Sign-ins over the network: five tries, then a minute, two, four ... (at most 15)."""
+    """Sign-ins with a password: five tries from an address, then a minute, two, four ... (at
+    most 15); at most :attr:`TOTAL` failures a minute from all addresses together."""
+
+    TOTAL = 30
 
     def __init__(self) -> None:
-        super().__init__(free=5, base=60.0, cap=900.0)
+        super().__init__(free=5, base=60.0, cap=900.0, total=self.TOTAL)
 
 
 class PinWait(Backoff):

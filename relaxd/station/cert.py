@@ -88,3 +88,16 @@ def read(cert: Path) -> CertInfo:
     digest = hashlib.sha256(der).hexdigest().upper()
     names = tuple(f"{kind}:{value}" for kind, value in decoded.get("subjectAltName", ()))
     return CertInfo(not_after, ":".join(digest[i:i + 2] for i in range(0, 64, 2)), names)
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The network listener's TLS (1.2 at least) with the station's certificate; RelaxdError
+    (one line) if the pair cannot be loaded."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise RelaxdError(f"cannot load the station's certificate and key: {exc}",
+                          Path(cert)) from None
+    return context

@@ -26,6 +26,11 @@ COMMAND_TIMEOUT_S = 5.0  # to connect
 #: How long a command's answer is waited for: the daemon answers within LONGEST_ANSWER_S of
 #: the command's arrival (a command it is too late for: "not carried out").
 ANSWER_WAIT_S = LONGEST_ANSWER_S + 3.0
+#: The daemon's loop publishes a state (with its wall-clock time, ``at``) every tick, at least
+#: once a second even while a camera read waits its longest (2 s): when the newest is older than
+#: this, the loop or the daemon has stopped (hung, paused, stalled) and the chair is shown as
+#: not answering, never as running with its last numbers.
+SILENT_S = 3.0
 
 
 class ChairUnreachable(Exception):
@@ -67,7 +72,18 @@ class ChairLink:
                  if at >= now - MOOD_STRIP_S]
         if self.state is None:
             return {"connected": False, "state": "offline", "alerts": [], "mood_strip": strip}
+        silent = self.silent_for(now)
+        if silent is not None and silent > SILENT_S:
+            return {**self.state, "connected": False, "answering": False,
+                    "silent_s": round(silent, 1), "mood_strip": strip}
         return {**self.state, "connected": True, "mood_strip": strip}
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds since the newest state was made (None: no state, or one without its time)."""
+        at = (self.state or {}).get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)):
+            return None
+        return now - at
 
     async def command(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Send one command; the daemon's answer. ChairUnreachable if it cannot be asked."""
@@ -103,7 +119,15 @@ class ChairLink:
         try:
             writer.write(encode({"cmd": "subscribe"}))
             await writer.drain()
-            while line := await reader.readline():
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), SILENT_S)
+                except asyncio.TimeoutError:
+                    if self.silent_for(time.time()) is not None:
+                        self._notify()  # the view turns "not answering" (see view)
+                    continue
+                if not line:
+                    break
                 message = json.loads(line)
                 if message.get("type") == "state":
                     self._update(message["state"])
@@ -118,6 +142,10 @@ class ChairLink:
             at = float(state.get("at") or time.time())
             if last is None or last[1] != mood.get("mood") or at - last[0] >= 1.0:
                 self.moods.append((at, str(mood.get("mood")), float(mood.get("confidence", 0))))
+        self._notify()
+
+    def _notify(self) -> None:
+        """A new view for whoever waits in :meth:`changed`."""
         self.version += 1
         event, self._changed = self._changed, asyncio.Event()
         event.set()

@@ -12,7 +12,7 @@ the same ``state`` messages on a topic and carry the same commands::
     -> {"id": 3, "cmd": "stop", "by": "ana"}            the e-stop's software path, at once
     <- {"id": 3, "ok": true, "stop_seq": 7}               the number of the stop it made
     -> {"id": 5, "cmd": "stop", "by": "ana", "for_stop": 6}   a retry of a STOP pressed at 6:
-    <- {"id": 5, "ok": true, "stop_seq": 7, "already": true}  a newer stop exists, nothing done
+    <- {"id": 5, "ok": true, "stop_seq": 7, "already": true}  a newer stop still holds the chair
     -> {"id": 4, "cmd": "start", "scenario": "calm-blue-waves", "by": "ana", "after_stop": 7}
     <- {"id": 4, "ok": false, "error": "the e-stop is pressed down: ..."}
 

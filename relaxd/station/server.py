@@ -49,10 +49,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from relaxd.control.library import find_scenario, scenario_files
+from relaxd.control.library import find_scenario, scenario_files, scenario_key
 from relaxd.station import audit, words
 from relaxd.station.auth import Backoff, PinWait, RateLimit, Sessions, SignedIn, UserStore
-from relaxd.station.guard import BodyLimit, SecurityHeaders
+from relaxd.station.guard import BodyLimit, LoopbackHosts, SecurityHeaders
 from relaxd.station.link import ChairLink, ChairUnreachable
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,8 @@ def _too_many(wait: float) -> str:
 async def login(request: Request) -> Response:
     """Sign in with the PIN (from the chair itself) or a user name and password. Every try
     counts (as a failure until it succeeds) before the check, so tries sent in parallel are
-    held back too; each wait grows (429 with how long)."""
+    held back too; each wait grows (429 with how long). An empty PIN, name or password is
+    refused (400) without a check, and not counted."""
     station: Station = request.app.state.station
     address = request.client.host if request.client else "?"
     if not same_origin(request):
@@ -313,6 +314,8 @@ async def login(request: Request) -> Response:
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace"),
                                           keep_blank_values=True).items()}
     pin = form.get("pin") if is_local(request) else None
+    if pin == "" or ("pin" not in form and not (form.get("username") and form.get("password"))):
+        return await login_page(request, "Type the PIN, or a name and password, first.", 400)
     limiter = station.pin_wait if pin else station.limiter
     wait = limiter.begin(address)
     if wait:
@@ -433,8 +436,9 @@ def chair_command(cmd: str, role: str | None = None,
 async def api_stop(request: Request) -> Response:
     """STOP: signed in (CSRF, same origin), or on the chair's own display without a sign-in
     (loopback, this station's ``Origin`` and the page's STOP token; else 403). ``for_stop``:
-    a retry of a STOP pressed when stop number N was the newest; the chair carries it out
-    only while no newer stop exists, so a late retry never stops a later session. Every STOP
+    a retry of a STOP pressed when stop number N was the newest; the chair answers it
+    ``already`` only while a newer stop still holds the chair, and carries it out otherwise
+    (a session started since is stopped: in doubt, stop). Every STOP
     is in the audit log, carried out or not."""
     station: Station = request.app.state.station
     signed = station.signed_in(request)
@@ -730,19 +734,21 @@ async def api_remove_scenario(request: Request) -> Response:
 
 
 def _bundled_clash(station: Station, filename: str, title: str) -> str | None:
-    """The bundled scenario an upload would take the place of (same file or same name)."""
+    """The bundled scenario an upload would take the place of: one that answers to the same
+    name as the upload's file or title, compared as the chair looks scenarios up
+    (:func:`scenario_key`: case-insensitive)."""
     from relaxd.control.scenario import load_scenario
     from relaxd.core.errors import RelaxdError
 
+    ours = {scenario_key(filename), scenario_key(title)} - {""}
     for folder in station.scenario_dirs[1:]:
         for stem, path in scenario_files([folder]).items():
-            if path.name == filename:
-                return stem
             try:
-                if load_scenario(path).name == title:
-                    return stem
+                theirs = {scenario_key(stem), scenario_key(load_scenario(path).name)}
             except RelaxdError:
-                continue
+                theirs = {scenario_key(stem)}
+            if ours & theirs:
+                return stem
     return None
 
 
@@ -805,7 +811,9 @@ async def api_unknown(request: Request) -> Response:
 
 # --- the application -------------------------------------------------------------------------
 
-def create_app(station: Station) -> Starlette:
+def create_app(station: Station, loopback_port: int | None = None) -> Starlette:
+    """The station's application; ``loopback_port``: the chair display's listener, which
+    answers only to its own names (:class:`relaxd.station.guard.LoopbackHosts`)."""
     post = ["POST"]
     routes = [
         Route("/", index), Route("/login", login_page), Route("/login", login, methods=post),
@@ -842,7 +850,8 @@ def create_app(station: Station) -> Starlette:
         await station.link.stop()
 
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)])
+                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit),
+                                Middleware(LoopbackHosts, port=loopback_port)])
     app.state.station = station
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     return app

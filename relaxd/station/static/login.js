@@ -12,6 +12,7 @@ document.addEventListener("DOMContentLoaded", () => {
       else if (pin.value.length < 8) pin.value += k;
     });
   }
+  pin.form.addEventListener("submit", (ev) => { if (!pin.value) ev.preventDefault(); });
   const wait = parseInt(document.body.dataset.wait || "0", 10);
   const submit = document.getElementById("pin-submit");
   if (wait > 0 && submit) {  // a growing wait after wrong PINs: count it down

@@ -2,8 +2,8 @@
 // A STOP that does not reach the chair (an error, no answer within 2 s) fills the screen:
 // "STOP did NOT reach the chair: press the red button on the chair". It is sent again every
 // second for 10 s, each retry naming the stop number this page knew when STOP was pressed
-// (the chair carries a retry out only while no newer stop exists, so a late retry never stops
-// a later session); the message stays until the caregiver dismisses it.
+// (the chair answers a retry "already" only while a newer stop still holds it, and otherwise
+// carries it out, a later session included); the message stays until the caregiver dismisses it.
 "use strict";
 
 const STOP_ANSWER_MS = 2000, STOP_RETRY_MS = 1000, STOP_RETRIES_FOR_MS = 10000;
