@@ -150,8 +150,10 @@ class Watcher:
                           timeout, f"chair {chair}'s reply to {command_id}")
 
     def close(self) -> None:
-        self.client.loop_stop()
+        """Disconnect first: it wakes the network thread, which then ends at once (a bare
+        loop_stop waits out the thread's one-second select)."""
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Chair:
