@@ -296,8 +296,8 @@ def test_a_command_held_up_past_its_lifetime_is_not_carried_out_but_a_stop_is(ch
     os.kill(bridge.process.pid, signal.SIGSTOP)
     try:
         late = watcher.command("A", "calmer", at=time.time())
-        bare = watcher.command("A", "hold")
-        stop = watcher.command("A", "stop")  # without "at"
+        bare = watcher.command("A", "hold", at=None)
+        stop = watcher.command("A", "stop", at=None)
         time.sleep(LIFETIME + 1.5)
     finally:
         os.kill(bridge.process.pid, signal.SIGCONT)
