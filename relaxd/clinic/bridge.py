@@ -227,8 +227,8 @@ class Bridge:
             answer, command_id = await self._answer(name, message)
         except Exception as exc:  # noqa: BLE001 - a command's failure is its reply, never the end
             log.exception("command %s failed", name)
-            answer, command_id = {"ok": False, "error": f"the bridge failed: {type(exc).__name__}"}, \
-                _id_of(message)
+            answer = {"ok": False, "error": f"the bridge failed: {type(exc).__name__}"}
+            command_id = _id_of(message)
         if answer is None:
             return
         reply = {"id": command_id, "command": name, "ok": bool(answer.get("ok")),

@@ -10,17 +10,19 @@ Every chair publishes under ``relaxd/<chair>/`` (the chair id is its MQTT user n
     alert           each new alert {"chair", "room", "child", "id", "reason", "detail", "at"}
     event/session   each finished session's summary, stored once by its "id"
     cmd/<name>      from the overview, never retained, MQTT v5 message expiry 10 s:
-                    {"id": unique, "by": who, ...}
-    reply           {"id": the command's id, "ok": true|false, "error": why}
+                    {"id": unique, "by": its account, "at": its clock, "desk": its account}
+    reply           {"id": the command's id (null: none usable), "ok": true|false, "error": why}
 
-An overview announces itself on ``relaxd/overview/<name>/status`` (retained, with a last will);
-every bridge republishes its retained topics when one comes online.
+An overview announces itself on ``relaxd/overview/<its broker account>/status`` (retained, with a
+last will, and a heartbeat carrying its clock); every bridge republishes its retained topics
+when one comes online (at most every few seconds), and learns each desk's clock from it.
 
 Commands from afar only ever lower stimulation (:data:`REMOTE_COMMANDS`): ``stop`` (a software
 stop latched as ``clinic-stop``, never an emergency stop), ``calmer``, ``end-gently``, ``hold``
 (on only: releasing a hold lets the mood raise the intensity again). Anything else is refused
 with a reply; retained or expired commands are refused, repeats (by id) dropped, and each chair
-takes at most a few a second.
+takes at most a few a second. A stop is never refused for its age or limited: late, it only
+stops the chair.
 
 Pure logic over time given as arguments; nothing but the standard library and the settings.
 """
