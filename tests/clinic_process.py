@@ -139,8 +139,11 @@ class Watcher:
 
     def command(self, chair: str, name: str, *, retain: bool = False, expiry: int | None = 10,
                 **fields: Any) -> str:
+        """A command as the overview sends it (``at`` now unless given; ``at=None``: none)."""
         command_id = uuid.uuid4().hex
-        self.publish(f"relaxd/{chair}/cmd/{name}", {"id": command_id, "by": "test", **fields},
+        message = {"id": command_id, "by": "test", "at": time.time(), **fields}
+        self.publish(f"relaxd/{chair}/cmd/{name}",
+                     {k: v for k, v in message.items() if v is not None},
                      retain=retain, expiry=expiry)
         return command_id
 
@@ -150,8 +153,10 @@ class Watcher:
                           timeout, f"chair {chair}'s reply to {command_id}")
 
     def close(self) -> None:
-        self.client.loop_stop()
+        """Disconnect first: it wakes the network thread, which then ends at once (a bare
+        loop_stop waits out the thread's one-second select)."""
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Chair:

@@ -18,14 +18,17 @@ from relaxd.safety.latch import FaultLatch, StopRefused
 NOW = 1_800_000_000.0
 
 
-def vet(name: str, retained: bool = False, expiry: float | None = 10, **fields):
+def vet(name: str, retained: bool = False, expiry: float | None = 10, lifetime: float = 10,
+        **fields):
     payload = json.dumps({"id": "c1", "by": "ana", **fields}).encode()
-    return topics.vet_command(name, payload, retained=retained, expiry=expiry, now=NOW)
+    return topics.vet_command(name, payload, retained=retained, expiry=expiry, now=NOW,
+                              lifetime=lifetime)
 
 
 @pytest.mark.parametrize("name", ["stop", "calmer", "end-gently", "hold"])
 def test_commands_that_lower_stimulation_are_taken(name):
-    assert vet(name, at=NOW - 2).refusal is None
+    assert vet(name, at=NOW - 2).refusal is None and vet(name, by="ana.m-2_b").refusal in (
+        None, "a command other than stop carries the time it was sent (at)")
 
 
 @pytest.mark.parametrize("name", ["start", "reset", "nudge", "scenario", "ack", "observe"])
@@ -35,16 +38,72 @@ def test_everything_else_is_refused_from_afar(name):
 
 def test_retained_expired_and_unexpiring_commands_are_refused():
     assert "retained" in vet("stop", retained=True).refusal
-    assert "expired" in vet("stop", at=NOW - 60).refusal
+    assert "expired" in vet("calmer", at=NOW - 60).refusal
+    assert "expired" in vet("hold", at=NOW + 60).refusal
+    assert "expired" in vet("calmer", at=NOW - 3, lifetime=2).refusal
     assert "expiry" in vet("stop", expiry=None).refusal
     assert "expiry" in vet("stop", expiry=3600).refusal
+
+
+def test_a_stop_is_never_refused_for_its_age_the_others_need_their_sent_time():
+    """A stop is the safe direction: late, or from a desk whose clock is off, it is carried
+    out; the other commands carry ``at`` and are honoured for their lifetime only."""
+    assert vet("stop", at=NOW - 3600).refusal is None and vet("stop").refusal is None
+    assert "at" in vet("calmer").refusal and "at" in vet("end-gently").refusal
+
+
+@pytest.mark.parametrize("at", [10 ** 400, -1, 1e12, "now", True, [1]])
+def test_a_sent_time_that_is_no_time_is_refused_even_for_a_stop(at):
+    assert "not a time" in vet("stop", at=at).refusal
+
+
+def test_nan_and_infinity_are_read_as_null():
+    assert vet("stop", at=None).refusal is None
+    assert topics.loads(b'{"at": NaN, "x": [Infinity, -Infinity, 1e999]}') == {
+        "at": None, "x": [None, None, None]}
+    assert topics.dumps({"x": float("nan")}) == b'{"x":null}'
+
+
+def test_json_nested_too_deep_is_no_message():
+    assert topics.loads(b"[" * 100_000 + b"]" * 100_000) is None
+    assert topics.loads(b'{"a":' * 100_000 + b"1" + b"}" * 100_000) is None
+    assert topics.loads(b'{"a":' * (topics.MAX_DEPTH + 1) + b"1" + b"}" * (topics.MAX_DEPTH + 1)) \
+        is None
+    assert topics.loads(b'{"a": {"b": [1, {"c": 2}]}}') == {"a": {"b": [1, {"c": 2}]}}
+
+
+@pytest.mark.parametrize("by", ["nurse\n", "ana\x1b[2J", "ana\u202e", "a b", "", "x" * 65, 5])
+def test_who_sent_a_command_is_an_account_name(by):
+    assert "by" in vet("calmer", by=by, at=NOW).refusal
+    stop = vet("stop", by=by)  # carried out all the same, never with those words
+    assert stop.refusal is None and stop.by == topics.UNNAMED
+
+
+@pytest.mark.parametrize("command_id", ["a\x00", "a b", "", "x" * 65, 7, None])
+def test_a_command_id_is_plain(command_id):
+    assert vet("stop", id=command_id).id is None
+
+
+def test_each_desks_clock_is_learnt_from_its_heartbeats():
+    clocks = topics.DeskClocks(keep=3)
+    assert clocks.offset("overview.desk") is None
+    for delay in (0.3, 0.1, 4.0):  # the last held up on its way
+        clocks.heard("overview.desk", {"online": True, "at": NOW - 60}, NOW + delay)
+    assert clocks.offset("overview.desk") == pytest.approx(60.1)
+    clocks.heard("overview.desk", {"at": 10 ** 400}, NOW)  # no time: ignored
+    assert clocks.offset("overview.desk") == pytest.approx(60.1)
+    fresh = dict(retained=False, expiry=10, now=NOW, clocks=clocks)
+    late = json.dumps({"id": "c", "by": "ana", "at": NOW - 60, "desk": "overview.desk"})
+    assert topics.vet_command("calmer", late.encode(), **fresh).refusal is None
+    other = json.dumps({"id": "c", "by": "ana", "at": NOW - 60, "desk": "another.desk"})
+    assert "expired" in topics.vet_command("calmer", other.encode(), **fresh).refusal
 
 
 def test_releasing_a_hold_is_refused_and_a_command_needs_an_id_and_a_sender():
     assert "rise" in vet("hold", on=False).refusal
     assert topics.vet_command("stop", b"[1]", retained=False, expiry=10, now=NOW).id is None
     assert topics.vet_command("stop", b'{"by": "x"}', retained=False, expiry=10, now=NOW).id is None
-    assert "by" in topics.vet_command("stop", b'{"id": "x"}', retained=False, expiry=10,
+    assert "by" in topics.vet_command("calmer", b'{"id": "x"}', retained=False, expiry=10,
                                       now=NOW).refusal
 
 
@@ -119,9 +178,15 @@ def test_the_overview_stores_each_session_once_and_keeps_alerts(tmp_path):
                                                      "room": "2", "child": "ada"}))
     overview.receive("relaxd/overview/desk/status", b'{"online": true}')
     overview.receive("relaxd/bad.name/state", b'{"state": "running"}')
+    for poison in (b'{"alerts": 5}', b'{"alerts": [{"id": 100000000000000000000000}]}'):
+        overview.receive("relaxd/B/alerts", poison)
+    for poison in (b'{"id": 100000000000000000000000, "at": 1}', b'{"id": "x"}',
+                   b'{"id": 2, "at": "yesterday"}', b"[" * 100_000 + b"]" * 100_000):
+        overview.receive("relaxd/B/alert", poison)
+    assert overview.chairs["B"].alerts == []
     assert [s["id"] for s in overview.sessions()] == ["A:2026:1"]
     assert overview.view()["alerts"][0]["child"] == "ada"
-    assert list(overview.chairs) == ["A"]
+    assert list(overview.chairs) == ["A", "B"]
     overview.close()
     again = Overview(parse_broker("mqtt://127.0.0.1:1"), Credentials("overview.desk"), tmp_path)
     assert again.view()["alerts"][0]["reason"] == "halt"  # history from its own SQLite

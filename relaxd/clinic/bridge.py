@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.clinic import mqtt, topics
-from relaxd.clinic.settings import BrokerAddress, Credentials, check_chair_id
+from relaxd.clinic.settings import BrokerAddress, Credentials, Timing, check_chair_id
 from relaxd.core.durable import write_durably
 from relaxd.records.sessions import list_sessions
 from relaxd.station.link import ChairLink, ChairUnreachable
@@ -40,12 +40,15 @@ class Bridge:
 
     def __init__(self, link: ChairLink, broker: BrokerAddress, credentials: Credentials, *,
                  chair_id: str, room: str = "", records: Path | None = None,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, timing: Timing | None = None) -> None:
         self.link, self.broker, self.credentials = link, broker, credentials
+        self.timing = timing or Timing()
         self.chair, self.room = check_chair_id(chair_id), room
         self.records, self.state_dir = records, state_dir
         self.seen = topics.SeenIds()
         self.limit = topics.RateLimit()
+        self.clocks = topics.DeskClocks()
+        self._desks_online: dict[str, bool] = {}
         self.backoff = mqtt.Backoff()
         self._seq = 0
         self._sent = _read_sent(state_dir)
@@ -71,11 +74,11 @@ class Bridge:
     async def _connected_session(self) -> None:
         will = (topics.topic(self.chair, topics.STATUS), self._status(online=False))
         async with mqtt.client(self.broker, self.credentials, f"relaxd-{self.chair}",
-                               will) as client:
+                               will, timing=self.timing) as client:
             await client.subscribe(topics.topic(self.chair, f"{topics.CMD}/+"),
-                                   options=_as_published(), timeout=mqtt.BROKER_TIMEOUT_S)
+                                   options=_as_published(), timeout=self.timing.broker_timeout_s)
             await client.subscribe(topics.OVERVIEW_STATUS_FILTER, qos=1,
-                                   timeout=mqtt.BROKER_TIMEOUT_S)
+                                   timeout=self.timing.broker_timeout_s)
             self.connected = True
             self.backoff.reset()
             log.info("connected to %s as %s", self.broker, self.chair)
@@ -93,13 +96,16 @@ class Bridge:
     # --- publishing ----------------------------------------------------------------------------
 
     async def _publishing(self, client: Any) -> None:
-        """Publish what changed, at most every second of continuous change, and a heartbeat."""
+        """Publish what changed, at most every second of continuous change, and a heartbeat;
+        everything again when an overview comes online, at most every few seconds."""
         published: dict[str, Any] = {"daemon": None, "discrete": None, "state": None,
                                      "at": 0.0, "alerts": None, "sessions": 0.0}
-        seen = -1
+        seen, republished = -1, -topics.REPUBLISH_MIN_S
         while True:
-            if self._republish.is_set():
+            if self._republish.is_set() \
+                    and time.monotonic() - republished >= topics.REPUBLISH_MIN_S:
                 self._republish.clear()
+                republished = time.monotonic()
                 published = {**published, "daemon": None, "discrete": None, "alerts": None,
                              "sessions": 0.0, "resend": True}
             await self._publish_changes(client, published)
@@ -125,7 +131,7 @@ class Bridge:
         discrete = topics.discrete(snapshot)
         fields = json.dumps([snapshot.get(k) for k in topics.STATE_FIELDS], default=str)
         due = (discrete != published["discrete"]
-               or now - published["at"] >= topics.HEARTBEAT_S
+               or now - published["at"] >= self.timing.heartbeat_s
                or (fields != published["state"] and now - published["at"] >= topics.CONTINUOUS_MIN_S))
         if not due:
             return
@@ -181,7 +187,7 @@ class Bridge:
     async def _publish(self, client: Any, leaf: str, message: dict[str, Any],
                        retain: bool = False) -> None:
         await client.publish(topics.topic(self.chair, leaf), topics.dumps(message), qos=1,
-                             retain=retain, timeout=mqtt.BROKER_TIMEOUT_S)
+                             retain=retain, timeout=self.timing.broker_timeout_s)
 
     def _status(self, online: bool) -> dict[str, Any]:
         return {"online": online, "daemon": online and self.link.state is not None,
@@ -191,23 +197,61 @@ class Bridge:
 
     async def _listening(self, client: Any) -> None:
         async for message in client.messages:
-            name = str(message.topic)
-            if name.startswith(f"{topics.PREFIX}/{topics.OVERVIEW}/"):
-                if (topics.loads(message.payload) or {}).get("online"):
-                    self._republish.set()  # within a second
-                continue
-            command = name.rsplit("/", 1)[-1]
-            asyncio.create_task(self._obey(client, command, message))
+            try:
+                self._heard(client, message)
+            except Exception:  # noqa: BLE001 - one message never ends the listening
+                log.exception("a message on %s dropped", message.topic)
+
+    def _heard(self, client: Any, message: Any) -> None:
+        name = str(message.topic)
+        if name.startswith(f"{topics.PREFIX}/{topics.OVERVIEW}/"):
+            self._presence(name.split("/")[2], topics.loads(message.payload) or {})
+            return
+        asyncio.create_task(self._obey(client, name.rsplit("/", 1)[-1], message))
+
+    def _presence(self, desk: str, message: dict[str, Any]) -> None:
+        """An overview's presence (its birth, heartbeat or last will): learn its clock, and
+        republish everything when it comes online (within a second, at most every few)."""
+        self.clocks.heard(desk, message, time.time())
+        online = message.get("online") is True
+        if online and not self._desks_online.get(desk):
+            self._republish.set()
+        self._desks_online[desk] = online
+        while len(self._desks_online) > 256:  # names are the broker accounts': a few
+            self._desks_online.pop(next(iter(self._desks_online)))
 
     async def _obey(self, client: Any, name: str, message: Any) -> None:
+        """Vet, carry out and answer one command; every command with an id gets a reply, and
+        one without a usable id a reply naming none (within the rate limit)."""
+        try:
+            answer, command_id = await self._answer(name, message)
+        except Exception as exc:  # noqa: BLE001 - a command's failure is its reply, never the end
+            log.exception("command %s failed", name)
+            answer = {"ok": False, "error": f"the bridge failed: {type(exc).__name__}"}
+            command_id = _id_of(message)
+        if answer is None:
+            return
+        reply = {"id": command_id, "command": name, "ok": bool(answer.get("ok")),
+                 "error": None if answer.get("ok") else str(answer.get("error"))[:200]}
+        try:
+            await self._publish(client, topics.REPLY, reply)
+        except mqtt.MqttError as exc:
+            log.warning("reply to %s not sent: %s", command_id, exc)
+
+    async def _answer(self, name: str, message: Any) -> tuple[dict[str, Any] | None, str | None]:
+        """The answer to one command and its id (answer None: no reply, a repeat or a payload
+        that is no command at all)."""
         vetted = topics.vet_command(name, bytes(message.payload or b""),
                                     retained=bool(message.retain),
-                                    expiry=mqtt.expiry_of(message), now=time.time())
+                                    expiry=mqtt.expiry_of(message), now=time.time(),
+                                    clocks=self.clocks, lifetime=self.timing.command_lifetime_s)
         if vetted.id is None:
-            log.warning("command %s without an id ignored: %s", name, vetted.refusal)
-            return
+            log.warning("command %s without a usable id: %s", name, vetted.refusal)
+            if topics.loads(message.payload) is None or not self.limit.allow(time.monotonic()):
+                return None, None
+            return {"ok": False, "error": vetted.refusal}, None
         if self.seen.repeat(vetted.id):
-            return
+            return None, None
         refusal = vetted.refusal
         if refusal is None and name != "stop" and not self.limit.allow(time.monotonic()):
             refusal = "too many commands for this chair: wait a few seconds"
@@ -215,12 +259,7 @@ class Bridge:
             name, vetted.by)
         log.info("command %s %s by %s: %s", name, vetted.id, vetted.by,
                  "done" if answer.get("ok") else answer.get("error"))
-        reply = {"id": vetted.id, "command": name, "ok": bool(answer.get("ok")),
-                 "error": None if answer.get("ok") else answer.get("error")}
-        try:
-            await self._publish(client, topics.REPLY, reply)
-        except mqtt.MqttError as exc:
-            log.warning("reply to %s not sent: %s", vetted.id, exc)
+        return answer, vetted.id
 
     async def _carry_out(self, name: str, by: str) -> dict[str, Any]:
         command, args = topics.REMOTE_COMMANDS[name]
@@ -228,6 +267,13 @@ class Bridge:
             return await self.link.command(command, by=f"clinic:{by}", **args)
         except ChairUnreachable as exc:
             return {"ok": False, "error": str(exc)}
+
+
+def _id_of(message: Any) -> str | None:
+    """A command's id if it is a usable one (for the reply when vetting itself failed)."""
+    command_id = (topics.loads(message.payload) or {}).get("id")
+    return command_id if isinstance(command_id, str) and topics.COMMAND_ID.fullmatch(
+        command_id) else None
 
 
 def _as_published() -> Any:

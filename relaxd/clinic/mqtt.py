@@ -16,13 +16,17 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from relaxd.clinic.settings import OVERVIEW, PREFIX, BrokerAddress, Credentials
-from relaxd.clinic.topics import CMD, COMMAND_EXPIRY_S, dumps
+from relaxd.clinic.settings import (
+    BROKER_TIMEOUT_S,
+    OVERVIEW,
+    PREFIX,
+    BrokerAddress,
+    Credentials,
+    Timing,
+)
+from relaxd.clinic.topics import CMD, dumps
 
 MqttError = aiomqtt.MqttError
-#: Seconds a publish or subscribe waits for the broker before the link counts as broken.
-BROKER_TIMEOUT_S = 10.0
-KEEPALIVE_S = 10
 
 
 def tls_context(credentials: Credentials) -> ssl.SSLContext:
@@ -42,7 +46,7 @@ OVERVIEW_SESSION_S = 24 * 3600
 
 def client(broker: BrokerAddress, credentials: Credentials, identifier: str,
            will: tuple[str, dict[str, Any]] | None = None,
-           keep_session: bool = False) -> aiomqtt.Client:
+           keep_session: bool = False, timing: Timing = Timing()) -> aiomqtt.Client:
     """A client for one connection (``async with``). A bridge starts clean, so nothing queued
     for an earlier connection (a stale command) is ever delivered; an overview
     (``keep_session``) finds what came while it was away."""
@@ -54,16 +58,16 @@ def client(broker: BrokerAddress, credentials: Credentials, identifier: str,
         broker.host, broker.port, transport="unix" if broker.transport == "unix" else "tcp",
         username=credentials.username, password=credentials.password(), identifier=identifier,
         protocol=aiomqtt.ProtocolVersion.V5, clean_start=not keep_session,
-        properties=properties, keepalive=KEEPALIVE_S,
-        timeout=BROKER_TIMEOUT_S,
+        properties=properties, keepalive=timing.keepalive_s,
+        timeout=timing.broker_timeout_s,
         will=aiomqtt.Will(will[0], dumps(will[1]), qos=1, retain=True) if will else None,
         tls_context=tls_context(credentials) if broker.tls else None)
 
 
-def command_properties() -> Properties:
-    """A command's MQTT v5 properties: it expires after :data:`COMMAND_EXPIRY_S`."""
+def command_properties(lifetime: float) -> Properties:
+    """A command's MQTT v5 properties: it expires after ``lifetime`` seconds."""
     properties = Properties(PacketTypes.PUBLISH)
-    properties.MessageExpiryInterval = COMMAND_EXPIRY_S
+    properties.MessageExpiryInterval = max(1, int(lifetime))
     return properties
 
 
@@ -115,7 +119,7 @@ def may_publish(broker: BrokerAddress, credentials: Credentials, identifier: str
     properties = Properties(PacketTypes.PUBLISH)
     properties.MessageExpiryInterval = 1
     try:
-        probe.connect(broker.host, broker.port, keepalive=KEEPALIVE_S)
+        probe.connect(broker.host, broker.port, keepalive=max(1, round(timeout)))
         probe.loop_start()
         probe.publish(topic, dumps({"probe": True}), qos=1, properties=properties)
         return answer.get(timeout=timeout)

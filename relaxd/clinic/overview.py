@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from relaxd.clinic import mqtt, topics
-from relaxd.clinic.settings import BrokerAddress, Credentials
+from relaxd.clinic.settings import BrokerAddress, Credentials, Timing
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ DB_NAME = "overview.sqlite"
 #: for its daemon).
 REPLY_WAIT_S = 12.0
 RECENT_ALERTS = 200
+#: The largest alert id stored (SQLite's INTEGER is 64-bit).
+LARGEST_ID = 2 ** 63 - 1
 #: Why an overview whose broker account may not publish commands (a viewer's) sends none.
 READ_ONLY = ("this overview signs in to the broker as a read-only viewer: it sends no "
              "commands (go to the chair, or use the desk's overview)")
@@ -57,8 +59,11 @@ class Overview:
     """The clinic's chairs through the broker, and a way to send them commands."""
 
     def __init__(self, broker: BrokerAddress, credentials: Credentials, state_dir: Path,
-                 name: str = "desk") -> None:
+                 name: str = "desk", timing: Timing | None = None) -> None:
+        """``name`` names this overview's connection; its presence is its broker account's
+        (``relaxd/overview/<user>/status``, the only one the broker lets it write)."""
         self.broker, self.credentials, self.name = broker, credentials, name
+        self.timing = timing or Timing()
         state_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(state_dir / DB_NAME, check_same_thread=False)
         self.db.executescript(_SCHEMA)
@@ -90,6 +95,8 @@ class Overview:
                 await self._connected_session(backoff)
             except mqtt.MqttError as exc:
                 log.warning("broker %s: %s", self.broker, exc)
+            except Exception:  # noqa: BLE001 - the desk must never go blind without warning
+                log.exception("following %s failed: connecting again", self.broker)
             self._client = None
             if self.connected:
                 self.connected = False
@@ -97,51 +104,84 @@ class Overview:
             await asyncio.sleep(backoff.delay())
 
     async def _connected_session(self, backoff: mqtt.Backoff) -> None:
-        status = topics.overview_status(self.name)
+        """One connection: its presence and heartbeat (an account that may send commands; a
+        viewer's writes nothing), every chair's topics, and each message as it comes."""
+        self.may_command = await asyncio.to_thread(
+            mqtt.may_publish, self.broker, self.credentials,
+            f"relaxd-overview-{self.name}-probe", timeout=self.timing.broker_timeout_s)
+        if self.may_command is None:
+            raise mqtt.MqttError("the broker did not answer")
+        status = topics.overview_status(self.credentials.username or self.name)
+        will = (status, {"online": False}) if self.may_command else None
         async with mqtt.client(self.broker, self.credentials, f"relaxd-overview-{self.name}",
-                               (status, {"online": False}), keep_session=True) as client:
+                               will, keep_session=True, timing=self.timing) as client:
             for leaf in (topics.STATUS, topics.STATE, topics.ALERTS, topics.ALERT,
                          topics.SESSION, topics.REPLY):
                 await client.subscribe(f"{topics.PREFIX}/+/{leaf}", qos=1,
-                                       timeout=mqtt.BROKER_TIMEOUT_S)
-            await client.publish(status, topics.dumps({"online": True, "at": time.time()}),
-                                 qos=1, retain=True, timeout=mqtt.BROKER_TIMEOUT_S)
-            self.may_command = await asyncio.to_thread(
-                mqtt.may_publish, self.broker, self.credentials,
-                f"relaxd-overview-{self.name}-probe")
+                                       timeout=self.timing.broker_timeout_s)
             self._client, self.connected = client, True
             backoff.reset()
             self._touch()
             log.info("connected to %s", self.broker)
-            async for message in client.messages:
-                self.receive(str(message.topic), bytes(message.payload or b""))
+            tasks = [asyncio.create_task(self._messages(client))]
+            if will is not None:
+                tasks.append(asyncio.create_task(self._presence(client, status)))
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    async def _messages(self, client: Any) -> None:
+        async for message in client.messages:
+            self._receive_safely(str(message.topic), bytes(message.payload or b""))
+
+    async def _presence(self, client: Any, status: str) -> None:
+        """Online, and the desk's clock, every heartbeat (bridges learn its clock from it)."""
+        while True:
+            await client.publish(status, topics.dumps({"online": True, "at": time.time()}),
+                                 qos=1, retain=True, timeout=self.timing.broker_timeout_s)
+            await asyncio.sleep(self.timing.heartbeat_s)
+
+    def _receive_safely(self, name: str, payload: bytes) -> None:
+        try:
+            self.receive(name, payload)
+        except Exception:  # noqa: BLE001 - one chair's message never blinds the desk
+            log.exception("a message on %s dropped", name)
 
     # --- what comes in -------------------------------------------------------------------------
 
     def receive(self, name: str, payload: bytes, now: float | None = None) -> None:
-        """One message from the broker."""
+        """One message from the broker; one that is not what its topic carries is dropped."""
         where = topics.split_topic(name)
         message = topics.loads(payload)
         if where is None or message is None:
             return
         chair_id, leaf = where
+        if leaf == topics.REPLY:
+            future = self._replies.get(str(message.get("id")))
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        if leaf not in (topics.STATUS, topics.STATE, topics.ALERTS, topics.ALERT, topics.SESSION):
+            return
         chair = self.chairs.setdefault(chair_id, Chair())
         if leaf == topics.STATUS:
             chair.status = message
         elif leaf == topics.STATE:
             chair.state, chair.heard = message, time.monotonic() if now is None else now
         elif leaf == topics.ALERTS:
-            chair.alerts = [a for a in message.get("alerts") or [] if isinstance(a, dict)]
+            listed = message.get("alerts")
+            chair.alerts = [a for a in listed if _alert_ok(a)] if isinstance(listed, list) else []
             for alert in chair.alerts:
                 self._keep_alert(chair_id, alert)
         elif leaf == topics.ALERT:
-            self._keep_alert(chair_id, message)
-        elif leaf == topics.SESSION:
+            if _alert_ok(message):
+                self._keep_alert(chair_id, message)
+        else:
             self._keep_session(chair_id, message)
-        elif leaf == topics.REPLY:
-            future = self._replies.get(str(message.get("id")))
-            if future is not None and not future.done():
-                future.set_result(message)
         self._touch()
 
     def _keep_alert(self, chair: str, alert: dict[str, Any]) -> None:
@@ -150,9 +190,9 @@ class Overview:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO alerts (chair, alert, at, received, data) "
                 "VALUES (?, ?, ?, ?, ?)", (chair, alert.get("id"), alert.get("at"), time.time(),
-                                           json.dumps(alert)))
+                                           json.dumps(alert, allow_nan=False)))
             self.db.commit()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
             log.error("cannot store an alert: %s", exc)
             return
         if cur.rowcount:
@@ -204,7 +244,8 @@ class Overview:
             chair = self.chairs[chair_id]
             state, status = chair.state or {}, chair.status or {}
             chairs.append({"chair": chair_id, "room": status.get("room") or state.get("room"),
-                           "tile": topics.tile(chair.status, chair.state, chair.heard, now),
+                           "tile": topics.tile(chair.status, chair.state, chair.heard, now,
+                                               self.timing.heartbeat_s),
                            "state": state, "alerts": chair.alerts or []})
         return {"broker": self.connected, "commands": self.may_command is not False,
                 "chairs": chairs, "alerts": list(self.recent)[:50]}
@@ -224,8 +265,10 @@ class Overview:
         self._replies[command_id] = future
         try:
             await client.publish(topics.topic(chair, f"{topics.CMD}/{name}"), topics.dumps(
-                {"id": command_id, "by": by, "at": time.time()}), qos=1,
-                properties=mqtt.command_properties(), timeout=mqtt.BROKER_TIMEOUT_S)
+                {"id": command_id, "by": by, "at": time.time(),
+                 "desk": self.credentials.username}), qos=1,
+                properties=mqtt.command_properties(self.timing.command_lifetime_s),
+                timeout=self.timing.broker_timeout_s)
             return await asyncio.wait_for(future, REPLY_WAIT_S)
         except mqtt.MqttError as exc:
             return {"ok": False, "error": f"not sent: {exc}"}
@@ -237,3 +280,15 @@ class Overview:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _alert_ok(alert: Any) -> bool:
+    """An alert the overview can store and show: an object whose id is a whole number SQLite
+    holds (or none) and whose ``at`` is a number (or none)."""
+    if not isinstance(alert, dict):
+        return False
+    alert_id, at = alert.get("id"), alert.get("at")
+    return (alert_id is None or (isinstance(alert_id, int) and not isinstance(alert_id, bool)
+                                 and -LARGEST_ID <= alert_id <= LARGEST_ID)) \
+        and (at is None or (isinstance(at, (int, float)) and not isinstance(at, bool)
+                            and abs(at) <= topics.LATEST_AT))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,16 +29,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from relaxd.clinic.overview import READ_ONLY, Overview
-from relaxd.clinic.topics import REMOTE_COMMANDS
+from relaxd.clinic.topics import REMOTE_COMMANDS, dumps, is_account_name
 from relaxd.core.errors import RelaxdError
 from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore, hash_secret
-from relaxd.station.server import SecurityHeaders, guarded, login, login_page, same_origin
+from relaxd.station.guard import BodyLimit, SecurityHeaders
+from relaxd.station.server import guarded, same_origin
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "relaxd_overview"
 #: Who may do what on the overview: a nurse sends the commands from afar; a viewer only looks.
 ROLES = ("nurse", "viewer")
 SSE_MIN_INTERVAL_S = 0.2
+PARALLEL_CHECKS = 2
 
 
 class OverviewUsers(UserStore):
@@ -47,7 +50,7 @@ class OverviewUsers(UserStore):
         if role is not None and role not in ROLES:
             raise RelaxdError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         data = self._load()
-        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if not is_account_name(name):
             raise RelaxdError(f"a user name is letters, digits, '.', '-' and '_', got {name!r}")
         old = data["users"].get(name)
         if role is None and old is None:
@@ -68,6 +71,15 @@ class Desk:
     token: str | None = None  # the sign-in link's token (simulation and tests)
     tls: bool = False
     limiter: RateLimit = field(default_factory=RateLimit)
+    #: At most this many password checks (scrypt) at once; more are refused at once.
+    checking: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PARALLEL_CHECKS))
+
+    async def check_password(self, user: str, password: str) -> str | None:
+        """The user's role if the password is right (None: wrong, or too many checks wait)."""
+        if self.checking.locked():
+            return None
+        async with self.checking:
+            return await asyncio.to_thread(self.users.check_password, user, password)
 
     def signed_in(self, request: Request) -> SignedIn | None:
         return self.sessions.get(request.cookies.get(COOKIE), time.time())
@@ -100,6 +112,39 @@ async def index(request: Request) -> Response:
     return templates.TemplateResponse(request, "overview.html", {"user": signed})
 
 
+async def login_page(request: Request, error: str = "", status: int = 200,
+                     wait: float = 0.0) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    response = templates.TemplateResponse(request, "login.html", {"error": error},
+                                          status_code=status)
+    if wait:
+        response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+async def login(request: Request) -> Response:
+    """Sign in with a name and password. Every try counts (as a failure until it succeeds)
+    before the check, so tries sent in parallel are held back too (429 with how long)."""
+    desk: Desk = request.app.state.station
+    if not same_origin(request):
+        return await login_page(request, "Sign in from the overview's own page.", 403)
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace"),
+                                          keep_blank_values=True).items()}
+    address = request.client.host if request.client else "?"
+    wait = desk.limiter.begin(address)
+    if wait:
+        return await login_page(request, f"Too many tries: wait {math.ceil(wait)} s, then try "
+                                         "again.", 429, wait)
+    user = form.get("username", "")
+    role = await desk.check_password(user, form.get("password", "")) if user else None
+    if role is None:
+        return await login_page(request, "Wrong name or password.", 401)
+    desk.limiter.succeeded(address)
+    response = RedirectResponse("/", status_code=303)
+    desk.sign_in(response, user, role)
+    return response
+
+
 async def logout(request: Request) -> Response:
     desk: Desk = request.app.state.station
     if not same_origin(request):  # another site cannot sign a browser out
@@ -126,7 +171,7 @@ async def api_events(request: Request) -> Response:
         seen = -1
         while desk.sessions.get(token, time.time()) is not None:
             seen = await desk.overview.changed(seen, 2.0)
-            yield f"data: {json.dumps(desk.overview.view(), separators=(',', ':'))}\n\n"
+            yield f"data: {dumps(desk.overview.view()).decode()}\n\n"
             await asyncio.sleep(SSE_MIN_INTERVAL_S)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
@@ -173,7 +218,8 @@ def create_app(desk: Desk) -> Starlette:
         yield
         await desk.overview.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)])
     app.state.station = desk
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     return app

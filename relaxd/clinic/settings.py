@@ -22,6 +22,36 @@ DEFAULT_TLS_PORT, DEFAULT_PLAIN_PORT = 8883, 1883
 #: Every topic's first level; no chair may take the name OVERVIEW (the overviews' topics).
 PREFIX, OVERVIEW = "relaxd", "overview"
 CHAIR_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+#: The MQTT v5 message expiry every command carries, and the longest a command is honoured.
+COMMAND_EXPIRY_S = 10
+#: A bridge's state heartbeat, and an overview's presence heartbeat, when nothing changes.
+HEARTBEAT_S = 5.0
+#: Seconds a publish or subscribe waits for the broker before the link counts as broken, and
+#: the MQTT keepalive (a silent broker is given up after about one and a half of it).
+BROKER_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The clinic's clocks: the defaults above on site; shorter in tests (``--heartbeat``,
+    ``--command-lifetime``, ``--broker-timeout``; the ``clinic:`` section's keys)."""
+
+    heartbeat_s: float = HEARTBEAT_S
+    command_lifetime_s: float = COMMAND_EXPIRY_S
+    broker_timeout_s: float = BROKER_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= self.heartbeat_s <= 60:
+            raise ValueError(f"a heartbeat is 0.2 to 60 s, got {self.heartbeat_s}")
+        if not 1 <= self.command_lifetime_s <= COMMAND_EXPIRY_S:
+            raise ValueError(f"a command lives 1 to {COMMAND_EXPIRY_S} s, got "
+                             f"{self.command_lifetime_s}")
+        if not 1 <= self.broker_timeout_s <= 120:
+            raise ValueError(f"the broker timeout is 1 to 120 s, got {self.broker_timeout_s}")
+
+    @property
+    def keepalive_s(self) -> int:
+        return max(1, round(self.broker_timeout_s))
 
 
 def check_chair_id(chair: str) -> str:
@@ -123,6 +153,15 @@ class ClinicSettings:
     key: Path | None = spec(None, help="the client certificate's key")
     state_dir: Path = spec(default_factory=default_bridge_state_dir,
                            help="the bridge's own state (which session summaries went out)")
+    heartbeat_s: float = spec(HEARTBEAT_S, help="the state's heartbeat when nothing changes")
+    command_lifetime_s: float = spec(float(COMMAND_EXPIRY_S),
+                                     help="how long a command from afar is honoured (at most "
+                                          f"{COMMAND_EXPIRY_S} s)")
+    broker_timeout_s: float = spec(BROKER_TIMEOUT_S, help="how long the broker may stay silent")
+
+    def timing(self) -> Timing:
+        """ValueError (one line) for a value out of range."""
+        return Timing(self.heartbeat_s, self.command_lifetime_s, self.broker_timeout_s)
 
     def credentials(self) -> Credentials:
         return Credentials(self.chair_id, self.password_file, self.ca, self.certificate,
@@ -142,3 +181,7 @@ class ClinicSettings:
             yield "chair_id", str(exc)
         for problem in self.credentials().problems(address):
             yield None, problem
+        try:
+            self.timing()
+        except ValueError as exc:
+            yield None, str(exc)

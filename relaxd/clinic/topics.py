@@ -10,17 +10,19 @@ Every chair publishes under ``relaxd/<chair>/`` (the chair id is its MQTT user n
     alert           each new alert {"chair", "room", "child", "id", "reason", "detail", "at"}
     event/session   each finished session's summary, stored once by its "id"
     cmd/<name>      from the overview, never retained, MQTT v5 message expiry 10 s:
-                    {"id": unique, "by": who, ...}
-    reply           {"id": the command's id, "ok": true|false, "error": why}
+                    {"id": unique, "by": its account, "at": its clock, "desk": its account}
+    reply           {"id": the command's id (null: none usable), "ok": true|false, "error": why}
 
-An overview announces itself on ``relaxd/overview/<name>/status`` (retained, with a last will);
-every bridge republishes its retained topics when one comes online.
+An overview announces itself on ``relaxd/overview/<its broker account>/status`` (retained, with a
+last will, and a heartbeat carrying its clock); every bridge republishes its retained topics
+when one comes online (at most every few seconds), and learns each desk's clock from it.
 
 Commands from afar only ever lower stimulation (:data:`REMOTE_COMMANDS`): ``stop`` (a software
 stop latched as ``clinic-stop``, never an emergency stop), ``calmer``, ``end-gently``, ``hold``
 (on only: releasing a hold lets the mood raise the intensity again). Anything else is refused
 with a reply; retained or expired commands are refused, repeats (by id) dropped, and each chair
-takes at most a few a second.
+takes at most a few a second. A stop is never refused for its age or limited: late, it only
+stops the chair.
 
 Pure logic over time given as arguments; nothing but the standard library and the settings.
 """
@@ -28,11 +30,13 @@ Pure logic over time given as arguments; nothing but the standard library and th
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from relaxd.clinic.settings import CHAIR_ID, OVERVIEW, PREFIX
+from relaxd.clinic.settings import CHAIR_ID, COMMAND_EXPIRY_S, HEARTBEAT_S, OVERVIEW, PREFIX
 
 OVERVIEW_STATUS_FILTER = f"{PREFIX}/{OVERVIEW}/+/status"
 
@@ -47,11 +51,10 @@ REMOTE_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
     "end-gently": ("end_gently", {}),
     "hold": ("hold", {"on": True}),
 }
-#: The MQTT v5 message expiry every command carries, and the longest a command is honoured.
-COMMAND_EXPIRY_S = 10
-#: State: a heartbeat this often when nothing changes; continuous values at most this often.
-HEARTBEAT_S = 5.0
+#: State: continuous values at most this often (and a heartbeat, settings.HEARTBEAT_S).
 CONTINUOUS_MIN_S = 1.0
+#: A bridge republishes everything (for an overview that came online) at most this often.
+REPUBLISH_MIN_S = 5.0
 #: A chair whose state was last heard this many heartbeats ago is stale.
 STALE_HEARTBEATS = 3
 #: The fields of the daemon's state a chair publishes (never names: the child's id only).
@@ -82,24 +85,77 @@ def split_topic(name: str) -> tuple[str, str] | None:
 
 
 def dumps(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), default=str).encode()
+    """Strict JSON (a browser's JSON.parse reads it): NaN and infinities become null."""
+    return json.dumps(finite(message), separators=(",", ":"), default=str,
+                      allow_nan=False).encode()
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _finite_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 def loads(payload: bytes | bytearray | str | None) -> dict[str, Any] | None:
-    """A JSON object from a payload; None for anything else."""
+    """A JSON object from a payload; None for anything else (malformed, or nested deeper than
+    Python can parse). NaN, Infinity and numbers too large for a float are read as null:
+    they are not JSON, and no browser reads them."""
     try:
-        message = json.loads(payload or b"")
-    except (ValueError, UnicodeDecodeError, TypeError):
+        message = json.loads(payload or b"", parse_constant=lambda name: None,
+                             parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
         return None
-    return message if isinstance(message, dict) else None
+    return message if isinstance(message, dict) and _depth(message) <= MAX_DEPTH else None
+
+
+#: The deepest nesting a message may have (the deepest the protocol uses is 4).
+MAX_DEPTH = 16
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                     else item))
+    return deepest
 
 
 # --- commands from afar --------------------------------------------------------------------------
 
+#: A command's id: what the overview sends (a uuid's hex), nothing that could fake text.
+COMMAND_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Who a stop is from when its ``by`` is no account's name (it is never shown as it came).
+UNNAMED = "unnamed"
+#: The latest ``at`` a command may carry (seconds since 1970; about the year 5000).
+LATEST_AT = 1e11
+
+
+def is_account_name(name: object) -> bool:
+    """An account's name as the accounts' stores take it: 1 to 64 letters, digits, '.', '-'
+    and '_' (no spaces, control or direction characters: it is shown and logged as it is)."""
+    return isinstance(name, str) and 1 <= len(name) <= 64 \
+        and name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+
+
 @dataclass(frozen=True)
 class Vetted:
     """A command from afar, checked: its id, who sent it, and why it is refused (None: carry it
-    out). ``id`` None: no reply can name it."""
+    out). ``id`` None: the message names no usable id (a reply says so with ``"id": null``)."""
 
     id: str | None
     by: str
@@ -107,21 +163,43 @@ class Vetted:
 
 
 def vet_command(name: str, payload: bytes, *, retained: bool, expiry: float | None,
-                now: float) -> Vetted:
-    """Check one command from afar (``name`` from ``cmd/<name>``) before anything else."""
+                now: float, clocks: DeskClocks | None = None,
+                lifetime: float = COMMAND_EXPIRY_S) -> Vetted:
+    """Check one command from afar (``name`` from ``cmd/<name>``) before anything else.
+    ``now`` is the chair's clock; ``clocks`` how the sending desk's (the command's ``desk``)
+    differs from it (a desk not heard yet: the clocks are taken to agree); ``lifetime`` how
+    long a command lives (:data:`COMMAND_EXPIRY_S`)."""
     message = loads(payload)
     if message is None:
         return Vetted(None, "", "a command is a JSON object")
     command_id, by = message.get("id"), message.get("by")
-    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 64:
-        return Vetted(None, "", "a command needs an id (1 to 64 characters)")
-    if not isinstance(by, str) or not 1 <= len(by) <= 64:
-        return Vetted(command_id, "", "a command names who sent it (by)")
-    return Vetted(command_id, by, _refusal(name, message, retained, expiry, now))
+    if not isinstance(command_id, str) or not COMMAND_ID.fullmatch(command_id):
+        return Vetted(None, "", "a command needs an id (1 to 64 letters, digits, '.', ':', "
+                                "'-' or '_')")
+    if not isinstance(by, str) or not is_account_name(by):
+        if name != "stop":
+            return Vetted(command_id, "", "a command names who sent it (by: an account's name)")
+        by = UNNAMED  # a stop is never refused for its wording: the safe direction
+    offset = clocks.offset(message.get("desk")) if clocks is not None else None
+    return Vetted(command_id, by, _refusal(name, message, retained, expiry,
+                                           now - (offset or 0.0), lifetime))
+
+
+def sent_at(message: dict[str, Any]) -> float | None:
+    """A message's ``at`` as a time (None: absent); ValueError if it is not a sane one."""
+    sent = message.get("at")
+    if sent is None:
+        return None
+    if isinstance(sent, bool) or not isinstance(sent, (int, float)) \
+            or not 0 <= sent <= LATEST_AT or not math.isfinite(sent):
+        raise ValueError("'at' is not a time (seconds since 1970)")
+    return float(sent)
 
 
 def _refusal(name: str, message: dict[str, Any], retained: bool, expiry: float | None,
-             now: float) -> str | None:
+             desk_now: float, lifetime: float) -> str | None:
+    """Why a command is refused (None: carry it out); ``desk_now`` is the chair's clock read
+    as the sending desk's."""
     if retained:
         return "a retained command is never carried out"
     if name not in REMOTE_COMMANDS:
@@ -131,11 +209,44 @@ def _refusal(name: str, message: dict[str, Any], retained: bool, expiry: float |
         return "releasing a hold lets the intensity rise: only at the chair"
     if expiry is None or not 0 < expiry <= COMMAND_EXPIRY_S:
         return f"a command carries a message expiry of at most {COMMAND_EXPIRY_S} s"
-    sent = message.get("at")
-    if isinstance(sent, (int, float)) and not isinstance(sent, bool) \
-            and not -COMMAND_EXPIRY_S <= now - sent <= COMMAND_EXPIRY_S:
-        return f"expired: sent {now - sent:.0f} s ago (a command lives {COMMAND_EXPIRY_S} s)"
+    try:
+        sent = sent_at(message)
+    except ValueError as exc:
+        return str(exc)
+    if name == "stop":
+        return None  # the safe direction: a stop is carried out however late, whatever the clocks
+    if sent is None:
+        return "a command other than stop carries the time it was sent (at)"
+    if not -lifetime <= desk_now - sent <= lifetime:
+        return f"expired: sent {desk_now - sent:.0f} s ago (a command lives {lifetime:.0f} s)"
     return None
+
+
+class DeskClocks:
+    """What to add to each overview's clock to read it as this chair's, learnt from the
+    ``at`` of its presence heartbeats: the smallest difference among the latest ``keep`` (a
+    message held up on its way only ever makes the difference larger)."""
+
+    def __init__(self, keep: int = 12, desks: int = 64) -> None:
+        self.keep, self.desks = keep, desks
+        self._seen: OrderedDict[str, list[float]] = OrderedDict()
+
+    def heard(self, desk: str, message: dict[str, Any], now: float) -> None:
+        """A presence message from ``desk`` arrived at ``now`` (this chair's clock)."""
+        try:
+            sent = sent_at(message)
+        except ValueError:
+            return
+        if sent is None:
+            return
+        seen = self._seen.pop(desk, [])
+        self._seen[desk] = [*seen[-(self.keep - 1):], now - sent]
+        while len(self._seen) > self.desks:
+            self._seen.popitem(last=False)
+
+    def offset(self, desk: object) -> float | None:
+        seen = self._seen.get(desk) if isinstance(desk, str) else None
+        return min(seen) if seen else None
 
 
 class SeenIds:
@@ -205,14 +316,14 @@ _RUNNING = ("running", "reduced", "fading")
 
 
 def tile(status: dict[str, Any] | None, state: dict[str, Any] | None, heard: float | None,
-         now: float) -> str:
+         now: float, heartbeat: float = HEARTBEAT_S) -> str:
     """The tile of one chair: ``status`` and ``state`` as last received, ``heard`` when the
-    state last came (the overview's clock)."""
+    state last came (the overview's clock), ``heartbeat`` the chairs' heartbeat."""
     if status is None or not status.get("online"):
         return "lost"
     if not status.get("daemon"):
         return "daemon down"
-    if state is None or heard is None or now - heard > STALE_HEARTBEATS * HEARTBEAT_S:
+    if state is None or heard is None or now - heard > STALE_HEARTBEATS * heartbeat:
         return "stale"
     if state.get("latch_causes") or state.get("estop"):
         return "stopped"

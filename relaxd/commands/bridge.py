@@ -11,7 +11,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from relaxd.clinic.settings import ClinicSettings, parse_broker
+from relaxd.clinic.settings import (
+    BROKER_TIMEOUT_S,
+    COMMAND_EXPIRY_S,
+    HEARTBEAT_S,
+    ClinicSettings,
+    parse_broker,
+)
 from relaxd.core.errors import RelaxdError
 
 #: ``relaxd --simulate --bridge``: the chair's broker password file, when the broker needs one.
@@ -33,6 +39,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", metavar="PATH", help="the daemon's control socket")
     parser.add_argument("--records", metavar="DIR", help="the daemon's state directory")
     parser.add_argument("--state-dir", metavar="DIR", help="the bridge's own state")
+    add_timing(parser)
+
+
+def add_timing(parser: argparse.ArgumentParser) -> None:
+    """The clinic's clocks (tests and simulation shorten them; the defaults suit a clinic)."""
+    parser.add_argument("--heartbeat", type=float, metavar="S", dest="heartbeat_s",
+                        help=f"heartbeat when nothing changes (default {HEARTBEAT_S:g})")
+    parser.add_argument("--command-lifetime", type=float, metavar="S",
+                        dest="command_lifetime_s", help="how long a command from afar is "
+                        f"honoured (default and at most {COMMAND_EXPIRY_S})")
+    parser.add_argument("--broker-timeout", type=float, metavar="S", dest="broker_timeout_s",
+                        help=f"how long the broker may stay silent (default {BROKER_TIMEOUT_S:g})")
 
 
 def _settings(args: argparse.Namespace) -> tuple[ClinicSettings, Path, Path]:
@@ -42,7 +60,8 @@ def _settings(args: argparse.Namespace) -> tuple[ClinicSettings, Path, Path]:
 
     config = load_config(args.config) if args.config or not args.broker else Config()
     clinic = config.clinic
-    for name in ("broker", "chair_id", "room"):
+    for name in ("broker", "chair_id", "room", "heartbeat_s", "command_lifetime_s",
+                 "broker_timeout_s"):
         if getattr(args, name):
             setattr(clinic, name, getattr(args, name))
     password_file = args.password_file or os.environ.get(PASSWORD_FILE_ENV)
@@ -76,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     async def bridge() -> None:
         await Bridge(ChairLink(socket), parse_broker(clinic.broker), credentials,
                      chair_id=clinic.chair_id, room=clinic.room, records=records,
-                     state_dir=clinic.state_dir).run()
+                     state_dir=clinic.state_dir, timing=clinic.timing()).run()
 
     print(f"clinic bridge: chair {clinic.chair_id} -> {parse_broker(clinic.broker)}", flush=True)
     asyncio.run(bridge())

@@ -13,7 +13,14 @@ import os
 import secrets
 from pathlib import Path
 
-from relaxd.clinic.settings import BrokerAddress, Credentials, is_loopback, parse_broker
+from relaxd.clinic.settings import (
+    BrokerAddress,
+    Credentials,
+    Timing,
+    is_loopback,
+    parse_broker,
+)
+from relaxd.commands.bridge import add_timing
 from relaxd.commands.ui import _bind, _host, _secret
 from relaxd.core.errors import RelaxdError
 
@@ -49,6 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "/var/lib/relaxd-overview)")
     parser.add_argument("--link", action="store_true",
                         help="print a one-time sign-in link (simulation, tests)")
+    add_timing(parser)
 
 
 def _credentials(args: argparse.Namespace) -> tuple[BrokerAddress, Credentials]:
@@ -69,6 +77,15 @@ def _credentials(args: argparse.Namespace) -> tuple[BrokerAddress, Credentials]:
     return broker, credentials
 
 
+def _timing(args: argparse.Namespace) -> Timing:
+    given = {name: getattr(args, name) for name in ("heartbeat_s", "command_lifetime_s",
+                                                     "broker_timeout_s") if getattr(args, name)}
+    try:
+        return Timing(**given)
+    except ValueError as exc:
+        raise RelaxdError(str(exc)) from None
+
+
 def _web_tls(args: argparse.Namespace) -> bool:
     tls = bool(args.web_certificate and args.web_key)
     if not is_loopback(args.listen) and not tls:
@@ -86,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from relaxd.station.auth import Sessions
 
     broker, credentials = _credentials(args)
-    tls, state_dir = _web_tls(args), _state_dir(args)
+    tls, state_dir, timing = _web_tls(args), _state_dir(args), _timing(args)
     token = secrets.token_urlsafe(24) if args.link else None
-    desk = Desk(overview=Overview(broker, credentials, state_dir, args.name),
+    desk = Desk(overview=Overview(broker, credentials, state_dir, args.name, timing),
                 users=OverviewUsers(state_dir / "users.json"),
                 sessions=Sessions(SESSION_LIFETIME_S), token=token, tls=tls)
     sock = _bind(args.listen, args.port)

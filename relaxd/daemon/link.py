@@ -83,9 +83,8 @@ class ControlLink:
     def _clinic_stop(self, message: dict[str, Any]) -> dict[str, Any]:
         """The clinic overview's software stop (through the chair's bridge): every output 0 at
         once, latched as ``clinic-stop``, which only this chair's station Start or its reset
-        button clears. Not an emergency stop; one already latched is not stopped again."""
-        if "clinic-stop" in self.latch.causes:
-            return {"ok": True, "stop_seq": self.latch.stop_seq, "already": True}
+        button clears. Not an emergency stop. Every stop is a new stop (a new number), so a
+        Start given before it never clears it; the latch keeps the cause once."""
         by = str(message.get("by") or "clinic")[:64]
         return {"ok": True, "stop_seq": self.estop.trigger(f"clinic stop by {by}",
                                                            cause="clinic-stop")}

@@ -145,6 +145,12 @@ def _open_existing(state_dir: Path) -> sqlite3.Connection | None:
         raise RelaxdError(f"cannot open the session record: {exc}", path) from None
 
 
+#: The stops a session's summary counts as e-stops: the e-stop's own (records from before stops
+#: had causes are its own) and the station's STOP, its software path; never a clinic's software
+#: stop, a fault, a stall or a crash.
+EMERGENCY_CAUSES = ("estop", "station-stop")
+
+
 def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
     """Every recorded session, oldest first (duration from the last stored event)."""
     db = _open_existing(Path(state_dir))
@@ -155,9 +161,10 @@ def list_sessions(state_dir: str | Path) -> list[SessionInfo]:
             "SELECT s.id, s.started, s.ended, s.scenario, s.source, COALESCE(MAX(e.t), 0), "
             "COUNT(e.t), COUNT(CASE WHEN e.type = 'alert' THEN 1 END), "
             "COUNT(CASE WHEN e.type = 'estop' AND json_extract(e.data, '$.action') = 'press' "
+            "AND COALESCE(json_extract(e.data, '$.cause'), 'estop') IN (?, ?) "
             "THEN 1 END), MAX(CASE WHEN e.type = 'session' THEN json_extract(e.data, '$.child') "
             "END) FROM sessions s LEFT JOIN events e ON e.session = s.id "
-            "GROUP BY s.id ORDER BY s.id").fetchall()
+            "GROUP BY s.id ORDER BY s.id", EMERGENCY_CAUSES).fetchall()
     except sqlite3.Error as exc:
         raise RelaxdError(f"cannot read the session record: {exc}", Path(state_dir)) from None
     finally:
