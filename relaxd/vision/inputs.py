@@ -40,6 +40,9 @@ class Sensed:
     #: The body's responses (breathing, pulse, restlessness) once their first window is full,
     #: while the child is seen; None otherwise.
     vitals: Vitals | None = None
+    #: The chest region is in the camera's view, below the child's face (None: no face, or
+    #: no body signals read).
+    chest_seen: bool | None = None
 
 
 def hand_over(input: object, outputs: ChairOutputs) -> None:
@@ -114,10 +117,10 @@ class VisionInput:
             if self.body is not None:
                 self.body.lost(t)
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
-        vitals = self._vitals(t, frame, gray, found.box)
+        vitals, chest = self._vitals(t, frame, gray, found.box)
         if not found.frontal:
             return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
-                          rule=found.rule, vitals=vitals)
+                          rule=found.rule, vitals=vitals, chest_seen=chest)
         face = crop_face(gray, found.box)
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
@@ -128,15 +131,17 @@ class VisionInput:
         probs3 = self.talk.update(t, face, probs3)
         return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
-                      emotion_confidence=float(probs7[best]), vitals=vitals)
+                      emotion_confidence=float(probs7[best]), vitals=vitals, chest_seen=chest)
 
-    def _vitals(self, t: float, frame: Frame, gray: np.ndarray, box: Box) -> Vitals | None:
-        """The body signals of this frame (None without them, or before their window is full)."""
+    def _vitals(self, t: float, frame: Frame, gray: np.ndarray,
+                box: Box) -> tuple[Vitals | None, bool | None]:
+        """The body signals of this frame (None without them, or before their window is full),
+        and whether the chest is in view (None without body signals)."""
         if self.body is None:
-            return None
+            return None, None
         vitals = self.body.update(t, gray, box, lambda region: mean_rgb(frame, region),
                                   self._chair)
-        return vitals if self.body.ready else None
+        return (vitals if self.body.ready else None), vitals.chest_seen
 
     def close(self) -> None:
         self.source.close()
