@@ -280,9 +280,7 @@ class ControlLink:
         what = args.get("what")
         if what not in OBSERVATIONS:
             raise CommandRefused(f"an observation is one of {', '.join(OBSERVATIONS)}")
-        session.events.emit(t, "observation", what=what, by=by)
-        if what == "misread" and session.child is not None:
-            session.child.baseline.confirm_calm()  # this child's calm face reads upset
+        session.observe(t, what, by)
         return {"detail": what}
 
     def _audit(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:

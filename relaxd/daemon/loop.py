@@ -36,7 +36,7 @@ from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat
 from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.vision.body.vitals import ChairOutputs
-from relaxd.vision.inputs import Input, Sensed, hand_over
+from relaxd.vision.inputs import Input, Sensed, hand_over, seen_by_caregiver
 
 if TYPE_CHECKING:
     from relaxd.children.session import ChildSession
@@ -51,6 +51,9 @@ LEVEL_EPSILON = 0.01
 
 #: A ``vitals`` event at least this often (seconds of session time) while they are known.
 VITALS_EVERY_S = 5.0
+
+#: Who marks an observation a virtual child's file has a caregiver make.
+SIMULATED_CAREGIVER = "caregiver (simulated)"
 
 #: Exit status of the deliberate restart that recovers a camera down too long: a clean exit
 #: (outputs at 0, run marker removed) that systemd's ``Restart=on-failure`` restarts.
@@ -439,6 +442,15 @@ class Session:
                              state=step.state.value, intensity=round(step.intensity, 3))
             if d.alert:
                 self.alerter.alert(t, d.action, d.alert)
+        for what in seen_by_caregiver(self.input, t, [d.action for d in step.decisions]):
+            self.observe(t, what, SIMULATED_CAREGIVER)
+
+    def observe(self, t: float, what: str, by: str) -> None:
+        """A caregiver's observation (the station's, or a virtual child's simulated caregiver):
+        recorded; a "misread" (a calm face read upset) lets this session's own baseline apply."""
+        self.events.emit(t, "observation", what=what, by=by)
+        if what == "misread" and self.child is not None:
+            self.child.baseline.confirm_calm()
 
     def _record_levels(self, t: float, levels: Levels, force: bool = False) -> None:
         last = self._last_levels

@@ -9,7 +9,7 @@ always the default scenario, and a random one each session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,7 +22,8 @@ from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.core.plotting import pyplot, save_figure
 from relaxd.outputs.settings import ActuatorSettings
-from relaxd.sim.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
+from relaxd.sim.child_file import FAMILIES
+from relaxd.sim.virtual_child import Caregiver, ChildModel, Playing, VirtualChild, colour_family
 from relaxd.vision.baseline import Baseline
 from relaxd.vision.mood import MoodSmoother
 
@@ -38,14 +39,47 @@ class Played:
     true_calm: float
     baseline_after: float
     false_halts: int = 0  # halts while the child's true mood was not negative
+    #: Per spell of true upset: seconds from its start to the chair's first reduction and
+    #: first halt in it (None: none came before the spell ended).
+    to_reduce: list[float | None] = field(default_factory=list)
+    to_halt: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class _Upsets:
+    """The spells of the child's true upset and how long the chair took to answer each."""
+
+    since: float | None = None
+    reduce: list[float | None] = field(default_factory=list)
+    halt: list[float | None] = field(default_factory=list)
+
+    def tick(self, t: float, upset: bool, actions: Sequence[str]) -> None:
+        if upset and self.since is None:
+            self.since = t
+            self.reduce.append(None)
+            self.halt.append(None)
+        elif not upset:
+            self.since = None
+        if self.since is None:
+            return
+        for action, seen in (("reduce", self.reduce), ("halt", self.halt)):
+            if action in actions and seen[-1] is None:
+                seen[-1] = t - self.since
 
 
 def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Baseline | None,
-                 caps: Any = None) -> Played:
-    """One whole session, closed loop; pure and deterministic per seed."""
+                 caps: Any = None, body: bool = True) -> Played:
+    """One whole session, closed loop; pure and deterministic per seed. ``body``: the
+    scenario's body channel as written (else switched off)."""
+    if not body:
+        scenario = replace(scenario, rules=replace(
+            scenario.rules, body=replace(scenario.rules.body, use=False)))
     controller = Controller(scenario, caps=caps or ActuatorSettings().caps())
+    controller.calm_breathing = model.breathing[0]  # as the chair's, once learned
     smoother, child = MoodSmoother(), VirtualChild(model)
-    rng, caregiver = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    rng, caregiver = np.random.default_rng(seed), Caregiver(CAREGIVER_NOTICES,
+                                                            np.random.default_rng([seed, 1]))
+    lungs, upsets = child.body(), _Upsets()
     events: list[dict[str, Any]] = [{"t": 0.0, "type": "session", "state": "start",
                                      "scenario": scenario.name,
                                      "baseline": baseline.learned if baseline else 0.0}]
@@ -59,33 +93,28 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         if reading.mood != last_mood:
             last_mood = reading.mood
             events.append({"t": t, "type": "mood", "mood": reading.mood.value})
-        step = controller.step(t, reading)
-        events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
-        halted = any(d.action == "halt" for d in step.decisions)
+        step = controller.step(t, reading, lungs.update(t, child.x, playing.tempo))
+        actions = [d.action for d in step.decisions]
+        events += [{"t": t, "type": "decision", "action": a} for a in actions]
+        upsets.tick(t, mood.value == "negative", actions)
+        halted = "halt" in actions
         false_halts += halted and mood.value != "negative"
-        seen = _caregiver_sees(t, halted, mood.value, caregiver)
-        if baseline and any(e["what"] == "misread" for e in seen):
+        what = caregiver.on_halt(mood.value == "negative") if halted else None
+        if baseline and what == "misread":
             baseline.confirm_calm()  # as the station's "misread" does on the chair
-        events += seen
+        events += [{"t": t, "type": "observation", "what": what}] if what else []
         if step.state is State.ENDED:
             break
-        playing = Playing.of(step.levels, step.stimulus)
+        playing = Playing.of(step.levels, step.stimulus, step.breath)
         t += TICK_S
     score = score_session(events, scenario.name)
     return Played(score, calm_ticks / max(ticks, 1),
-                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts)
+                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts,
+                  upsets.reduce, upsets.halt)
 
 
 #: How often the caregiver beside the chair records what they saw when it halts.
 CAREGIVER_NOTICES = 0.8
-
-
-def _caregiver_sees(t: float, halted: bool, mood: str, rng: np.random.Generator) -> list[dict]:
-    """On a halt, the caregiver present (intended use) taps what they saw at the station, most
-    of the time: "misread" for a calm child, "upset" for an upset one."""
-    if not halted or rng.random() >= CAREGIVER_NOTICES:
-        return []
-    return [{"t": t, "type": "observation", "what": "upset" if mood == "negative" else "misread"}]
 
 
 def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:

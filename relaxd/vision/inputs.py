@@ -53,6 +53,13 @@ def hand_over(input: object, outputs: ChairOutputs) -> None:
         take(outputs)
 
 
+def seen_by_caregiver(input: object, t: float, actions: Sequence[str]) -> list[str]:
+    """What a simulated caregiver marks at the station after the chair's ``actions`` at ``t``
+    (observations: ``upset``, ``misread``); [] for inputs without one (every real one)."""
+    see = getattr(input, "caregiver_sees", None)
+    return list(see(t, actions)) if see is not None else []
+
+
 class Input(Protocol):
     #: A script stands in for the child (and the caregiver's hands): the session may end with it.
     scripted: bool
@@ -147,6 +154,27 @@ class VisionInput:
         self.source.close()
 
 
+@dataclass(frozen=True)
+class ScriptedBody:
+    """A mood script's body tracks, each held from its entry on: vitals while the child is
+    seen once any was given (pulse unknown unless given; a given rate's quality is 1)."""
+
+    breathing: float | None = None
+    movement: float = 0.0
+    pulse: float | None = None
+    given_once: bool = False
+
+    def given(self, entry: ScriptEntry) -> ScriptedBody:
+        return ScriptedBody(
+            entry.breathing if entry.breathing is not None else self.breathing,
+            entry.movement if entry.movement is not None else self.movement,
+            entry.pulse if entry.pulse is not None else self.pulse, True)
+
+    def vitals(self) -> Vitals:
+        return Vitals(self.breathing, self.pulse, self.movement,
+                      float(self.breathing is not None), float(self.pulse is not None))
+
+
 class ScriptInput:
     """Moods from a mood script (``relaxd.control.scenario.load_mood_script``); at each ``press`` and
     ``release`` it calls ``buttons(action, button)``, which works the simulated button as a
@@ -164,6 +192,7 @@ class ScriptInput:
         self._next = 0
         self._reading = MoodSample(Mood.NO_FACE, 0.0)
         self._buttons = buttons
+        self._body = ScriptedBody()
 
     @property
     def exhausted(self) -> bool:
@@ -175,11 +204,15 @@ class ScriptInput:
             self._next += 1
             if entry.mood is not None:
                 self._reading = MoodSample(Mood(entry.mood), entry.confidence)
+            if entry.body:
+                self._body = self._body.given(entry)
             elif entry.press is not None:
                 self._buttons("press", entry.press)
-            elif entry.release is not None:  # each entry is one of the three
+            elif entry.release is not None:  # each entry is one of these
                 self._buttons("release", entry.release)
-        return Sensed(self._reading)
+        seen = self._reading.mood is not Mood.NO_FACE and self._body.given_once
+        return Sensed(self._reading, vitals=self._body.vitals() if seen else None,
+                      chest_seen=True if seen else None)
 
     def chair(self, outputs: ChairOutputs) -> None:
         pass
