@@ -90,3 +90,33 @@ def test_a_virtual_childs_caregiver_marks_halts_as_the_station_does(tmp_path):
                str(tmp_path / "e2.jsonl"))
     assert r.returncode == 0 and not [e for e in events(tmp_path / "e2.jsonl")
                                       if e["type"] == "observation"]
+
+
+def test_an_upset_spell_is_timed_to_the_chairs_first_reduction_and_halt():
+    from relaxd.sim.study import _Upsets
+
+    spells = _Upsets()
+    for t, upset, actions in ((0, False, []), (10, True, []), (20, True, ["reduce"]),
+                              (25, True, ["reduce"]), (40, True, ["halt"]), (50, False, []),
+                              (60, True, []), (70, False, ["halt"])):
+        spells.tick(t, upset, actions)
+    assert spells.reduce == [10, None] and spells.halt == [30, None]
+
+
+def test_the_study_reports_the_body_channel_against_the_face_alone(capsys):
+    """Flat-affect twins are answered only with the body channel; the children as generated
+    alike either way; no halt of a child who was not upset is added."""
+    from relaxd.cli import main
+    from relaxd.sim.study import body_channel, generate_children, study_scenarios
+
+    scenarios = study_scenarios(None)
+    body = body_channel(generate_children(6, scenarios, 1), scenarios, seed=1, sessions=2)
+    with_body, face = body["with body"], body["face only"]
+    assert with_body["flat_to_reduce_share"] >= 0.9 > face["flat_to_reduce_share"] + 0.3
+    assert with_body["flat_to_halt_s"] < 90 and with_body["flat_spells"] >= 4
+    assert with_body["to_reduce_s"] <= face["to_reduce_s"]
+    assert with_body["false_halts_per_session"] <= face["false_halts_per_session"] + 0.1
+    assert main(["children", "study", "--children", "2", "--sessions", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "body channel: 2 children and their flat-affect twins" in out
+    assert "seconds from upset to halt (median)" in out

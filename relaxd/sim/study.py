@@ -238,7 +238,79 @@ def run_study(n_children: int, n_sessions: int, seed: int,
             run_arm("random", children, scenarios, n_sessions, seed,
                     lambda i, k, arm, rng, b: names[int(rng.integers(len(names)))], False)]
     return {"children": children, "best": best, "arms": arms,
-            "summary": {a.name: summarise(a, best, children) for a in arms}}
+            "summary": {a.name: summarise(a, best, children) for a in arms},
+            "body": body_channel(children, scenarios, seed)}
+
+
+#: Sessions each child (and its flat-affect twin) plays in the body channel's comparison.
+BODY_SESSIONS = 3
+
+
+def body_channel(children: Sequence[ChildModel], scenarios: Sequence[Scenario],
+                 seed: int, sessions: int = BODY_SESSIONS) -> dict[str, dict[str, float]]:
+    """The body channel's worth: every child, and a twin whose face reads neutral while upset and
+    has no bias (flat affect: only the body shows the upset), plays ``sessions`` random scenarios
+    (no baseline) with the body channel and without it, on the same seeds. Per arm: how soon after
+    the child becomes upset the chair reduces and halts, and the halts of children who were not
+    upset."""
+    twins = [replace(m, flat_affect=True, face_bias=(0.0, 0.0, 0.0)) for m in children]
+    rng = np.random.default_rng([seed, 25])
+    plan = [(m, scenarios[int(rng.integers(len(scenarios)))], seed * 7919 + i * 31 + k)
+            for i, m in enumerate([*children, *twins]) for k in range(sessions)]
+    out = {}
+    for arm, body in (("with body", True), ("face only", False)):
+        played = [play_session(m, sc, s, None, body=body) for m, sc, s in plan]
+        out[arm] = {**_latencies(played, n_flat=len(twins) * sessions), "sessions": sessions}
+    return out
+
+
+def _latencies(played: Sequence[Played], n_flat: int) -> dict[str, float]:
+    """Upset spells, the share the chair reduced and halted within, the median seconds it took
+    (over every spell: one not answered counts as never), of the children as generated and of
+    their flat-affect twins (the last ``n_flat`` sessions); halts while the child was not upset,
+    per session."""
+    def answered(key: str, rows: Sequence[Played]) -> tuple[float, float]:
+        """The share of spells answered, and the median seconds over every spell (a spell
+        not answered counts as never: inf)."""
+        times = [np.inf if x is None else x for p in rows for x in getattr(p, key)]
+        if not times:
+            return 0.0, float("nan")
+        return float(np.mean(np.isfinite(times))), float(np.median(times))
+
+    face, flat = played[:len(played) - n_flat], played[len(played) - n_flat:]
+    out = {"spells": float(sum(len(p.to_reduce) for p in face)),
+           "flat_spells": float(sum(len(p.to_reduce) for p in flat)),
+           "false_halts_per_session": float(np.mean([p.false_halts for p in played]))}
+    for name, rows in (("", face), ("flat_", flat)):
+        for key in ("to_reduce", "to_halt"):
+            share, median = answered(key, rows)
+            out[f"{name}{key}_share"], out[f"{name}{key}_s"] = share, median
+    return out
+
+
+def format_body(body: dict[str, dict[str, float]], n_children: int) -> str:
+    """The body channel's table: with it and with the face only."""
+    rows = [("children as generated: upset spells", "spells", "{:.0f}"),
+            ("  reduced within the spell", "to_reduce_share", "{:.0%}"),
+            ("  seconds from upset to reduction (median, never: -)", "to_reduce_s", "{:.1f}"),
+            ("  halted within the spell", "to_halt_share", "{:.0%}"),
+            ("  seconds from upset to halt (median)", "to_halt_s", "{:.1f}"),
+            ("flat-affect twins: upset spells", "flat_spells", "{:.0f}"),
+            ("  reduced within the spell", "flat_to_reduce_share", "{:.0%}"),
+            ("  seconds from upset to reduction (median)", "flat_to_reduce_s", "{:.1f}"),
+            ("  halted within the spell", "flat_to_halt_share", "{:.0%}"),
+            ("  seconds from upset to halt (median)", "flat_to_halt_s", "{:.1f}"),
+            ("halts per session of children not upset", "false_halts_per_session", "{:.3f}")]
+    arms = list(body)
+    lines = [f"body channel: {n_children} children and their flat-affect twins x "
+             f"{body[arms[0]]['sessions']:.0f} random scenarios",
+             f"{'':<56}" + "".join(f"{a:>11}" for a in arms)]
+    def cell(value: float, fmt: str) -> str:
+        return "-" if not np.isfinite(value) else fmt.format(value)
+
+    lines += [f"{label:<56}" + "".join(f"{cell(body[a][key], fmt):>11}" for a in arms)
+              for label, key, fmt in rows]
+    return "\n".join(lines)
 
 
 def format_table(summary: dict[str, dict[str, float]], n_children: int, n_sessions: int) -> str:
