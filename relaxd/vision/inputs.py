@@ -17,7 +17,7 @@ from relaxd.control.scenario import ScriptEntry
 from relaxd.core.labels import EMOTIONS, Mood, mood_probs
 from relaxd.vision.body.vitals import BodySignals, ChairOutputs, Vitals
 from relaxd.vision.calibration import MoodCalibration
-from relaxd.vision.camera import Frame, FrameFeed, NoInput, mean_rgb
+from relaxd.vision.camera import Frame, FrameFeed, NoInput, mean_rgb, tell_face_exposure
 from relaxd.vision.consensus import TalkFilter
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, FaceDetector, crop_face, to_gray
@@ -51,6 +51,13 @@ def hand_over(input: object, outputs: ChairOutputs) -> None:
     take = getattr(input, "chair", None)
     if take is not None:
         take(outputs)
+
+
+def face_luma(gray: np.ndarray, box: Box) -> float:
+    """The mean luma of the face's middle (its skin, not the hair or background at its box's
+    edges)."""
+    x, y, w, h = box.x + box.w // 4, box.y + box.h // 4, box.w // 2, box.h // 2
+    return float(gray[y:y + h, x:x + w].mean())
 
 
 def seen_by_caregiver(input: object, t: float, actions: Sequence[str]) -> list[str]:
@@ -119,6 +126,7 @@ class VisionInput:
             return Sensed(self.smoother.update(t, None), no_input=frame.reason)
         gray = to_gray(frame.image)
         found = self.detector.track(gray)
+        tell_face_exposure(self.source, t, None if found.box is None else face_luma(gray, found.box))
         if found.box is None:
             self.talk.lost()
             if self.body is not None:
