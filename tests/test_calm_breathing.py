@@ -117,7 +117,7 @@ def _session(store: ChildStore, tmp_path: Path, breathing: float,
 def test_a_childs_calm_rate_is_learned_from_calm_sessions_and_shown(tmp_path):
     store = ChildStore(tmp_path)
     store.add("ada", "Ada", birth_year=2018)
-    assert "21 / min (age default for born 2018; not learned yet)" in breathing_line(
+    assert "21 / min (the age default for born 2018; not learned yet)" in breathing_line(
         store.get("ada"), 2026)
     _session(store, tmp_path, 17.0).finish()  # calm, own rate 17: 21 -> 19
     store = ChildStore(tmp_path)
@@ -127,13 +127,15 @@ def test_a_childs_calm_rate_is_learned_from_calm_sessions_and_shown(tmp_path):
     child = store.get("ada")
     assert child.learned["calm_breathing"] == 21 - CALM_STEP
     line = breathing_line(child, 2026)
-    assert "19.0 / min (learned from calm sessions, within 16..27" in line, line
+    assert "19.0 / min (learned from calm sessions, kept within 16..27 around the age default " \
+        "for born 2018, 21)" in line, line
     store.close()
 
 
 def test_the_adult_default_is_said_when_no_birth_year_is_recorded(tmp_path):
     store = ChildStore(tmp_path)
     child = store.add("bo")
-    assert "14 / min (adult default: birth year not recorded" in breathing_line(child)
+    assert "14 / min (the adult default: birth year not recorded; not learned yet)" \
+        in breathing_line(child)
     assert default_calm_breathing(None) == 14
     store.close()

@@ -43,14 +43,14 @@ def breathing_line(child: Child, year: int | None = None) -> str:
     """The calm breathing rate the chair compares the child's breathing with, and whence."""
     age = age_from_birth_year(child.birth_year, year or date.today().year)
     default = default_calm_breathing(age)
-    whence = (f"age default for born {child.birth_year}" if age is not None
-              else "adult default: birth year not recorded")
+    whence = (f"the age default for born {child.birth_year}" if age is not None
+              else "the adult default: birth year not recorded")
     learned = child.learned.get("calm_breathing")
-    low, high = (f * default for f in CALM_BOUNDS)
     if learned is None:
         return f"  calm breathing: {default:.0f} / min ({whence}; not learned yet)"
+    low, high = (f * default for f in CALM_BOUNDS)
     return (f"  calm breathing: {calm_breathing(learned, age):.1f} / min (learned from calm "
-            f"sessions, within {low:.0f}..{high:.0f}; {whence} {default:.0f})")
+            f"sessions, kept within {low:.0f}..{high:.0f} around {whence}, {default:.0f})")
 
 
 def _following(ss: list[SessionScore]) -> str:

@@ -88,14 +88,15 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:32] or "virtual"
 
 
-def _profile(store: ChildStore, child_id: str, add_unknown: bool, name: str | None,
+def _profile(store: ChildStore, child_id: str, add_unknown: bool, virtual: Any,
              retention_days: int) -> Child:
     child = store.find(check_id(child_id))
     if child is not None:
         return child
     if not add_unknown:
         raise RelaxdError(f"no child '{child_id}' on this chair (relaxd children add)")
-    child = store.add(child_id, name, retention_days=retention_days)
+    child = store.add(child_id, virtual.name if virtual else None, retention_days=retention_days,
+                      birth_year=virtual.birth_year if virtual else None)
     store.consent(child, "simulation (virtual child)", "camera")
     return store.get(child_id)
 
@@ -156,8 +157,7 @@ def child_session(options: RunOptions, config: Any, camera: bool, virtual: Any =
             raise RelaxdError("--scenario auto and --scenarios need --child ID")
         return None
     store = ChildStore(state_dir)
-    child = _profile(store, child_id, add_unknown, virtual.name if virtual else None,
-                     config.children.retention_days)
+    child = _profile(store, child_id, add_unknown, virtual, config.children.retention_days)
     folder = options.scenarios if options.scenarios else \
         Path(config.scenario).parent
     scenario, why = choose_scenario(store, child, options.scenario, folder, config.scenario)

@@ -7,7 +7,8 @@ every value out of range is reported as FILE:LINE:COL (:mod:`relaxd.core.yamlspe
     dislikes: {vibration: pulse}
     face_bias: {negative: 0.1}       # her calm face over-reads negative a little
     flat_affect: false               # true: her face reads neutral while she is upset
-    breathing: {calm: 20, upset: 32} # breaths a minute at rest and when upset
+    birth_year: 2018                 # her profile's, when simulation makes it
+    breathing: {calm: 21, upset: 34} # breaths a minute at rest and when upset
     restless: 0.8                    # her restlessness (0..1) when upset
     caregiver: {marks: 0.8}          # the chance per halt that the caregiver marks it
     seed: 3
@@ -79,8 +80,9 @@ class FaceBias:
 class Breathing:
     """The child's breathing, breaths a minute."""
 
-    calm: float = spec(20.0, min=4, max=60, help="at rest")
-    upset: float = spec(32.0, min=4, max=60, help="when upset")
+    calm: float = spec(14.0, min=4, max=60, help="at rest (default: the chair's for an "
+                                                  "unknown age)")
+    upset: float = spec(24.0, min=4, max=60, help="when upset")
 
     def check(self) -> Iterable[tuple[str | None, str]]:
         if self.upset <= self.calm:
@@ -106,6 +108,8 @@ class ChildFile:
     dislikes: Aspects = spec(default_factory=Aspects, help="what drifts the mood to negative")
     face_bias: FaceBias = spec(default_factory=FaceBias, help="how the face over-reads moods")
     flat_affect: bool = spec(False, help="the face reads neutral while the child is upset")
+    birth_year: int | None = spec(None, min=1900, max=2100,
+                                  help="the profile's birth year, when simulation makes one")
     breathing: Breathing = spec(default_factory=Breathing, help="breaths a minute")
     restless: float = spec(0.8, min=0.1, max=1, help="restlessness when upset, 0..1")
     caregiver: CaregiverSpec = spec(default_factory=CaregiverSpec,

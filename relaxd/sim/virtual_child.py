@@ -94,16 +94,18 @@ class ChildModel:
     dislikes: frozenset[tuple[str, str]] = frozenset()
     seed: int = 0
     flat_affect: bool = False
-    breathing: tuple[float, float] = (20.0, 32.0)  # calm, upset: breaths a minute
+    breathing: tuple[float, float] = (14.0, 24.0)  # calm, upset: breaths a minute
     restless: float = 0.8
     marks: float = 0.0  # the caregiver's chance per halt of marking it
+    birth_year: int | None = None  # the profile's, when simulation makes one
 
     @classmethod
     def of_file(cls, f: ChildFile) -> ChildModel:
         b = f.face_bias
         return cls(f.name, f.resting, (b.negative, b.neutral, b.positive), f.likes.pairs(),
                    f.dislikes.pairs(), f.seed, f.flat_affect,
-                   (f.breathing.calm, f.breathing.upset), f.restless, f.caregiver.marks)
+                   (f.breathing.calm, f.breathing.upset), f.restless, f.caregiver.marks,
+                   f.birth_year)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "") -> ChildModel:
