@@ -101,6 +101,9 @@ def test_an_upset_spell_is_timed_to_the_chairs_first_reduction_and_halt():
                               (60, True, []), (70, False, ["halt"])):
         spells.tick(t, upset, actions)
     assert spells.reduce == [10, None] and spells.halt == [30, None]
+    spells.tick(80, True, [], running=False)  # begins while the chair is halted: not timed
+    spells.tick(90, True, ["halt"])
+    assert spells.halt == [30, None]
 
 
 def test_the_study_reports_the_body_channel_against_the_face_alone(capsys):

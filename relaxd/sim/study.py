@@ -47,20 +47,24 @@ class Played:
 
 @dataclass
 class _Upsets:
-    """The spells of the child's true upset and how long the chair took to answer each."""
+    """The spells of the child's true upset that begin while the chair plays as written
+    (``running``: not already reduced, halted, paused or fading), and how long the chair took
+    to answer each."""
 
     since: float | None = None
+    counted: bool = False
     reduce: list[float | None] = field(default_factory=list)
     halt: list[float | None] = field(default_factory=list)
 
-    def tick(self, t: float, upset: bool, actions: Sequence[str]) -> None:
+    def tick(self, t: float, upset: bool, actions: Sequence[str], running: bool = True) -> None:
         if upset and self.since is None:
-            self.since = t
-            self.reduce.append(None)
-            self.halt.append(None)
+            self.since, self.counted = t, running
+            if running:
+                self.reduce.append(None)
+                self.halt.append(None)
         elif not upset:
             self.since = None
-        if self.since is None:
+        if self.since is None or not self.counted:
             return
         for action, seen in (("reduce", self.reduce), ("halt", self.halt)):
             if action in actions and seen[-1] is None:
@@ -93,10 +97,11 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         if reading.mood != last_mood:
             last_mood = reading.mood
             events.append({"t": t, "type": "mood", "mood": reading.mood.value})
+        running = controller.state is State.RUNNING
         step = controller.step(t, reading, lungs.update(t, child.x, playing.tempo))
         actions = [d.action for d in step.decisions]
         events += [{"t": t, "type": "decision", "action": a} for a in actions]
-        upsets.tick(t, mood.value == "negative", actions)
+        upsets.tick(t, mood.value == "negative", actions, running=running)
         halted = "halt" in actions
         false_halts += halted and mood.value != "negative"
         what = caregiver.on_halt(mood.value == "negative") if halted else None
