@@ -37,12 +37,12 @@ import yaml
 from relaxd.core.labels import MOODS, Mood
 from relaxd.core.options import RunOptions
 from relaxd.sim.child_body import VirtualBody
-from relaxd.sim.child_file import ChildFile, read_child_file
+from relaxd.sim.child_file import ASPECT_VALUES, ChildFile, read_child_file
 
 PLAYING = 0.05
 SWAP_SHARE = 0.15
 TO_POSITIVE_S, TO_NEGATIVE_S, TO_REST_S = 60.0, 30.0, 60.0
-ASPECTS = ("colour", "audio", "vibration")
+ASPECTS = tuple(ASPECT_VALUES)  # colour, audio, vibration
 _X = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 
