@@ -104,6 +104,10 @@ def test_an_upset_spell_is_timed_to_the_chairs_first_reduction_and_halt():
     spells.tick(80, True, [], running=False)  # begins while the chair is halted: not timed
     spells.tick(90, True, ["halt"])
     assert spells.halt == [30, None]
+    spells.tick(100, False, [])
+    spells.tick(110, True, ["reduce"])
+    spells.end()  # still upset when the session ended: cut short, not timed
+    assert spells.reduce == [10, None] and spells.halt == [30, None]
 
 
 def test_the_study_reports_the_body_channel_against_the_face_alone(capsys):

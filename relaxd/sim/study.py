@@ -48,8 +48,8 @@ class Played:
 @dataclass
 class _Upsets:
     """The spells of the child's true upset that begin while the chair plays as written
-    (``running``: not already reduced, halted, paused or fading), and how long the chair took
-    to answer each."""
+    (``running``: not already reduced, halted, paused or fading) and end before the session
+    does, and how long the chair took to answer each."""
 
     since: float | None = None
     counted: bool = False
@@ -69,6 +69,12 @@ class _Upsets:
         for action, seen in (("reduce", self.reduce), ("halt", self.halt)):
             if action in actions and seen[-1] is None:
                 seen[-1] = t - self.since
+
+    def end(self) -> None:
+        """The session is over: a spell still going was cut short by its end, not timed."""
+        if self.since is not None and self.counted:
+            self.reduce.pop()
+            self.halt.pop()
 
 
 def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Baseline | None,
@@ -113,6 +119,7 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         playing = Playing.of(step.levels, step.stimulus, step.breath)
         t += TICK_S
     score = score_session(events, scenario.name)
+    upsets.end()
     return Played(score, calm_ticks / max(ticks, 1),
                   baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts,
                   upsets.reduce, upsets.halt)
