@@ -64,6 +64,10 @@ class Config:
     #: The file this was read from (None: all defaults).
     path: Path | None = field(default=None, init=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # The Pi camera's locked exposure is a whole number of the LEDs' PWM periods.
+        self.camera.light_pwm_hz = self.actuators.light_frequency
+
     def pins(self) -> dict[str, int]:
         """Every GPIO the chair uses, by what it is (unfitted ones left out)."""
         named = {**self.actuators.pins(), **self.safety.pins(), **self.alerts.pins()}

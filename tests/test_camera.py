@@ -222,6 +222,7 @@ class FakePicamera2:
         if FakePicamera2.fail_open:
             raise RuntimeError("Camera __init__ sequence did not complete.")
         self.frames = 2
+        self.controls: list[dict] = []
         self.config = None
         self.stopped = self.closed = False
         FakePicamera2.instances.append(self)
@@ -235,8 +236,8 @@ class FakePicamera2:
     def start(self):
         pass
 
-    def capture_array(self, name, wait):
-        assert name == "main" and wait is False
+    def capture_arrays(self, names, wait):
+        assert names == ["main"] and wait is False
         return "job"
 
     def wait(self, job, timeout):
@@ -246,7 +247,10 @@ class FakePicamera2:
         w, h = self.config["main"]["size"]
         yuv = np.full((h * 3 // 2, w), 77, np.uint8)
         yuv[:h] = 9                                 # the Y plane
-        return yuv
+        return [yuv], {"ExposureTime": 9000, "AnalogueGain": 2.0, "ColourGains": (1.8, 1.5)}
+
+    def set_controls(self, controls):
+        self.controls.append(controls)
 
     def stop(self):
         self.stopped = True
@@ -274,6 +278,21 @@ def test_pi_camera_gives_the_y_plane_as_gray(fake_picamera2):
         source.read()
     source.close()
     assert cam.stopped and cam.closed
+
+
+def test_pi_camera_locks_exposure_once_settled_on_a_well_exposed_face(fake_picamera2):
+    """The thin shell: the face's brightness and the frame's metadata go to the lock, its
+    controls to picamera2 (the decisions: tests/test_exposure.py)."""
+    source = open_source("picamera")
+    cam = fake_picamera2.instances[0]
+    cam.frames = 30
+    for i in range(25):
+        source.read()
+        source.face_exposure(i / 10, 120.0)
+    assert len(cam.controls) == 1
+    assert cam.controls[0] == {"AeEnable": False, "AwbEnable": False, "ExposureTime": 10000,
+                               "AnalogueGain": 1.8, "ColourGains": (1.8, 1.5)}
+    source.close()
 
 
 def test_pi_camera_that_cannot_open(fake_picamera2):

@@ -21,6 +21,7 @@ from relaxd.commands.check import (
     Check,
     check_audio,
     check_camera,
+    check_camera_view,
     check_config,
     check_estop,
     check_model,
@@ -28,6 +29,7 @@ from relaxd.commands.check import (
     check_scenario,
     check_state_dir,
     report,
+    sample_face,
 )
 from relaxd.core.errors import RelaxdError
 from relaxd.daemon.hardware import SimulatedHands
@@ -99,7 +101,7 @@ def test_simulated_run_passes(config_file, capsys):
     assert check.run(args) == 0
     out = capsys.readouterr().out.splitlines()
     names = [line[6:20].strip() for line in out[:-1]]
-    assert names == ["config", "scenario", "camera", "model", "light red", "light green",
+    assert names == ["config", "scenario", "camera", "camera view", "model", "light red", "light green",
                      "light blue", "vibration", "buzzer", "alert LED", "e-stop", "reset button",
                      "audio", "state dir", "temperature", "throttling", "station"]
     assert all(line.startswith("ok ") for line in out[:-1]), out
@@ -154,6 +156,31 @@ class Source:
 
     def close(self):
         self.closed = True
+
+
+class Repeating(Source):
+    """The same frame again and again."""
+
+    def __init__(self, image):
+        super().__init__(Frame(image))
+
+
+def _seated(top: int) -> np.ndarray:
+    import cv2
+
+    frame = np.full((480, 640), 128, np.uint8)
+    face, _ = sample_face()
+    frame[top:top + 160, 240:400] = cv2.resize(face, (160, 160))
+    return frame
+
+
+def test_the_camera_view_says_when_the_chest_is_out_of_the_picture():
+    high = check_camera_view(lambda: Repeating(_seated(40)))
+    assert high.ok and not high.warn and "chest below it in view" in high.detail, high
+    low = check_camera_view(lambda: Repeating(_seated(300)))
+    assert low.ok and low.warn and "chest is out of the camera's view" in low.detail, low
+    empty = check_camera_view(lambda: Repeating(np.full((480, 640), 128, np.uint8)))
+    assert empty.warn and "no face in view" in empty.detail
 
 
 def test_camera_ok_and_failures():

@@ -96,6 +96,7 @@ def test_cli_add_show_rename_export_delete(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Ada L (real name)" in out and "Mum" in out and "light <= 0.4" in out
     assert "no pulsing light" in out and "365 days" in out
+    assert "for camera (the face's mood and the body's breathing, pulse and restlessness" in out
     assert main(["children", "export", "ada", "--out", str(tmp_path / "a.json"),
                  "--state-dir", d]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["child"]["id"] == "ada"

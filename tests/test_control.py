@@ -37,6 +37,7 @@ from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop
 from relaxd.safety.latch import FaultLatch
 from relaxd.safety.settings import AlertSettings, SafetySettings
+from relaxd.vision.body.vitals import Vitals
 from relaxd.vision.inputs import Sensed
 
 PINS = ActuatorSettings()
@@ -323,6 +324,32 @@ def test_the_state_carries_the_breath_the_outputs_follow(mock_factory, folder):
         assert 6 <= breath["bpm"] <= 12 and 0 <= breath["phase"] < 1
         assert ask(chair.socket, {"cmd": "stop", "by": "ana"})["ok"]
         wait_for(lambda: chair.state()["breath"] is None, "the breathing to stop with the outputs")
+
+
+class Breathing(Child):
+    """A child seen breathing at 9 a minute, chest in view."""
+
+    def read(self, t: float) -> Sensed:
+        self.ticks += 1
+        return Sensed(MoodSample(self.mood, 0.8), vitals=Vitals(9.0, None, 0.1, 0.8, 0.0),
+                      chest_seen=True)
+
+
+def test_the_state_and_the_record_carry_the_vitals_beside_the_chairs_tempo(mock_factory, folder):
+    """For the station's "Ada 9 / min · chair 7 / min" and the clinic: the latest vitals, the
+    tempo the chair breathes on (None while nothing plays), the chest in view; each recorded
+    ``vitals`` event carries the tempo too."""
+    with Chair(mock_factory, folder, start_on="station", child=Breathing(Mood.NEUTRAL)) as chair:
+        wait_for(lambda: chair.state()["vitals"] is not None, "the vitals")
+        state = chair.state()
+        assert state["vitals"]["breathing"] == 9.0 and state["tempo"] is None
+        assert state["chest_in_view"] is True
+        assert ask(chair.socket, {"cmd": "start", "scenario": "calm-blue-waves"})["ok"]
+        wait_for(lambda: chair.state()["tempo"] is not None, "the tempo")
+        assert 6 <= chair.state()["tempo"] <= 12
+        wait_for(lambda: any(e.get("tempo") for e in chair.of_type("vitals")), "a vitals event")
+        event = next(e for e in chair.of_type("vitals") if e.get("tempo"))
+        assert event["breathing"] == 9.0 and 6 <= event["tempo"] <= 12
 
 
 def test_bad_messages_get_a_one_line_error_and_the_server_lives_on(mock_factory, folder):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from relaxd.commands.sessions import configure, run
@@ -176,3 +177,29 @@ def test_a_damaged_record_is_a_clear_error(tmp_path):
         list_sessions(tmp_path)
     with pytest.raises(RelaxdError, match="session record"):
         load_events(tmp_path, 1)
+
+
+def test_the_plot_draws_the_vitals_beside_the_chairs_tempo(tmp_path):
+    """With ``vitals`` events the plot gains the breathing panel (the child's rate, the chair's
+    tempo, the calm rate) and the pulse and restlessness panel, below mood and levels."""
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from relaxd.records.sessions import plot_events
+
+    events = [{"t": 0.0, "type": "session", "state": "start", "calm_breathing": 21.0},
+              {"t": 0.0, "type": "mood", "mood": "neutral"},
+              {"t": 0.0, "type": "levels", "light": 0.5, "audio": 0.0, "vibration": 0.0}]
+    plain = tmp_path / "plain.png"
+    plot_events(events, plain)
+    events += [{"t": 30.0 + 5 * i, "type": "vitals", "breathing": 12.0 - 0.2 * i,
+                "pulse": 90.0, "movement": 0.1, "quality": {"breathing": 0.8, "pulse": 0.7},
+                "tempo": 8.0} for i in range(20)]
+    both = tmp_path / "vitals.png"
+    plot_events(events, both)
+    small, tall = Image.open(plain).convert("RGB"), Image.open(both).convert("RGB")
+    assert tall.height > small.height * 1.4
+    lower = np.asarray(tall)[int(tall.height * 0.6):]
+    blue = np.all(np.abs(lower.astype(int) - (31, 119, 180)) < 30, axis=-1).sum()
+    red = np.all(np.abs(lower.astype(int) - (214, 39, 40)) < 40, axis=-1).sum()
+    assert blue > 100 and red > 50, (blue, red)

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from relaxd.core.errors import RelaxdError
-from relaxd.core.labels import Mood
-from relaxd.sim.virtual_child import ChildModel, Playing, VirtualChild, colour_family
+from relaxd.core.labels import MOODS, Mood
+from relaxd.core.paths import resource_dir
+from relaxd.core.yamlspec import SpecError
+from relaxd.sim.child_body import WINDOW_S
+from relaxd.sim.virtual_child import Caregiver, ChildModel, Playing, VirtualChild, colour_family, load_child
 
 
 @pytest.mark.parametrize("rgb, family", [((255, 0, 0), "red"), ((255, 154, 64), "orange"),
@@ -48,8 +51,70 @@ def test_frame_probabilities_bias_and_seeded_swaps():
     np.testing.assert_allclose(again[0], frames[0])
 
 
-def test_bad_file_is_one_line():
-    with pytest.raises(RelaxdError, match="face_bias"):
-        ChildModel.from_dict({"name": "x", "face_bias": {"negative": 2}})
-    with pytest.raises(RelaxdError, match="unknown aspect"):
-        ChildModel.from_dict({"name": "x", "likes": {"smell": "rose"}})
+def test_a_bad_file_says_file_line_col_for_every_problem(tmp_path):
+    path = tmp_path / "kid.yaml"
+    path.write_text("name: Kid\nface_bias: {negative: 2}\nlikes: {smell: rose, colour: blu}\n"
+                    "breathing: {calm: 20, upset: 18}\nflat_afect: true\n"
+                    "caregiver: {marks: 1.5}\n")
+    with pytest.raises(SpecError) as err:
+        load_child(path)
+    lines = str(err.value).splitlines()
+    assert lines == [
+        f"{path}:2:23: 'negative' is 2.0, outside 0..1",
+        f"{path}:3:9: unknown key 'smell'",
+        f"{path}:4:23: upset 18 must be faster than calm 20",
+        f"{path}:5:1: unknown key 'flat_afect' (did you mean 'flat_affect'?)",
+        f"{path}:6:20: 'marks' is 1.5, outside 0..1"], lines
+    path.write_text("name: Kid\nlikes: {colour: [blue, blu]}\n")
+    with pytest.raises(SpecError, match=r":2:9: colour 'blu' is not one of red, orange"):
+        load_child(path)
+    with pytest.raises(RelaxdError, match="missing required key 'name'"):
+        ChildModel.from_dict({"resting": "neutral"})
+
+
+def test_the_bundled_virtual_child_reads():
+    model = load_child(resource_dir("scenarios") / "children" / "ada.yaml")
+    assert model.name == "Ada" and ("colour", "blue") in model.likes
+
+
+def test_with_flat_affect_the_face_reads_neutral_while_the_child_is_upset():
+    flat = ChildModel.from_dict({**ADA, "flat_affect": True, "face_bias": {}})
+    child = VirtualChild(flat)
+    child.x = -1.0
+    assert child.mood is Mood.NEGATIVE
+    rng = np.random.default_rng(0)
+    tops = [int(np.argmax(child.face(rng))) for _ in range(200)]
+    assert tops.count(MOODS.index(Mood.NEUTRAL)) / 200 > 0.8
+    plain = VirtualChild(ChildModel.from_dict({**ADA, "face_bias": {}}))
+    plain.x = -1.0
+    tops = [int(np.argmax(plain.face(rng))) for _ in range(200)]
+    assert tops.count(MOODS.index(Mood.NEGATIVE)) / 200 > 0.8
+
+
+def _vitals(model: ChildModel, x: float, tempo: float | None, seconds: float = 60):
+    body, v = VirtualChild(model).body(), None
+    for t in np.arange(0, seconds + 0.01, 0.5):
+        v = body.update(float(t), x, tempo)
+        if t < WINDOW_S:
+            assert v is None  # the first window is not full yet
+    return v
+
+
+def test_the_body_breathes_fast_and_moves_when_upset_and_follows_the_tempo_when_liking():
+    model = ChildModel.from_dict({**ADA, "breathing": {"calm": 20, "upset": 34},
+                                  "restless": 0.9})
+    calm, upset = _vitals(model, 0.0, 7.0), _vitals(model, -1.0, 7.0)
+    liking, unpaced = _vitals(model, 1.0, 7.0), _vitals(model, 1.0, None)
+    assert abs(calm.breathing - 20) < 2 and abs(upset.breathing - 34) < 2
+    assert abs(liking.breathing - 7) < 2 and abs(unpaced.breathing - 17) < 2
+    assert upset.movement > 0.8 and calm.movement < 0.15 and liking.movement < 0.15
+    assert upset.pulse is None and upset.event()["quality"]["breathing"] > 0.5
+
+
+def test_the_caregiver_marks_halts_at_the_files_rate_and_says_what_was_seen():
+    marks = Caregiver(0.8, np.random.default_rng([3, 1]))
+    seen = [marks.on_halt(upset=i % 2 == 0) for i in range(1000)]
+    assert 0.75 < sum(s is not None for s in seen) / 1000 < 0.85
+    assert {s for i, s in enumerate(seen) if s and i % 2 == 0} == {"upset"}
+    assert {s for i, s in enumerate(seen) if s and i % 2} == {"misread"}
+    assert Caregiver(0.0, np.random.default_rng(0)).on_halt(True) is None

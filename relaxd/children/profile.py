@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from relaxd.children.recommend import SCORED_EVENTS, SessionScore, score_session
 from relaxd.children.store import Child, ChildStore
+from relaxd.control.body import CALM_BOUNDS, age_from_birth_year, calm_breathing, default_calm_breathing
 
 _CALM, _UPSET = ("neutral", "positive"), ("negative",)
 
@@ -37,6 +39,25 @@ def _limits(child: Child) -> str:
     return "; ".join(parts) or "the installation's"
 
 
+def breathing_line(child: Child, year: int | None = None) -> str:
+    """The calm breathing rate the chair compares the child's breathing with, and whence."""
+    age = age_from_birth_year(child.birth_year, year or date.today().year)
+    default = default_calm_breathing(age)
+    whence = (f"the age default for born {child.birth_year}" if age is not None
+              else "the adult default: birth year not recorded")
+    learned = child.learned.get("calm_breathing")
+    if learned is None:
+        return f"  calm breathing: {default:.0f} / min ({whence}; not learned yet)"
+    low, high = (f * default for f in CALM_BOUNDS)
+    return (f"  calm breathing: {calm_breathing(learned, age):.1f} / min (learned from calm "
+            f"sessions, kept within {low:.0f}..{high:.0f} around {whence}, {default:.0f})")
+
+
+def _following(ss: list[SessionScore]) -> str:
+    known = [s.following for s in ss if s.following is not None]
+    return f", followed the tempo {sum(known) / len(known):.0%}" if known else ""
+
+
 def scenario_lines(scores: list[SessionScore]) -> list[str]:
     by: dict[str, list[SessionScore]] = {}
     for s in scores:
@@ -44,7 +65,8 @@ def scenario_lines(scores: list[SessionScore]) -> list[str]:
     return [f"  {name:<20} calm in {sum(s.calmed for s in ss)} of {len(ss)}, "
             f"mean calm {sum(s.calm for s in ss) / len(ss):.0%}, halts "
             f"{sum(s.halts for s in ss)}, reductions {sum(s.reductions for s in ss)}, "
-            f"e-stops {sum(s.estops for s in ss)}" for name, ss in sorted(by.items())]
+            f"e-stops {sum(s.estops for s in ss)}{_following(ss)}"
+            for name, ss in sorted(by.items())]
 
 
 def describe(store: ChildStore, child: Child) -> str:
@@ -60,6 +82,7 @@ def describe(store: ChildStore, child: Child) -> str:
              f"  limits: {_limits(child)}",
              f"  baseline correction: p(negative) - {child.learned.get('baseline', 0.0):.2f} "
              f"(at most 0.30; strong negatives never corrected)",
+             breathing_line(child),
              "  agreement with the caregiver: "
              + (f"{ok} of {seen} observations ({ok / seen:.0%})" if seen else "no observations"),
              f"  sessions: {len(sessions)}"

@@ -3,20 +3,23 @@
 A session's **reward** (0..1) puts calm first: the share of face time read calm (neutral or
 positive), raised to the 4th power (:data:`CALM_POWER`: a scenario that leaves the child upset a
 fifth of the time earns less than a calm one with no positive time at all), scales a half, up to
-0.45 more for positive time (among scenarios that calm a child alike, the one that also makes
-them happy must stand out) and 0.05 for calming quickly; less for each reduction, much less for
-a halt or an e-stop; the caregiver's observations (``observation`` events: ``calm``, ``upset``)
-add or take 0.05 each. A session is **calm** when the child read calm 70 % of it with no halt or
-e-stop. Each installed scenario keeps a Beta belief per child whose prior is the pooled record
-of all children (worth :data:`PRIOR_WEIGHT` sessions), and each of the child's own sessions
-counts as :data:`SESSION_WEIGHT` trials (a virtual child's sessions with one scenario score
-alike, so a few of them make a clearly better record win most draws), a quarter of that once the
-child's baseline correction has changed since it was played (their face was read differently
-then, so a scenario tried before the chair knew the face is soon tried again); the next session
-plays the scenario with the highest draw. Cautious: a scenario that halted this child in each of their
-last two sessions with it is left out unless a therapist allowed it again or the child's
-baseline correction changed since; a pinned scenario is always chosen, forbidden ones never.
-Pure: the caller hands in the random generator."""
+0.45 more for positive time (among scenarios that calm a child alike, the one that also makes them
+happy must stand out) and 0.05 for calming quickly; less for each reduction, much less for a halt
+or an e-stop; the caregiver's observations (``observation`` events: ``calm``, ``upset``) add or
+take 0.05 each. Breathing along with the chair's tempo is calm evidence too: the share of the
+session's breathing reports at the tempo (:func:`relaxd.control.body.following`) adds up to
+:data:`FOLLOWING_WORTH`, scaled by the calm share like positive time; it never makes a session
+calm evidence for the face's baseline (``calm_evidence``). A session is **calm** when the child
+read calm 70 % of it with no halt or e-stop. Each installed scenario keeps a Beta belief per child
+whose prior is the pooled record of all children (worth :data:`PRIOR_WEIGHT` sessions), and each
+of the child's own sessions counts as :data:`SESSION_WEIGHT` trials (a virtual child's sessions
+with one scenario score alike, so a few of them make a clearly better record win most draws), a
+quarter of that once the child's baseline correction has changed since it was played (their face
+was read differently then, so a scenario tried before the chair knew the face is soon tried
+again); the next session plays the scenario with the highest draw. Cautious: a scenario that
+halted this child in each of their last two sessions with it is left out unless a therapist
+allowed it again or the child's baseline correction changed since; a pinned scenario is always
+chosen, forbidden ones never. Pure: the caller hands in the random generator."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from relaxd.control.body import following, own_calm_rate
 
 CALM_SHARE = 0.7
 PRIOR_WEIGHT = 2.0
@@ -36,6 +41,9 @@ BASELINE_CHANGED = 0.05
 #: A session played under a baseline correction that has changed since read this child's face
 #: differently (a calm face read upset), so it counts this share of a session.
 STALE_WEIGHT = 0.25
+#: What following the chair's tempo all session adds, inside the calm-scaled part of the
+#: reward (calm first still: it adds nothing to an upset session).
+FOLLOWING_WORTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class SessionScore:
     observed_upset: int = 0
     baseline: float = 0.0      # the child's baseline correction when it was played
     observed_misread: int = 0  # the caregiver saw a calm child the chair read otherwise
+    following: float | None = None  # share of breathing reports at the chair's tempo (body.following)
+    calm_breathing: float | None = None  # the session's own calm breathing (body.own_calm_rate)
 
     @property
     def calm_evidence(self) -> bool:
@@ -65,7 +75,8 @@ class SessionScore:
     @property
     def reward(self) -> float:
         quick = 0.0 if self.time_to_calm is None else max(0.0, 1 - self.time_to_calm / 300)
-        r = (self.calm ** CALM_POWER * (0.5 + 0.45 * self.positive + 0.05 * quick)
+        r = (self.calm ** CALM_POWER * (0.5 + 0.45 * self.positive + 0.05 * quick
+                                        + FOLLOWING_WORTH * (self.following or 0.0))
              - 0.05 * self.reductions - 0.3 * self.halts - 0.5 * self.estops
              + 0.05 * (self.observed_calm - self.observed_upset))
         return float(min(1.0, max(0.0, r)))
@@ -77,7 +88,19 @@ class SessionScore:
 
 
 #: The event types a session's score reads.
-SCORED_EVENTS = ("session", "mood", "decision", "estop", "observation")
+SCORED_EVENTS = ("session", "mood", "decision", "estop", "observation", "vitals")
+
+
+def _breathing(events: Sequence[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(following, own calm rate) from the ``vitals`` events (``breathing``, ``tempo``) and
+    the face's mood at each (:mod:`relaxd.control.body`)."""
+    mood, reports = None, []
+    for e in events:
+        if e["type"] == "mood":
+            mood = e.get("mood")
+        elif e["type"] == "vitals":
+            reports.append((e.get("breathing"), e.get("tempo"), mood in ("neutral", "positive")))
+    return following((b, t) for b, t, _ in reports), own_calm_rate(reports)
 
 
 def _mood_spans(events: Sequence[dict[str, Any]], end: float) -> list[tuple[str, float, float]]:
@@ -97,13 +120,14 @@ def score_session(events: Sequence[dict[str, Any]], scenario: str = "") -> Sessi
     first_calm = next((a for m, a, b in spans if m in ("neutral", "positive") and b - a >= 20), None)
     actions = [e.get("action") for e in events if e["type"] == "decision"]
     observed = [e.get("what") for e in events if e["type"] == "observation"]
+    follow, calm_rate = _breathing(events)
     return SessionScore(
         scenario or start.get("scenario", ""), calm / face,
         sum(b - a for m, a, b in spans if m == "positive") / face, first_calm,
         actions.count("reduce"), actions.count("halt"),
         sum(1 for e in events if e["type"] == "estop" and e.get("action") == "press"),
         observed.count("calm"), observed.count("upset"), float(start.get("baseline", 0.0)),
-        observed.count("misread"))
+        observed.count("misread"), follow, calm_rate)
 
 
 @dataclass(frozen=True)

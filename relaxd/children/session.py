@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from relaxd.children.recommend import SCORED_EVENTS, recommend, score_session
+from relaxd.children.recommend import SCORED_EVENTS, SessionScore, recommend, score_session
 from relaxd.children.store import Child, ChildStore, check_before_session, check_id, steady_light
+from relaxd.control.body import age_from_birth_year, calm_breathing, learn_calm_breathing
 from relaxd.control.controller import Caps
 from relaxd.control.library import bundled_folders, installed_scenarios, load_named
 from relaxd.control.scenario import Scenario, load_scenario
@@ -39,44 +41,62 @@ class ChildSession:
     linked: list[int] = field(default_factory=list)
 
     @property
+    def age(self) -> float | None:
+        """The child's expected age today, from the birth year (None: not recorded)."""
+        return age_from_birth_year(self.child.birth_year, date.today().year)
+
+    @property
+    def calm_breathing(self) -> float:
+        """The child's calm breathing rate: learned, else the age default (adult without)."""
+        return calm_breathing(self.child.learned.get("calm_breathing"), self.age)
+
+    @property
     def start_info(self) -> dict[str, Any]:
-        """For the ``session`` start event: the id only (never the name), and why."""
+        """For the ``session`` start event: the id only (never the name), why, and what the
+        chair compares the child's face and breathing with."""
         return {"child": self.child.id, "why": self.why,
-                "baseline": round(self.baseline.learned, 3)}
+                "baseline": round(self.baseline.learned, 3),
+                "calm_breathing": round(self.calm_breathing, 1)}
 
     def link(self, session_id: int) -> None:
         self.store.link(session_id, self.child.id, self.scenario.name, self.why)
         self.linked.append(session_id)
 
     def finish(self) -> None:
-        """After the session: remember the child's baseline correction, which grows only
-        after a calm session."""
+        """After the session: remember the child's baseline correction and calm breathing,
+        each of which moves only after calm sessions."""
+        scores = self._scores()
         learned = self.child.learned
-        learned["baseline"] = round(self.baseline.updated(self._was_calm()), 3)
+        learned["baseline"] = round(self.baseline.updated(
+            bool(scores) and all(sc.calm_evidence for sc in scores)), 3)
+        rate = learned.get("calm_breathing")
+        for sc in scores:
+            rate = learn_calm_breathing(rate, self.age, sc.calm_breathing, sc.calm_evidence)
+        if rate is not None:
+            learned["calm_breathing"] = rate
         self.store.save(self.child)
         self.store.close()
 
-
-    def _was_calm(self) -> bool:
-        """Every session of this run is calm evidence (``SessionScore.calm_evidence``)."""
+    def _scores(self) -> list[SessionScore]:
+        """This run's sessions, scored, oldest first."""
         mine = [s for s in self.store.sessions(self.child.id, SCORED_EVENTS)
                 if s["id"] in self.linked]
-        scores = [score_session(s["events"]) for s in mine]
-        return bool(scores) and all(sc.calm_evidence for sc in scores)
+        return [score_session(s["events"]) for s in mine]
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:32] or "virtual"
 
 
-def _profile(store: ChildStore, child_id: str, add_unknown: bool, name: str | None,
+def _profile(store: ChildStore, child_id: str, add_unknown: bool, virtual: Any,
              retention_days: int) -> Child:
     child = store.find(check_id(child_id))
     if child is not None:
         return child
     if not add_unknown:
         raise RelaxdError(f"no child '{child_id}' on this chair (relaxd children add)")
-    child = store.add(child_id, name, retention_days=retention_days)
+    child = store.add(child_id, virtual.name if virtual else None, retention_days=retention_days,
+                      birth_year=virtual.birth_year if virtual else None)
     store.consent(child, "simulation (virtual child)", "camera")
     return store.get(child_id)
 
@@ -137,8 +157,7 @@ def child_session(options: RunOptions, config: Any, camera: bool, virtual: Any =
             raise RelaxdError("--scenario auto and --scenarios need --child ID")
         return None
     store = ChildStore(state_dir)
-    child = _profile(store, child_id, add_unknown, virtual.name if virtual else None,
-                     config.children.retention_days)
+    child = _profile(store, child_id, add_unknown, virtual, config.children.retention_days)
     folder = options.scenarios if options.scenarios else \
         Path(config.scenario).parent
     scenario, why = choose_scenario(store, child, options.scenario, folder, config.scenario)

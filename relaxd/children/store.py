@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS children (
     created TEXT NOT NULL,
     consent_by TEXT,                          -- guardian who consented; NULL: no consent
     consent_at TEXT,
-    consent_scope TEXT,                       -- camera | manual
+    consent_scope TEXT,                       -- camera (face and body signals) | manual
     retention_days INTEGER NOT NULL DEFAULT 365,
     limits TEXT NOT NULL DEFAULT '{}',
     learned TEXT NOT NULL DEFAULT '{}'
@@ -88,6 +88,10 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _ANIMALS = ("Otter", "Fox", "Heron", "Badger", "Wren", "Seal", "Lynx", "Robin", "Hare", "Owl",
             "Finch", "Marten")
 SCOPES = ("camera", "manual")
+#: What a consent for the camera covers, in the words shown with it: the face's mood and the
+#: body signals read from the same camera, kept as numbers, never as pictures.
+CAMERA_CONSENT = ("camera (the face's mood and the body's breathing, pulse and restlessness, "
+                  "kept as numbers; no picture is ever stored)")
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,11 @@ class Child:
     learned: dict[str, Any] = field(default_factory=dict)
 
     def consent_line(self) -> str:
+        """What the guardian consented to, by whom and when."""
         if not self.consent_by:
             return "none recorded: no session can run"
-        scope = "camera" if self.consent_scope == "camera" else "manual mode only (no camera)"
+        scope = CAMERA_CONSENT if self.consent_scope == "camera" else \
+            "manual mode only (no camera)"
         return f"{self.consent_by}, {self.consent_at}, for {scope}"
 
 

@@ -1,6 +1,7 @@
 """``relaxd check``: is this chair ready? One ``ok``/``FAIL`` line per part, exit 1 on any failure.
 
-Checks: the configuration and its scenario, the camera (opens, gives a frame), the emotion model
+Checks: the configuration and its scenario, the camera (opens, gives a frame; WARN when no face
+is in view or the chest region below it is out of the picture), the emotion model
 (loads, classifies a face), each output pin (claimed and driven), the e-stop's sense line
 (readable, released: a broken wire to an NC contact reads pressed), the reset button (not
 stuck), the audio output (opens), the state directory (writable, SQLite opens), the daemon's
@@ -105,6 +106,47 @@ def check_camera(open_source: Callable[[], Any]) -> Check:
         height, width = frame.image.shape[:2]
         return f"{source.name}: {width}x{height} frame in {took:.2f} s"
     return attempt("camera", run)
+
+
+#: Frames ``camera view`` reads looking for a face before it says none is in view.
+VIEW_FRAMES = 15
+
+
+def check_camera_view(open_source: Callable[[], Any], frames: int = VIEW_FRAMES) -> Check:
+    """Where the body signals are read: a face in view with the chest region below it in the
+    picture (breathing and movement need it). WARN, not FAIL: nobody may be seated, and the
+    face's mood is read without the chest."""
+    from relaxd.vision.body.regions import place
+    from relaxd.vision.faces import FaceDetector, to_gray
+
+    try:
+        source, detector = open_source(), FaceDetector()
+    except Exception as exc:  # noqa: BLE001 - the camera check above says what failed
+        return Check("camera view", True, f"not checked: {_message(exc)}", warn=True)
+    try:
+        for _ in range(frames):
+            frame = source.read()
+            if frame is None or not hasattr(frame, "image"):
+                break
+            gray = to_gray(frame.image)
+            box = detector.track(gray).box
+            if box is not None:
+                return _view(box, place(box, gray.shape[1], gray.shape[0]).chest is not None)
+    except Exception as exc:  # noqa: BLE001 - the camera check above says what failed
+        return Check("camera view", True, f"not checked: {_message(exc)}", warn=True)
+    finally:
+        source.close()
+    return Check("camera view", True, "no face in view: seat someone to check that the chest "
+                 "is in the picture", warn=True)
+
+
+def _view(face: Any, chest: bool) -> Check:
+    if chest:
+        return Check("camera view", True, f"face at {face.x},{face.y} ({face.w}x{face.h}) "
+                     "with the chest below it in view")
+    return Check("camera view", True, "the chest is out of the camera's view: breathing and "
+                 "movement cannot be read (aim the camera lower or seat the child higher)",
+                 warn=True)
 
 
 def sample_face() -> tuple[np.ndarray, str]:
@@ -317,15 +359,17 @@ def _real_factory(scratch: Path) -> Any:
 
 
 def _synthetic_source(folder: Path) -> Callable[[], Any]:
-    """An image-folder source holding one 640x480 frame with the sample face in it."""
+    """An image-folder source of 640x480 frames with the sample face in it, the chest's place
+    below it in the picture."""
     import cv2
 
     from relaxd.vision.camera import ImageFolderSource
 
     frame = np.full((480, 640), 128, np.uint8)
     face, _ = sample_face()
-    frame[120:360, 200:440] = cv2.resize(face, (240, 240))
-    cv2.imwrite(str(folder / "frame.png"), frame)
+    frame[40:200, 240:400] = cv2.resize(face, (160, 160))  # the chest below it in view
+    for i in range(VIEW_FRAMES):  # the face search spreads over frames
+        cv2.imwrite(str(folder / f"frame{i:02d}.png"), frame)
     return lambda: ImageFolderSource(folder)
 
 
@@ -343,7 +387,9 @@ def run_checks(config_path: str | Path | None, simulate: bool) -> Iterator[Check
 
 def _hardware_checks(config: Config, hw: ChairHardware, scratch: Path) -> Iterator[Check]:
     kept = hw.kept_latch()
-    yield check_camera(_synthetic_source(scratch) if hw.simulated else config.camera.open)
+    frames = _synthetic_source(scratch) if hw.simulated else config.camera.open
+    yield check_camera(frames)
+    yield check_camera_view(frames)
     yield check_model(config.model.path, config.model.threads)
     yield from _pin_checks(config, hw, scratch, latched=kept is not None and kept.latched)
     if hw.simulated:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from relaxd.core.errors import RelaxdError
-from relaxd.sim.study import format_table, plot_study, run_study, study_scenarios
+from relaxd.sim.study import format_body, format_table, plot_study, run_study, study_scenarios
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         _check_plotting()
     result = run_study(args.children, args.sessions, args.seed, study_scenarios(args.scenarios))
     print(format_table(result["summary"], args.children, args.sessions))
+    print()
+    print(format_body(result["body"], args.children))
     if args.plot:
         plot_study(result, args.plot)
         print(f"curves written to {args.plot}")

@@ -299,8 +299,9 @@ Button = Literal["estop", "reset"]
 
 @dataclass(kw_only=True)
 class ScriptEntry:
-    """One line of a mood script: from ``at`` seconds the mood is ``mood``, or a caregiver's
-    hand on a button, as on the chair: ``press: estop`` pushes the latching e-stop down until
+    """One line of a mood script: from ``at`` seconds the mood is ``mood``, and the body's
+    tracks (``breathing``, ``movement``, ``pulse``) what they give; or a caregiver's hand on
+    a button, as on the chair: ``press: estop`` pushes the latching e-stop down until
     ``release: estop`` twists it free; ``press: reset`` holds the reset button until
     ``release: reset``."""
 
@@ -311,10 +312,22 @@ class ScriptEntry:
         None, help="estop: push the e-stop down (it stays down); reset: push the reset button")
     release: Button | None = spec(
         None, help="estop: twist the e-stop free; reset: let go of the reset button")
+    breathing: float | None = spec(None, min=4, max=60,
+                                   help="from now the child breathes this many times a minute")
+    movement: float | None = spec(None, min=0, max=1, help="from now the child's restlessness")
+    pulse: float | None = spec(None, min=30, max=220,
+                               help="from now the child's pulse, beats a minute (else unknown)")
+
+    @property
+    def body(self) -> bool:
+        """The entry sets a body track (breathing, movement or pulse)."""
+        return any(x is not None for x in (self.breathing, self.movement, self.pulse))
 
     def check(self) -> Iterable[tuple[str | None, str]]:
-        if sum(x is not None for x in (self.mood, self.press, self.release)) != 1:
-            yield None, "give exactly one of 'mood', 'press' or 'release'"
+        hands = sum(x is not None for x in (self.press, self.release))
+        if hands + (self.mood is not None or self.body) != 1:
+            yield None, ("give exactly one of 'mood', 'press' or 'release' (a mood may come "
+                         "with 'breathing', 'movement' and 'pulse', or they alone)")
 
 
 def load_mood_script(path: str | Path) -> list[ScriptEntry]:

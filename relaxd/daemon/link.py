@@ -34,7 +34,7 @@ from relaxd.control.library import UnknownScenario, load_named, scenario_files
 from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.daemon.board import AlertBoard
-from relaxd.daemon.loop import Session
+from relaxd.daemon.loop import Session, chair_tempo
 from relaxd.daemon.server import Command, ControlServer
 from relaxd.safety.estop import EmergencyStop
 from relaxd.safety.latch import FaultLatch, StopRefused
@@ -280,9 +280,7 @@ class ControlLink:
         what = args.get("what")
         if what not in OBSERVATIONS:
             raise CommandRefused(f"an observation is one of {', '.join(OBSERVATIONS)}")
-        session.events.emit(t, "observation", what=what, by=by)
-        if what == "misread" and session.child is not None:
-            session.child.baseline.confirm_calm()  # this child's calm face reads upset
+        session.observe(t, what, by)
         return {"detail": what}
 
     def _audit(self, t: float, session: Session, args: dict[str, Any], by: str) -> dict[str, Any]:
@@ -318,6 +316,9 @@ class ControlLink:
             "child": session.child.child.id if session.child else None,  # the id only
             "why": session.child.why if session.child else None,
             "breath": _breath(step.breath if c.playing and lv else None),
+            "vitals": sensed.vitals.event() if sensed.vitals is not None else None,
+            "tempo": chair_tempo(step),  # what the child's breathing is compared with
+            "chest_in_view": sensed.chest_seen,
             "thermal": session.thermal.status() if session.thermal is not None else None,
             "alerts": self.board.listing(),
             "scenarios": self._scenario_names(),

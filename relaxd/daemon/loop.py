@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from relaxd.control.body import ADULT_CALM
 from relaxd.control.controller import Caps, Controller, Levels, MoodSample, State, Step
 from relaxd.core.clock import Clock
 from relaxd.core.labels import Mood
@@ -35,7 +36,7 @@ from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat
 from relaxd.safety.latch import UNCLEAN_REASON, FaultLatch, RunMarker
 from relaxd.vision.body.vitals import ChairOutputs
-from relaxd.vision.inputs import Input, Sensed, hand_over
+from relaxd.vision.inputs import Input, Sensed, hand_over, seen_by_caregiver
 
 if TYPE_CHECKING:
     from relaxd.children.session import ChildSession
@@ -50,6 +51,9 @@ LEVEL_EPSILON = 0.01
 
 #: A ``vitals`` event at least this often (seconds of session time) while they are known.
 VITALS_EVERY_S = 5.0
+
+#: Who marks an observation a virtual child's file has a caregiver make.
+SIMULATED_CAREGIVER = "caregiver (simulated)"
 
 #: Exit status of the deliberate restart that recovers a camera down too long: a clean exit
 #: (outputs at 0, run marker removed) that systemd's ``Restart=on-failure`` restarts.
@@ -168,6 +172,7 @@ class Session:
     def _start(self) -> None:
         """Record the start; come up latched after an unclean exit or a latch kept on disk."""
         t = self.clock.now()
+        self._know_child()
         self._record_start(t, self.controller.scenario.name)
         self.latch.take_reset_request()  # a request left from before this start is stale
         kept = self.latch.reason
@@ -279,7 +284,14 @@ class Session:
                                      start_on="station" if self.control is not None else "face")
         if go:
             self.controller.begin()
+        self._know_child()
         self._record_start(0.0, scenario.name)
+
+    def _know_child(self) -> None:
+        """The controller compares the body's breathing with this session's child's calm rate
+        (learned, else their age's; an adult's without a child)."""
+        self.controller.calm_breathing = (self.child.calm_breathing if self.child is not None
+                                          else ADULT_CALM)
 
     # --- the caregiver station (relaxd.daemon.link) --------------------------------------------
 
@@ -341,8 +353,8 @@ class Session:
             self._last_mood = reading.mood
             self.events.emit(t, "mood", mood=reading.mood.value,
                              confidence=round(float(reading.confidence), 3))
-        self._record_vitals(t, sensed)
         step = self.controller.step(t, reading, sensed.vitals)
+        self._record_vitals(t, sensed, step)
         self._record_step(t, step)
         self.actuators.apply(t, step)
         driven = self.actuators.levels()
@@ -356,12 +368,13 @@ class Session:
             self.control.publish(t, self, sensed, step)
         return step
 
-    def _record_vitals(self, t: float, sensed: Sensed) -> None:
+    def _record_vitals(self, t: float, sensed: Sensed, step: Step) -> None:
         """A ``vitals`` event every :data:`VITALS_EVERY_S` of session time while they are known
-        (the child seen and the first window full), whatever the session's state."""
+        (the child seen and the first window full), whatever the session's state, with the
+        tempo the chair breathes on then (None: not playing, or no tempo)."""
         if sensed.vitals is not None and t - self._last_vitals >= VITALS_EVERY_S:
             self._last_vitals = t
-            self.events.emit(t, "vitals", **sensed.vitals.event())
+            self.events.emit(t, "vitals", **sensed.vitals.event(), tempo=chair_tempo(step))
 
     def _hand_over(self, driven: Levels, step: Step) -> None:
         """The outputs as driven, as plain numbers, to the input: its body signals tell the
@@ -429,6 +442,15 @@ class Session:
                              state=step.state.value, intensity=round(step.intensity, 3))
             if d.alert:
                 self.alerter.alert(t, d.action, d.alert)
+        for what in seen_by_caregiver(self.input, t, [d.action for d in step.decisions]):
+            self.observe(t, what, SIMULATED_CAREGIVER)
+
+    def observe(self, t: float, what: str, by: str) -> None:
+        """A caregiver's observation (the station's, or a virtual child's simulated caregiver):
+        recorded; a "misread" (a calm face read upset) lets this session's own baseline apply."""
+        self.events.emit(t, "observation", what=what, by=by)
+        if what == "misread" and self.child is not None:
+            self.child.baseline.confirm_calm()
 
     def _record_levels(self, t: float, levels: Levels, force: bool = False) -> None:
         last = self._last_levels
@@ -469,6 +491,13 @@ class Session:
         if now - self._last_status >= 1.0:
             self._last_status = now
             self.notifier.status(text)
+
+
+def chair_tempo(step: Step) -> float | None:
+    """The tempo the outputs breathe on at ``step``, breaths a minute (None: not playing, or
+    no tempo): what the child's breathing is compared with."""
+    playing = step.state in (State.RUNNING, State.REDUCED, State.FADING) and step.levels != Levels()
+    return round(step.breath.bpm, 2) if step.breath is not None and playing else None
 
 
 def install_signal_handlers(session: Session) -> None:

@@ -189,12 +189,14 @@ class Actuators:
                 self._zero()
             self.audio.advance(t)
 
-    #: The last stimulus driven (what a virtual child perceives, with ``levels()``).
+    #: The last stimulus driven and the breath it followed (what a virtual child perceives,
+    #: with ``levels()``).
     stimulus = None
+    breath = None
 
     def _drive(self, t: float, step: Step) -> None:
         st, lv, s = step.stimulus, step.levels, self.settings
-        self.stimulus = st
+        self.stimulus, self.breath = st, step.breath
         out = self._slew(t, lv.each(lambda level, k: level * k, self._patterns(t, step)), lv)
         duty = out.light ** s.light_gamma
         for led, c in zip(self._leds, st.colour):

@@ -245,10 +245,46 @@ _MARK = {"halt": "red", "reduce": "orange", "raise": "green", "pause": "grey",
          "restart": "blue", "resume": "blue"}
 
 
+def _plot_vitals(vitals: list[Event], events: list[Event], breath: Any, body: Any) -> None:
+    """Breaths a minute (the child's, dots; the chair's tempo, dashed; the calm rate of the
+    session's start event, dotted) on ``breath``; pulse (left, dots, paler when unsure) and
+    restlessness 0..1 (right) on ``body``. Unknown rates are gaps."""
+    def known(key: str) -> list[tuple[float, float]]:
+        return [(e["t"], e[key]) for e in vitals if isinstance(e.get(key), (int, float))]
+
+    for key, style in (("breathing", dict(color="tab:blue", marker="o", linestyle="none",
+                                          label="child")),
+                       ("tempo", dict(color="grey", linestyle="--", drawstyle="steps-post",
+                                      label="chair's tempo"))):
+        pts = known(key)
+        if pts:
+            breath.plot(*zip(*pts), **style)
+    calm = next((e.get("calm_breathing") for e in events if e["type"] == "session"
+                 and e.get("state") == "start" and e.get("calm_breathing")), None)
+    if calm:
+        breath.axhline(calm, color="tab:green", linestyle=":", label=f"calm {calm:g} / min")
+    breath.set_ylabel("breaths / min")
+    breath.legend(loc="upper right")
+    pulse = [(e["t"], e["pulse"], (e.get("quality") or {}).get("pulse", 0.0)) for e in vitals
+             if isinstance(e.get("pulse"), (int, float))]
+    if pulse:
+        body.scatter([p[0] for p in pulse], [p[1] for p in pulse], c="tab:red",
+                     alpha=[max(0.2, min(1.0, p[2])) for p in pulse], s=12)
+    body.set_ylabel("pulse / min", color="tab:red")
+    moves = body.twinx()
+    pts = known("movement")
+    if pts:
+        moves.plot(*zip(*pts), color="tab:orange", drawstyle="steps-post")
+    moves.set_ylim(-0.02, 1.02)
+    moves.set_ylabel("restlessness", color="tab:orange")
+
+
 def plot_events(events: list[Event], out: str | Path, title: str = "",
                 driven: list[dict[str, float]] | None = None) -> None:
-    """PNG of mood (top) and light/audio/vibration levels (bottom) over time, with decisions
-    (coloured lines) and e-stops (black). Reads ``mood`` events' ``mood``, ``levels`` events'
+    """PNG of mood (top) and light/audio/vibration levels (below) over time, with decisions
+    (coloured lines) and e-stops (black); with ``vitals`` events, the child's breathing beside
+    the chair's tempo and their calm rate, then pulse and restlessness (:func:`_plot_vitals`).
+    Reads ``mood`` events' ``mood``, ``levels`` events'
     ``light``, ``audio``, ``vibration``, and ``intensity`` from any event that has it. With
     ``driven`` (a ``--trace``'s rows) each output as driven is drawn too, thin: breathing,
     pulses and waves, and under a tempo the three in phase."""
@@ -256,8 +292,13 @@ def plot_events(events: list[Event], out: str | Path, title: str = "",
     moods = [(e["t"], _MOOD_Y[e["mood"]]) for e in events
              if e["type"] == "mood" and e.get("mood") in _MOOD_Y]
     levels = [e for e in events if e["type"] == "levels"]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6),
-                                      gridspec_kw={"height_ratios": [1, 2]})
+    vitals = [e for e in events if e["type"] == "vitals"]
+    rows = [1, 2] + ([1.2, 1] if vitals else [])
+    fig, axes = plt.subplots(len(rows), 1, sharex=True, figsize=(11, 6 + 3 * bool(vitals)),
+                             gridspec_kw={"height_ratios": rows})
+    top, bottom = axes[0], axes[1]
+    if vitals:
+        _plot_vitals(vitals, events, axes[2], axes[3])
     if moods:
         end = max(e["t"] for e in events)
         top.step([m[0] for m in moods] + [end], [m[1] for m in moods] + [moods[-1][1]],
@@ -280,10 +321,10 @@ def plot_events(events: list[Event], out: str | Path, title: str = "",
         if e["type"] == "decision" and e.get("action") in _MARK:
             bottom.axvline(e["t"], color=_MARK[e["action"]], alpha=0.5, linewidth=1)
         elif e["type"] == "estop" and e.get("action") in ("press", "estop"):
-            for ax in (top, bottom):
+            for ax in axes:
                 ax.axvline(e["t"], color="black", linewidth=2)
     bottom.set_ylim(-0.02, 1.02)
-    bottom.set_xlabel("seconds since session start")
+    axes[-1].set_xlabel("seconds since session start")
     bottom.set_ylabel("level")
     bottom.legend(loc="upper right")
     save_figure(fig, out, dpi=100)

@@ -9,7 +9,7 @@ always the default scenario, and a random one each session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,7 +22,8 @@ from relaxd.control.scenario import Scenario
 from relaxd.core.errors import RelaxdError
 from relaxd.core.plotting import pyplot, save_figure
 from relaxd.outputs.settings import ActuatorSettings
-from relaxd.sim.virtual_child import FAMILIES, ChildModel, Playing, VirtualChild, colour_family
+from relaxd.sim.child_file import FAMILIES
+from relaxd.sim.virtual_child import Caregiver, ChildModel, Playing, VirtualChild, colour_family
 from relaxd.vision.baseline import Baseline
 from relaxd.vision.mood import MoodSmoother
 
@@ -38,14 +39,57 @@ class Played:
     true_calm: float
     baseline_after: float
     false_halts: int = 0  # halts while the child's true mood was not negative
+    #: Per spell of true upset: seconds from its start to the chair's first reduction and
+    #: first halt in it (None: none came before the spell ended).
+    to_reduce: list[float | None] = field(default_factory=list)
+    to_halt: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class _Upsets:
+    """The spells of the child's true upset that begin while the chair plays as written
+    (``running``: not already reduced, halted, paused or fading) and end before the session
+    does, and how long the chair took to answer each."""
+
+    since: float | None = None
+    counted: bool = False
+    reduce: list[float | None] = field(default_factory=list)
+    halt: list[float | None] = field(default_factory=list)
+
+    def tick(self, t: float, upset: bool, actions: Sequence[str], running: bool = True) -> None:
+        if upset and self.since is None:
+            self.since, self.counted = t, running
+            if running:
+                self.reduce.append(None)
+                self.halt.append(None)
+        elif not upset:
+            self.since = None
+        if self.since is None or not self.counted:
+            return
+        for action, seen in (("reduce", self.reduce), ("halt", self.halt)):
+            if action in actions and seen[-1] is None:
+                seen[-1] = t - self.since
+
+    def end(self) -> None:
+        """The session is over: a spell still going was cut short by its end, not timed."""
+        if self.since is not None and self.counted:
+            self.reduce.pop()
+            self.halt.pop()
 
 
 def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Baseline | None,
-                 caps: Any = None) -> Played:
-    """One whole session, closed loop; pure and deterministic per seed."""
+                 caps: Any = None, body: bool = True) -> Played:
+    """One whole session, closed loop; pure and deterministic per seed. ``body``: the
+    scenario's body channel as written (else switched off)."""
+    if not body:
+        scenario = replace(scenario, rules=replace(
+            scenario.rules, body=replace(scenario.rules.body, use=False)))
     controller = Controller(scenario, caps=caps or ActuatorSettings().caps())
+    controller.calm_breathing = model.breathing[0]  # as the chair's, once learned
     smoother, child = MoodSmoother(), VirtualChild(model)
-    rng, caregiver = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    rng, caregiver = np.random.default_rng(seed), Caregiver(CAREGIVER_NOTICES,
+                                                            np.random.default_rng([seed, 1]))
+    lungs, upsets = child.body(), _Upsets()
     events: list[dict[str, Any]] = [{"t": 0.0, "type": "session", "state": "start",
                                      "scenario": scenario.name,
                                      "baseline": baseline.learned if baseline else 0.0}]
@@ -59,33 +103,30 @@ def play_session(model: ChildModel, scenario: Scenario, seed: int, baseline: Bas
         if reading.mood != last_mood:
             last_mood = reading.mood
             events.append({"t": t, "type": "mood", "mood": reading.mood.value})
-        step = controller.step(t, reading)
-        events += [{"t": t, "type": "decision", "action": d.action} for d in step.decisions]
-        halted = any(d.action == "halt" for d in step.decisions)
+        running = controller.state is State.RUNNING
+        step = controller.step(t, reading, lungs.update(t, child.x, playing.tempo))
+        actions = [d.action for d in step.decisions]
+        events += [{"t": t, "type": "decision", "action": a} for a in actions]
+        upsets.tick(t, mood.value == "negative", actions, running=running)
+        halted = "halt" in actions
         false_halts += halted and mood.value != "negative"
-        seen = _caregiver_sees(t, halted, mood.value, caregiver)
-        if baseline and any(e["what"] == "misread" for e in seen):
+        what = caregiver.on_halt(mood.value == "negative") if halted else None
+        if baseline and what == "misread":
             baseline.confirm_calm()  # as the station's "misread" does on the chair
-        events += seen
+        events += [{"t": t, "type": "observation", "what": what}] if what else []
         if step.state is State.ENDED:
             break
-        playing = Playing.of(step.levels, step.stimulus)
+        playing = Playing.of(step.levels, step.stimulus, step.breath)
         t += TICK_S
     score = score_session(events, scenario.name)
+    upsets.end()
     return Played(score, calm_ticks / max(ticks, 1),
-                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts)
+                  baseline.updated(score.calm_evidence) if baseline else 0.0, false_halts,
+                  upsets.reduce, upsets.halt)
 
 
 #: How often the caregiver beside the chair records what they saw when it halts.
 CAREGIVER_NOTICES = 0.8
-
-
-def _caregiver_sees(t: float, halted: bool, mood: str, rng: np.random.Generator) -> list[dict]:
-    """On a halt, the caregiver present (intended use) taps what they saw at the station, most
-    of the time: "misread" for a calm child, "upset" for an upset one."""
-    if not halted or rng.random() >= CAREGIVER_NOTICES:
-        return []
-    return [{"t": t, "type": "observation", "what": "upset" if mood == "negative" else "misread"}]
 
 
 def expected_calm(model: ChildModel, scenario: Scenario, dt: float = 1.0) -> tuple[float, float]:
@@ -209,7 +250,79 @@ def run_study(n_children: int, n_sessions: int, seed: int,
             run_arm("random", children, scenarios, n_sessions, seed,
                     lambda i, k, arm, rng, b: names[int(rng.integers(len(names)))], False)]
     return {"children": children, "best": best, "arms": arms,
-            "summary": {a.name: summarise(a, best, children) for a in arms}}
+            "summary": {a.name: summarise(a, best, children) for a in arms},
+            "body": body_channel(children, scenarios, seed)}
+
+
+#: Sessions each child (and its flat-affect twin) plays in the body channel's comparison.
+BODY_SESSIONS = 3
+
+
+def body_channel(children: Sequence[ChildModel], scenarios: Sequence[Scenario],
+                 seed: int, sessions: int = BODY_SESSIONS) -> dict[str, dict[str, float]]:
+    """The body channel's worth: every child, and a twin whose face reads neutral while upset and
+    has no bias (flat affect: only the body shows the upset), plays ``sessions`` random scenarios
+    (no baseline) with the body channel and without it, on the same seeds. Per arm: how soon after
+    the child becomes upset the chair reduces and halts, and the halts of children who were not
+    upset."""
+    twins = [replace(m, flat_affect=True, face_bias=(0.0, 0.0, 0.0)) for m in children]
+    rng = np.random.default_rng([seed, 25])
+    plan = [(m, scenarios[int(rng.integers(len(scenarios)))], seed * 7919 + i * 31 + k)
+            for i, m in enumerate([*children, *twins]) for k in range(sessions)]
+    out = {}
+    for arm, body in (("with body", True), ("face only", False)):
+        played = [play_session(m, sc, s, None, body=body) for m, sc, s in plan]
+        out[arm] = {**_latencies(played, n_flat=len(twins) * sessions), "sessions": sessions}
+    return out
+
+
+def _latencies(played: Sequence[Played], n_flat: int) -> dict[str, float]:
+    """Upset spells, the share the chair reduced and halted within, the median seconds it took
+    (over every spell: one not answered counts as never), of the children as generated and of
+    their flat-affect twins (the last ``n_flat`` sessions); halts while the child was not upset,
+    per session."""
+    def answered(key: str, rows: Sequence[Played]) -> tuple[float, float]:
+        """The share of spells answered, and the median seconds over every spell (a spell
+        not answered counts as never: inf)."""
+        times = [np.inf if x is None else x for p in rows for x in getattr(p, key)]
+        if not times:
+            return 0.0, float("nan")
+        return float(np.mean(np.isfinite(times))), float(np.median(times))
+
+    face, flat = played[:len(played) - n_flat], played[len(played) - n_flat:]
+    out = {"spells": float(sum(len(p.to_reduce) for p in face)),
+           "flat_spells": float(sum(len(p.to_reduce) for p in flat)),
+           "false_halts_per_session": float(np.mean([p.false_halts for p in played]))}
+    for name, rows in (("", face), ("flat_", flat)):
+        for key in ("to_reduce", "to_halt"):
+            share, median = answered(key, rows)
+            out[f"{name}{key}_share"], out[f"{name}{key}_s"] = share, median
+    return out
+
+
+def format_body(body: dict[str, dict[str, float]], n_children: int) -> str:
+    """The body channel's table: with it and with the face only."""
+    rows = [("children as generated: upset spells", "spells", "{:.0f}"),
+            ("  reduced within the spell", "to_reduce_share", "{:.0%}"),
+            ("  seconds from upset to reduction (median, never: -)", "to_reduce_s", "{:.1f}"),
+            ("  halted within the spell", "to_halt_share", "{:.0%}"),
+            ("  seconds from upset to halt (median)", "to_halt_s", "{:.1f}"),
+            ("flat-affect twins: upset spells", "flat_spells", "{:.0f}"),
+            ("  reduced within the spell", "flat_to_reduce_share", "{:.0%}"),
+            ("  seconds from upset to reduction (median)", "flat_to_reduce_s", "{:.1f}"),
+            ("  halted within the spell", "flat_to_halt_share", "{:.0%}"),
+            ("  seconds from upset to halt (median)", "flat_to_halt_s", "{:.1f}"),
+            ("halts per session of children not upset", "false_halts_per_session", "{:.3f}")]
+    arms = list(body)
+    lines = [f"body channel: {n_children} children and their flat-affect twins x "
+             f"{body[arms[0]]['sessions']:.0f} random scenarios",
+             f"{'':<56}" + "".join(f"{a:>11}" for a in arms)]
+    def cell(value: float, fmt: str) -> str:
+        return "-" if not np.isfinite(value) else fmt.format(value)
+
+    lines += [f"{label:<56}" + "".join(f"{cell(body[a][key], fmt):>11}" for a in arms)
+              for label, key, fmt in rows]
+    return "\n".join(lines)
 
 
 def format_table(summary: dict[str, dict[str, float]], n_children: int, n_sessions: int) -> str:

@@ -12,7 +12,16 @@ The model (pure, deterministic per file and seed):
   the three;
 - each frame yields 3-mood probabilities (the smoother's input): 0.7 on the true mood and 0.15
   on each other, plus ``face_bias`` on the named moods, renormalised; in a seeded 15 % of frames
-  the top mood is swapped with a random other one.
+  the top mood is swapped with a random other one. With ``flat_affect`` the face reads neutral
+  while the child is upset;
+- the body (:mod:`relaxd.sim.child_body`) breathes faster when upset, slower and towards the
+  chair's tempo when liking what plays, and is restless when upset; its vitals are reported as
+  the camera's are;
+- with ``caregiver: {marks: p}`` a caregiver at the station marks each halt with chance ``p``
+  (drawn from the file's seed): "upset" when the child was upset, "misread" when not.
+
+The file is read like a scenario (:mod:`relaxd.sim.child_file`): FILE:LINE:COL for every
+unknown key and value out of range.
 """
 
 from __future__ import annotations
@@ -20,19 +29,20 @@ from __future__ import annotations
 import colorsys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import yaml
 
-from relaxd.core.errors import RelaxdError
 from relaxd.core.labels import MOODS, Mood
 from relaxd.core.options import RunOptions
+from relaxd.sim.child_body import VirtualBody
+from relaxd.sim.child_file import ASPECT_VALUES, ChildFile, read_child_file
 
 PLAYING = 0.05
 SWAP_SHARE = 0.15
 TO_POSITIVE_S, TO_NEGATIVE_S, TO_REST_S = 60.0, 30.0, 60.0
-FAMILIES = ("red", "orange", "yellow", "green", "teal", "blue", "purple", "white")
-ASPECTS = ("colour", "audio", "vibration")
+ASPECTS = tuple(ASPECT_VALUES)  # colour, audio, vibration
 _X = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 
@@ -56,34 +66,26 @@ class Playing:
     colour: str | None = None
     audio: str | None = None
     vibration: str | None = None
+    tempo: float | None = None  # breaths a minute the outputs breathe on (None: no tempo)
 
     @classmethod
-    def of(cls, levels: Any, stimulus: Any) -> Playing:
-        """From driven Levels and the Step's Stimulus (None: nothing plays)."""
+    def of(cls, levels: Any, stimulus: Any, breath: Any = None) -> Playing:
+        """From driven Levels, the Step's Stimulus (None: nothing plays) and its Breath."""
         if stimulus is None:
             return cls()
+        tempo = breath.bpm if breath is not None and any(
+            v > PLAYING for v in (levels.light, levels.audio, levels.vibration)) else None
         sound = stimulus.sound
         audio = sound.generator.value if getattr(sound, "generator", None) else (
             "file" if getattr(sound, "file", None) else None)
         return cls(colour_family(tuple(stimulus.colour)) if levels.light > PLAYING else None,
                    audio if levels.audio > PLAYING else None,
-                   stimulus.vibration.value if levels.vibration > PLAYING else None)
-
-
-def _as_set(spec: dict[str, Any] | None) -> frozenset[tuple[str, str]]:
-    out = set()
-    for aspect, values in (spec or {}).items():
-        if aspect not in ASPECTS:
-            raise RelaxdError(f"virtual child: unknown aspect '{aspect}' (one of "
-                              f"{', '.join(ASPECTS)})")
-        for v in values if isinstance(values, list) else [values]:
-            out.add((aspect, str(v)))
-    return frozenset(out)
+                   stimulus.vibration.value if levels.vibration > PLAYING else None, tempo)
 
 
 @dataclass(frozen=True)
 class ChildModel:
-    """One virtual child (the YAML file's fields)."""
+    """One virtual child (the file's fields, :class:`relaxd.sim.child_file.ChildFile`)."""
 
     name: str
     resting: str = "neutral"
@@ -91,23 +93,26 @@ class ChildModel:
     likes: frozenset[tuple[str, str]] = frozenset()
     dislikes: frozenset[tuple[str, str]] = frozenset()
     seed: int = 0
+    flat_affect: bool = False
+    breathing: tuple[float, float] = (14.0, 24.0)  # calm, upset: breaths a minute
+    restless: float = 0.8
+    marks: float = 0.0  # the caregiver's chance per halt of marking it
+    birth_year: int | None = None  # the profile's, when simulation makes one
+
+    @classmethod
+    def of_file(cls, f: ChildFile) -> ChildModel:
+        b = f.face_bias
+        return cls(f.name, f.resting, (b.negative, b.neutral, b.positive), f.likes.pairs(),
+                   f.dislikes.pairs(), f.seed, f.flat_affect,
+                   (f.breathing.calm, f.breathing.upset), f.restless, f.caregiver.marks,
+                   f.birth_year)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "") -> ChildModel:
-        try:
-            bias = data.get("face_bias") or {}
-            unknown = set(bias) - {m.value for m in MOODS}
-            if data.get("resting", "neutral") not in _X or unknown:
-                raise ValueError("resting and face_bias name negative, neutral or positive")
-            negative, neutral, positive = (float(bias.get(m.value, 0.0)) for m in MOODS)
-            face_bias = (negative, neutral, positive)
-            if not all(0 <= b <= 1 for b in face_bias):
-                raise ValueError("face_bias values are 0..1")
-            return cls(str(data["name"]), data.get("resting", "neutral"), face_bias,
-                       _as_set(data.get("likes")), _as_set(data.get("dislikes")),
-                       int(data.get("seed", 0)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RelaxdError(f"virtual child: {exc}", where or None) from None
+        """A child from the file's fields as a dict, checked as a file is
+        (:class:`relaxd.core.yamlspec.SpecError` naming ``where``)."""
+        return cls.of_file(read_child_file(where or "<virtual child>",
+                                           yaml.safe_dump(data, sort_keys=False)))
 
     def target(self, playing: Playing) -> float:
         now = {(a, getattr(playing, a)) for a in ASPECTS if getattr(playing, a)}
@@ -116,6 +121,10 @@ class ChildModel:
         if now & self.likes:
             return 1.0
         return _X[self.resting]
+
+    def face_mood(self, mood: Mood) -> int:
+        """The mood the face shows (its index in MOODS): neutral while upset with flat affect."""
+        return MOODS.index(Mood.NEUTRAL if self.flat_affect and mood is Mood.NEGATIVE else mood)
 
     def frame_probs(self, mood_index: int, rng: np.random.Generator) -> np.ndarray:
         p = np.full(3, 0.15)
@@ -130,15 +139,21 @@ class ChildModel:
 
 
 def load_child(path: str | Path) -> ChildModel:
-    import yaml
+    """The virtual child of the file at ``path``; every problem as FILE:LINE:COL."""
+    return ChildModel.of_file(read_child_file(path))
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RelaxdError(f"cannot read the virtual child: {exc}", path) from None
-    if not isinstance(data, dict):
-        raise RelaxdError("a virtual child is a YAML mapping (name, resting, likes, ...)", path)
-    return ChildModel.from_dict(data, str(path))
+
+class Caregiver:
+    """The caregiver at the station: on each halt, with chance ``marks`` (drawn from ``rng``),
+    marks what they saw: "upset" when the child was upset, "misread" when not."""
+
+    def __init__(self, marks: float, rng: np.random.Generator) -> None:
+        self.marks, self.rng = marks, rng
+
+    def on_halt(self, upset: bool) -> str | None:
+        if self.marks <= 0 or self.rng.random() >= self.marks:
+            return None
+        return "upset" if upset else "misread"
 
 
 @dataclass
@@ -166,12 +181,20 @@ class VirtualChild:
         return self.mood
 
     def face(self, rng: np.random.Generator) -> np.ndarray:
-        return self.model.frame_probs(MOODS.index(self.mood), rng)
+        return self.model.frame_probs(self.model.face_mood(self.mood), rng)
+
+    def body(self) -> VirtualBody:
+        """This child's body, its noise seeded from the file's seed."""
+        calm, upset = self.model.breathing
+        return VirtualBody(calm, upset, self.model.restless,
+                           np.random.default_rng([self.model.seed, 2]))
 
 
 class VirtualChildInput:
     """The loop's input with a virtual child in the chair instead of a camera: each read, the
-    child feels what ``watch()`` says is driven and shows a face; the smoother smooths it."""
+    child feels what ``watch()`` says is driven and shows a face and a body; the smoother
+    smooths the face. With a caregiver in the file, :meth:`caregiver_sees` says what they mark
+    at each halt."""
 
     scripted = False
     exhausted = False
@@ -181,16 +204,26 @@ class VirtualChildInput:
         self.child = VirtualChild(model)
         self.rng = np.random.default_rng(model.seed)
         self.watch, self.smoother, self.correct = watch, smoother, correct
+        self.body = self.child.body()
+        self.caregiver = Caregiver(model.marks, np.random.default_rng([model.seed, 1]))
 
     def read(self, t: float) -> Any:
         from relaxd.vision.inputs import Sensed
 
-        self.child.feel(t, self.watch())
+        playing = self.watch()
+        self.child.feel(t, playing)
         probs3 = self.child.face(self.rng)
         if self.correct is not None:
             probs3 = self.correct(t, probs3)
         return Sensed(self.smoother.update(t, probs3), emotion=f"virtual {self.child.mood.value}",
-                      emotion_confidence=float(probs3.max()))
+                      emotion_confidence=float(probs3.max()),
+                      vitals=self.body.update(t, self.child.x, playing.tempo), chest_seen=True)
+
+    def caregiver_sees(self, t: float, actions: Sequence[str]) -> list[str]:
+        """The observations the caregiver marks after the chair's ``actions`` at ``t``."""
+        seen = [self.caregiver.on_halt(self.child.mood is Mood.NEGATIVE)
+                for a in actions if a == "halt"]
+        return [what for what in seen if what is not None]
 
     def close(self) -> None:
         pass
@@ -208,5 +241,6 @@ def virtual_input(child: Any, actuators: Any, config: Any) -> Any:
     from relaxd.vision.mood import MoodSmoother
 
     return VirtualChildInput(child.virtual,
-                             lambda: Playing.of(actuators.levels(), actuators.stimulus),
+                             lambda: Playing.of(actuators.levels(), actuators.stimulus,
+                                                actuators.breath),
                              MoodSmoother(config.mood), correct=child.baseline.correct)

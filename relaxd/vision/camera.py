@@ -9,19 +9,23 @@ markers and reopening is retried with exponential back-off: the daemon's loop ne
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
 
 from relaxd.core.clock import Clock
 from relaxd.core.errors import RelaxdError
+from relaxd.vision.exposure import ExposureLock
 
 #: Frame size every live camera is asked for (width, height).
+log = logging.getLogger(__name__)
+
 CAMERA_SIZE: tuple[int, int] = (640, 480)
 
 #: Image files an image folder source reads, by lower-case suffix.
@@ -244,9 +248,11 @@ class PiCameraSource:
     """
 
     def __init__(self, size: tuple[int, int] = CAMERA_SIZE, timeout_s: float = 2.0,
-                 camera_num: int = 0) -> None:
+                 camera_num: int = 0, pwm_hz: float = 400.0) -> None:
         self.name = f"pi camera {camera_num}"
         self._size, self._timeout_s, self._cam = size, timeout_s, None
+        self.exposure = ExposureLock(pwm_hz)
+        self._metadata: dict[str, Any] = {}
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -267,8 +273,8 @@ class PiCameraSource:
         if cam is None:
             raise CameraError(f"{self.name}: capture failed (the camera is closed)")
         try:
-            job = cam.capture_array("main", wait=False)
-            yuv = cam.wait(job, timeout=self._timeout_s)
+            job = cam.capture_arrays(["main"], wait=False)
+            (yuv,), self._metadata = cam.wait(job, timeout=self._timeout_s)
         except TimeoutError:
             raise CameraError(f"{self.name}: no frame within {self._timeout_s:g} s") from None
         except Exception as e:  # noqa: BLE001 - any capture failure is a camera fault
@@ -279,6 +285,17 @@ class PiCameraSource:
             raise CameraError(f"{self.name}: malformed YUV420 frame (shape {yuv.shape})")
         return Frame(yuv[:height, :width], yuv420=yuv)
 
+    def face_exposure(self, t: float, brightness: float | None) -> None:
+        """The child's face's mean luma in the last frame (None: no face): exposure and white
+        balance are locked once settled, and let settle again when the face is badly exposed
+        (:class:`relaxd.vision.exposure.ExposureLock`)."""
+        controls = self.exposure.update(t, brightness, self._metadata)
+        if controls is not None and self._cam is not None:
+            try:
+                self._cam.set_controls(controls)
+            except Exception as e:  # noqa: BLE001 - a refused control leaves the camera on auto
+                log.warning("%s: exposure controls refused (%s)", self.name, _one_line(e))
+
     def close(self) -> None:
         cam, self._cam = self._cam, None
         if cam is not None:
@@ -286,6 +303,14 @@ class PiCameraSource:
                 cam.stop()
             finally:
                 cam.close()
+
+
+def tell_face_exposure(source: object, t: float, brightness: float | None) -> None:
+    """The face's mean luma (None: no face) at ``t``, to a source that locks its exposure on it
+    (:meth:`PiCameraSource.face_exposure`); other sources need not take it."""
+    take = getattr(source, "face_exposure", None)
+    if take is not None:
+        take(t, brightness)
 
 
 def _one_line(e: BaseException) -> str:
@@ -355,6 +380,10 @@ class ResilientSource:
                 source.close()
             except Exception:  # noqa: BLE001 - closing a dead device may fail too; it is gone anyway
                 pass
+
+    def face_exposure(self, t: float, brightness: float | None) -> None:
+        """Passed on to the open camera, if it locks its exposure (the Pi camera)."""
+        tell_face_exposure(self._source, t, brightness)
 
     def close(self) -> None:
         self._ended = True

@@ -17,7 +17,7 @@ from relaxd.control.scenario import ScriptEntry
 from relaxd.core.labels import EMOTIONS, Mood, mood_probs
 from relaxd.vision.body.vitals import BodySignals, ChairOutputs, Vitals
 from relaxd.vision.calibration import MoodCalibration
-from relaxd.vision.camera import Frame, FrameFeed, NoInput, mean_rgb
+from relaxd.vision.camera import Frame, FrameFeed, NoInput, mean_rgb, tell_face_exposure
 from relaxd.vision.consensus import TalkFilter
 from relaxd.vision.emotion import EmotionClassifier
 from relaxd.vision.faces import Box, FaceDetector, crop_face, to_gray
@@ -40,6 +40,9 @@ class Sensed:
     #: The body's responses (breathing, pulse, restlessness) once their first window is full,
     #: while the child is seen; None otherwise.
     vitals: Vitals | None = None
+    #: The chest region is in the camera's view, below the child's face (None: no face, or
+    #: no body signals read).
+    chest_seen: bool | None = None
 
 
 def hand_over(input: object, outputs: ChairOutputs) -> None:
@@ -48,6 +51,20 @@ def hand_over(input: object, outputs: ChairOutputs) -> None:
     take = getattr(input, "chair", None)
     if take is not None:
         take(outputs)
+
+
+def face_luma(gray: np.ndarray, box: Box) -> float:
+    """The mean luma of the face's middle (its skin, not the hair or background at its box's
+    edges)."""
+    x, y, w, h = box.x + box.w // 4, box.y + box.h // 4, box.w // 2, box.h // 2
+    return float(gray[y:y + h, x:x + w].mean())
+
+
+def seen_by_caregiver(input: object, t: float, actions: Sequence[str]) -> list[str]:
+    """What a simulated caregiver marks at the station after the chair's ``actions`` at ``t``
+    (observations: ``upset``, ``misread``); [] for inputs without one (every real one)."""
+    see = getattr(input, "caregiver_sees", None)
+    return list(see(t, actions)) if see is not None else []
 
 
 class Input(Protocol):
@@ -109,15 +126,16 @@ class VisionInput:
             return Sensed(self.smoother.update(t, None), no_input=frame.reason)
         gray = to_gray(frame.image)
         found = self.detector.track(gray)
+        tell_face_exposure(self.source, t, None if found.box is None else face_luma(gray, found.box))
         if found.box is None:
             self.talk.lost()
             if self.body is not None:
                 self.body.lost(t)
             return Sensed(self.smoother.update(t, None), faces_seen=len(found.faces))
-        vitals = self._vitals(t, frame, gray, found.box)
+        vitals, chest = self._vitals(t, frame, gray, found.box)
         if not found.frontal:
             return Sensed(self.smoother.present(t), face=found.box, faces_seen=len(found.faces),
-                          rule=found.rule, vitals=vitals)
+                          rule=found.rule, vitals=vitals, chest_seen=chest)
         face = crop_face(gray, found.box)
         self._mirror = not self._mirror
         probs7 = self.classifier.classify(face[:, ::-1] if self._mirror else face)
@@ -128,18 +146,41 @@ class VisionInput:
         probs3 = self.talk.update(t, face, probs3)
         return Sensed(self.smoother.update(t, probs3), face=found.box,
                       faces_seen=len(found.faces), rule=found.rule, emotion=EMOTIONS[best],
-                      emotion_confidence=float(probs7[best]), vitals=vitals)
+                      emotion_confidence=float(probs7[best]), vitals=vitals, chest_seen=chest)
 
-    def _vitals(self, t: float, frame: Frame, gray: np.ndarray, box: Box) -> Vitals | None:
-        """The body signals of this frame (None without them, or before their window is full)."""
+    def _vitals(self, t: float, frame: Frame, gray: np.ndarray,
+                box: Box) -> tuple[Vitals | None, bool | None]:
+        """The body signals of this frame (None without them, or before their window is full),
+        and whether the chest is in view (None without body signals)."""
         if self.body is None:
-            return None
+            return None, None
         vitals = self.body.update(t, gray, box, lambda region: mean_rgb(frame, region),
                                   self._chair)
-        return vitals if self.body.ready else None
+        return (vitals if self.body.ready else None), vitals.chest_seen
 
     def close(self) -> None:
         self.source.close()
+
+
+@dataclass(frozen=True)
+class ScriptedBody:
+    """A mood script's body tracks, each held from its entry on: vitals while the child is
+    seen once any was given (pulse unknown unless given; a given rate's quality is 1)."""
+
+    breathing: float | None = None
+    movement: float = 0.0
+    pulse: float | None = None
+    given_once: bool = False
+
+    def given(self, entry: ScriptEntry) -> ScriptedBody:
+        return ScriptedBody(
+            entry.breathing if entry.breathing is not None else self.breathing,
+            entry.movement if entry.movement is not None else self.movement,
+            entry.pulse if entry.pulse is not None else self.pulse, True)
+
+    def vitals(self) -> Vitals:
+        return Vitals(self.breathing, self.pulse, self.movement,
+                      float(self.breathing is not None), float(self.pulse is not None))
 
 
 class ScriptInput:
@@ -159,6 +200,7 @@ class ScriptInput:
         self._next = 0
         self._reading = MoodSample(Mood.NO_FACE, 0.0)
         self._buttons = buttons
+        self._body = ScriptedBody()
 
     @property
     def exhausted(self) -> bool:
@@ -170,11 +212,15 @@ class ScriptInput:
             self._next += 1
             if entry.mood is not None:
                 self._reading = MoodSample(Mood(entry.mood), entry.confidence)
+            if entry.body:
+                self._body = self._body.given(entry)
             elif entry.press is not None:
                 self._buttons("press", entry.press)
-            elif entry.release is not None:  # each entry is one of the three
+            elif entry.release is not None:  # each entry is one of these
                 self._buttons("release", entry.release)
-        return Sensed(self._reading)
+        seen = self._reading.mood is not Mood.NO_FACE and self._body.given_once
+        return Sensed(self._reading, vitals=self._body.vitals() if seen else None,
+                      chest_seen=True if seen else None)
 
     def chair(self, outputs: ChairOutputs) -> None:
         pass

@@ -3,7 +3,7 @@ sections): light modules only, so reading the configuration loads no camera, mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
@@ -33,6 +33,9 @@ class CameraSettings:
     restart_after_s: float = spec(
         120.0, min=10, max=3600,
         help="a live camera down this long stops the watchdog, so systemd restarts relaxd afresh")
+    #: The LEDs' PWM frequency (the configuration's ``actuators.light_frequency``, set by
+    #: :class:`relaxd.config.Config`): the Pi camera's locked exposure is whole periods of it.
+    light_pwm_hz: float = field(default=400.0, init=False, compare=False)
 
     def check(self) -> Iterator[tuple[str | None, str]]:
         if self.source in ("video", "images") and self.path is None:
@@ -46,7 +49,7 @@ class CameraSettings:
 
         size = (self.width, self.height)
         if self.source == "picamera":
-            return PiCameraSource(size, self.read_timeout_s)
+            return PiCameraSource(size, self.read_timeout_s, pwm_hz=self.light_pwm_hz)
         if self.source == "webcam":
             return WebcamSource(self.index, size, self.read_timeout_s)
         assert self.path is not None  # check() requires it
