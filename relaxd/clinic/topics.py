@@ -60,7 +60,7 @@ STALE_HEARTBEATS = 3
 #: The fields of the daemon's state a chair publishes (never names: the child's id only).
 STATE_FIELDS = ("state", "scenario", "phase", "phase_left", "intensity", "levels", "estop",
                 "estop_pressed", "latch", "latch_causes", "stop_seq", "station_stop", "hold",
-                "manual", "waiting", "child", "thermal")
+                "manual", "waiting", "child", "thermal", "vitals", "tempo", "chest_in_view")
 #: The fields whose change is published at once; the others at most once a second.
 DISCRETE_FIELDS = ("state", "scenario", "phase", "estop", "estop_pressed", "latch_causes",
                    "stop_seq", "hold", "manual", "waiting", "child")
