@@ -83,15 +83,7 @@ class Bridge:
             self.backoff.reset()
             log.info("connected to %s as %s", self.broker, self.chair)
             self._republish.set()
-            tasks = [asyncio.create_task(self._publishing(client)),
-                     asyncio.create_task(self._listening(client))]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in done:
-                    task.result()
-            finally:
-                for task in tasks:
-                    task.cancel()
+            await mqtt.until_one_fails(self._publishing(client), self._listening(client))
 
     # --- publishing ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ with jitter, so that thirty chairs do not all knock at once when the broker retu
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import ssl
@@ -128,3 +129,16 @@ def may_publish(broker: BrokerAddress, credentials: Credentials, identifier: str
     finally:
         probe.loop_stop()
         probe.disconnect()
+
+
+async def until_one_fails(*coroutines: Any) -> None:
+    """Run ``coroutines`` together on one connection until one of them raises (its error is
+    raised here); the others are cancelled then, as when the connection ends."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -123,16 +123,8 @@ class Overview:
             backoff.reset()
             self._touch()
             log.info("connected to %s", self.broker)
-            tasks = [asyncio.create_task(self._messages(client))]
-            if will is not None:
-                tasks.append(asyncio.create_task(self._presence(client, status)))
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in done:
-                    task.result()
-            finally:
-                for task in tasks:
-                    task.cancel()
+            await mqtt.until_one_fails(self._messages(client),
+                                       *([self._presence(client, status)] if will is not None else []))
 
     async def _messages(self, client: Any) -> None:
         async for message in client.messages:
