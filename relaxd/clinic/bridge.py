@@ -79,6 +79,9 @@ class Bridge:
                                    options=_as_published(), timeout=self.timing.broker_timeout_s)
             await client.subscribe(topics.OVERVIEW_STATUS_FILTER, qos=1,
                                    timeout=self.timing.broker_timeout_s)
+            # what this bridge knew of the desks came over the last connection: a desk online
+            # before a broker restart is coming online again now, and missed what was sent
+            self._desks_online.clear()
             self.connected = True
             self.backoff.reset()
             log.info("connected to %s as %s", self.broker, self.chair)
