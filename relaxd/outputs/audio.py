@@ -94,7 +94,7 @@ def _noise_loop(kind: str, rate: int) -> np.ndarray:
     x = _filtered_round(lambda count: rng.standard_normal(count, dtype=np.float32), _LOOP,
                         _shaping_filter(kind, rate))
     x *= np.float32(min(0.2 / np.sqrt(np.dot(x, x) / len(x)), PEAK / max(x.max(), -x.min())))
-    return x
+    return np.clip(x, -PEAK, PEAK, out=x)  # the scaled peak may round one float32 step above
 
 
 def _sine(start: int, n: int, rate: int, hz: float) -> np.ndarray:

@@ -126,9 +126,9 @@ class Clip:
             return image
         lift = 0.0 if s.breathing is None else s.breathing_px * _breath_shape(self.breaths(t))
         body = self._lift * (1 - FIDGET_HEAD) + FIDGET_HEAD
-        return cv2.remap(image, self._xs + fidget[0] * body,
-                         self._ys + lift * self._lift + fidget[1] * body, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+        xs = (self._xs + fidget[0] * body).astype(np.float32, copy=False)  # remap takes float32
+        ys = (self._ys + lift * self._lift + fidget[1] * body).astype(np.float32, copy=False)
+        return cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def breaths(self, t: float) -> float:
         """Breaths taken by ``t`` (the true mean rate over a window is their difference)."""
