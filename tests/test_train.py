@@ -188,6 +188,7 @@ def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
     assert not (tmp_path / "rebuilt").exists()
 
 
+@pytest.mark.slow  # trains twice over (about 50 s on 2 cores): `pytest -m slow`
 def test_rebuild_float_from_int8_and_warm_restart(tiny_fer, tmp_path):
     """A shipped int8 relaxnet is rebuilt as an equivalent float checkpoint that --init takes."""
     run = tmp_path / "run"
@@ -246,6 +247,7 @@ def test_train_from_csv(tiny_fer, tmp_path):
     assert state["n_train"] == 35 and state["n_val"] == 14
 
 
+@pytest.mark.slow  # trains twice over (about 50 s on 2 cores): `pytest -m slow`
 def test_swa_averages_epochs_and_resumes(tiny_fer, tmp_path):
     """--swa-start: the average of each epoch's trained weights, kept across --resume."""
     run = tmp_path / "run"
