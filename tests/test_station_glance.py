@@ -209,6 +209,15 @@ def test_the_childs_breathing_beside_the_chairs_tempo(station, daemon, vitals, e
     assert words.body_words({"breath": None}, "Ada") is None  # no tempo, no body readings
 
 
+def test_a_chest_out_of_view_is_said_where_the_breathing_would_be():
+    view = {"breath": {"bpm": 7.0}, "vitals": {"breathing": None, "movement": 0.1},
+            "chest_in_view": False}
+    assert words.body_words(view, "Ada")["breathing"] == \
+        "Ada unknown (chest out of the camera's view) · chair 7 / min"
+    view["chest_in_view"] = True
+    assert words.body_words(view, "Ada")["breathing"] == "Ada unknown · chair 7 / min"
+
+
 def test_history_outcomes_and_the_waiting_session_left_out(station, daemon, place):
     from relaxd.records.sessions import SessionSink
 

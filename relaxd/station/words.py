@@ -202,6 +202,8 @@ def body_words(view: dict[str, Any], name: str) -> dict[str, str] | None:
     vitals = view.get("vitals") or {}
     quality = vitals.get("quality") or {}
     child = _rate(vitals.get("breathing"), whole=True)
+    if child == "unknown" and view.get("chest_in_view") is False:
+        child = "unknown (chest out of the camera's view)"
     pulse = _rate(vitals.get("pulse"), whole=True)
     if pulse != "unknown":
         pulse += f" / min (quality {_percent(quality.get('pulse'))})"
