@@ -207,7 +207,7 @@ def body_words(view: dict[str, Any], name: str) -> dict[str, str] | None:
     pulse = _rate(vitals.get("pulse"), whole=True)
     if pulse != "unknown":
         pulse += f" / min (quality {_percent(quality.get('pulse'))})"
-    return {"breathing": f"{name} {child}{' / min' if child != 'unknown' else ''} · {chair}",
+    return {"breathing": f"{name} {child}{'' if child.startswith('unknown') else ' / min'} · {chair}",
             "pulse": pulse, "movement": _movement(vitals.get("movement"))}
 
 
