@@ -31,6 +31,15 @@ RUNNING = {"state": "running", "scenario": "Calm blue waves", "child": "ada", "t
            "breath": {"bpm": 7.0, "phase": 0.2}, "alerts": []}
 
 
+def know_names(c) -> None:
+    """The station has the children's names from the daemon (its link may still be connecting:
+    a page shows "the child" until they arrive)."""
+    deadline = time.monotonic() + 5
+    while c.get("/api/children").status_code != 200:
+        assert time.monotonic() < deadline, "the station never had the children's names"
+        time.sleep(0.02)
+
+
 def show(daemon, c, **changes) -> dict:
     """Publish a state as the daemon would; the station's view of it once it has arrived."""
     state = {**RUNNING, "at": time.time(), **changes}
@@ -87,7 +96,7 @@ def test_one_banner_per_state_with_its_colour_words_and_next_step(station, daemo
 def test_a_clinic_stop_never_reads_as_an_emergency_stop(station, daemon):
     c, _ = signed_in(station, "bob")
     with c:
-        c.get("/api/children")
+        know_names(c)
         alert = {"id": 7, "t": 31.0, "at": time.time(), "reason": "clinic-stop",
                  "detail": "clinic stop by nurse Kim", "acknowledged": False}
         view = show(daemon, c, state="estopped", estop=True, latch_causes=["clinic-stop"],
@@ -112,7 +121,7 @@ def test_alerts_in_plain_words_naming_the_child_and_acknowledge_all(station, dae
            "detail": "no face for 20 s: the child may have left"}
     c, token = signed_in(station, "bob")
     with c:
-        c.get("/api/children")
+        know_names(c)
         view = show(daemon, c, alerts=[old, halt, body, stop])
         said = {a["id"]: a["words"] for a in view["alerts"]}
         assert said[1] == ("Ada seemed very upset; everything was stopped. Check on Ada: it "
@@ -201,7 +210,7 @@ def test_start_refusals_in_plain_words_and_manual_at_the_childs_maximum(place, r
 def test_the_childs_breathing_beside_the_chairs_tempo(station, daemon, vitals, expected):
     c, _ = signed_in(station, "bob")
     with c:
-        c.get("/api/children")
+        know_names(c)
         state = {} if vitals == "absent" else {"vitals": vitals}
         view = show(daemon, c, breath={"bpm": 7.0, "phase": 0.5}, **state)
         assert view["body"] == expected
@@ -230,7 +239,7 @@ def test_history_outcomes_and_the_waiting_session_left_out(station, daemon, plac
             sink.close()  # the last one is still open: the current session
     c, _ = signed_in(station, "bob")
     with c:
-        c.get("/api/children")
+        know_names(c)
         show(daemon, c, state="running")
         rows = c.get("/api/sessions").json()
         assert rows[0]["running"] and rows[0]["outcome"] == "still running"
