@@ -144,6 +144,7 @@ def test_calibration_sample_is_stratified():
     assert len(sample) == 65  # 10 per class, disgust has only 5
 
 
+@pytest.mark.slow  # trains, resumes, exports and evaluates (about 45 s on 2 cores): `pytest -m slow`
 def test_train_resume_export_evaluate_round_trip(tiny_fer, tmp_path):
     run = tmp_path / "run"
     common = ["--data", str(tiny_fer), "--out", str(run), "--arch", "tiny", "--batch-size", "8",
