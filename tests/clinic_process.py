@@ -186,20 +186,10 @@ class Chair:
         if path is None:
             return None
         try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(5)
-                s.connect(path)
-                s.sendall(json.dumps(message).encode() + b"\n")
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return None
-                    data += chunk
-            answer = json.loads(data)
-            return answer if isinstance(answer, dict) else None
+            answer = ask_socket(path, message, timeout=5)
         except (OSError, ValueError):
             return None
+        return answer if isinstance(answer, dict) else None
 
     def command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
         """One command over the chair's control socket, as its own station sends it; the
@@ -282,3 +272,18 @@ class OverviewProcess:
             self.process.kill()
             self.process.wait()
             raise AssertionError("the overview did not stop within 5 s of SIGTERM") from None
+
+
+def ask_socket(path: str, message: dict[str, Any], timeout: float) -> Any:
+    """One line to a control socket and its one-line answer, decoded (OSError, ValueError)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)

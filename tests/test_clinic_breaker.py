@@ -39,6 +39,7 @@ from tests.clinic_process import (
     Chair,
     OverviewProcess,
     Watcher,
+    ask_socket,
     wait_until,
 )
 
@@ -622,18 +623,7 @@ def sim_chair(broker, tmp_path_factory) -> Iterator[tuple[Chair, Watcher]]:
 
 def station_says(chair: Chair, message: dict[str, Any]) -> dict[str, Any]:
     """One command on the chair's control socket, as its station sends it."""
-    path = (chair.out / "control-socket").read_text().strip()
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(15)
-        s.connect(path)
-        s.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    return ask_socket((chair.out / "control-socket").read_text().strip(), message, timeout=15)
 
 
 def test_a_second_clinic_stop_overrides_a_start_given_before_it(sim_chair):
