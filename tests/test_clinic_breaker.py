@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -127,17 +126,8 @@ class Daemon:
     def ask(self, message: dict[str, Any], timeout: float = 5.0) -> tuple[dict[str, Any], float]:
         """One command as the station sends it; the answer and how long it took."""
         began = time.monotonic()
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(timeout)
-            s.connect(str(self.server.path))
-            s.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data), time.monotonic() - began
+        answer = ask_socket(str(self.server.path), message, timeout)
+        return answer, time.monotonic() - began
 
     def close(self) -> None:
         self._done.set()
