@@ -4,27 +4,19 @@ their exposure is low, and each runs as its own user with the network it needs o
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from test_service_unit import ANALYZE, needs_analyze, verify_installed
+from test_service_unit import settings as unit_settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None,
-                                   reason="systemd-analyze not installed (apt-get install systemd)")
-SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 UNITS = ["relaxd-bridge.service", "relaxd-overview.service"]
 
 
 def settings(unit: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in (DEPLOY / unit).read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            out.setdefault(key, []).append(value)
-    return out
+    return unit_settings(DEPLOY / unit)
 
 
 @pytest.mark.parametrize("unit, user", [("relaxd-bridge.service", "relaxd-bridge"),
@@ -47,17 +39,8 @@ def test_only_the_bridge_reaches_the_chair():
 @needs_analyze
 @pytest.mark.parametrize("unit", UNITS)
 def test_systemd_analyze_verify_is_silent(tmp_path, unit):
-    root = tmp_path / "root"
-    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
-    (root / "etc/systemd/system").mkdir(parents=True)
-    for installed in ("relaxd.service", *UNITS):
-        shutil.copy(DEPLOY / installed, root / "etc/systemd/system" / installed)
-    exe = root / "opt/relaxd/venv/bin/relaxd"
-    exe.parent.mkdir(parents=True)
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
-    result = subprocess.run([ANALYZE, "verify", f"--root={root}", unit],
-                            capture_output=True, text=True, timeout=60)
+    installed = [DEPLOY / name for name in ("relaxd.service", *UNITS)]
+    result = verify_installed(tmp_path, installed, unit)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 

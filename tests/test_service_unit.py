@@ -25,6 +25,23 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 UI_UNIT = UNIT.parent / "relaxd-ui.service"
 
 
+def verify_installed(tmp_path: Path, units: list[Path], unit: str) -> subprocess.CompletedProcess:
+    """``systemd-analyze verify UNIT`` in a root where ``units`` are installed as install.sh
+    installs them, beside the system's own units and a stand-in relaxd executable."""
+    root = tmp_path / "root"
+    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    for installed in units:
+        shutil.copy(installed, root / "etc/systemd/system" / installed.name)
+    exe = root / "opt/relaxd/venv/bin/relaxd"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert ANALYZE is not None  # needs_analyze
+    return subprocess.run([ANALYZE, "verify", f"--root={root}", unit],
+                          capture_output=True, text=True, timeout=60)
+
+
 def settings(unit: Path = UNIT) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in unit.read_text().splitlines():
@@ -57,17 +74,7 @@ def test_unit_has_the_required_settings():
 def test_systemd_analyze_verify_is_silent(tmp_path, unit):
     """Any output (even a warning, which exits 0) fails. Both units installed, as install.sh
     installs them (the station's unit wants the daemon's)."""
-    root = tmp_path / "root"
-    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
-    (root / "etc/systemd/system").mkdir(parents=True)
-    for installed in (UNIT, UI_UNIT):
-        shutil.copy(installed, root / "etc/systemd/system" / installed.name)
-    exe = root / "opt/relaxd/venv/bin/relaxd"
-    exe.parent.mkdir(parents=True)
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
-    result = subprocess.run([ANALYZE, "verify", f"--root={root}", unit],
-                            capture_output=True, text=True, timeout=60)
+    result = verify_installed(tmp_path, [UNIT, UI_UNIT], unit)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
