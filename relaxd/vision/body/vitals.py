@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from relaxd.vision.body.breathing import BreathingEstimate, BreathingMeter
 from relaxd.vision.body.movement import MovementMeter
 from relaxd.vision.body.pulse import PulseEstimate, PulseMeter
 from relaxd.vision.body.regions import place
+from relaxd.vision.camera import Frame, mean_rgb
 from relaxd.vision.faces import Box
 
 #: Seconds between two spectral estimates of each rate (movement is read every frame). The
@@ -124,9 +124,7 @@ class BodySignals:
 
 
 def mean_colour(image: np.ndarray) -> ColourOf:
-    """``colour_of`` for a BGR frame: a region's mean (red, green, blue), by OpenCV (a tenth
-    of numpy's time for the same figures)."""
-    def colour_of(box: Box) -> tuple[float, float, float] | None:
-        b, g, r, _ = cv2.mean(image[box.y:box.y + box.h, box.x:box.x + box.w])
-        return float(r), float(g), float(b)
-    return colour_of
+    """``colour_of`` for a BGR image: a region's mean (red, green, blue), as the camera's frames
+    give it (:func:`relaxd.vision.camera.mean_rgb`)."""
+    frame = Frame(image)
+    return lambda box: mean_rgb(frame, box)
