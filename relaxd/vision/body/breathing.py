@@ -19,11 +19,16 @@ the driven light changes at that frequency. Also unknown: a weak peak (quality b
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from relaxd.vision.body.spectrum import amplitude_at, even_grid, peak_in, power_spectrum
+from relaxd.vision.body.spectrum import (
+    RateEstimate,
+    amplitude_at,
+    even_grid,
+    peak_in,
+    power_spectrum,
+)
 from relaxd.vision.faces import Box
 
 #: Seconds of motion one estimate looks at: two breaths at the slowest rate read (4 a minute).
@@ -50,13 +55,6 @@ LIGHT_R = 0.9
 REPLACE_SHARE = 0.15
 
 
-@dataclass(frozen=True)
-class BreathingEstimate:
-    """Breaths a minute (None: unknown), the estimate's quality 0..1 and, when unknown, why."""
-
-    rate: float | None
-    quality: float
-    why: str = ""
 
 
 def row_profile(gray: np.ndarray, box: Box, axis: int = 1) -> np.ndarray:
@@ -135,23 +133,23 @@ class BreathingMeter:
         s = self._samples
         return len(s) > 2 and s[-1][0] - s[0][0] >= self.window_s * 0.95
 
-    def estimate(self) -> BreathingEstimate:
+    def estimate(self) -> RateEstimate:
         """The breathing rate over the window, or unknown with the reason."""
         if not self.full:
-            return BreathingEstimate(None, 0.0, "window not full")
+            return RateEstimate(None, 0.0, "window not full")
         data = np.array(self._samples, dtype=np.float64)
         series = even_grid(data[:, 0], data[:, 1:], GRID_HZ)
         freqs, own = power_spectrum(series[:, 0], GRID_HZ)
         band = (BAND_PER_MIN[0] / 60, BAND_PER_MIN[1] / 60)
         peak = peak_in(freqs, own, band, width=0.025)
         if peak is None:
-            return BreathingEstimate(None, 0.0, "no movement")
+            return RateEstimate(None, 0.0, "no movement")
         why = self._doubt(peak.hz, peak.amplitude, freqs, series)
         if peak.quality < MIN_QUALITY:
             why = why or "no clear rhythm"
         if peak.amplitude < MIN_AMPLITUDE:
             why = why or "movement too small"
-        return BreathingEstimate(None if why else 60 * peak.hz, peak.quality, why)
+        return RateEstimate(None if why else 60 * peak.hz, peak.quality, why)
 
     @staticmethod
     def _doubt(hz: float, amplitude: float, freqs: np.ndarray, series: np.ndarray) -> str:

@@ -17,11 +17,10 @@ A pulse estimate is a trend shown with its quality: never an alarm on its own.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from relaxd.vision.body.spectrum import even_grid, peak_in, power_spectrum
+from relaxd.vision.body.spectrum import RateEstimate, even_grid, peak_in, power_spectrum
 
 #: Seconds of colour one estimate looks at.
 WINDOW_S = 12.0
@@ -35,12 +34,6 @@ POS_WINDOW_S = 1.6
 MIN_QUALITY = 0.4
 
 
-@dataclass(frozen=True)
-class PulseEstimate:
-    """Beats a minute (None: unknown) and the estimate's quality 0..1."""
-
-    rate: float | None
-    quality: float
 
 
 def without_light(rgb: np.ndarray, light: np.ndarray) -> np.ndarray:
@@ -98,9 +91,9 @@ class PulseMeter:
         s = self._samples
         return len(s) > 2 and s[-1][0] - s[0][0] >= self.window_s * 0.95
 
-    def estimate(self) -> PulseEstimate:
+    def estimate(self) -> RateEstimate:
         if not self.full:
-            return PulseEstimate(None, 0.0)
+            return RateEstimate(None, 0.0)
         data = np.array(self._samples, dtype=np.float64)
         series = even_grid(data[:, 0], data[:, 1:], GRID_HZ)
         signal = pos(without_light(series[:, :3], series[:, 3:]), GRID_HZ)
@@ -108,5 +101,5 @@ class PulseMeter:
         band = (BAND_PER_MIN[0] / 60, min(BAND_PER_MIN[1] / 60, GRID_HZ / 2))
         peak = peak_in(freqs, power, band, width=0.1, harmonic=True)
         if peak is None or peak.quality < MIN_QUALITY:
-            return PulseEstimate(None, 0.0 if peak is None else peak.quality)
-        return PulseEstimate(60 * peak.hz, peak.quality)
+            return RateEstimate(None, 0.0 if peak is None else peak.quality)
+        return RateEstimate(60 * peak.hz, peak.quality)

@@ -15,6 +15,15 @@ FFT_LENGTH = 2048
 
 
 @dataclass(frozen=True)
+class RateEstimate:
+    """A rate a minute (None: unknown), the estimate's quality 0..1 and, when unknown, why."""
+
+    rate: float | None
+    quality: float
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Peak:
     """The strongest frequency in a band (Hz), its amplitude and the share of the band's power
     within ``width`` Hz of it (and of its second harmonic, where asked), 0..1."""

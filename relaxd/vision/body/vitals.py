@@ -12,10 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from relaxd.vision.body.breathing import BreathingEstimate, BreathingMeter
+from relaxd.vision.body.breathing import BreathingMeter
 from relaxd.vision.body.movement import MovementMeter
-from relaxd.vision.body.pulse import PulseEstimate, PulseMeter
+from relaxd.vision.body.pulse import PulseMeter
 from relaxd.vision.body.regions import place
+from relaxd.vision.body.spectrum import RateEstimate
 from relaxd.vision.camera import Frame, mean_rgb
 from relaxd.vision.faces import Box
 
@@ -77,7 +78,7 @@ class BodySignals:
         self.breathing, self.pulse, self.movement = BreathingMeter(), PulseMeter(), MovementMeter()
         self._seen: float | None = None
         self._next_estimate, self._breathing_next = 0.0, True
-        self._breath, self._pulse = BreathingEstimate(None, 0.0), PulseEstimate(None, 0.0)
+        self._breath, self._pulse = RateEstimate(None, 0.0), RateEstimate(None, 0.0)
 
     def update(self, t: float, gray: np.ndarray, face: Box, colour_of: ColourOf,
                chair: ChairOutputs) -> Vitals:
@@ -120,7 +121,7 @@ class BodySignals:
         self.pulse.reset()
         self.movement.reset()
         self._next_estimate, self._breathing_next = 0.0, True
-        self._breath, self._pulse = BreathingEstimate(None, 0.0), PulseEstimate(None, 0.0)
+        self._breath, self._pulse = RateEstimate(None, 0.0), RateEstimate(None, 0.0)
 
 
 def mean_colour(image: np.ndarray) -> ColourOf:
