@@ -21,7 +21,7 @@ from relaxd.clinic.settings import (
     parse_broker,
 )
 from relaxd.commands.bridge import add_timing
-from relaxd.commands.ui import _bind, _host, _secret
+from relaxd.commands.ui import listening_socket, read_secret, url_host
 from relaxd.core.errors import RelaxdError
 
 STATE_DIR_ENV = "RELAXD_OVERVIEW_STATE_DIR"
@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     desk = Desk(overview=Overview(broker, credentials, state_dir, args.name, timing),
                 users=OverviewUsers(state_dir / "users.json"),
                 sessions=Sessions(SESSION_LIFETIME_S), token=token, tls=tls)
-    sock = _bind(args.listen, args.port)
-    url = f"{'https' if tls else 'http'}://{_host(args.listen)}:{sock.getsockname()[1]}/"
+    sock = listening_socket(args.listen, args.port, "the overview")
+    url = f"{'https' if tls else 'http'}://{url_host(args.listen)}:{sock.getsockname()[1]}/"
     print(f"clinic overview: {url}" + (f"?token={token}" if token else ""), flush=True)
     config = uvicorn.Config(create_app(desk), log_level="warning", access_log=False,
                             ssl_certfile=args.web_certificate if tls else None,
@@ -134,6 +134,6 @@ def run_user(args: argparse.Namespace) -> int:
     from relaxd.clinic.server import OverviewUsers
 
     store = OverviewUsers(_state_dir(args) / "users.json")
-    store.set_user(args.name, _secret(args, "password"), args.role)
+    store.set_user(args.name, read_secret(args, "password"), args.role)
     print(f"overview user {args.name} ({args.role or 'password changed'}) in {store.path}")
     return 0

@@ -84,14 +84,14 @@ def run_serve(args: argparse.Namespace) -> int:
                       scenario_dirs=[ui.scenario_dir, *bundled], token=token, tls=ui.tls,
                       network_start=ui.network_start, secret=_secret_key(ui.key_file),
                       certificate=ui.certificate if ui.tls else None)
-    local = _bind("127.0.0.1", ui.port if args.port is None else args.port)
-    network = _bind(ui.listen, ui.tls_port if args.tls_port is None else args.tls_port) \
+    local = listening_socket("127.0.0.1", ui.port if args.port is None else args.port)
+    network = listening_socket(ui.listen, ui.tls_port if args.tls_port is None else args.tls_port) \
         if ui.network else None
     if token:
         print(f"caregiver station: http://127.0.0.1:{local.getsockname()[1]}/?token={token}",
               flush=True)
     if network is not None:
-        print(f"caregiver station for tablets: https://{_host(ui.listen)}:"
+        print(f"caregiver station for tablets: https://{url_host(ui.listen)}:"
               f"{network.getsockname()[1]}/", flush=True)
     app = create_app(station, loopback_port=local.getsockname()[1])
     servers = [(_server(app, ui, LOOPBACK_LIMITS, tls=False, lifespan="on"), local)]
@@ -155,18 +155,21 @@ def _secret_key(path: Path) -> bytes:
     return key
 
 
-def _host(listen: str) -> str:
+def url_host(listen: str) -> str:
+    """The listen address as a URL's host (an IPv6 address in brackets)."""
     return f"[{listen}]" if ":" in listen else listen
 
 
-def _bind(address: str, port: int) -> socket.socket:
+def listening_socket(address: str, port: int, service: str = "the station") -> socket.socket:
+    """A TCP socket listening on ``address``:``port``, handed to uvicorn (and kept across its
+    workers); one line naming ``service`` when it cannot listen there."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((address, port))
     except OSError as exc:
-        raise RelaxdError(f"the station cannot listen on {address}:{port}: {exc.strerror}") from None
+        raise RelaxdError(f"{service} cannot listen on {address}:{port}: {exc.strerror}") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -194,7 +197,7 @@ def configure_passwd(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="user name")
 
 
-def _secret(args: argparse.Namespace, what: str) -> str:
+def read_secret(args: argparse.Namespace, what: str) -> str:
     """The PIN or password, typed twice at a prompt or read once from standard input."""
     if args.password_stdin:
         given = sys.stdin.readline().rstrip("\n")
@@ -230,7 +233,7 @@ def run_add_user(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.name in store.names():
         raise RelaxdError(f"user {args.name!r} exists (change the password with `relaxd ui passwd`)")
-    store.set_user(args.name, _secret(args, "password"), args.role)
+    store.set_user(args.name, read_secret(args, "password"), args.role)
     audit.record(store.path.parent, "add user", f"{args.name} ({args.role})")
     print(f"user {args.name} ({args.role}) added to {store.path}")
     return 0
@@ -238,7 +241,7 @@ def run_add_user(args: argparse.Namespace) -> int:
 
 def run_passwd(args: argparse.Namespace) -> int:
     store = _store(args)
-    store.set_user(args.name, _secret(args, "password"))
+    store.set_user(args.name, read_secret(args, "password"))
     ended = _end_sign_ins(args, args.name)
     audit.record(store.path.parent, "change password", f"{args.name} ({ended} sign-ins ended)")
     print(f"password of {args.name} changed; {ended} sign-in(s) ended")
@@ -294,7 +297,7 @@ def run_renew_cert(args: argparse.Namespace) -> int:
 
 def run_set_pin(args: argparse.Namespace) -> int:
     store = _store(args)
-    store.set_pin(_secret(args, "PIN"))
+    store.set_pin(read_secret(args, "PIN"))
     audit.record(store.path.parent, "set PIN", "the kiosk's caregiver PIN")
     print(f"caregiver PIN set in {store.path} (it signs in only from the chair itself)")
     return 0
