@@ -30,8 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from relaxd.clinic.overview import READ_ONLY, Overview
 from relaxd.clinic.topics import REMOTE_COMMANDS, dumps, is_account_name
-from relaxd.core.errors import RelaxdError
-from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore, hash_secret
+from relaxd.station.auth import RateLimit, Sessions, SignedIn, UserStore
 from relaxd.station.guard import BodyLimit, SecurityHeaders
 from relaxd.station.server import guarded, same_origin
 
@@ -44,21 +43,12 @@ PARALLEL_CHECKS = 2
 
 
 class OverviewUsers(UserStore):
-    """The overview's accounts: the station's hashed store, with the overview's roles."""
+    """The overview's accounts: the station's hashed store, with the overview's roles and
+    account names (as the broker's commands name their sender)."""
 
-    def set_user(self, name: str, password: str, role: str | None = None) -> None:
-        if role is not None and role not in ROLES:
-            raise RelaxdError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        data = self._load()
-        if not is_account_name(name):
-            raise RelaxdError(f"a user name is letters, digits, '.', '-' and '_', got {name!r}")
-        old = data["users"].get(name)
-        if role is None and old is None:
-            raise RelaxdError(f"no user {name!r} (add it with `relaxd overview add-user`)")
-        if len(password) < 8:
-            raise RelaxdError("a password needs at least 8 characters")
-        data["users"][name] = {"role": role or old["role"], "hash": hash_secret(password)}
-        self._save(data)
+    roles = ROLES
+    add_command = "relaxd overview-user NAME --role nurse|viewer"
+    name_ok = staticmethod(is_account_name)
 
 
 @dataclass

@@ -62,6 +62,15 @@ def _unb64(text: str) -> bytes:
 class UserStore:
     """The station's accounts and the kiosk PIN, hashed, in one JSON file."""
 
+    #: The roles an account may have, and the command that adds one (a subclass's own).
+    roles: tuple[str, ...] = ROLES
+    add_command = "relaxd ui add-user"
+
+    @staticmethod
+    def name_ok(name: str) -> bool:
+        """A user name: letters, digits, '.', '-' and '_'."""
+        return bool(name) and name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
@@ -84,13 +93,13 @@ class UserStore:
 
     def set_user(self, name: str, password: str, role: str | None = None) -> None:
         data = self._load()
-        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if not self.name_ok(name):
             raise RelaxdError(f"a user name is letters, digits, '.', '-' and '_', got {name!r}")
         old = data["users"].get(name)
         if role is None and old is None:
-            raise RelaxdError(f"no user {name!r} (add it with `relaxd ui add-user`)")
-        if role is not None and role not in ROLES:
-            raise RelaxdError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+            raise RelaxdError(f"no user {name!r} (add it with `{self.add_command}`)")
+        if role is not None and role not in self.roles:
+            raise RelaxdError(f"role must be one of {', '.join(self.roles)}, got {role!r}")
         if len(password) < 8:
             raise RelaxdError("a password needs at least 8 characters")
         data["users"][name] = {"role": role or old["role"], "hash": hash_secret(password)}
