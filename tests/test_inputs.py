@@ -21,13 +21,15 @@ from relaxd.vision.settings import MoodSettings
 def test_every_other_face_is_classified_mirrored(tmp_path: Path):
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[:, 80:560] = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (480, 480))
-    for i in range(14):
+    detector = FaceDetector()
+    frames = detector.find_bound(640, 480)[0] + 6   # found within the bound, then followed
+    for i in range(frames):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), frame)
     classifier = EmotionClassifier(default_model())
-    vision = VisionInput(ImageFolderSource(tmp_path), FaceDetector(), classifier,
+    vision = VisionInput(ImageFolderSource(tmp_path), detector, classifier,
                          MoodSmoother(MoodSettings()))
-    sensed = [vision.read(t / 10) for t in range(14)]
-    assert vision.read(1.4) is None
+    sensed = [vision.read(t / 10) for t in range(frames)]
+    assert vision.read(frames / 10) is None
     # the detector spreads its search over frames: once found, the face is kept in every frame
     first = next(i for i, s in enumerate(sensed) if s.face is not None)
     assert all(s.face is not None for s in sensed[first:])

@@ -12,7 +12,7 @@ Each frame, :meth:`FaceDetector.track`:
    puts it for at most ``coast_frames`` frames, and without a frontal find for at most
    ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
    (:attr:`Detection.frontal`);
-2. runs parts of the full-frame search (on a copy downscaled to ``detect_width``, faces at
+2. runs parts of the full-frame search (on the frame scaled once to ``detect_width``, faces at
    least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep`
    into ``sweep_parts`` parts of about equal work. Resting, while a frontal find follows the
    face, one part a frame: a whole sweep takes ``sweep_parts`` frames. Otherwise as many parts
@@ -59,9 +59,10 @@ from relaxd.vision.facesearch import (
     Box,
     Cascades,
     Region,
-    ScaledRegions,
+    SearchFrame,
     SweepPart,
     flow_box,
+    flow_patch,
     group,
     load_cascade,
     plan_sweep,
@@ -195,11 +196,10 @@ class FaceDetector:
     ``0.75 * detect_width`` pixels; ``min_face_frac``: smallest face, as a fraction of the frame's
     width; ``sweep_parts``: the full search is cut into about this many parts, one a frame while
     resting; ``empty_pace``: with nobody followed, the share of the full search a frame runs at
-    most; ``close_margin`` and ``close_sizes``: where the
-    followed face is looked for first (face widths on each side, and its size's range);
-    ``roi_margin``: the region searched around the face's predicted box extends this many face
-    widths on each side;
-    ``roi_face_px``: the face's width in that region once scaled; ``coast_frames``: frames a face
+    most; ``close_margin`` and ``close_sizes``: where the followed face is looked for first
+    (face widths on each side, and its size's range); ``roi_margin`` and ``wide_sizes``: the
+    same for the region searched around the face's predicted box (a re-find, a check);
+    ``roi_face_px``: the face's width in those regions once scaled; ``coast_frames``: frames a face
     is kept by optical flow alone; ``unconfirmed_frames``: frames a face is kept without a frontal
     find (in profile, or by flow); ``empty_sweeps``: with nobody followed, the cascades
     (:data:`REFIND` indices) whole sweeps take in turn, so that a face that comes looking down
@@ -215,7 +215,8 @@ class FaceDetector:
     empty_pace: float = 1 / 6
     roi_margin: float = 0.25
     close_margin: float = 0.15
-    close_sizes: tuple[float, float] = (0.8, 1.25)
+    close_sizes: tuple[float, float] = (0.87, 1.15)
+    wide_sizes: tuple[float, float] = (0.8, 1.25)
     roi_face_px: int = 48
     coast_frames: int = 45
     unconfirmed_frames: int = 150
@@ -249,7 +250,7 @@ class FaceDetector:
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
         gray = to_gray(gray)
-        return self._cascades.search(gray, self._full_region(*gray.shape[::-1]))
+        return self._cascades.search(SearchFrame(gray), self._full_region(*gray.shape[::-1]))
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         """The faces of this frame's search, the child's first (see :meth:`track`: a frame of a
@@ -263,23 +264,23 @@ class FaceDetector:
         """Find the child's face in this frame: follow it from the last frame, search parts of
         the full frame, and choose among new faces when none is followed (see the module), all
         within :meth:`frame_budget`."""
-        gray = to_gray(gray)
-        self._plan_for(gray)
+        frame = SearchFrame(to_gray(gray))
+        self._plan_for(frame.gray)
         budget = _Budget(self.frame_budget(followed=self._current is not None))
-        how = self._follow(self._current, gray, budget) if self._current is not None else ""
+        how = self._follow(self._current, frame, budget) if self._current is not None else ""
         if not how:
             self._current, self._patch = None, None
-            how = self._confirm(gray, budget)
+            how = self._confirm(frame, budget)
         followed = self._current
-        part, swept = self._sweep_on(gray, budget, how)
+        part, swept = self._sweep_on(frame, budget, how)
         rule = "tracked" if how else ""
         if how in ("flow", "profile") and followed is not None:
             how = self._snap(followed, part) or how
         if swept is not None:
-            rule = self._end_sweep(gray, swept, budget)
+            rule = self._end_sweep(frame, swept, budget)
         elif self._current is None and part:
-            rule = self._choose(gray, part, budget)
-        return self._result(gray, followed, part, swept, rule, how, budget.spent)
+            rule = self._choose(frame, part, budget)
+        return self._result(frame.gray, followed, part, swept, rule, how, budget.spent)
 
     def _result(self, gray: np.ndarray, followed: _Track | None, part: list[Box],
                 swept: list[Box] | None, rule: str, how: str, work: float) -> Detection:
@@ -343,12 +344,27 @@ class FaceDetector:
             left -= part.share
         return searching
 
+    @property
+    def cascades(self) -> Cascades:
+        """The cascades every search runs, with the detector's parameters."""
+        return self._cascades
+
+    def close_region(self, box: Box) -> Region:
+        """Where a face followed at ``box`` in the last frame is looked for first: within
+        :attr:`close_margin` face widths, :attr:`close_sizes` times its size."""
+        return region_around(box, self.close_margin, self.roi_face_px, *self.close_sizes)
+
+    def wide_region(self, box: Box) -> Region:
+        """Where a face is looked for around a guess ``box`` (a re-find, a check): within
+        :attr:`roi_margin` face widths, :attr:`wide_sizes` times its size."""
+        return region_around(box, self.roi_margin, self.roi_face_px, *self.wide_sizes)
+
     def _full_region(self, width: int, height: int) -> Region:
         scale = min(1.0, self.detect_width / width, self.detect_width * 0.75 / height)
         min_face = max(HAAR_WINDOW, int(round(self.min_face_frac * width * scale)))
-        return Region(0, 0, width, height, scale, min_face)
+        return Region(0, 0, width, height, scale, min_face, from_whole=True)
 
-    def _follow(self, cur: _Track, gray: np.ndarray, budget: _Budget) -> str:
+    def _follow(self, cur: _Track, frame: SearchFrame, budget: _Budget) -> str:
         """Find the followed face ``cur`` again, or keep it by flow; how, or "" when it is lost.
 
         The frontal cascade looks close to the last box first; when it misses, optical flow
@@ -357,36 +373,37 @@ class FaceDetector:
         frames), none while the sweep waits for its part."""
         if self._unconfirmed >= self.unconfirmed_frames:
             return ""
-        box = self._look(gray, cur.box, budget, 0, close=True)
+        box = self._look(frame, cur.box, budget, 0, close=True)
         if box is not None:
             cur.box, self._coasted, self._refind = box, 0, 0
             return "frontal"
         budget.spend(FLOW_COST)
-        predicted = None if self._patch is None else flow_box(self._patch[0], gray, cur.box,
+        predicted = None if self._patch is None else flow_box(self._patch[0], frame.gray, cur.box,
                                                               self._patch[1])
         moved_to = predicted if predicted is not None and predicted.iou(cur.box) < 0.7 else None
         k = self._refind
-        if not self._starved and budget.fits(RUN_COST["wide"][k]):
-            box = self._look(gray, cur.box if moved_to is None else moved_to, budget, k)
-            if box is not None:
-                cur.box, self._coasted = box, 0
-                return REFIND[k][2]
+        if not self._starved:   # the turn passes on if this cascade is not found or does not fit
             self._refind = (k + 1) % len(REFIND)
-        height, width = gray.shape
+            if budget.fits(RUN_COST["wide"][k]):
+                box = self._look(frame, cur.box if moved_to is None else moved_to, budget, k)
+                if box is not None:
+                    cur.box, self._coasted, self._refind = box, 0, k
+                    return REFIND[k][2]
+        height, width = frame.gray.shape
         if (predicted is None or self._coasted >= self.coast_frames
                 or predicted.inside_fraction(width, height) < 0.5):
             return ""
         cur.box, self._coasted = predicted, self._coasted + 1
         return "flow"
 
-    def _confirm(self, gray: np.ndarray, budget: _Budget) -> str:
+    def _confirm(self, frame: SearchFrame, budget: _Budget) -> str:
         """With nobody followed, look again for the pending face (one that came looking down or
         turned) with the cascade that found it; found :attr:`confirm_frames` frames running, it
         becomes the child's face, unproven until the frontal cascade finds it. How, or ""."""
         p = self._pending
         if p is None or not budget.fits(RUN_COST["wide"][p.k]):
             return ""
-        box = self._look(gray, p.box, budget, p.k)
+        box = self._look(frame, p.box, budget, p.k)
         if box is None:
             self._pending = None
             return ""
@@ -398,21 +415,20 @@ class FaceDetector:
         self._current, self._refind, self._coasted, self._unconfirmed = track, p.k, 0, 0
         return REFIND[p.k][2]
 
-    def _look(self, gray: np.ndarray, guess: Box, budget: _Budget, k: int,
+    def _look(self, frame: SearchFrame, guess: Box, budget: _Budget, k: int,
               close: bool = False) -> Box | None:
         """The face cascade ``REFIND[k]`` finds around ``guess``; None if none overlaps it.
         ``close``: only where a face followed from the last frame can be (:attr:`close_margin`,
-        :attr:`close_sizes`), else within ``roi_margin`` and 0.7 to 1.4 times its size."""
-        region = (region_around(guess, self.close_margin, self.roi_face_px, *self.close_sizes)
-                  if close else region_around(guess, self.roi_margin, self.roi_face_px))
+        :attr:`close_sizes`), else where :meth:`wide_region` says."""
+        region = self.close_region(guess) if close else self.wide_region(guess)
         name, mirrored, _ = REFIND[k]
-        found = self._cascades.search(gray, region, self.cascade_path if k == 0 else name,
+        found = self._cascades.search(frame, region, self.cascade_path if k == 0 else name,
                                       mirrored)
         budget.spend(RUN_COST["close" if close else "wide"][k])
         best = max(found, key=guess.iou, default=None)
         return best if best is not None and best.iou(guess) >= 0.2 else None
 
-    def _sweep_on(self, gray: np.ndarray, budget: _Budget,
+    def _sweep_on(self, frame: SearchFrame, budget: _Budget,
                   how: str) -> tuple[list[Box], list[Box] | None]:
         """This frame's parts of the sweep: the faces they found, and the sweep's when it ended.
 
@@ -423,12 +439,11 @@ class FaceDetector:
         reserve = 0.0 if how else RUN_COST["wide"][1]
         part: list[Box] = []
         swept, ran = None, 0
-        scaled: ScaledRegions = {}  # the parts of a frame scale a region they share once
         while swept is None and self._sweep.plan and not (part and self._current is None):
             if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
                     or (self._starved and ran == 0)):
                 break
-            more, swept = self._sweep_step(gray, budget, scaled)
+            more, swept = self._sweep_step(frame, budget)
             part, ran = part + more, ran + 1
             if how in ("frontal", "alt2"):
                 break
@@ -454,10 +469,10 @@ class FaceDetector:
             self._sweep = _Sweep((width, height), plan,
                                  median_share=float(np.median([p.share for p in plan] or [0.0])))
 
-    def _sweep_step(self, gray: np.ndarray, budget: _Budget, scaled: ScaledRegions | None = None
-                    ) -> tuple[list[Box], list[Box] | None]:
-        """Run the next part of the sweep (``scaled``: this frame's regions scaled so far): its
-        new faces, and every face of the sweep when it ended with this part (else None)."""
+    def _sweep_step(self, frame: SearchFrame,
+                    budget: _Budget) -> tuple[list[Box], list[Box] | None]:
+        """Run the next part of the sweep: its new faces, and every face of the sweep when it
+        ended with this part (else None)."""
         sw = self._sweep
         if sw.next == 0:  # a sweep begins: with nobody followed, the next cascade in turn
             sw.k = 0 if self._current is not None else self.empty_sweeps[
@@ -467,8 +482,8 @@ class FaceDetector:
         budget.spend(part.share)
         name, mirrored, _ = REFIND[sw.k]
         windows = [b for b in self._cascades.search(
-                       gray, part.region, self.cascade_path if sw.k == 0 else name, mirrored,
-                       raw=True, scaled_before=scaled)
+                       frame, part.region, self.cascade_path if sw.k == 0 else name, mirrored,
+                       raw=True)
                    if part.keep_x0 <= b.x < part.keep_x1]
         sw.windows.extend(windows)
         sw.next += 1
@@ -478,7 +493,7 @@ class FaceDetector:
         swept, sw.windows, sw.next = group(sw.windows, self.min_neighbors), [], 0
         return found, swept
 
-    def _verify(self, gray: np.ndarray, track: _Track, budget: _Budget,
+    def _verify(self, frame: SearchFrame, track: _Track, budget: _Budget,
                 again: bool = False) -> bool:
         """Whether the other frontal cascade (``alt2``, or ``default`` for a sweep by another)
         agrees there is a face at the track's box: once enough for a face found in this frame;
@@ -489,26 +504,25 @@ class FaceDetector:
             k = 1 if self._sweep.k == 0 else 0
             if not budget.fits(RUN_COST["wide"][k]):
                 return False
-            region = region_around(track.box, self.roi_margin, self.roi_face_px)
-            found = self._cascades.search(gray, region, FRONTAL[k])
+            found = self._cascades.search(frame, self.wide_region(track.box), FRONTAL[k])
             budget.spend(RUN_COST["wide"][k])
             track.verified = any(f.iou(track.box) >= 0.3 for f in found)
         return track.verified
 
-    def _check(self, gray: np.ndarray, track: _Track, budget: _Budget,
+    def _check(self, frame: SearchFrame, track: _Track, budget: _Budget,
                again: bool = False) -> bool:
         """:meth:`_verify`; with nobody followed, a face a sweep by ``alt2`` or a profile cascade
         found that the frontal cascade then does not see becomes the pending face (it may have
         come looking down or turned: see :meth:`_confirm`)."""
         spent = budget.spent
-        if self._verify(gray, track, budget, again):
+        if self._verify(frame, track, budget, again):
             return True
         if (self._sweep.k != 0 and budget.spent > spent and self._current is None
                 and self._pending is None):
             self._pending = _Pending(track.box, self._sweep.k)
         return False
 
-    def _choose(self, gray: np.ndarray, part: list[Box], budget: _Budget) -> str:
+    def _choose(self, frame: SearchFrame, part: list[Box], budget: _Budget) -> str:
         """With no face followed: take the child's among this part's faces; the rule, or ""."""
         candidates = []
         for box in part:
@@ -516,17 +530,17 @@ class FaceDetector:
             if track is None or track.box.iou(box) < 0.3:
                 track = _Track(box, hits=0)   # counted by the sweep's end, like every face
             track.box = box
-            if self._check(gray, track, budget):
+            if self._check(frame, track, budget):
                 candidates.append(track)
         if not candidates:
             return ""
-        ranked = self._rank(candidates, gray.shape)
+        ranked = self._rank(candidates, frame.gray.shape)
         self._current, self._pending = ranked[0], None
         if ranked[0] not in self._tracks:
             self._tracks.append(ranked[0])
-        return self._rule(ranked, gray.shape)
+        return self._rule(ranked, frame.gray.shape)
 
-    def _end_sweep(self, gray: np.ndarray, swept: list[Box], budget: _Budget) -> str:
+    def _end_sweep(self, frame: SearchFrame, swept: list[Box], budget: _Budget) -> str:
         """The sweep ended: count where each face was seen and choose the child's again."""
         cur = self._current
         others = [f for f in swept if cur is None or f.iou(cur.box) < 0.3]
@@ -534,10 +548,10 @@ class FaceDetector:
         if cur is not None:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
-        ranked = [t for t in self._rank(seen, gray.shape)
-                  if t is cur or self._check(gray, t, budget, again=True)]
+        ranked = [t for t in self._rank(seen, frame.gray.shape)
+                  if t is cur or self._check(frame, t, budget, again=True)]
         self._current = ranked[0] if ranked else None
-        return self._rule(ranked, gray.shape) if ranked else ""
+        return self._rule(ranked, frame.gray.shape) if ranked else ""
 
     @staticmethod
     def _rank(tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
@@ -580,11 +594,7 @@ class FaceDetector:
 
     def _remember(self, gray: np.ndarray, box: Box) -> None:
         """Keep the frame around ``box`` for the next frame's optical flow."""
-        height, width = gray.shape
-        m = box.w // 2
-        x0, y0 = max(0, box.x - m), max(0, box.y - m)
-        x1, y1 = min(width, box.x + box.w + m), min(height, box.y + box.h + m)
-        self._patch = (gray[y0:y1, x0:x1].copy(), (x0, y0)) if x1 > x0 and y1 > y0 else None
+        self._patch = flow_patch(gray, box)
 
 
 def sweeps_to_see(cycle: tuple[int, ...], seen_by: set[int]) -> int | None:

@@ -35,15 +35,16 @@ REFIND = ((FRONTAL[0], False, "frontal"), (FRONTAL[1], False, "alt2"),
 
 #: What one run of each :data:`REFIND` cascade costs in a region scaled around a face (the face
 #: ``roi_face_px`` wide), in full-frame searches of the reference scene (``relaxd bench``'s
-#: built-in frames, 640x480, one face on clutter; medians measured on this scene, rounded up):
-#: ``close``, the followed face's own place and size (0.15 face widths around, 0.8-1.25 times
-#: its size); ``wide``, 0.25 face widths around a guess, 0.7-1.4 times its size. A region on a
-#: face costs several times what its windows count (:func:`region_work`): a face's windows pass
-#: most of a cascade's stages, and each run has its own set-up.
-RUN_COST = {"close": (0.04, 0.032, 0.017, 0.013), "wide": (0.062, 0.047, 0.046, 0.034)}
+#: built-in frames, 640x480, one face on clutter; medians measured there by
+#: ``tools/search_costs.py``, rounded up): ``close``, the followed face's own place and size
+#: (:meth:`relaxd.vision.faces.FaceDetector.close_region`); ``wide``, around a guess
+#: (:meth:`~relaxd.vision.faces.FaceDetector.wide_region`). A region on a face costs several
+#: times what its windows count (:func:`region_work`): a face's windows pass most of a
+#: cascade's stages, and each run has its own set-up.
+RUN_COST = {"close": (0.03, 0.028, 0.014, 0.011), "wide": (0.052, 0.042, 0.039, 0.03)}
 
 #: What following a face's corners by optical flow (:func:`flow_box`) costs, in the same unit.
-FLOW_COST = 0.02
+FLOW_COST = 0.028
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
 @dataclass(frozen=True)
 class Region:
     """Where and how to search: gray[y:y+h, x:x+w] scaled by ``scale``, faces ``min_face`` to
-    ``max_face`` pixels wide once scaled (``max_face`` None: up to the region's size)."""
+    ``max_face`` pixels wide once scaled (``max_face`` None: up to the region's size).
+    ``from_whole``: cut from the whole frame scaled once (:meth:`SearchFrame.whole_at`), as the
+    full search's parts are, rather than scaled on its own."""
 
     x: int
     y: int
@@ -101,6 +104,7 @@ class Region:
     scale: float
     min_face: int
     max_face: int | None = None
+    from_whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,12 @@ class Cascades:
     scale_factor: float = 1.1
     min_neighbors: int = 5
 
-    def search(self, gray: np.ndarray, region: Region, name: str | None = None,
-               mirrored: bool = False, raw: bool = False,
-               scaled_before: ScaledRegions | None = None) -> list[Box]:
-        """Faces found by cascade ``name`` (default: the frontal one) in ``region``, largest
-        first, in full-frame pixels; ``mirrored``: search the region flipped left to right;
-        ``raw``: every window the cascade accepts, not grouped into faces; ``scaled_before``:
-        this frame's regions already scaled, where the same pixels are found again."""
-        scaled = scaled_region(gray, region, scaled_before)
+    def search(self, frame: SearchFrame, region: Region, name: str | None = None,
+               mirrored: bool = False, raw: bool = False) -> list[Box]:
+        """Faces found by cascade ``name`` (default: the frontal one) in ``region`` of ``frame``,
+        largest first, in full-frame pixels; ``mirrored``: search the region flipped left to
+        right; ``raw``: every window the cascade accepts, not grouped into faces."""
+        scaled = frame.scaled(region)
         if scaled is None:
             return []
         image, x0, y0 = scaled
@@ -130,36 +132,79 @@ class Cascades:
             image, scaleFactor=self.scale_factor, minNeighbors=0 if raw else self.min_neighbors,
             minSize=(region.min_face, region.min_face), maxSize=(top, top))
         s = region.scale
-        boxes = [Box(x0 + int(round((sw - x - bw if mirrored else x) / s)),
-                     y0 + int(round(y / s)), int(round(bw / s)), int(round(bh / s)))
+        boxes = [Box(int(round(x0 + (sw - x - bw if mirrored else x) / s)),
+                     int(round(y0 + y / s)), int(round(bw / s)), int(round(bh / s)))
                  for x, y, bw, bh in found]
         return sorted(boxes, key=lambda b: b.area, reverse=True)
 
 
-#: One frame's scaled regions by their place and size (see :func:`scaled_region`).
-ScaledRegions = dict[tuple[int, int, int, int, int, int], np.ndarray]
+class SearchFrame:
+    """One frame as the searches read it: the gray frame, and the whole frame at each scale a
+    full search reads, made once however many of its parts read it.
 
+    The whole frame is scaled from a pyramid of halves (each level the mean of the 2x2 blocks of
+    the one above: a few microseconds where an arbitrary shrink of the frame by pixel areas takes
+    a few hundred), the level with the fewest pixels still as fine as the result, then by a
+    ratio of 0.5 to 1: bilinear from :data:`BILINEAR_FROM` up, by pixel areas below. A region
+    around a face is small, and scaled on its own by pixel areas.
+    """
 
-def scaled_region(gray: np.ndarray, region: Region, scaled_before: ScaledRegions | None = None
-                  ) -> tuple[np.ndarray, int, int] | None:
-    """The region's pixels inside the frame at its scale, with their top-left corner in the frame;
-    None when too small to hold its smallest face. ``scaled_before`` (one frame's): the same
-    pixels scaled once, kept for the next search of them."""
-    height, width = gray.shape[:2]
-    x0, y0 = max(0, region.x), max(0, region.y)
-    x1, y1 = min(width, region.x + region.w), min(height, region.y + region.h)
-    sw, sh = int(round((x1 - x0) * region.scale)), int(round((y1 - y0) * region.scale))
-    if min(sw, sh) < region.min_face:
-        return None
-    image = gray[y0:y1, x0:x1]
-    if region.scale != 1.0:
-        key = (x0, y0, x1, y1, sw, sh)
-        made = None if scaled_before is None else scaled_before.get(key)
-        image = made if made is not None else cv2.resize(image, (sw, sh),
-                                                         interpolation=cv2.INTER_AREA)
-        if scaled_before is not None:
-            scaled_before[key] = image
-    return image, x0, y0
+    #: The least ratio from a pyramid level that is scaled bilinearly (after the 2x2 means the
+    #: level is already smooth enough that sampling it does not alias).
+    BILINEAR_FROM = 0.75
+
+    def __init__(self, gray: np.ndarray) -> None:
+        self.gray = gray
+        self._levels = [gray]
+        self._whole: dict[float, np.ndarray] = {}
+
+    def whole_at(self, scale: float) -> np.ndarray:
+        """The whole frame scaled by ``scale`` (at most 1)."""
+        made = self._whole.get(scale)
+        if made is None:
+            height, width = self.gray.shape[:2]
+            size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+            n = 0
+            while scale * 2 ** (n + 1) <= 1 and min(self._level(n + 1).shape[:2]) > 0:
+                n += 1
+            source = self._level(n)
+            ratio = size[0] / source.shape[1]
+            made = source if size == source.shape[1::-1] else cv2.resize(
+                source, size,
+                interpolation=cv2.INTER_LINEAR if ratio >= self.BILINEAR_FROM else cv2.INTER_AREA)
+            self._whole[scale] = made
+        return made
+
+    def scaled(self, region: Region) -> tuple[np.ndarray, float, float] | None:
+        """The region's pixels inside the frame at its scale, with their top-left corner in the
+        frame's pixels; None when too small to hold its smallest face."""
+        height, width = self.gray.shape[:2]
+        x0, y0 = max(0, region.x), max(0, region.y)
+        x1, y1 = min(width, region.x + region.w), min(height, region.y + region.h)
+        s = region.scale
+        if region.from_whole and s != 1.0:
+            whole = self.whole_at(s)
+            sx0, sy0 = int(round(x0 * s)), int(round(y0 * s))
+            image = whole[sy0:int(round(y1 * s)), sx0:int(round(x1 * s))]
+            if min(image.shape[:2]) < region.min_face:
+                return None
+            return image, sx0 / s, sy0 / s
+        sw, sh = int(round((x1 - x0) * s)), int(round((y1 - y0) * s))
+        if min(sw, sh) < region.min_face:
+            return None
+        image = self.gray[y0:y1, x0:x1]
+        if s != 1.0:
+            image = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        return image, x0, y0
+
+    def _level(self, n: int) -> np.ndarray:
+        """Level ``n`` of the pyramid of halves (0: the frame itself)."""
+        while len(self._levels) <= n:
+            top = self._levels[-1]
+            h, w = top.shape[0] // 2, top.shape[1] // 2
+            self._levels.append(cv2.resize(top[:2 * h, :2 * w], (max(w, 1), max(h, 1)),
+                                           interpolation=cv2.INTER_AREA))
+        return self._levels[n]
 
 
 def region_around(box: Box, margin: float, face_px: int, lo: float = 0.7,
@@ -238,13 +283,13 @@ def plan_sweep(width: int, height: int, scale: float, min_face: int, parts: int,
             start = i + 1
     plan = []
     for small, big, cost in reversed(bands):
-        strips = max(1, min(round(cost / target), (sw - big) // max(big, 1)))
+        strips = max(1, min(round(cost / target), (sw - big) // max(big // 2, 1)))
         edges = [int(round(k * (sw - big) / strips)) for k in range(strips)] + [sw]
         for x0, x1 in zip(edges, edges[1:]):
             right = sw if x1 == sw else x1 + big
             plan.append(SweepPart(
                 Region(int(x0 / scale), 0, int(math.ceil((right - x0) / scale)), height, scale,
-                       small, big),
+                       small, big, from_whole=True),
                 cost / strips / total, int(round(x0 / scale)),
                 width if x1 == sw else int(round(x1 / scale))))
     return plan
@@ -261,22 +306,42 @@ def group(boxes: list[Box], min_neighbors: int) -> list[Box]:
     return sorted(found, key=lambda b: b.area, reverse=True)
 
 
+def flow_patch(gray: np.ndarray, box: Box) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The part of ``gray`` around ``box`` (half a face width on each side) that
+    :func:`flow_box` follows into the next frame, copied, with its top-left corner; None when
+    the box lies outside the frame."""
+    height, width = gray.shape
+    m = box.w // 2
+    x0, y0 = max(0, box.x - m), max(0, box.y - m)
+    x1, y1 = min(width, box.x + box.w + m), min(height, box.y + box.h + m)
+    return (gray[y0:y1, x0:x1].copy(), (x0, y0)) if x1 > x0 and y1 > y0 else None
+
+
+def _shrink_by(image: np.ndarray, m: int) -> np.ndarray:
+    """``image`` shrunk ``m`` times, each pixel the mean of an ``m`` x ``m`` block (the rows and
+    columns that make no whole block are left out)."""
+    h, w = image.shape[0] // m, image.shape[1] // m
+    return cv2.resize(image[:h * m, :w * m], (w, h), interpolation=cv2.INTER_AREA)
+
+
 def flow_box(prev: np.ndarray, gray: np.ndarray, box: Box, origin: tuple[int, int],
              face_px: int = 64, min_points: int = 8, max_error: float = 0.5) -> Box | None:
     """Where ``box`` (full-frame pixels) moved from ``prev`` (a patch of the previous frame with
     its top-left at ``origin``) to ``gray`` (the whole new frame); None when too few corners
-    inside the box can be followed forwards and back to within ``max_error`` pixels. Both patches
-    are scaled so that the face is ``face_px`` wide."""
+    inside the box can be followed forwards and back to within ``max_error`` pixels of a face
+    ``face_px`` wide. Both patches are shrunk by the least whole number that brings the face to
+    ``face_px`` wide or less (averaging whole blocks of pixels: several times cheaper than a
+    fractional shrink)."""
     ox, oy = origin
     ph, pw = prev.shape
     new = gray[oy:oy + ph, ox:ox + pw]
     if new.shape != prev.shape:
         return None
-    k = min(1.0, face_px / max(box.w, 1))
-    if k < 1.0:
-        size = (max(1, int(round(pw * k))), max(1, int(round(ph * k))))
-        prev = cv2.resize(prev, size, interpolation=cv2.INTER_AREA)
-        new = cv2.resize(new, size, interpolation=cv2.INTER_AREA)
+    m = max(1, math.ceil(box.w / face_px))
+    k = 1 / m
+    if m > 1:
+        prev, new = _shrink_by(prev, m), _shrink_by(new, m)
+    max_error *= box.w * k / face_px
     mask = np.zeros_like(prev)
     x0, y0 = (box.x - ox) * k, (box.y - oy) * k
     inset = box.w * k / 8
