@@ -219,3 +219,13 @@ def test_only_the_hardware_decides_real_or_simulated():
     found = {name: lines for name, path in modules().items()
              if name not in DECIDE_SIMULATED and (lines := _branches_on_simulate(path))}
     assert found == {}
+
+
+def test_a_run_without_a_child_loads_no_profile_learner_or_virtual_child():
+    """The daemon's run path imports the child's profile, the scenario learner and the virtual
+    child only for a run that asks for a child; hints, medians and CSV exports load their
+    standard modules where they are made (``tools/bench_memory.py`` measures the memory)."""
+    loaded = loaded_by("import relaxd.cli, relaxd.core.options, relaxd.daemon.build")
+    unused = ("relaxd.children.session", "relaxd.children.recommend", "relaxd.children.store",
+              "relaxd.sim.virtual_child", "statistics", "difflib", "csv")
+    assert [m for m in unused if m in loaded] == []

@@ -18,7 +18,6 @@ own rest, so it teaches nothing; how closely a session followed the tempo is
 
 from __future__ import annotations
 
-import statistics
 from typing import Iterable, Protocol
 
 #: (age in years below which it applies, median breaths a minute), Fleming et al. 2011.
@@ -90,6 +89,8 @@ def own_calm_rate(reports: Iterable[tuple[float | None, float | None, bool]]) ->
     """The session's own calm breathing: the median of the reports (breathing, tempo, face
     calm) with the breathing known, the face calm and the breathing not at the tempo; None
     with fewer than :data:`MIN_REPORTS` such."""
+    import statistics  # here: with fractions and decimal, ~0.4 MB the daemon rarely needs
+
     rates = [b for b, t, calm in reports if b is not None and calm and not follows(b, t)]
     return round(statistics.median(rates), 1) if len(rates) >= MIN_REPORTS else None
 

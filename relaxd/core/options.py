@@ -54,6 +54,12 @@ class RunOptions:
             if getattr(self, name):
                 raise RelaxdError(f"--{name.replace('_', '-')} needs --simulate ({why})")
 
+    @property
+    def asks_for_child(self) -> bool:
+        """Whether the run concerns a child's profile: a child named, real or virtual, or a
+        choice that needs one (``--scenario auto``, ``--scenarios``)."""
+        return bool(self.child or self.virtual_child or self.scenario == "auto" or self.scenarios)
+
     @classmethod
     def of(cls, values: Any) -> RunOptions:
         """From any object with these attributes (the command line's parsed arguments): each

@@ -18,7 +18,6 @@ each (key, message) is reported at that key's position.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import math
 import types
@@ -68,6 +67,8 @@ def _at(node: yaml.Node, message: str) -> Problem:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only for a problem's hint: never loaded by a valid file
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

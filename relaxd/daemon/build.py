@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from relaxd.children.session import ChildSession, child_session
 from relaxd.clinic import launch as clinic_launch
 from relaxd.config import Config
 from relaxd.control.controller import Controller
@@ -38,11 +37,11 @@ from relaxd.records.sessions import SessionSink
 from relaxd.safety.alerts import Alerter
 from relaxd.safety.estop import EmergencyStop, Heartbeat, ResetButton
 from relaxd.safety.latch import FaultLatch, RunMarker
-from relaxd.sim.virtual_child import load_virtual_child, virtual_input
 from relaxd.vision.inputs import Input, ScriptInput, VisionInput
 from relaxd.vision.settings import CameraSettings
 
 if TYPE_CHECKING:
+    from relaxd.children.session import ChildSession
     from relaxd.daemon.link import ControlLink
     from relaxd.vision.camera import FrameFeed
     from relaxd.vision.emotion import EmotionClassifier
@@ -88,14 +87,25 @@ class Plan:
     virtual: bool = False  # a virtual child stands in for the camera
 
 
+def _child_of(options: RunOptions, hw: ChairHardware) -> ChildSession | None:
+    """The session's child, if the run asks for one. The child's profile, the scenario learner
+    and the virtual child are imported only then: a run without a child never uses them."""
+    if not options.asks_for_child:
+        return None
+    from relaxd.children.session import child_session
+    from relaxd.sim.virtual_child import load_virtual_child
+
+    return child_session(options, hw.config, camera=not options.mood_script,
+                         virtual=load_virtual_child(options), state_dir=hw.state_dir,
+                         add_unknown=hw.adds_unknown_children)
+
+
 def plan_run(options: RunOptions, hw: ChairHardware) -> Plan:
     """Resolve the arguments against the hardware's configuration; bad input raises
     RelaxdError."""
     clinic_launch.check(options)
     config = hw.config
-    child = child_session(options, config, camera=not options.mood_script,
-                          virtual=load_virtual_child(options), state_dir=hw.state_dir,
-                          add_unknown=hw.adds_unknown_children)
+    child = _child_of(options, hw)
     scenario = child.scenario if child else _scenario(options.scenario, config.scenario)
     virtual = bool(options.virtual_child)
     script = _mood_script(options, virtual, hw.default_mood_script)
@@ -162,6 +172,8 @@ class Sensing:
         if self.script is not None:
             return ScriptInput(self.script, hands)
         if self.virtual:
+            from relaxd.sim.virtual_child import virtual_input
+
             return virtual_input(plan.child, actuators, plan.config)
         from relaxd.vision.body.vitals import BodySignals
         from relaxd.vision.calibration import load_calibration

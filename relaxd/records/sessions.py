@@ -10,7 +10,6 @@ events: a writer killed with SIGKILL loses at most the last second.
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -200,6 +199,8 @@ def export_csv(events: list[Event], out: str | Path) -> None:
 
 def write_csv(events: list[Event], f: Any) -> None:
     """:func:`export_csv`'s rows to an open text file (the station's download)."""
+    import csv  # an export's alone: the daemon writing its record never needs it
+
     fields = sorted({k for e in events for k in e} - {"t", "type"})
     w = csv.writer(f)
     w.writerow(["t", "type", *fields])
