@@ -5,8 +5,8 @@
 Sources: the Hamilton clip (640x480 as ``relaxd bench`` makes it, the face from relaxd's own
 detector), and a clip made by :mod:`relaxd.sim.bodyclip` from each of the Obama and Biden stills
 (breathing, pulse, the chair's light and vibration running). Frames are made outside the timed
-part. Prints each source's median and 95th percentile in milliseconds; ``--profile`` also
-prints cProfile's busiest functions over all sources.
+part; OpenCV runs on one thread, as in the daemon. Prints each source's median and 95th
+percentile in milliseconds; ``--profile`` also prints cProfile's busiest functions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from relaxd.sim.bodyclip import Clip, ClipSpec, padded_still
 from relaxd.vision.body.vitals import BodySignals, ChairOutputs, mean_colour
 from relaxd.vision.camera import CAMERA_SIZE, VideoFileSource
-from relaxd.vision.faces import Box, FaceDetector, to_gray
+from relaxd.vision.faces import Box, FaceDetector, one_opencv_thread, to_gray
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "video"
 Frame = tuple[float, np.ndarray, Box | None, ChairOutputs]
@@ -80,6 +80,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=45.0, help="length of the stills' clips")
     ap.add_argument("--profile", action="store_true", help="also print cProfile's top functions")
     args = ap.parse_args()
+    one_opencv_thread()  # as the daemon and relaxd bench run
     profile = cProfile.Profile() if args.profile else None
     sources = {"hamilton": lambda: video_frames(VIDEO / "short_hamilton_clip.mp4"),
                "obama": lambda: still_frames(VIDEO / "obama.jpg", args.seconds),
