@@ -23,39 +23,47 @@ SMOOTHING = np.array([1, 6, 15, 20, 15, 6, 1], dtype=np.float32) / 64
 MAX_SHIFT = 6
 
 
-def row_profile(gray: np.ndarray, box: Box, axis: int = 1) -> np.ndarray:
-    """The normalised, smoothed profile of ``box`` of ``gray``: each row's mean (each column's
-    with ``axis=0``)."""
-    crop = gray[box.y:box.y + box.h, box.x:box.x + box.w]
-    sums = np.add.reduce(crop, axis=axis, dtype=np.uint32)  # exact: no float rounding yet
-    means = sums.astype(np.float32)
-    means /= np.float32(crop.shape[axis])
-    rows = np.convolve(means, SMOOTHING, mode="valid")
+def normalised(sums: np.ndarray, count: int) -> np.ndarray:
+    """The profile of rows that each sum ``count`` pixels to ``sums``: their means smoothed with
+    :data:`SMOOTHING`, less their mean, over their spread."""
+    rows = np.convolve(sums / count, SMOOTHING, mode="valid")
     mean, spread = (float(v[0, 0]) for v in cv2.meanStdDev(rows))
     return (rows - mean) / (spread if spread > 1e-6 else 1.0)
 
 
 class Profiles:
-    """One frame's region profiles, each made once however many meters ask for it."""
+    """One frame's region profiles, each made once however many meters ask for it (a region's
+    row and column sums both come from one integral image of it)."""
 
     def __init__(self, gray: np.ndarray) -> None:
         self.gray = gray
+        self._integrals: dict[Box, np.ndarray] = {}
         self._made: dict[tuple[Box, int], np.ndarray] = {}
 
     def rows(self, box: Box) -> np.ndarray:
-        """``box``'s row profile (see :func:`row_profile`)."""
+        """``box``'s row profile: each row's mean, smoothed and normalised."""
         return self._profile(box, 1)
 
     def columns(self, box: Box) -> np.ndarray:
-        """``box``'s column profile."""
+        """``box``'s column profile: each column's mean, smoothed and normalised."""
         return self._profile(box, 0)
 
     def _profile(self, box: Box, axis: int) -> np.ndarray:
-        key = (box, axis)
-        made = self._made.get(key)
+        made = self._made.get((box, axis))
         if made is None:
-            made = self._made[key] = row_profile(self.gray, box, axis)
+            whole = self._integral(box)
+            running = whole[:, -1] if axis == 1 else whole[-1]  # sums up to each row (column)
+            made = normalised(running[1:] - running[:-1], whole.shape[axis] - 1)
+            self._made[box, axis] = made
         return made
+
+    def _integral(self, box: Box) -> np.ndarray:
+        """The integral image of ``box`` (exact integer sums: no rounding before the means)."""
+        whole = self._integrals.get(box)
+        if whole is None:
+            crop = self.gray[box.y:box.y + box.h, box.x:box.x + box.w]
+            whole = self._integrals[box] = cv2.integral(crop)
+        return whole
 
 
 @lru_cache(maxsize=64)
@@ -93,7 +101,7 @@ class Reference:
         squares = np.subtract(self.profile, self._shifted)
         np.square(squares, out=squares)
         cost = (np.einsum("ji,ji->j", squares, self._inside) / self._counts).tolist()
-        i = min(range(len(cost)), key=cost.__getitem__)
+        i = cost.index(min(cost))
         lag = float(i - m)
         if 0 < i < len(cost) - 1:
             a, b, c = cost[i - 1:i + 2]
