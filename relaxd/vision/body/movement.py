@@ -1,11 +1,11 @@
 """Restlessness 0..1 from how much the body moves on its own from frame to frame.
 
 The body region (chest and shoulders) and the head are shrunk to a quarter of their size
-(averaging away most of the sensor's noise). The head's shift since the previous frame (phase
-its row and column profiles matched as the breathing meter matches
-them) is what the chair's vibration, or a shaken camera, moves everything by: the
-previous body image is moved by it before the two are compared, so only the body's own change
-counts. The mean absolute difference, less its own mean (the chair's light brightening or
+(averaging away most of the sensor's noise). The head's shift since the previous frame (its row
+and column profiles matched as the breathing meter matches them,
+:mod:`relaxd.vision.body.profiles`) is what the chair's vibration, or a shaken camera, moves
+everything by: the previous body image is moved by it before the two are compared, so only the
+body's own change counts. The mean absolute difference, less its own mean (the chair's light brightening or
 dimming the whole region is no movement), per second and smoothed over :data:`SMOOTH_S`, above
 the still picture's noise (:data:`FLOOR`), maps to 0..1: ``1 - exp(-(change - FLOOR) / SCALE)``.
 A calm, breathing child stays low; fidgeting or standing up reads clearly higher.
@@ -61,6 +61,7 @@ class MovementMeter:
         return self.index
 
     def reset(self) -> None:
+        """Forget the previous frame and the smoothed change (a new child, or a long gap)."""
         self._previous, self._change, self.index = None, 0.0, 0.0
 
 
