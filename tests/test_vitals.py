@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from relaxd.sim.bodyclip import Clip, ClipSpec, padded_still
+from relaxd.vision.body.profiles import Profiles, Reference, normalised
 from relaxd.vision.body.regions import place
 from relaxd.vision.body.vitals import BodySignals, ChairOutputs, Vitals, mean_colour
 from relaxd.vision.camera import Frame, mean_rgb
@@ -101,3 +102,23 @@ def test_no_frame_computes_both_rates():
     times = [t for t, _ in calls]
     assert len(times) == len(set(times)) == 8
     assert [m for _, m in calls] == [body.breathing, body.pulse] * 4
+
+
+def test_a_regions_profiles_are_its_rows_and_columns_means_made_once():
+    gray = np.random.default_rng(1).integers(0, 256, (120, 160), dtype=np.uint8)
+    box, frame = Box(30, 20, 70, 50), Profiles(gray)
+    crop = gray[20:70, 30:100].astype(np.float64)
+    assert np.allclose(frame.rows(box), normalised(crop.sum(axis=1), 70))
+    assert np.allclose(frame.columns(box), normalised(crop.sum(axis=0), 50))
+    assert len(frame.rows(box)) == 50 - 6 and len(frame.columns(box)) == 70 - 6
+    assert frame.rows(box) is frame.rows(box)  # the breathing and movement meters share it
+
+
+def test_a_profile_moved_a_known_distance_is_found_that_far_from_its_reference():
+    """Sub-pixel, either way: a textured region whose picture moved down by a fraction of a row
+    (new rows coming into view) is matched to within 0.05 row."""
+    texture = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 50, (400, 1)), (0, 0), 3)[:, 0]
+    seen = lambda moved: np.interp(np.arange(100, 200) - moved, np.arange(400.0), texture)  # noqa: E731
+    reference = Reference(normalised(seen(0.0), 1))
+    for moved in (-4.6, -1.0, 0.0, 0.3, 2.5, 5.2):
+        assert abs(reference.shift(normalised(seen(moved), 1)) - moved) < 0.05, moved

@@ -1,12 +1,13 @@
 """Breathing rate from the rise and fall of the chest and shoulders, told apart from the chair.
 
-Each frame, the chest region's row profile (the mean of each row, normalised) is matched
-against a reference profile of the same region to find how far the chest moved up or down
-(sub-pixel); the head's profile gives the head's movement the same way. The chest's own
-movement is the chest's less the head's: when the chair's vibration shakes the child (or the
-camera), chest and head move together and the difference cancels it. Normalised profiles do
-not move when the light brightens or dims. The rate is the strongest frequency of that
-difference over the last :data:`WINDOW_S` seconds, within 4..30 breaths a minute.
+Each frame, the chest region's row profile (the mean of each row, normalised:
+:mod:`relaxd.vision.body.profiles`) is matched against a reference profile of the same region to
+find how far the chest moved up or down (sub-pixel); the head's profile gives the head's
+movement the same way. The chest's own movement is the chest's less the head's: when the
+chair's vibration shakes the child (or the camera), chest and head move together and the
+difference cancels it. Normalised profiles do not move when the light brightens or dims. The
+rate is the strongest frequency of that difference over the last :data:`WINDOW_S` seconds,
+within 4..30 breaths a minute.
 
 A child who breathes along breathes at the chair's tempo, so a rate is never rejected for
 matching it. It is reported as unknown instead when the chair could have made it: the head
@@ -22,6 +23,7 @@ from collections import deque
 
 import numpy as np
 
+from relaxd.vision.body.profiles import Profiles, Reference
 from relaxd.vision.body.spectrum import (
     RateEstimate,
     amplitude_at,
@@ -37,10 +39,6 @@ WINDOW_S = 30.0
 BAND_PER_MIN = (4.0, 30.0)
 #: Resampling rate of the motion series, Hz.
 GRID_HZ = 4.0
-#: Largest chest movement between a frame and its reference that is searched for, pixels.
-MAX_SHIFT = 6
-#: The kernel row profiles are smoothed with (a binomial, about 1.2 rows wide).
-SMOOTHING = np.array([1, 6, 15, 20, 15, 6, 1], dtype=np.float32) / 64
 #: Share of the band's power the peak must hold to be reported.
 MIN_QUALITY = 0.45
 #: Smallest chest amplitude read as breathing, pixels.
@@ -57,38 +55,6 @@ REPLACE_SHARE = 0.15
 
 
 
-def row_profile(gray: np.ndarray, box: Box, axis: int = 1) -> np.ndarray:
-    """Each row's mean over ``box`` (each column's with ``axis=0``), smoothed over a few rows
-    (so that a sharp edge still gives a sub-pixel shift) and normalised (zero mean, unit
-    spread)."""
-    rows = np.convolve(gray[box.y:box.y + box.h, box.x:box.x + box.w].mean(
-        axis=axis, dtype=np.float32), SMOOTHING, mode="valid")
-    spread = float(rows.std())
-    return (rows - rows.mean()) / (spread if spread > 1e-6 else 1.0)
-
-
-def shift_between(reference: np.ndarray, profile: np.ndarray, max_shift: int = MAX_SHIFT) -> float:
-    """How many rows ``profile`` lies below ``reference`` (sub-pixel): the lag of least mean
-    squared difference within ``max_shift``, refined by a parabola."""
-    n, lags = len(reference), 2 * max_shift + 1
-    padded = np.zeros(n + 2 * max_shift, np.float64)
-    padded[max_shift:max_shift + n] = profile
-    held = np.zeros_like(padded)
-    held[max_shift:max_shift + n] = 1.0
-    step = padded.strides[0]
-    # Row j: the profile moved up by j - max_shift rows (0 where it has no row), and where it has.
-    shifted = np.lib.stride_tricks.as_strided(padded, (lags, n), (step, step), writeable=False)
-    inside = np.lib.stride_tricks.as_strided(held, (lags, n), (step, step), writeable=False)
-    cost = np.einsum("ji,ji->j", np.square(reference - shifted), inside) / inside.sum(axis=1)
-    i = int(np.argmin(cost))
-    lag = float(i - max_shift)
-    if 0 < i < len(cost) - 1:
-        a, b, c = cost[i - 1:i + 2]
-        if a - 2 * b + c > 0:
-            lag += 0.5 * (a - c) / (a - 2 * b + c)
-    return lag
-
-
 class BreathingMeter:
     """Feed :meth:`update` every frame with a face; :meth:`estimate` at any time."""
 
@@ -96,11 +62,11 @@ class BreathingMeter:
         self.window_s = window_s
         self._samples: deque[tuple[float, float, float, float, float]] = deque()
         self._anchor: tuple[Box, Box, Box] | None = None  # face, chest, head boxes
-        self._refs: tuple[np.ndarray, np.ndarray] | None = None
+        self._refs: tuple[Reference, Reference] | None = None
         self._offset = 0.0  # the chest's own movement carried over a re-placing
         self._last = 0.0
 
-    def update(self, t: float, gray: np.ndarray, face: Box, chest: Box | None, head: Box,
+    def update(self, t: float, frame: Profiles, face: Box, chest: Box | None, head: Box,
                light: float) -> float | None:
         """Take one frame at ``t``; the chest's own movement (pixels), None without a chest."""
         if chest is None:
@@ -108,14 +74,14 @@ class BreathingMeter:
             return None
         if self._anchor is None or _moved(self._anchor[0], face):
             self._anchor = (face, chest, head)
-            self._refs = (row_profile(gray, chest), row_profile(gray, head))
+            self._refs = (Reference(frame.rows(chest)), Reference(frame.rows(head)))
             self._offset = self._last
         _, chest, head = self._anchor
         assert self._refs is not None
-        chest_dy = shift_between(self._refs[0], row_profile(gray, chest))
-        head_dy = shift_between(self._refs[1], row_profile(gray, head))
+        chest_dy = self._refs[0].shift(frame.rows(chest))
+        head_dy = self._refs[1].shift(frame.rows(head))
         own = self._offset + chest_dy - head_dy
-        luma = float(gray[chest.y:chest.y + chest.h:4, chest.x:chest.x + chest.w:4].mean())
+        luma = _mean_luma(frame.gray, chest)
         self._samples.append((t, own, head_dy, luma, light))
         while self._samples and self._samples[0][0] < t - self.window_s:
             self._samples.popleft()
@@ -164,6 +130,12 @@ class BreathingMeter:
             if np.isfinite(r) and abs(r) >= LIGHT_R:
                 return "the chest's brightness follows it (the chair's light?)"
         return ""
+
+
+def _mean_luma(gray: np.ndarray, box: Box) -> float:
+    """The mean grey level of ``box``, from every fourth pixel of every fourth row."""
+    sample = gray[box.y:box.y + box.h:4, box.x:box.x + box.w:4]
+    return float(np.add.reduce(sample, axis=None, dtype=np.float64)) / sample.size
 
 
 def _moved(anchor: Box, face: Box) -> bool:

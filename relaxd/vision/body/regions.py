@@ -9,6 +9,7 @@ view when less than :data:`MIN_CHEST_SHARE` of it lies inside the picture.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from relaxd.vision.faces import Box
 
@@ -37,8 +38,10 @@ def clip(box: Box, width: int, height: int) -> Box | None:
     return Box(x0, y0, x1 - x0, y1 - y0)
 
 
+@lru_cache(maxsize=16)
 def place(face: Box, width: int, height: int) -> Regions:
-    """The regions for ``face`` in a ``width`` x ``height`` frame."""
+    """The regions for ``face`` in a ``width`` x ``height`` frame (remembered: a still child's
+    face box repeats from frame to frame)."""
     skin = Box(face.x + face.w // 4, face.y + face.h // 8, face.w // 2, face.h * 5 // 8)
     side = int(face.w * CHEST_SIDE)
     wanted = Box(face.x - side, face.y + int(face.h * CHEST_TOP), face.w + 2 * side,

@@ -14,6 +14,7 @@ import numpy as np
 
 from relaxd.vision.body.breathing import BreathingMeter
 from relaxd.vision.body.movement import MovementMeter
+from relaxd.vision.body.profiles import Profiles
 from relaxd.vision.body.pulse import PulseMeter
 from relaxd.vision.body.regions import place
 from relaxd.vision.body.spectrum import RateEstimate
@@ -88,8 +89,9 @@ class BodySignals:
         self._seen = t
         height, width = gray.shape[:2]
         regions = place(face, width, height)
-        self.breathing.update(t, gray, face, regions.chest, regions.head, chair.light)
-        movement = self.movement.update(t, gray, regions.chest or regions.head, regions.head)
+        frame = Profiles(gray)
+        self.breathing.update(t, frame, face, regions.chest, regions.head, chair.light)
+        movement = self.movement.update(t, frame, regions.chest or regions.head, regions.head)
         rgb = colour_of(regions.skin)
         if rgb is not None:
             self.pulse.update(t, rgb, chair.light_rgb())
