@@ -4,7 +4,9 @@ frame, and the one face crop used at run time.
 Each frame, :meth:`FaceDetector.track`:
 
 1. follows the child's face: the frontal ``default`` cascade looks for it close to its last box
-   (``close_margin``, ``close_sizes``); when it misses, sparse optical flow predicts where the
+   (``close_margin``, ``close_sizes``), then the cascade that found it in the last frame if
+   another (a face followed in profile stays followed at a close look's cost); when they miss,
+   sparse optical flow predicts where the
    box moved, and one cascade looks in a region around that prediction, scaled so the face is
    ``roi_face_px`` wide: the one that found the face last, else the next in turn each frame
    (frontal ``default``, ``alt2``, profile, mirrored profile), so a re-find is spread over
@@ -367,16 +369,21 @@ class FaceDetector:
     def _follow(self, cur: _Track, frame: SearchFrame, budget: _Budget) -> str:
         """Find the followed face ``cur`` again, or keep it by flow; how, or "" when it is lost.
 
-        The frontal cascade looks close to the last box first; when it misses, optical flow
-        predicts the box and one cascade of :data:`REFIND` looks around the prediction: the one
-        that found the face last, else the next in turn each frame (a re-find spread over
-        frames), none while the sweep waits for its part."""
+        The frontal cascade looks close to the last box first, then the cascade that found the
+        face in the last frame, if another (a face followed in profile or looking down); when
+        they miss, optical flow predicts the box and one cascade of :data:`REFIND` looks around
+        the prediction: the one that found the face last, else the next in turn each frame (a
+        re-find spread over frames), none while the sweep waits for its part."""
         if self._unconfirmed >= self.unconfirmed_frames:
             return ""
         box = self._look(frame, cur.box, budget, 0, close=True)
         if box is not None:
             cur.box, self._coasted, self._refind = box, 0, 0
             return "frontal"
+        last = self._refind if not self._coasted else 0
+        if last and (box := self._look(frame, cur.box, budget, last, close=True)) is not None:
+            cur.box = box
+            return REFIND[last][2]
         budget.spend(FLOW_COST)
         predicted = None if self._patch is None else flow_box(self._patch[0], frame.gray, cur.box,
                                                               self._patch[1])
