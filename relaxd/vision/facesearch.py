@@ -165,8 +165,8 @@ class SearchFrame:
             height, width = self.gray.shape[:2]
             size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
             n = 0
-            while scale * 2 ** (n + 1) <= 1 and min(self._level(n + 1).shape[:2]) > 0:
-                n += 1
+            while scale * 2 ** (n + 1) <= 1 and min(self._level(n).shape[:2]) >= 2:
+                n += 1   # a level one pixel thin has no halves
             source = self._level(n)
             ratio = size[0] / source.shape[1]
             made = source if size == source.shape[1::-1] else cv2.resize(
