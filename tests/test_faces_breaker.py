@@ -48,9 +48,6 @@ def test_a_thin_still_gives_no_face_and_no_error(shape):
     assert all(det.track(thin).box is None for _ in range(3))
 
 
-@pytest.mark.xfail(strict=True, reason="open: a followed poster's track is always one sweep ahead of "
-                   "the child's, and the child's sweep-end alt2 check fails, so the child is "
-                   "never chosen")
 def test_a_poster_there_before_the_child_sits_down_gives_way_to_the_child():
     """A face on the wall, alone in the room for a second, is followed; then the child sits down
     (nearer the camera, larger). The poster's track was seen in one more sweep than the child's

@@ -39,7 +39,10 @@ for the emotion model) until the ``default`` cascade finds it;
 Which face is the child's, when several are seen (the rule, in order):
 1. the face followed from the last frame (``rule="tracked"``);
 2. otherwise, and at the end of each sweep, the face whose track was seen in the most sweeps
-   (``"persistent"``): the child sits in the chair all session, a parent leaning in comes and goes;
+   (``"persistent"``): the child sits in the chair all session, a parent leaning in comes and goes.
+   Sweeps count up to ``settled_sweeps``: faces seen that often are all settled, and the next
+   rule decides between them, so a face on the wall followed before the child sat down gives way
+   to the child's, nearer the camera;
 3. tie: the largest (``"largest"``), the child being nearest the chair's camera;
 4. tie: the most central (``"central"``). A lone face is chosen with ``rule="only"``.
 """
@@ -207,8 +210,9 @@ class FaceDetector:
     (:data:`REFIND` indices) whole sweeps take in turn, so that a face that comes looking down
     (``alt2``) or turned (the profile cascades) is found too; ``confirm_frames``: frames running
     such a face must be found by its cascade before it is the child's (see :class:`_Pending`);
-    ``scale_factor`` and ``min_neighbors``: the cascades' own parameters; ``cascade_path``: the
-    full search's cascade (a name under cv2.data or a path).
+    ``settled_sweeps``: sweeps after which a face's persistence no longer counts (see the
+    module's child rule); ``scale_factor`` and ``min_neighbors``: the cascades' own parameters;
+    ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
     """
 
     detect_width: int = 240
@@ -224,6 +228,7 @@ class FaceDetector:
     unconfirmed_frames: int = 150
     empty_sweeps: tuple[int, ...] = (0, 1)
     confirm_frames: int = 3
+    settled_sweeps: int = 4
     scale_factor: float = 1.1
     min_neighbors: int = 5
     cascade_path: str = CASCADE_PATH
@@ -237,6 +242,7 @@ class FaceDetector:
     _refind: int = field(init=False, repr=False, default=0)
     _starved: bool = field(init=False, repr=False, default=False)
     _pending: _Pending | None = field(init=False, repr=False, default=None)
+    _awaiting: list[_Track] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
@@ -247,7 +253,7 @@ class FaceDetector:
         """Forget the faces followed so far (a new session)."""
         self._tracks, self._current, self._sweep = [], None, _Sweep()
         self._patch, self._coasted, self._unconfirmed = None, 0, 0
-        self._refind, self._starved, self._pending = 0, False, None
+        self._refind, self._starved, self._pending, self._awaiting = 0, False, None, []
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
@@ -269,13 +275,14 @@ class FaceDetector:
         frame = SearchFrame(to_gray(gray))
         self._plan_for(frame.gray)
         budget = _Budget(self.frame_budget(followed=self._current is not None))
+        switched = self._recheck(frame, budget)
         how = self._follow(self._current, frame, budget) if self._current is not None else ""
         if not how:
             self._current, self._patch = None, None
             how = self._confirm(frame, budget)
-        followed = self._current
+        followed = None if switched else self._current
+        rule = switched or ("tracked" if how else "")
         part, swept = self._sweep_on(frame, budget, how)
-        rule = "tracked" if how else ""
         if how in ("flow", "profile") and followed is not None:
             how = self._snap(followed, part) or how
         if swept is not None:
@@ -443,10 +450,10 @@ class FaceDetector:
         ``sweep_parts`` frames). Otherwise as many parts as the frame's budget holds (with
         nobody followed, room kept to check a find, and until a part finds a face). A part
         runs whatever the budget when the last frame ran none."""
-        reserve = 0.0 if how else RUN_COST["wide"][1]
         part: list[Box] = []
         swept, ran = None, 0
         while swept is None and self._sweep.plan and not (part and self._current is None):
+            reserve = 0.0 if how else RUN_COST["wide"][1]
             if not (budget.fits(self._sweep.plan[self._sweep.next].share + reserve)
                     or (self._starved and ran == 0)):
                 break
@@ -555,20 +562,36 @@ class FaceDetector:
         if cur is not None:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
-        ranked = [t for t in self._rank(seen, frame.gray.shape)
-                  if t is cur or self._check(frame, t, budget, again=True)]
-        self._current = ranked[0] if ranked else None
-        return self._rule(ranked, frame.gray.shape) if ranked else ""
+        ranked, kept = self._rank(seen, frame.gray.shape), []
+        for i, track in enumerate(ranked):
+            spent = budget.spent
+            if track is cur or self._check(frame, track, budget, again=True):
+                kept.append(track)
+            elif budget.spent == spent and cur in ranked[i + 1:]:
+                self._awaiting.append(track)   # ranked above the followed face: check it next
+        self._current = kept[0] if kept else None
+        return self._rule(kept, frame.gray.shape) if kept else ""
 
-    @staticmethod
-    def _rank(tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
-        return sorted(tracks, key=lambda t: _key(t, shape), reverse=True)
+    def _recheck(self, frame: SearchFrame, budget: _Budget) -> str:
+        """First in the frame after a sweep's end: check the faces it ranked above the followed
+        one and had no room to check. The first that passes becomes the child's, followed from
+        its sweep's box; the rule that chose it, else ""."""
+        waiting, self._awaiting = self._awaiting, []
+        for track in waiting:
+            cur = self._current
+            if cur is not None and self._check(frame, track, budget, again=True):
+                rule = self._rule([track, cur], frame.gray.shape)
+                self._current, self._patch, self._coasted, self._refind = track, None, 0, 0
+                return rule
+        return ""
 
-    @staticmethod
-    def _rule(ranked: list[_Track], shape: tuple[int, ...]) -> str:
+    def _rank(self, tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
+        return sorted(tracks, key=lambda t: _key(t, shape, self.settled_sweeps), reverse=True)
+
+    def _rule(self, ranked: list[_Track], shape: tuple[int, ...]) -> str:
         if len(ranked) == 1:
             return "only"
-        (h0, a0, _), (h1, a1, _) = _key(ranked[0], shape), _key(ranked[1], shape)
+        (h0, a0, _), (h1, a1, _) = (_key(t, shape, self.settled_sweeps) for t in ranked[:2])
         return "persistent" if h0 > h1 else "largest" if a0 > a1 else "central"
 
     def _match(self, faces: list[Box]) -> list[_Track]:
@@ -615,11 +638,13 @@ def sweeps_to_see(cycle: tuple[int, ...], seen_by: set[int]) -> int | None:
     return 1 + max(gaps)
 
 
-def _key(track: _Track, shape: tuple[int, ...]) -> tuple[int, int, float]:
-    """The child rule's order: hits in sweeps, then area, then nearness to the frame's centre."""
+def _key(track: _Track, shape: tuple[int, ...], settled: int) -> tuple[int, int, float]:
+    """The child rule's order: hits in sweeps (up to ``settled``), then area, then nearness to
+    the frame's centre."""
     height, width = shape[:2]
     cx, cy = track.box.center
-    return track.hits, track.box.area, -((cx - width / 2) ** 2 + (cy - height / 2) ** 2)
+    return (min(track.hits, settled), track.box.area,
+            -((cx - width / 2) ** 2 + (cy - height / 2) ** 2))
 
 
 def one_opencv_thread() -> None:
