@@ -43,7 +43,9 @@ Which face is the child's, when several are seen (the rule, in order):
    Sweeps count up to ``settled_sweeps``: faces seen that often are all settled, and the next
    rule decides between them, so a face on the wall followed before the child sat down gives way
    to the child's, nearer the camera;
-3. tie: the largest (``"largest"``), the child being nearest the chair's camera;
+3. tie: the largest (``"largest"``), the child being nearest the chair's camera; the followed
+   face's area counts ``keep_area`` times, so that only a clearly larger face takes the choice
+   from it and two faces of about one size do not trade it back and forth;
 4. tie: the most central (``"central"``). A lone face is chosen with ``rule="only"``.
 """
 
@@ -211,7 +213,9 @@ class FaceDetector:
     (``alt2``) or turned (the profile cascades) is found too; ``confirm_frames``: frames running
     such a face must be found by its cascade before it is the child's (see :class:`_Pending`);
     ``settled_sweeps``: sweeps after which a face's persistence no longer counts (see the
-    module's child rule); ``scale_factor`` and ``min_neighbors``: the cascades' own parameters;
+    module's child rule); ``keep_area``: how many times the followed face's area a face must
+    have to take the choice from it by size (see the module's child rule); ``scale_factor`` and
+    ``min_neighbors``: the cascades' own parameters;
     ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
     """
 
@@ -229,6 +233,7 @@ class FaceDetector:
     empty_sweeps: tuple[int, ...] = (0, 1)
     confirm_frames: int = 3
     settled_sweeps: int = 4
+    keep_area: float = 1.5
     scale_factor: float = 1.1
     min_neighbors: int = 5
     cascade_path: str = CASCADE_PATH
@@ -549,10 +554,11 @@ class FaceDetector:
         if not candidates:
             return ""
         ranked = self._rank(candidates, frame.gray.shape)
+        rule = self._rule(ranked, frame.gray.shape)
         self._current, self._pending = ranked[0], None
         if ranked[0] not in self._tracks:
             self._tracks.append(ranked[0])
-        return self._rule(ranked, frame.gray.shape)
+        return rule
 
     def _end_sweep(self, frame: SearchFrame, swept: list[Box], budget: _Budget) -> str:
         """The sweep ended: count where each face was seen and choose the child's again."""
@@ -569,8 +575,9 @@ class FaceDetector:
                 kept.append(track)
             elif budget.spent == spent and cur in ranked[i + 1:]:
                 self._awaiting.append(track)   # ranked above the followed face: check it next
+        rule = self._rule(kept, frame.gray.shape) if kept else ""
         self._current = kept[0] if kept else None
-        return self._rule(kept, frame.gray.shape) if kept else ""
+        return rule
 
     def _recheck(self, frame: SearchFrame, budget: _Budget) -> str:
         """First in the frame after a sweep's end: check the faces it ranked above the followed
@@ -586,12 +593,19 @@ class FaceDetector:
         return ""
 
     def _rank(self, tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
-        return sorted(tracks, key=lambda t: _key(t, shape, self.settled_sweeps), reverse=True)
+        return sorted(tracks, key=lambda t: self._key(t, shape), reverse=True)
+
+    def _key(self, track: _Track, shape: tuple[int, ...]) -> tuple[int, float, float]:
+        """The child rule's order, the followed face's area counted :attr:`keep_area` times: a
+        face of about its size (boxes of one face vary by a cascade step or two between
+        searches) never takes the choice from it, so the choice does not flap between two."""
+        favour = self.keep_area if track is self._current else 1.0
+        return _key(track, shape, self.settled_sweeps, favour)
 
     def _rule(self, ranked: list[_Track], shape: tuple[int, ...]) -> str:
         if len(ranked) == 1:
             return "only"
-        (h0, a0, _), (h1, a1, _) = (_key(t, shape, self.settled_sweeps) for t in ranked[:2])
+        (h0, a0, _), (h1, a1, _) = (self._key(t, shape) for t in ranked[:2])
         return "persistent" if h0 > h1 else "largest" if a0 > a1 else "central"
 
     def _match(self, faces: list[Box]) -> list[_Track]:
@@ -638,12 +652,13 @@ def sweeps_to_see(cycle: tuple[int, ...], seen_by: set[int]) -> int | None:
     return 1 + max(gaps)
 
 
-def _key(track: _Track, shape: tuple[int, ...], settled: int) -> tuple[int, int, float]:
-    """The child rule's order: hits in sweeps (up to ``settled``), then area, then nearness to
-    the frame's centre."""
+def _key(track: _Track, shape: tuple[int, ...], settled: int,
+         favour: float = 1.0) -> tuple[int, float, float]:
+    """The child rule's order: hits in sweeps (up to ``settled``), then area (times
+    ``favour``), then nearness to the frame's centre."""
     height, width = shape[:2]
     cx, cy = track.box.center
-    return (min(track.hits, settled), track.box.area,
+    return (min(track.hits, settled), track.box.area * favour,
             -((cx - width / 2) ** 2 + (cy - height / 2) ** 2))
 
 
