@@ -70,6 +70,7 @@ def test_a_poster_there_before_the_child_sits_down_gives_way_to_the_child():
     on_child = [d.box is not None and abs(d.box.center[0] - c[0]) < 70 and
                 abs(d.box.center[1] - c[1]) < 70 for d, c in found[wait:]]
     assert sum(on_child) >= 0.9 * len(on_child)
+    assert all(d.work <= det.frame_budget() + 1e-9 for d, _ in found)   # the check within budget
 
 
 def sibling_and_child(n: int, side: int, swing: int, period: float

@@ -247,7 +247,7 @@ class FaceDetector:
     _refind: int = field(init=False, repr=False, default=0)
     _starved: bool = field(init=False, repr=False, default=False)
     _pending: _Pending | None = field(init=False, repr=False, default=None)
-    _awaiting: list[_Track] = field(init=False, repr=False, default_factory=list)
+    _awaiting: _Track | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
@@ -258,7 +258,7 @@ class FaceDetector:
         """Forget the faces followed so far (a new session)."""
         self._tracks, self._current, self._sweep = [], None, _Sweep()
         self._patch, self._coasted, self._unconfirmed = None, 0, 0
-        self._refind, self._starved, self._pending, self._awaiting = 0, False, None, []
+        self._refind, self._starved, self._pending, self._awaiting = 0, False, None, None
 
     def find_all(self, gray: np.ndarray) -> list[Box]:
         """Every face in the whole frame, largest first (stateless full search, in one go)."""
@@ -487,6 +487,7 @@ class FaceDetector:
                               self.scale_factor)
             self._sweep = _Sweep((width, height), plan,
                                  median_share=float(np.median([p.share for p in plan] or [0.0])))
+            self._awaiting = None   # a box of the old size
 
     def _sweep_step(self, frame: SearchFrame,
                     budget: _Budget) -> tuple[list[Box], list[Box] | None]:
@@ -520,7 +521,7 @@ class FaceDetector:
         frames, the face may have moved or gone since). A check the frame's budget cannot hold
         waits (False) for a later frame."""
         if again or not track.verified:
-            k = 1 if self._sweep.k == 0 else 0
+            k = self._other_frontal()
             if not budget.fits(RUN_COST["wide"][k]):
                 return False
             found = self._cascades.search(frame, self.wide_region(track.box), FRONTAL[k])
@@ -568,29 +569,44 @@ class FaceDetector:
         if cur is not None:
             cur.hits, cur.misses = cur.hits + 1, 0
             seen.append(cur)
-        ranked, kept = self._rank(seen, frame.gray.shape), []
+        ranked, kept, self._awaiting = self._rank(seen, frame.gray.shape), [], None
         for i, track in enumerate(ranked):
             spent = budget.spent
             if track is cur or self._check(frame, track, budget, again=True):
                 kept.append(track)
-            elif budget.spent == spent and cur in ranked[i + 1:]:
-                self._awaiting.append(track)   # ranked above the followed face: check it next
+            elif budget.spent == spent and cur in ranked[i + 1:] and self._awaiting is None:
+                self._awaiting = track   # ranked above the followed face: checked when there is room
         rule = self._rule(kept, frame.gray.shape) if kept else ""
         self._current = kept[0] if kept else None
         return rule
 
     def _recheck(self, frame: SearchFrame, budget: _Budget) -> str:
-        """First in the frame after a sweep's end: check the faces it ranked above the followed
-        one and had no room to check. The first that passes becomes the child's, followed from
-        its sweep's box; the rule that chose it, else ""."""
-        waiting, self._awaiting = self._awaiting, []
-        for track in waiting:
-            cur = self._current
-            if cur is not None and self._check(frame, track, budget, again=True):
-                rule = self._rule([track, cur], frame.gray.shape)
-                self._current, self._patch, self._coasted, self._refind = track, None, 0, 0
-                return rule
-        return ""
+        """First in a frame after a sweep's end: check the face it ranked above the followed one
+        and had no room to check, once a frame has room for the check and for following the
+        face (a sweep's end sets the face afresh). If it passes it becomes the child's, followed
+        from its sweep's box; the rule that chose it, else ""."""
+        track, cur = self._awaiting, self._current
+        if track is None or cur is None:
+            self._awaiting = None
+            return ""
+        if not budget.fits(RUN_COST["wide"][self._other_frontal()] + self._follow_cost()):
+            return ""
+        self._awaiting = None
+        if not self._check(frame, track, budget, again=True):
+            return ""
+        rule = self._rule([track, cur], frame.gray.shape)
+        self._current, self._patch, self._coasted, self._refind = track, None, 0, 0
+        return rule
+
+    def _follow_cost(self) -> float:
+        """What following the face spends before it asks the budget: the close looks (frontal,
+        and by the cascade that found it in the last frame) and the flow."""
+        last = self._refind if not self._coasted else 0
+        return RUN_COST["close"][0] + (RUN_COST["close"][last] if last else 0.0) + FLOW_COST
+
+    def _other_frontal(self) -> int:
+        """The frontal cascade (:data:`REFIND` index) that checks a face the sweep's found."""
+        return 1 if self._sweep.k == 0 else 0
 
     def _rank(self, tracks: list[_Track], shape: tuple[int, ...]) -> list[_Track]:
         return sorted(tracks, key=lambda t: self._key(t, shape), reverse=True)
