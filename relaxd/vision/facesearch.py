@@ -143,8 +143,8 @@ class SearchFrame:
     full search reads, made once however many of its parts read it.
 
     The whole frame is scaled from a pyramid of halves (each level the mean of the 2x2 blocks of
-    the one above: a few microseconds where an arbitrary shrink of the frame by pixel areas takes
-    a few hundred), the level with the fewest pixels still as fine as the result, then by a
+    the one above: tens of microseconds where an arbitrary shrink of the frame by pixel areas
+    takes hundreds), the level with the fewest pixels still as fine as the result, then by a
     ratio of 0.5 to 1: bilinear from :data:`BILINEAR_FROM` up, by pixel areas below. A region
     around a face is small, and scaled on its own by pixel areas.
     """
