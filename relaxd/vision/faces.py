@@ -215,7 +215,9 @@ class FaceDetector:
     ``settled_sweeps``: sweeps after which a face's persistence no longer counts (see the
     module's child rule); ``keep_area``: how many times the followed face's area a face must
     have to take the choice from it by size (see the module's child rule); ``scale_factor`` and
-    ``min_neighbors``: the cascades' own parameters;
+    ``min_neighbors``: the cascades' own parameters; ``close_neighbors``: the close look's
+    ``min_neighbors`` (at the followed face's own place and size fewer agreeing windows
+    suffice, so a tilted face stays fit for the mood a frame or two longer);
     ``cascade_path``: the full search's cascade (a name under cv2.data or a path).
     """
 
@@ -236,8 +238,10 @@ class FaceDetector:
     keep_area: float = 1.5
     scale_factor: float = 1.1
     min_neighbors: int = 5
+    close_neighbors: int = 4
     cascade_path: str = CASCADE_PATH
     _cascades: Cascades = field(init=False, repr=False)
+    _close_cascades: Cascades = field(init=False, repr=False)
     _tracks: list[_Track] = field(init=False, repr=False, default_factory=list)
     _current: _Track | None = field(init=False, repr=False, default=None)
     _sweep: _Sweep = field(init=False, repr=False, default_factory=_Sweep)
@@ -251,6 +255,8 @@ class FaceDetector:
 
     def __post_init__(self) -> None:
         self._cascades = Cascades(self.cascade_path, self.scale_factor, self.min_neighbors)
+        self._close_cascades = Cascades(self.cascade_path, self.scale_factor,
+                                        self.close_neighbors)
         for name in dict.fromkeys((self.cascade_path, *FRONTAL, PROFILE)):
             load_cascade(name)
 
@@ -440,9 +446,9 @@ class FaceDetector:
         ``close``: only where a face followed from the last frame can be (:attr:`close_margin`,
         :attr:`close_sizes`), else where :meth:`wide_region` says."""
         region = self.close_region(guess) if close else self.wide_region(guess)
+        cascades = self._close_cascades if close else self._cascades
         name, mirrored, _ = REFIND[k]
-        found = self._cascades.search(frame, region, self.cascade_path if k == 0 else name,
-                                      mirrored)
+        found = cascades.search(frame, region, self.cascade_path if k == 0 else name, mirrored)
         budget.spend(RUN_COST["close" if close else "wide"][k])
         best = max(found, key=guess.iou, default=None)
         return best if best is not None and best.iou(guess) >= 0.2 else None
