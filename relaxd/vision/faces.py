@@ -6,14 +6,13 @@ Each frame, :meth:`FaceDetector.track`:
 1. follows the child's face: the frontal ``default`` cascade looks for it close to its last box
    (``close_margin``, ``close_sizes``), then the cascade that found it in the last frame if
    another (a face followed in profile stays followed at a close look's cost); when they miss,
-   sparse optical flow predicts where the
-   box moved, and one cascade looks in a region around that prediction, scaled so the face is
-   ``roi_face_px`` wide: the one that found the face last, else the next in turn each frame
-   (frontal ``default``, ``alt2``, profile, mirrored profile), so a re-find is spread over
-   frames. Found by none (a glance down, a hand over the face), the face is kept where the flow
-   puts it for at most ``coast_frames`` frames, and without a frontal find for at most
-   ``unconfirmed_frames``. Only a frontal find makes the face fit for the emotion model
-   (:attr:`Detection.frontal`);
+   sparse optical flow predicts where the box moved, and one cascade looks in a region around
+   that prediction, scaled so the face is ``roi_face_px`` wide: the one that found the face
+   last, else the next in turn each frame (frontal ``default``, ``alt2``, profile, mirrored
+   profile), so a re-find is spread over frames. Found by none (a glance down, a hand over the
+   face), the face is kept where the flow puts it for at most ``coast_frames`` frames, and
+   without a frontal find for at most ``unconfirmed_frames``. Only a frontal find makes the
+   face fit for the emotion model (:attr:`Detection.frontal`);
 2. runs parts of the full-frame search (on the frame scaled once to ``detect_width``, faces at
    least ``min_face_frac`` of the frame wide), cut by :func:`relaxd.vision.facesearch.plan_sweep`
    into ``sweep_parts`` parts of about equal work. Resting, while a frontal find follows the
@@ -398,7 +397,7 @@ class FaceDetector:
         if box is not None:
             cur.box, self._coasted, self._refind = box, 0, 0
             return "frontal"
-        last = self._refind if not self._coasted else 0
+        last = self._last_cascade()
         if last and (box := self._look(frame, cur.box, budget, last, close=True)) is not None:
             cur.box = box
             return REFIND[last][2]
@@ -607,8 +606,13 @@ class FaceDetector:
     def _follow_cost(self) -> float:
         """What following the face spends before it asks the budget: the close looks (frontal,
         and by the cascade that found it in the last frame) and the flow."""
-        last = self._refind if not self._coasted else 0
+        last = self._last_cascade()
         return RUN_COST["close"][0] + (RUN_COST["close"][last] if last else 0.0) + FLOW_COST
+
+    def _last_cascade(self) -> int:
+        """The cascade (:data:`REFIND` index) that found the followed face in the last frame,
+        if not the frontal ``default`` one; 0 otherwise (or when flow alone kept it)."""
+        return self._refind if not self._coasted else 0
 
     def _other_frontal(self) -> int:
         """The frontal cascade (:data:`REFIND` index) that checks a face the sweep's found."""
